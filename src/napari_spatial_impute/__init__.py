@@ -1,0 +1,42 @@
+"""napari-spatial-impute: impute unmeasured genes in spatial transcriptomics and view them in napari.
+
+Heavy modules (torch, anndata, napari) are imported lazily on first attribute access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "impute": ".api",
+    "impute_steps": ".api",
+    "cross_validate": ".api",
+    "cross_validate_steps": ".api",
+    "prepare": ".api",
+    "CVResult": ".api",
+    "load_osmfish_sample": ".io.sample",
+    "read_spatial": ".io.anndata_io",
+    "read_reference": ".io.anndata_io",
+    "get_method": ".models",
+    "available_methods": ".models",
+    "Imputer": ".models.base",
+    "ImputeData": ".models.base",
+    "KNNImputer": ".models.knn",
+    "STImputer": ".models.stimpute",
+    "SpaIMImputer": ".models.spaim",
+    "InputError": ".errors",
+    "resolve_device": ".device",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

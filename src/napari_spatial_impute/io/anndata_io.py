@@ -1,0 +1,69 @@
+"""AnnData files in and out, with clear errors for bad input and no overwritten files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..preprocessing import get_counts
+
+
+def _read(path: str | Path, what: str):
+    import anndata as ad
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"The {what} file {path} does not exist.", "check the path.")
+    if path.is_dir():
+        raise InputError(f"The {what} path {path} is a folder, not an .h5ad file.",
+                         "open instrument folders with napari_spatial_impute.io readers or napari's File ▸ Open.")
+    if path.stat().st_size == 0:
+        raise InputError(f"The {what} file {path} is empty (0 bytes).", "re-export it.")
+    try:
+        adata = ad.read_h5ad(path)
+    except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear message
+        raise InputError(f"Could not read the {what} file {path} as AnnData (.h5ad): {type(err).__name__}: {err}",
+                         "write it with anndata's adata.write_h5ad(...).") from err
+    return adata
+
+
+def check_spatial(adata, source: str = "spatial data") -> None:
+    """Validate a spatial AnnData: non-empty counts without NaN, (n, 2) finite ``obsm['spatial']``."""
+    get_counts(adata, what=source)
+    if "spatial" not in adata.obsm:
+        raise InputError(f"The {source} has no coordinates: obsm['spatial'] is missing.",
+                         "store (x, y) per cell in adata.obsm['spatial'].")
+    xy = np.asarray(adata.obsm["spatial"])
+    if xy.ndim != 2 or xy.shape[1] < 2 or xy.shape[0] != adata.n_obs:
+        raise InputError(f"obsm['spatial'] of the {source} has shape {xy.shape}; expected ({adata.n_obs}, 2).",
+                         "store (x, y) per cell in adata.obsm['spatial'].")
+    if not np.all(np.isfinite(xy[:, :2].astype(float))):
+        raise InputError(f"obsm['spatial'] of the {source} holds NaN/inf coordinates.", "drop those cells.")
+
+
+def read_spatial(path: str | Path):
+    """Read a spatial AnnData (raw counts in X or layers['counts'], (x, y) in obsm['spatial'])."""
+    adata = _read(path, "spatial")
+    check_spatial(adata, f"spatial file {Path(path).name}")
+    return adata
+
+
+def read_reference(path: str | Path):
+    """Read a scRNA-seq reference AnnData (raw counts in X or layers['counts'])."""
+    adata = _read(path, "reference")
+    get_counts(adata, what=f"reference file {Path(path).name}")
+    return adata
+
+
+def write_h5ad_safely(adata, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``adata`` to ``path`` via a temporary file; refuse to overwrite unless asked."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    adata.write_h5ad(tmp, compression="gzip")
+    tmp.replace(path)
+    return path

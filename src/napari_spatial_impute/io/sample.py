@@ -1,0 +1,30 @@
+"""The bundled osmFISH + Allen SSp sample (Codeluppi et al. 2018; Allen Brain Map; via TISSUE / Li et al. 2022)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+SAMPLE_DIR = "data/osmfish_allenssp"
+
+CITATIONS = [
+    "Codeluppi S. et al. Spatial organization of the somatosensory cortex revealed by osmFISH. "
+    "Nat Methods 15, 932-935 (2018).",
+    "Allen Institute for Brain Science. Allen Brain Map mouse cortex SMART-seq.",
+    "Li B. et al. Benchmarking spatial and single-cell transcriptomics integration methods. "
+    "Nat Methods 19, 662-670 (2022).",
+    "Sun E.D. et al. TISSUE (sunericd/TISSUE, MIT), source of the paired files.",
+]
+
+
+def sample_path(name: str):
+    """Path of a bundled sample file (``spatial.h5ad`` or ``reference.h5ad``)."""
+    return files("napari_spatial_impute").joinpath(SAMPLE_DIR, name)
+
+
+def load_osmfish_sample():
+    """(spatial, reference) AnnData pair: 3405 osmFISH cells × 33 genes with (x, y), 1000 Allen cells × 33 genes."""
+    import anndata as ad
+
+    spatial = ad.read_h5ad(str(sample_path("spatial.h5ad")))
+    reference = ad.read_h5ad(str(sample_path("reference.h5ad")))
+    return spatial, reference

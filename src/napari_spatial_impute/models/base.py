@@ -1,0 +1,236 @@
+"""The contract every imputation model follows.
+
+A model sees an :class:`ImputeData` (prepared, log-normalised arrays; no AnnData, no Qt) and has the
+scikit-learn shape ``fit(data) -> self`` / ``predict(data) -> array`` plus generator twins
+``fit_steps`` / ``predict_steps`` that yield :class:`~napari_spatial_impute.progress.Progress` so widgets
+can show progress and cancel between steps. ``save`` / ``load`` write a versioned bundle directory:
+``config.json`` (method, params, genes, preprocessing constants) + ``state.pt`` (weights / arrays).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..progress import Progress, ProgressGen, run_to_end
+
+BUNDLE_VERSION = 1
+
+
+@dataclass
+class ImputeData:
+    """Prepared inputs of one imputation problem.
+
+    ``spatial`` holds the spatial cells' log-normalised expression of ``shared_genes`` (columns in that
+    order); ``reference`` the reference cells' log-normalised expression of all ``reference_genes``.
+    ``target_genes`` (reference spelling) are the genes to predict for every spatial cell.
+    """
+
+    spatial: np.ndarray
+    reference: np.ndarray
+    reference_genes: list[str]
+    shared_genes: list[str]
+    target_genes: list[str]
+    spatial_obs_names: list[str] | None = None
+    spatial_coords: np.ndarray | None = None
+    reference_obs: pd.DataFrame | None = None
+    constants: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.spatial = np.ascontiguousarray(self.spatial, dtype=np.float32)
+        self.reference = np.ascontiguousarray(self.reference, dtype=np.float32)
+        if self.spatial.shape[1] != len(self.shared_genes):
+            raise ValueError("spatial columns must match shared_genes")
+        if self.reference.shape[1] != len(self.reference_genes):
+            raise ValueError("reference columns must match reference_genes")
+        pos = {g: i for i, g in enumerate(self.reference_genes)}
+        missing = [g for g in list(self.shared_genes) + list(self.target_genes) if g not in pos]
+        if missing:
+            raise ValueError(f"genes not in the reference: {missing[:5]}")
+        self._pos = pos
+
+    @property
+    def n_cells(self) -> int:
+        return self.spatial.shape[0]
+
+    @property
+    def n_reference(self) -> int:
+        return self.reference.shape[0]
+
+    @property
+    def shared_idx(self) -> np.ndarray:
+        return np.array([self._pos[g] for g in self.shared_genes], dtype=np.int64)
+
+    @property
+    def target_idx(self) -> np.ndarray:
+        return np.array([self._pos[g] for g in self.target_genes], dtype=np.int64)
+
+    @property
+    def reference_shared(self) -> np.ndarray:
+        return self.reference[:, self.shared_idx]
+
+    @property
+    def reference_target(self) -> np.ndarray:
+        return self.reference[:, self.target_idx]
+
+    def with_targets(self, target_genes: list[str]) -> ImputeData:
+        """The same problem asking for other target genes."""
+        return ImputeData(self.spatial, self.reference, self.reference_genes, self.shared_genes,
+                          list(target_genes), self.spatial_obs_names, self.spatial_coords,
+                          self.reference_obs, dict(self.constants))
+
+
+class Imputer(ABC):
+    """Base class of imputation models (fit / predict / save / load, seeded, device-aware)."""
+
+    method: ClassVar[str] = "base"
+    #: Names of ``__init__`` parameters saved in the bundle.
+    param_names: ClassVar[tuple[str, ...]] = ("seed", "device")
+
+    def __init__(self, *, seed: int = 0, device: str = "auto"):
+        self.seed = int(seed)
+        self.device = device
+        self.fitted_: bool = False
+        self.shared_genes_: list[str] = []
+        self.target_genes_: list[str] = []
+
+    # --- to implement -------------------------------------------------------------------------
+    @abstractmethod
+    def fit_steps(self, data: ImputeData) -> ProgressGen[None]:
+        """Train on ``data``; yield progress; return nothing."""
+
+    @abstractmethod
+    def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
+        """Predict ``data.target_genes`` for every spatial cell; return (n_cells, n_targets) float32."""
+
+    def _state(self) -> dict[str, Any]:
+        """Arrays / tensors needed to predict after :meth:`load` (override)."""
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_state` (override)."""
+
+    def gene_annotations(self) -> pd.DataFrame | None:
+        """Optional per-target-gene annotations (e.g. reliability) for ``var`` of the output."""
+        return None
+
+    # --- shared behaviour ----------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.param_names}
+
+    def fit(self, data: ImputeData, callback=None) -> Imputer:
+        run_to_end(self.fit_steps(data), callback)
+        return self
+
+    def predict(self, data: ImputeData | None = None, callback=None) -> np.ndarray:
+        return run_to_end(self.predict_steps(data), callback)
+
+    def fit_predict_steps(self, data: ImputeData) -> ProgressGen[np.ndarray]:
+        """Fit then predict, progress mapped onto 0–70 % (fit) and 70–100 % (predict)."""
+        gen = self.fit_steps(data)
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration:
+                break
+            yield Progress(int(70 * ev.fraction), 100, ev.message, ev.stage or "fit")
+        gen = self.predict_steps(data)
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration as stop:
+                yield Progress(100, 100, "done", "predict")
+                return stop.value
+            yield Progress(70 + int(30 * ev.fraction), 100, ev.message, ev.stage or "predict")
+
+    def _check_fitted(self) -> None:
+        if not self.fitted_:
+            raise InputError(f"This {type(self).__name__} is not fitted yet.", "call fit(...) first or load a bundle.")
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write a bundle directory (config.json + state.pt). Refuses to overwrite unless asked."""
+        import torch
+
+        self._check_fitted()
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise InputError(f"{path} exists and is not empty.", "choose a new folder or pass overwrite=True.")
+        path.mkdir(parents=True, exist_ok=True)
+        params = {k: v for k, v in self.get_params().items()}
+        config = {"format": "napari-spatial-impute-model", "bundle_version": BUNDLE_VERSION,
+                  "method": self.method, "class": type(self).__name__, "params": params,
+                  "shared_genes": list(self.shared_genes_), "target_genes": list(self.target_genes_)}
+        (path / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        torch.save(_to_torch(self._state()), path / "state.pt")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> Imputer:
+        """Load a bundle written by :meth:`save` (any method when called on :class:`Imputer`)."""
+        import torch
+
+        from . import get_method
+
+        path = Path(path)
+        cfg_path = path / "config.json"
+        if not cfg_path.is_file():
+            raise InputError(f"{path} is not a model bundle (no config.json).", "point at a folder written by save().")
+        config = json.loads(cfg_path.read_text())
+        if config.get("format") != "napari-spatial-impute-model":
+            raise InputError(f"{cfg_path} is not a napari-spatial-impute model bundle.")
+        if int(config.get("bundle_version", 0)) > BUNDLE_VERSION:
+            raise InputError(f"{path} was written by a newer version (bundle {config['bundle_version']}).",
+                             "upgrade napari-spatial-impute.")
+        klass = get_method(config["method"]) if cls is Imputer else cls
+        params = dict(config["params"])
+        if device is not None:
+            params["device"] = device
+        model = klass(**params)
+        try:
+            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - surface a clear message
+            raise InputError(f"Could not read {path / 'state.pt'}: {err}.", "re-save the model.") from err
+        model.shared_genes_ = list(config["shared_genes"])
+        model.target_genes_ = list(config["target_genes"])
+        model._load_state(_from_torch(state))
+        model.fitted_ = True
+        return model
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return str(obj)
+
+
+def _to_torch(obj):
+    import torch
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _to_torch(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_torch(v) for v in obj]
+    return obj
+
+
+def _from_torch(obj):
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _from_torch(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_from_torch(v) for v in obj]
+    return obj

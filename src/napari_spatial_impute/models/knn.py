@@ -1,0 +1,160 @@
+"""kNN imputation in a joint space of the shared genes (the SpaGE / kNN family).
+
+Each dataset's shared genes are z-scored *within* that dataset (removing platform scale), optionally
+projected on a joint PCA, and every spatial cell takes the (similarity-weighted) mean of its ``k``
+nearest reference cells (cosine) for the target genes. Neighbours are found in chunks of cells on the
+chosen device and averaged through a sparse weight matrix, so no cells × k × genes tensor is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import InputError
+from ..progress import Progress, ProgressGen
+from .base import ImputeData, Imputer
+
+
+def zscore_columns(X: np.ndarray, eps: float = 1e-6) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column z-scores and the (mean, std) used."""
+    mean = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = X.std(axis=0, dtype=np.float64).astype(np.float32)
+    std = np.where(std < eps, 1.0, std).astype(np.float32)
+    return (X - mean) / std, mean, std
+
+
+def cosine_topk(query: np.ndarray, bank: np.ndarray, k: int, *, device: str = "cpu",
+                max_bytes: int = 256 << 20) -> ProgressGen[tuple[np.ndarray, np.ndarray]]:
+    """Top-``k`` cosine neighbours of every ``query`` row in ``bank``, in chunks of queries.
+
+    Yields progress; returns (indices (n, k) int64, similarities (n, k) float32).
+    """
+    import torch
+
+    dev = torch.device(device)
+    bank_t = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(bank, np.float32)).to(dev), dim=1)
+    n = query.shape[0]
+    chunk = int(max(1, min(n, max_bytes // max(1, 4 * bank.shape[0]))))
+    idx_out = np.empty((n, k), dtype=np.int64)
+    sim_out = np.empty((n, k), dtype=np.float32)
+    n_chunks = (n + chunk - 1) // chunk
+    for i, start in enumerate(range(0, n, chunk)):
+        stop = min(n, start + chunk)
+        q = torch.from_numpy(np.ascontiguousarray(query[start:stop], np.float32)).to(dev)
+        q = torch.nn.functional.normalize(q, dim=1)
+        sims = q @ bank_t.T
+        vals, inds = torch.topk(sims, k, dim=1)
+        idx_out[start:stop] = inds.cpu().numpy()
+        sim_out[start:stop] = vals.cpu().numpy()
+        yield Progress(i + 1, n_chunks, f"neighbours {stop}/{n} cells", "knn")
+    return idx_out, sim_out
+
+
+def neighbour_weights(idx: np.ndarray, sim: np.ndarray, n_bank: int, weighting: str = "similarity") -> sp.csr_matrix:
+    """Sparse (n, n_bank) row-stochastic matrix averaging each row's neighbours."""
+    n, k = idx.shape
+    if weighting == "uniform":
+        w = np.full((n, k), 1.0 / k, dtype=np.float32)
+    else:
+        w = np.clip(sim, 0.0, None) + 1e-6
+        w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    rows = np.repeat(np.arange(n), k)
+    return sp.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(n, n_bank))
+
+
+class KNNImputer(Imputer):
+    """Cosine kNN in a joint z-scored (optionally PCA) space of the shared genes.
+
+    Parameters
+    ----------
+    k : neighbours per spatial cell (default 30).
+    n_components : joint PCA dimensions; ``None`` = PCA only when more than 50 shared genes.
+    weighting : ``"similarity"`` (clipped cosine) or ``"uniform"``.
+    """
+
+    method = "knn"
+    param_names = ("k", "n_components", "weighting", "seed", "device")
+
+    def __init__(self, k: int = 30, n_components: int | None = None, weighting: str = "similarity",
+                 *, seed: int = 0, device: str = "auto"):
+        super().__init__(seed=seed, device=device)
+        self.k = int(k)
+        self.n_components = n_components
+        if weighting not in ("similarity", "uniform"):
+            raise InputError(f"Unknown weighting {weighting!r}.", "use 'similarity' or 'uniform'.")
+        self.weighting = weighting
+
+    def _embed_spatial(self, X: np.ndarray) -> np.ndarray:
+        Z, _, _ = zscore_columns(X)
+        if self.components_ is not None:
+            Z = Z @ self.components_
+        return Z
+
+    def fit_steps(self, data: ImputeData) -> ProgressGen[None]:
+        if self.k < 1:
+            raise InputError(f"k must be at least 1 (got {self.k}).", "use k ≥ 1.")
+        if self.k > data.n_reference:
+            raise InputError(f"k = {self.k} neighbours asked for but the reference has only "
+                             f"{data.n_reference} cells.", f"use k ≤ {data.n_reference}.")
+        if len(data.shared_genes) < 2:
+            raise InputError(f"Only {len(data.shared_genes)} shared gene(s): too few to find neighbours.",
+                             "use a reference measuring more of the spatial panel.")
+        yield Progress(0, 2, "z-scoring shared genes", "fit")
+        ref_z, _, _ = zscore_columns(data.reference_shared)
+        sp_z, _, _ = zscore_columns(data.spatial)
+        n_comp = self.n_components
+        if n_comp is None and ref_z.shape[1] > 50:
+            n_comp = 50
+        self.components_ = None
+        if n_comp:
+            rng = np.random.default_rng(self.seed)
+            joint = np.vstack([ref_z[rng.permutation(len(ref_z))[:20000]], sp_z[rng.permutation(len(sp_z))[:20000]]])
+            _, _, vt = np.linalg.svd(joint - joint.mean(0), full_matrices=False)
+            self.components_ = vt[: int(n_comp)].T.astype(np.float32)
+            ref_z = ref_z @ self.components_
+        self.reference_embedding_ = ref_z.astype(np.float32)
+        self.reference_values_ = data.reference.astype(np.float32)
+        self.reference_genes_ = list(data.reference_genes)
+        self.shared_genes_ = list(data.shared_genes)
+        self.target_genes_ = list(data.target_genes)
+        self.fitted_ = True
+        yield Progress(2, 2, "fitted", "fit")
+
+    def neighbours_steps(self, spatial: np.ndarray) -> ProgressGen[tuple[np.ndarray, np.ndarray]]:
+        """Top-k reference neighbours (indices, cosine similarities) of spatial cells."""
+        from ..device import resolve_device
+
+        self._check_fitted()
+        return (yield from cosine_topk(self._embed_spatial(spatial), self.reference_embedding_, self.k,
+                                       device=resolve_device(self.device)))
+
+    def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
+        self._check_fitted()
+        if data is None:
+            raise InputError("KNNImputer.predict needs the spatial data.", "pass the ImputeData used in fit.")
+        if list(data.shared_genes) != self.shared_genes_:
+            raise InputError("The spatial genes differ from those the model was fitted on.",
+                             "prepare the data with the same shared genes.")
+        pos = {g: i for i, g in enumerate(self.reference_genes_)}
+        missing = [g for g in data.target_genes if g not in pos]
+        if missing:
+            raise InputError(f"Genes not in the fitted reference: {missing[:5]}.", "ask for reference genes.")
+        idx, sim = yield from self.neighbours_steps(data.spatial)
+        W = neighbour_weights(idx, sim, self.reference_embedding_.shape[0], self.weighting)
+        targets = self.reference_values_[:, [pos[g] for g in data.target_genes]]
+        return np.asarray(W @ targets, dtype=np.float32)
+
+    def _state(self) -> dict[str, Any]:
+        return {"reference_embedding": self.reference_embedding_, "reference_values": self.reference_values_,
+                "reference_genes": list(self.reference_genes_),
+                "components": self.components_ if self.components_ is not None else np.zeros((0, 0), np.float32)}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.reference_embedding_ = state["reference_embedding"]
+        self.reference_values_ = state["reference_values"]
+        self.reference_genes_ = list(state["reference_genes"])
+        comp = state["components"]
+        self.components_ = comp if comp.size else None

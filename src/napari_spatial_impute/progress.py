@@ -1,0 +1,79 @@
+"""Progress events yielded by long-running generators (models, cross-validation, tiling).
+
+Every long loop in the core is a generator that yields :class:`Progress`; a widget forwards them to a
+napari progress bar (and can quit the worker between two yields), the CLI shows them with tqdm, and
+plain Python callers use :func:`run_to_end`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a long run: ``step`` of ``total`` done, with a short human message."""
+
+    step: int
+    total: int
+    message: str = ""
+    stage: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, self.step / self.total)
+
+
+ProgressGen = Generator[Progress, None, T]
+
+
+def run_to_end(gen: Generator[Progress, Any, T], callback: Callable[[Progress], Any] | None = None) -> T:
+    """Exhaust a progress generator and return its return value."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
+
+
+def relay(gen: Generator[Progress, Any, T], stage: str, offset: int, total: int) -> Generator[Progress, None, T]:
+    """Re-yield a sub-generator's progress mapped into ``[offset, offset + its total]`` of ``total``."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        sub = event.fraction
+        yield Progress(offset + round(sub * 100), total, event.message, stage or event.stage)
+
+
+def tqdm_callback(desc: str = "") -> tuple[Callable[[Progress], None], Callable[[], None]]:
+    """A (callback, close) pair that shows progress events on a tqdm bar (stderr)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=100, desc=desc, unit="%", leave=False)
+
+    def cb(event: Progress) -> None:
+        bar.n = int(100 * event.fraction)
+        bar.set_postfix_str(event.message[:60])
+        bar.refresh()
+
+    def close() -> None:
+        bar.n = 100
+        bar.refresh()
+        bar.close()
+
+    return cb, close
+
+
+def iter_chunks(n: int, size: int) -> Iterator[slice]:
+    """Slices ``[0, n)`` in chunks of ``size``."""
+    size = max(1, int(size))
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
