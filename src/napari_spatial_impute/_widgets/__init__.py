@@ -1,0 +1,1 @@
+"""napari dock widgets (the only modules that import Qt / napari)."""

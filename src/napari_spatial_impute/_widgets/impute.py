@@ -1,0 +1,271 @@
+"""The "Impute genes" dock widget: a thin shell over :func:`napari_spatial_impute.api.impute_steps`.
+
+It collects parameters, runs the generator in a napari thread worker (progress bar + Cancel), and adds
+the result as a Points layer in the main thread. A gene selector recolours without recomputing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+FROM_FILE = "(from file)"
+
+
+class Failure:
+    """Returned by :func:`guarded` instead of raising: bad input is reported, not a worker crash."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def guarded(steps, *args, **kwargs):
+    """Run a progress generator; an :class:`InputError` becomes a returned :class:`Failure`."""
+    from ..errors import InputError
+
+    try:
+        return (yield from steps(*args, **kwargs))
+    except InputError as err:
+        return Failure(err)
+REF_FROM_LAYER = "(paired reference of the layer)"
+
+
+class ImputeWidget(Container):
+    """Impute unmeasured genes from a scRNA-seq reference and paint them over the tissue."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        from ..models import available_methods
+
+        self.viewer = napari_viewer
+        self._worker = None
+        self._progress = None
+        self.result = None  # last imputed AnnData
+        self.output_layer = None
+
+        self.spatial_layer = ComboBox(label="Spatial cells", choices=self._spatial_choices,
+                                      tooltip="A Points layer carrying an AnnData (e.g. the sample, or a reader's "
+                                              "cells layer), or a file below.")
+        self.spatial_file = FileEdit(label="Spatial .h5ad", mode="r", filter="*.h5ad", visible=False)
+        self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad",
+                                       tooltip="scRNA-seq reference with raw counts (cells × genes).")
+        self.method = ComboBox(label="Method", choices=available_methods(), value="knn",
+                               tooltip="knn: fast baseline · stimpute: gene-graph GNN with reliability · "
+                                       "spaim: style transfer (trains per slide, slower)")
+        self.genes = LineEdit(label="Genes", tooltip="Comma-separated genes to impute; empty = every reference "
+                                                     "gene the spatial data does not measure.")
+        self.k = SpinBox(label="Neighbours k", value=30, min=1, max=1000,
+                         tooltip="Reference neighbours per cell (knn, stimpute)")
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.device_label = Label(label="Device", value=self._device_text())
+        self.run_button = PushButton(text="Impute")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
+        self.status = Label(label="Status", value="ready")
+        self.gene_select = ComboBox(label="Show gene", choices=[], tooltip="Recolour the result by this gene")
+        self.min_reliability = FloatSpinBox(label="Min reliability", value=-1.0, min=-1.0, max=1.0, step=0.05,
+                                            tooltip="Only list genes whose predicted reliability is at least this")
+        self.colormap = ComboBox(label="Colormap", choices=["viridis", "magma", "inferno", "plasma", "turbo"],
+                                 value="viridis")
+        self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.method, self.genes, self.k,
+                     self.seed, self.device_label, self.run_button, self.cancel_button, self.progress_bar,
+                     self.status, self.gene_select, self.min_reliability, self.colormap])
+
+        self.spatial_layer.changed.connect(self._on_spatial_changed)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.gene_select.changed.connect(self._recolor)
+        self.colormap.changed.connect(self._recolor)
+        self.min_reliability.changed.connect(self._refresh_gene_list)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._on_spatial_changed()
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def _spatial_choices(self, _widget=None) -> list:
+        from napari.layers import Points
+
+        names = [ly.name for ly in self.viewer.layers
+                 if isinstance(ly, Points) and ly.metadata.get("adata") is not None
+                 and ly is not self.output_layer and "genes" not in ly.metadata]
+        return names + [FROM_FILE]
+
+    def _refresh_layers(self, _event=None) -> None:
+        self.spatial_layer.reset_choices()
+        layers = [c for c in self.spatial_layer.choices if c != FROM_FILE]
+        if self.spatial_layer.value == FROM_FILE and layers:
+            self.spatial_layer.value = layers[-1]  # the newest cells layer
+
+    def _device_text(self) -> str:
+        from ..device import describe_device, resolve_device
+
+        return describe_device(resolve_device("auto"))
+
+    def _on_spatial_changed(self, _value=None) -> None:
+        from_file = self.spatial_layer.value == FROM_FILE
+        self.spatial_file.visible = from_file
+        layer = self._source_layer()
+        has_ref = layer is not None and layer.metadata.get("reference") is not None
+        self.reference_file.tooltip = ("Leave empty to use the layer's paired reference." if has_ref
+                                       else "scRNA-seq reference with raw counts (cells × genes).")
+
+    def _source_layer(self):
+        name = self.spatial_layer.value
+        if name in (None, FROM_FILE) or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def _collect(self):
+        """Read the inputs (cheap; files are read here so errors show before any work starts)."""
+        from ..errors import InputError
+        from ..io.anndata_io import read_reference, read_spatial
+
+        layer = self._source_layer()
+        if layer is not None:
+            spatial = layer.metadata["adata"]
+        else:
+            path = Path(str(self.spatial_file.value))
+            if not str(self.spatial_file.value) or not path.is_file():
+                raise InputError("No spatial data chosen.", "pick a cells layer or an .h5ad file.")
+            spatial = read_spatial(path)
+        ref_path = str(self.reference_file.value)
+        if ref_path and Path(ref_path).is_file():
+            reference = read_reference(ref_path)
+        elif layer is not None and layer.metadata.get("reference") is not None:
+            reference = layer.metadata["reference"]
+        else:
+            raise InputError("No reference chosen.", "pick a scRNA-seq reference .h5ad file.")
+        genes = [g.strip() for g in self.genes.value.split(",") if g.strip()] or None
+        params = {}
+        if self.method.value in ("knn", "stimpute"):
+            params["k"] = int(self.k.value)
+        return spatial, reference, genes, params, layer
+
+    # ---- running ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start imputation in a thread worker (no-op while one is running)."""
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        from .. import api
+        from ..errors import InputError
+
+        if self._worker is not None:
+            return
+        try:
+            spatial, reference, genes, params, layer = self._collect()
+        except InputError as err:
+            self._fail(err)
+            return
+        self._layer_transform = ((tuple(layer.scale), tuple(layer.translate)) if layer is not None
+                                 else ((1.0, 1.0), (0.0, 0.0)))
+        self._progress = progress(total=100, desc=f"Imputing ({self.method.value})")
+        worker = create_worker(guarded, api.impute_steps, spatial, reference, self.method.value, genes,
+                               seed=int(self.seed.value), device="auto", **params)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_result)
+        worker.errored.connect(self._fail)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "running…"
+        worker.start()
+
+    def cancel(self) -> None:
+        """Ask the worker to stop at its next progress step; nothing is added."""
+        if self._worker is not None:
+            self.status.value = "cancelling…"
+            self._worker.quit()
+
+    def _on_progress(self, event) -> None:
+        pct = int(100 * event.fraction)
+        self.progress_bar.value = pct
+        self.status.value = event.message or event.stage
+        bar = self._progress
+        if bar is not None:
+            bar.n = pct
+            bar.set_description(event.message[:50] or "imputing")
+
+    def _on_result(self, imputed) -> None:
+        from ..imputed_layers import imputed_points_layer
+
+        if isinstance(imputed, Failure):
+            self._fail(imputed.error)
+            return
+        self.result = imputed
+        scale, translate = self._layer_transform
+        data, kwargs, _ = imputed_points_layer(imputed, colormap=self.colormap.value, scale=scale,
+                                               translate=translate)
+        self.output_layer = self.viewer.add_points(data, **kwargs)
+        self._refresh_gene_list()
+        self.gene_select.value = kwargs["metadata"]["gene"]
+        info = imputed.uns["napari_spatial_impute"]
+        self.status.value = (f"{imputed.n_vars} genes × {imputed.n_obs} cells in {info['seconds']:.1f} s "
+                             f"on {info['device']}")
+        self.progress_bar.value = 100
+
+    def _fail(self, err) -> None:
+        from napari.utils.notifications import show_error
+
+        from ..errors import InputError
+
+        msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
+        self.status.value = "error: " + msg
+        show_error(msg)
+
+    def _on_aborted(self) -> None:
+        self.status.value = "cancelled; nothing added"
+        self.progress_bar.value = 0
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        bar, self._progress = self._progress, None
+        if bar is not None:
+            bar.close()
+
+    # ---- display ---------------------------------------------------------------------------------
+    def _refresh_gene_list(self, _value=None) -> None:
+        from ..imputed_layers import genes_by_reliability
+
+        if self.output_layer is None:
+            return
+        meta = self.output_layer.metadata
+        threshold = None if self.min_reliability.value <= -1.0 else float(self.min_reliability.value)
+        genes = genes_by_reliability(meta["genes"], meta.get("reliability"), threshold)
+        current = self.gene_select.value
+        self.gene_select.choices = genes
+        if current in genes:
+            self.gene_select.value = current
+
+    def _recolor(self, _value=None) -> None:
+        """Colour the result layer by the selected gene (features already hold every gene)."""
+        from ..imputed_layers import contrast_limits
+
+        layer = self.output_layer
+        gene = self.gene_select.value
+        if layer is None or layer not in self.viewer.layers or not gene:
+            return
+        layer.face_color = gene
+        layer.face_colormap = self.colormap.value
+        layer.face_contrast_limits = contrast_limits(layer.features[gene])
+        layer.metadata["gene"] = gene
+        layer.refresh_colors()

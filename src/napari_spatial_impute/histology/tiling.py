@@ -1,0 +1,90 @@
+"""Tissue mask and whole-slide tiling.
+
+A tile grid covers the image with square tiles of ``tile_um`` µm; tiles whose area is mostly tissue are
+kept. :class:`TileGrid` knows the napari ``scale`` / ``translate`` (y, x) that put a (rows, cols) array of
+per-tile values exactly over the H&E image layer (image at scale 1, translate 0, full-resolution pixels).
+
+napari places the centre of array element (i, j) at ``translate + (i, j) * scale`` and draws it ±scale/2.
+Image pixel p of the H&E covers world [p - 0.5, p + 0.5]; tile i covers image pixels
+[origin + i·step, origin + (i+1)·step), i.e. world [origin + i·step - 0.5, …), whose centre is
+origin + (i + 0.5)·step - 0.5 — so ``scale = step`` and ``translate = origin + step/2 - 0.5``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def tissue_mask(arr: np.ndarray, factor: float = 1.0, max_side: int = 1024) -> tuple[np.ndarray, float]:
+    """Foreground (tissue) mask of an RGB H&E array: saturated or dark pixels (Otsu thresholds on the HSV
+    saturation and on brightness), closed, small holes and specks removed.
+
+    ``factor`` = full-resolution pixels per pixel of ``arr``. Returns (mask, full-res pixels per mask pixel).
+    """
+    from skimage import color, filters, morphology
+
+    step = max(1, int(np.ceil(max(arr.shape[:2]) / max_side)))
+    small = arr[::step, ::step, :3]
+    hsv = color.rgb2hsv(small)
+    sat, val = hsv[..., 1], hsv[..., 2]
+    t_sat = filters.threshold_otsu(sat) if sat.max() > sat.min() else 1.0
+    t_val = filters.threshold_otsu(val) if val.max() > val.min() else 0.0
+    mask = (sat > max(t_sat, 0.05)) | (val < min(t_val, 0.5))
+    radius = max(1, int(round(min(small.shape[:2]) / 200)))
+    mask = morphology.binary_closing(mask, morphology.disk(radius))
+    min_area = max(16, mask.size // 5000)
+    mask = morphology.remove_small_objects(mask, min_area)
+    mask = morphology.remove_small_holes(mask, min_area * 4)
+    return mask, float(step * factor)
+
+
+@dataclass
+class TileGrid:
+    """Square tiles of ``step`` full-res pixels starting at ``origin`` (y, x); ``keep`` marks tissue tiles."""
+
+    origin: tuple[float, float]
+    step: float
+    shape: tuple[int, int]
+    keep: np.ndarray  # (rows, cols) bool
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return (float(self.step), float(self.step))
+
+    @property
+    def translate(self) -> tuple[float, float]:
+        return (self.origin[0] + self.step / 2 - 0.5, self.origin[1] + self.step / 2 - 0.5)
+
+    def centres_xy(self) -> np.ndarray:
+        """(x, y) full-res pixel centres of the kept tiles, in row-major order."""
+        rows, cols = np.nonzero(self.keep)
+        return np.column_stack([self.origin[1] + (cols + 0.5) * self.step - 0.5,
+                                self.origin[0] + (rows + 0.5) * self.step - 0.5])
+
+    def to_grid(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """Per-kept-tile values (n,) or (n, g) → (rows, cols) or (g, rows, cols) array, ``fill`` elsewhere."""
+        values = np.asarray(values, dtype=np.float32)
+        if values.ndim == 1:
+            out = np.full(self.shape, fill, np.float32)
+            out[self.keep] = values
+            return out
+        out = np.full((values.shape[1], *self.shape), fill, np.float32)
+        out[:, self.keep] = values.T
+        return out
+
+
+def make_grid(mask: np.ndarray, mask_scale: float, width: int, height: int, step: float,
+              min_tissue: float = 0.5) -> TileGrid:
+    """Tile a ``width`` × ``height`` image with ``step``-px tiles; keep those ≥ ``min_tissue`` tissue."""
+    rows, cols = int(np.ceil(height / step)), int(np.ceil(width / step))
+    # tissue fraction per tile: average the mask over each tile's footprint (mask pixels → tile index)
+    my, mx = np.indices(mask.shape)
+    ty = np.minimum(((my + 0.5) * mask_scale / step).astype(int), rows - 1)
+    tx = np.minimum(((mx + 0.5) * mask_scale / step).astype(int), cols - 1)
+    flat = ty.ravel() * cols + tx.ravel()
+    tot = np.bincount(flat, minlength=rows * cols)
+    fg = np.bincount(flat, weights=mask.ravel().astype(float), minlength=rows * cols)
+    frac = np.divide(fg, tot, out=np.zeros_like(fg), where=tot > 0).reshape(rows, cols)
+    return TileGrid(origin=(0.0, 0.0), step=float(step), shape=(rows, cols), keep=frac >= min_tissue)

@@ -1,0 +1,52 @@
+"""Shared fixtures. Threads are pinned to 1: CI machines have 2 cores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets"
+
+
+def pytest_configure(config):
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a dataset in ../shared/datasets, skipping the test when it is absent (user clones)."""
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"../shared/datasets/{name} is not present (only in CI / the dev workspace)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def osmfish():
+    """The bundled osmFISH + Allen SSp pair (spatial, reference)."""
+    from napari_spatial_impute.io.sample import load_osmfish_sample
+
+    return load_osmfish_sample()
+
+
+@pytest.fixture
+def osmfish_copy(osmfish):
+    spatial, reference = osmfish
+    return spatial.copy(), reference.copy()
+
+
+@pytest.fixture
+def sample_paths():
+    from napari_spatial_impute.io.sample import sample_path
+
+    return Path(str(sample_path("spatial.h5ad"))), Path(str(sample_path("reference.h5ad")))

@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+
+def test_import_is_light():
+    """Importing the package (what napari does at start-up) pulls in no torch, napari or Qt."""
+    code = ("import sys, napari_spatial_impute, napari_spatial_impute.cli; "
+            "heavy = [m for m in ('torch', 'napari', 'PyQt6', 'qtpy', 'anndata', 'scanpy') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_core_modules_do_not_import_qt():
+    code = ("import sys; import napari_spatial_impute.api, napari_spatial_impute.models.knn, "
+            "napari_spatial_impute.metrics, napari_spatial_impute.io, napari_spatial_impute.imputed_layers; "
+            "print(','.join(m for m in ('napari', 'PyQt6', 'qtpy', 'magicgui') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_manifest_validates():
+    from npe2 import PluginManifest
+
+    pm = PluginManifest.from_distribution("napari-spatial-impute")
+    assert pm.name == "napari-spatial-impute"
+    assert {w.display_name for w in pm.contributions.widgets} >= {"Impute genes", "Predict genes from H&E"}
+    ids = {c.id for c in pm.contributions.commands}
+    for c in pm.contributions.commands:
+        assert c.id.startswith("napari-spatial-impute.")
+    assert "napari-spatial-impute.sample_osmfish" in ids
+
+
+def test_device_auto_is_available():
+    from napari_spatial_impute.device import available_devices, resolve_device
+
+    assert resolve_device("auto") in available_devices()
+    assert resolve_device("cpu") == "cpu"
