@@ -34,8 +34,14 @@ test: install xvfb
 	$(BIN)/npe2 validate napari-spatial-impute
 	$(BIN)/python -m pytest -q
 
+# With a display: opens napari with the plugin docked. Without one (or HEADLESS=1): writes demo-output/.
 demo: install
-	$(BIN)/python scripts/demo.py --out demo-output
+	@if [ -n "$$DISPLAY" ] && [ "$$HEADLESS" != "1" ]; then \
+	  $(BIN)/python scripts/demo.py --out demo-output; \
+	else \
+	  $(MAKE) --no-print-directory xvfb && \
+	  xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/demo.py --headless --out demo-output; \
+	fi
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks scripts

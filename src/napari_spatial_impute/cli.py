@@ -36,6 +36,8 @@ def _add_impute_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--dask", metavar="SCHEDULER", help="run prediction on a dask.distributed cluster "
                                                        "(address, or 'local' for a LocalCluster)")
+    p.add_argument("--zarr", metavar="PATH", help="with --dask: workers write predictions chunk by chunk here")
+    p.add_argument("--chunk-size", type=int, default=50_000, help="cells per prediction task (with --dask)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_impute)
 
@@ -94,7 +96,8 @@ def run_impute(args) -> int:
                 from .distributed import impute_dask
 
                 out = impute_dask(spatial, reference, args.method, genes, scheduler=args.dask, seed=args.seed,
-                                  device=args.device, callback=cb, **params)
+                                  device=args.device, callback=cb, out_zarr=args.zarr, chunk_size=args.chunk_size,
+                                  **params)
             else:
                 out = api.impute(spatial, reference, args.method, genes, seed=args.seed, device=args.device,
                                  callback=cb, **params)

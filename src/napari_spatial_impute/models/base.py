@@ -80,6 +80,13 @@ class ImputeData:
     def reference_target(self) -> np.ndarray:
         return self.reference[:, self.target_idx]
 
+    def subset_cells(self, rows: slice | np.ndarray) -> ImputeData:
+        """The same problem for a subset of the spatial cells (e.g. one chunk)."""
+        names = None if self.spatial_obs_names is None else list(np.asarray(self.spatial_obs_names)[rows])
+        coords = None if self.spatial_coords is None else self.spatial_coords[rows]
+        return ImputeData(self.spatial[rows], self.reference, self.reference_genes, self.shared_genes,
+                          self.target_genes, names, coords, self.reference_obs, dict(self.constants))
+
     def with_targets(self, target_genes: list[str]) -> ImputeData:
         """The same problem asking for other target genes."""
         return ImputeData(self.spatial, self.reference, self.reference_genes, self.shared_genes,
@@ -91,6 +98,9 @@ class Imputer(ABC):
     """Base class of imputation models (fit / predict / save / load, seeded, device-aware)."""
 
     method: ClassVar[str] = "base"
+    #: True when predicting a subset of cells gives exactly those rows of the full prediction
+    #: (required for chunked / Dask prediction). Per-slide models (SpaIM) set False.
+    cell_independent_predict: ClassVar[bool] = True
     #: Names of ``__init__`` parameters saved in the bundle.
     param_names: ClassVar[tuple[str, ...]] = ("seed", "device")
 
@@ -114,7 +124,7 @@ class Imputer(ABC):
         """Arrays / tensors needed to predict after :meth:`load` (override)."""
         return {}
 
-    def _load_state(self, state: dict[str, Any]) -> None:
+    def _load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 - optional hook
         """Inverse of :meth:`_state` (override)."""
 
     def gene_annotations(self) -> pd.DataFrame | None:

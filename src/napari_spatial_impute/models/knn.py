@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..progress import Progress, ProgressGen
+from ..progress import Progress, ProgressGen, run_to_end
 from .base import ImputeData, Imputer
 
 
@@ -76,11 +76,12 @@ class KNNImputer(Imputer):
     """
 
     method = "knn"
-    param_names = ("k", "n_components", "weighting", "seed", "device")
+    param_names = ("k", "n_components", "weighting", "chunk_size", "seed", "device")
 
     def __init__(self, k: int = 30, n_components: int | None = None, weighting: str = "similarity",
-                 *, seed: int = 0, device: str = "auto"):
+                 chunk_size: int = 50_000, *, seed: int = 0, device: str = "auto"):
         super().__init__(seed=seed, device=device)
+        self.chunk_size = int(chunk_size)
         self.k = int(k)
         self.n_components = n_components
         if weighting not in ("similarity", "uniform"):
@@ -88,7 +89,9 @@ class KNNImputer(Imputer):
         self.weighting = weighting
 
     def _embed_spatial(self, X: np.ndarray) -> np.ndarray:
-        Z, _, _ = zscore_columns(X)
+        """Spatial cells → joint space, with the spatial z-score constants stored at fit time (so chunks of
+        cells, e.g. on a Dask cluster, are embedded exactly as the whole slide)."""
+        Z = (np.asarray(X, dtype=np.float32) - self.spatial_mean_) / self.spatial_std_
         if self.components_ is not None:
             Z = Z @ self.components_
         return Z
@@ -104,7 +107,7 @@ class KNNImputer(Imputer):
                              "use a reference measuring more of the spatial panel.")
         yield Progress(0, 2, "z-scoring shared genes", "fit")
         ref_z, _, _ = zscore_columns(data.reference_shared)
-        sp_z, _, _ = zscore_columns(data.spatial)
+        sp_z, self.spatial_mean_, self.spatial_std_ = zscore_columns(data.spatial)
         n_comp = self.n_components
         if n_comp is None and ref_z.shape[1] > 50:
             n_comp = 50
@@ -142,18 +145,33 @@ class KNNImputer(Imputer):
         missing = [g for g in data.target_genes if g not in pos]
         if missing:
             raise InputError(f"Genes not in the fitted reference: {missing[:5]}.", "ask for reference genes.")
-        idx, sim = yield from self.neighbours_steps(data.spatial)
-        W = neighbour_weights(idx, sim, self.reference_embedding_.shape[0], self.weighting)
+        from ..device import resolve_device
+
         targets = self.reference_values_[:, [pos[g] for g in data.target_genes]]
-        return np.asarray(W @ targets, dtype=np.float32)
+        n = data.n_cells
+        out = np.empty((n, len(data.target_genes)), dtype=np.float32)
+        chunk = int(self.chunk_size)
+        n_chunks = (n + chunk - 1) // chunk
+        device = resolve_device(self.device)
+        for i, start in enumerate(range(0, n, chunk)):  # bounded memory: one chunk of cells at a time
+            stop = min(n, start + chunk)
+            idx, sim = run_to_end(cosine_topk(self._embed_spatial(data.spatial[start:stop]),
+                                              self.reference_embedding_, self.k, device=device))
+            W = neighbour_weights(idx, sim, self.reference_embedding_.shape[0], self.weighting)
+            out[start:stop] = W @ targets
+            yield Progress(i + 1, n_chunks, f"imputed {stop}/{n} cells", "predict")
+        return out
 
     def _state(self) -> dict[str, Any]:
         return {"reference_embedding": self.reference_embedding_, "reference_values": self.reference_values_,
+                "spatial_mean": self.spatial_mean_, "spatial_std": self.spatial_std_,
                 "reference_genes": list(self.reference_genes_),
                 "components": self.components_ if self.components_ is not None else np.zeros((0, 0), np.float32)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.reference_embedding_ = state["reference_embedding"]
+        self.spatial_mean_ = state["spatial_mean"]
+        self.spatial_std_ = state["spatial_std"]
         self.reference_values_ = state["reference_values"]
         self.reference_genes_ = list(state["reference_genes"])
         comp = state["components"]
