@@ -100,3 +100,61 @@ def genes_by_reliability(genes, reliability: dict | None, threshold: float | Non
         return sorted(genes, key=str.lower)
     kept = [g for g in genes if threshold is None or reliability.get(g, -np.inf) >= threshold]
     return sorted(kept, key=lambda g: (-reliability.get(g, -np.inf), g.lower()))
+
+
+#: Above this many cells the widget shows imputed genes as a binned image instead of Points markers
+#: (1 M markers recolour in seconds; a binned image in milliseconds — see benchmarks/napari_scale.md).
+MAX_POINTS = 50_000
+
+
+class BinnedGrid:
+    """Cells assigned to square bins once; any gene is then rasterised with one ``bincount``."""
+
+    def __init__(self, xy, bin_size: float | None = None, max_side: int = 2048):
+        xy = np.asarray(xy, dtype=np.float64)[:, :2]
+        lo = xy.min(0)
+        extent = float(np.max(xy.max(0) - lo)) or 1.0
+        if bin_size is None:
+            bin_size = max(2.0 * typical_spacing(xy), extent / max_side)
+        self.bin_size = float(bin_size)
+        self.origin = lo
+        ij = np.floor((xy - lo) / self.bin_size).astype(np.int64)  # (col, row)
+        self.shape = (int(ij[:, 1].max()) + 1, int(ij[:, 0].max()) + 1)  # (rows, cols)
+        self.flat = ij[:, 1] * self.shape[1] + ij[:, 0]
+        self.counts = np.bincount(self.flat, minlength=self.shape[0] * self.shape[1]).astype(np.float32)
+
+    def raster(self, values) -> np.ndarray:
+        """Mean of ``values`` per bin (NaN where no cell)."""
+        sums = np.bincount(self.flat, weights=np.asarray(values, dtype=np.float64),
+                           minlength=self.counts.size).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            img = sums / self.counts
+        img[self.counts == 0] = np.nan
+        return img.reshape(self.shape)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        return (self.bin_size, self.bin_size)
+
+    @property
+    def translate(self) -> tuple[float, float]:
+        # napari places pixel centres at translate + index * scale: centre of bin 0 is origin + bin/2
+        return (float(self.origin[1] + self.bin_size / 2), float(self.origin[0] + self.bin_size / 2))
+
+
+def binned_image_layer(imputed, gene: str | None = None, *, grid: BinnedGrid | None = None,
+                       colormap: str = "viridis", name: str | None = None) -> LayerDataTuple:
+    """Image layer of a gene's mean imputed value per spatial bin (the scalable view for 1 M+ cells)."""
+    gene = gene or default_gene(imputed)
+    grid = grid or BinnedGrid(np.asarray(imputed.obsm["spatial"]))
+    col = list(map(str, imputed.var_names)).index(gene)
+    values = imputed.X[:, col]
+    values = values.toarray().ravel() if hasattr(values, "toarray") else np.asarray(values).ravel()
+    info = dict(imputed.uns.get("napari_spatial_impute", {}))
+    reliability = ({g: float(v) for g, v in imputed.var["reliability"].items()}
+                   if "reliability" in imputed.var else None)
+    kwargs = dict(name=name or f"imputed ({info.get('method', 'model')}, binned)", colormap=colormap,
+                  contrast_limits=contrast_limits(values), scale=grid.scale, translate=grid.translate,
+                  metadata={"adata": imputed, "genes": list(map(str, imputed.var_names)), "gene": gene,
+                            "grid": grid, "reliability": reliability, "info": info})
+    return (grid.raster(values), kwargs, "image")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from magicgui.widgets import (
     ComboBox,
     Container,
@@ -204,16 +206,20 @@ class ImputeWidget(Container):
             bar.set_description(event.message[:50] or "imputing")
 
     def _on_result(self, imputed) -> None:
-        from ..imputed_layers import imputed_points_layer
+        from ..imputed_layers import MAX_POINTS, binned_image_layer, imputed_points_layer
 
         if isinstance(imputed, Failure):
             self._fail(imputed.error)
             return
         self.result = imputed
         scale, translate = self._layer_transform
-        data, kwargs, _ = imputed_points_layer(imputed, colormap=self.colormap.value, scale=scale,
-                                               translate=translate)
-        self.output_layer = self.viewer.add_points(data, **kwargs)
+        if imputed.n_obs > MAX_POINTS:  # millions of markers recolour slowly: show a binned image instead
+            data, kwargs, _ = binned_image_layer(imputed, colormap=self.colormap.value)
+            self.output_layer = self.viewer.add_image(data, **kwargs)
+        else:
+            data, kwargs, _ = imputed_points_layer(imputed, colormap=self.colormap.value, scale=scale,
+                                                   translate=translate)
+            self.output_layer = self.viewer.add_points(data, **kwargs)
         self._refresh_gene_list()
         self.gene_select.value = kwargs["metadata"]["gene"]
         info = imputed.uns["napari_spatial_impute"]
@@ -263,6 +269,13 @@ class ImputeWidget(Container):
         layer = self.output_layer
         gene = self.gene_select.value
         if layer is None or layer not in self.viewer.layers or not gene:
+            return
+        if "grid" in layer.metadata:  # binned image view
+            values = np.asarray(self.result[:, gene].X).ravel()
+            layer.data = layer.metadata["grid"].raster(values)
+            layer.colormap = self.colormap.value
+            layer.contrast_limits = contrast_limits(values)
+            layer.metadata["gene"] = gene
             return
         layer.face_color = gene
         layer.face_colormap = self.colormap.value
