@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from magicgui.widgets import (
     ComboBox,
     Container,
