@@ -3,6 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export OMP_NUM_THREADS ?= 1
+METHOD ?= knn
 export MKL_NUM_THREADS ?= 1
 
 .PHONY: test demo install lint benchmark docs clean xvfb
@@ -37,10 +38,10 @@ test: install xvfb
 # With a display: opens napari with the plugin docked. Without one (or HEADLESS=1): writes demo-output/.
 demo: install
 	@if [ -n "$$DISPLAY" ] && [ "$$HEADLESS" != "1" ]; then \
-	  $(BIN)/python scripts/demo.py --out demo-output; \
+	  $(BIN)/python scripts/demo.py --method $(METHOD) --out demo-output; \
 	else \
 	  $(MAKE) --no-print-directory xvfb && \
-	  xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/demo.py --headless --out demo-output; \
+	  xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/demo.py --headless --method $(METHOD) --out demo-output; \
 	fi
 
 lint: install

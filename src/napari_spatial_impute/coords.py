@@ -79,6 +79,39 @@ def points_in_world(xy, *, unit_per_coord: float = 1.0) -> np.ndarray:
     return xy_to_yx(xy) * float(unit_per_coord)
 
 
+def pixel_grid_affine(pixel_size_um: float, corner_x_um: float = 0.0, corner_y_um: float = 0.0,
+                      pixel_size_y_um: float | None = None) -> np.ndarray:
+    """3×3 affine from pixel-centre indices (col, row) to (x, y) µm for a grid of ``pixel_size_um`` pixels whose
+    top-left corner is at (``corner_x_um``, ``corner_y_um``): pixel i covers [corner + i·s, corner + (i+1)·s),
+    so its centre (napari's data coordinate i) sits at corner + (i + ½)·s."""
+    sx = float(pixel_size_um)
+    sy = float(pixel_size_y_um if pixel_size_y_um is not None else pixel_size_um)
+    _check_pixel_size(sx)
+    _check_pixel_size(sy)
+    return np.array([[sx, 0.0, corner_x_um + sx / 2], [0.0, sy, corner_y_um + sy / 2], [0.0, 0.0, 1.0]])
+
+
+def apply_affine_xy(affine, xy) -> np.ndarray:
+    """Apply a 3×3 (x, y) affine to an (n, 2) array of (x, y) points."""
+    xy = as_xy(xy)
+    a = np.asarray(affine, dtype=np.float64)
+    return xy @ a[:2, :2].T + a[:2, 2]
+
+
+def affine_to_napari(affine) -> dict:
+    """napari layer kwargs for a (col, row) → (x, y) affine: ``scale`` / ``translate`` in (y, x) order when it is
+    axis-aligned (keeps the scale bar right), else ``affine`` in (y, x) order."""
+    a = np.asarray(affine, dtype=np.float64)
+    if abs(a[0, 1]) < 1e-12 and abs(a[1, 0]) < 1e-12:
+        return {"scale": (float(a[1, 1]), float(a[0, 0])), "translate": (float(a[1, 2]), float(a[0, 2]))}
+    return {"affine": affine_xy_to_yx(a)}
+
+
+def cosmx_global_px_to_um(xy_px, pixel_size_um: float) -> np.ndarray:
+    """CosMx global pixel coordinates (y pointing up) → world µm with y pointing down: (x·s, −y·s)."""
+    return flip_y(px_to_um(as_xy(xy_px), pixel_size_um), 0.0)
+
+
 def _check_pixel_size(pixel_size_um: float) -> None:
     if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
         raise ValueError(f"pixel size must be a positive number of µm, got {pixel_size_um!r}")

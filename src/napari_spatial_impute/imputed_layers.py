@@ -41,7 +41,9 @@ def typical_spacing(xy, sample: int = 5000, seed: int = 0) -> float:
 def obs_features(adata) -> pd.DataFrame:
     """obs columns usable as napari features (index reset, plus a ``cell_id`` column)."""
     feats = adata.obs.reset_index(drop=True).copy()
-    feats.insert(0, "cell_id", np.asarray(adata.obs_names, dtype=str))
+    key = "cell_id" if "cell_id" not in feats.columns else "obs_name"
+    if key not in feats.columns:
+        feats.insert(0, key, np.asarray(adata.obs_names, dtype=str))
     return feats
 
 

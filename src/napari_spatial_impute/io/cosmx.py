@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..coords import PLATFORM_PIXEL_SIZE_UM
+from ..coords import PLATFORM_PIXEL_SIZE_UM, cosmx_global_px_to_um
 from ..errors import InputError
 from .checks import check_covers
 from .images import geotiff_origin, read_plain_image
@@ -167,7 +167,7 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
             if hit:
                 tc[key] = hit
         tx = read_table(files["tx"], what="CosMx transcripts", columns=list(tc.values()),
-                        required=[tc["xg"], tc["yg"], tc["fov"], tc["cell"]])
+                        required=[tc["xg"], tc["yg"], tc["fov"], tc["cell"], tc["gene"]])
         tx = tx.rename(columns={v: k for k, v in tc.items()})
         tx["fov"] = tx["fov"].astype(int)
         tx["cell"] = tx["cell"].astype(int)
@@ -296,8 +296,7 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
         if gx and gy:
             m = obs[[gx, gy]].to_numpy(float)
             ok = np.isfinite(m).all(axis=1)
-            centroid_um.loc[ok, "x"] = m[ok, 0] * ps
-            centroid_um.loc[ok, "y"] = -m[ok, 1] * ps
+            centroid_um.loc[ok, ["x", "y"]] = cosmx_global_px_to_um(m[ok], ps)
             obs.loc[ok, "centroid_source"] = "metadata"
             have = have | ok
     if not have.all():
@@ -311,7 +310,6 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
         centroid_um.loc[missing, ["x", "y"]] = mean.reindex(missing).to_numpy()
         obs.loc[missing, "centroid_source"] = "transcripts"
     obs["centroid_source"] = pd.Categorical(obs["centroid_source"])
-    obs["cell_id"] = obs.index.to_numpy()
     var = pd.DataFrame(index=pd.Index(genes))
     adata = ad.AnnData(X=X, obs=obs, var=var)
     adata.obsm["spatial"] = centroid_um[["x", "y"]].to_numpy(np.float64)
@@ -335,4 +333,4 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
 
 def _tx_world(tx: pd.DataFrame, ps: float) -> np.ndarray:
     """Global pixel (x, y up) → world µm (x, y down)."""
-    return np.column_stack([tx["xg"].to_numpy(float) * ps, -tx["yg"].to_numpy(float) * ps])
+    return cosmx_global_px_to_um(np.column_stack([tx["xg"].to_numpy(float), tx["yg"].to_numpy(float)]), ps)

@@ -16,21 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..coords import apply_affine_xy, pixel_grid_affine
+
 
 def scale_translate_affine(pixel_size_um: float, corner_x_um: float = 0.0, corner_y_um: float = 0.0,
                            pixel_size_y_um: float | None = None) -> np.ndarray:
-    """Affine (col, row) → (x, y) µm for a grid of pixels of ``pixel_size_um`` whose top-left corner is at
-    (``corner_x_um``, ``corner_y_um``)."""
-    sx = float(pixel_size_um)
-    sy = float(pixel_size_y_um if pixel_size_y_um is not None else pixel_size_um)
-    return np.array([[sx, 0.0, corner_x_um + sx / 2], [0.0, sy, corner_y_um + sy / 2], [0.0, 0.0, 1.0]])
+    """Affine (col, row) → (x, y) µm of a pixel grid with its top-left corner at (corner_x, corner_y)."""
+    return pixel_grid_affine(pixel_size_um, corner_x_um, corner_y_um, pixel_size_y_um)
 
 
 def apply_affine(affine: np.ndarray, xy) -> np.ndarray:
     """Apply a 3×3 (x, y) affine to an (n, 2) array of (x, y) points."""
-    xy = np.asarray(xy, dtype=np.float64)[:, :2]
-    a = np.asarray(affine, dtype=np.float64)
-    return xy @ a[:2, :2].T + a[:2, 2]
+    return apply_affine_xy(affine, xy)
 
 
 def invert_affine(affine: np.ndarray) -> np.ndarray:

@@ -75,6 +75,12 @@ def read_table(path: Path, *, what: str, columns: Iterable[str] | None = None,
                          "re-export or copy the file again.") from err
     if len(df) == 0:
         raise InputError(f"The {what} file {path.name} has a header but no rows.", "re-export the file.")
+    last_na = df.iloc[-1].isna()
+    if last_na.any():
+        cols_na = list(last_na[last_na].index)
+        if not df[cols_na].iloc[:-1].isna().any().any():
+            raise InputError(f"The {what} file {path.name} looks truncated: its last row has no value in "
+                             f"column(s) {cols_na[:5]}.", "copy the file again from the instrument output.")
     for col in required:
         values = df[col]
         missing = values.isna().to_numpy()

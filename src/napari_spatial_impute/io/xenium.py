@@ -24,7 +24,8 @@ MAX_LABEL_PIXELS = 64_000_000
 
 def is_xenium_folder(path: Path) -> bool:
     """Cheap check: a folder with Xenium's matrix / cells / experiment files."""
-    return path.is_dir() and any((path / n).exists() for n in (*MATRIX_NAMES, "experiment.xenium", "cells.parquet"))
+    names = (*MATRIX_NAMES, *CELLS_NAMES, "experiment.xenium", "transcripts.parquet", "morphology_focus")
+    return path.is_dir() and any((path / n).exists() for n in names)
 
 
 def _folder(path) -> Path:
@@ -172,7 +173,8 @@ def _read_transcripts(folder: Path, min_qv: float, notes: list[str]) -> pd.DataF
     header = peek_header(f)
     cols = require_columns(header, {"x": ["x_location"], "y": ["y_location"], "gene": ["feature_name"]},
                            file=f.name, platform="Xenium")
-    optional = {k: c for k, c in (("z", "z_location"), ("qv", "qv"), ("cell_id", "cell_id")) if c in header}
+    # cell_id is left out: tens of millions of Python strings would dominate memory
+    optional = {k: c for k, c in (("z", "z_location"), ("qv", "qv")) if c in header}
     df = read_table(f, what="Xenium transcripts", columns=[*cols.values(), *optional.values()],
                     required=[cols["x"], cols["y"]])
     out = pd.DataFrame({"x": df[cols["x"]].to_numpy(np.float32), "y": df[cols["y"]].to_numpy(np.float32)})
@@ -181,10 +183,7 @@ def _read_transcripts(folder: Path, min_qv: float, notes: list[str]) -> pd.DataF
         genes = genes.str.decode("utf-8")
     out["gene"] = pd.Categorical(genes.astype(str))
     for k, c in optional.items():
-        col = df[c]
-        if k == "cell_id" and col.dtype == object and len(col) and isinstance(col.iloc[0], bytes):
-            col = col.str.decode("utf-8")
-        out[k] = col.to_numpy()
+        out[k] = df[c].to_numpy(np.float32)
     keep = ~out["gene"].astype(str).str.startswith(CONTROL_PREFIXES).to_numpy()
     if "qv" in out:
         keep &= out["qv"].to_numpy() >= min_qv
@@ -280,7 +279,6 @@ def read_xenium(path, *, transcripts: bool = True, images: bool = True, boundari
     adata = ad.AnnData(X=X, obs=cells.copy(), var=var)
     if not var_names_unique:
         adata.var_names_make_unique()
-    adata.obs["cell_id"] = adata.obs_names.to_numpy()
     xy = cells[[cols["x"], cols["y"]]].to_numpy(np.float64)
     adata.obsm["spatial"] = xy
     ps, ps_source = _pixel_size(folder, notes)

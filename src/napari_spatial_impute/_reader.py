@@ -1,0 +1,64 @@
+"""npe2 reader: instrument folders (Xenium, CosMx, MERSCOPE, Visium / ST) and .h5ad → aligned layers.
+
+``get_reader`` only looks at file names (cheap, never raises). The returned function reads the sample and
+builds layers; on bad input it shows napari's error notification naming the file and returns ``[]`` — it never
+raises into the viewer. Importable without Qt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def get_reader(path):
+    """npe2 ``get_reader``: a reader function for a supported path, else None."""
+    try:
+        if isinstance(path, list | tuple):
+            if len(path) != 1:
+                return None
+            path = path[0]
+        from .io.detect import detect_platform, st_reader_available
+
+        platform = detect_platform(Path(str(path)))
+        if platform in ("visium", "st") and not st_reader_available():
+            return None
+        if platform == "spatialdata":
+            import importlib.util
+
+            if importlib.util.find_spec("spatialdata") is None:
+                return None
+    except Exception:  # noqa: BLE001 - get_reader must never raise
+        return None
+    if platform is None:
+        return None
+    return read_layers
+
+
+def read_layers(path) -> list:
+    """Read ``path`` into layer-data tuples (µm world); bad input → notification + ``[]``."""
+    try:
+        if isinstance(path, list | tuple):
+            path = path[0]
+        from .io.detect import read_sample
+        from .layers import sample_to_layers
+
+        sample = read_sample(path)
+        return sample_to_layers(sample)
+    except Exception as err:  # noqa: BLE001 - never crash the viewer
+        from .errors import InputError
+
+        msg = str(err) if isinstance(err, InputError) else (
+            f"napari-spatial-impute could not open {path}: {type(err).__name__}: {err}")
+        _notify(msg)
+        return []
+
+
+def _notify(message: str) -> None:
+    try:
+        from napari.utils.notifications import show_error
+
+        show_error(message)
+    except Exception:  # noqa: BLE001 - no napari (plain Python): log instead
+        import logging
+
+        logging.getLogger(__name__).error(message)
