@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,9 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
     uns = {"method": klass.method, "params": _jsonable(model.get_params()), "device": dev,
            "seconds": time.perf_counter() - t0, "gene_match": match.as_dict(),
            "input_genes": list(data.shared_genes), "values": "log1p(counts / total * median total) of reference"}
+    info = model.info() if hasattr(model, "info") else None
+    if info:
+        uns["model_info"] = json.dumps(info, default=str)  # a JSON string: always storable in .h5ad
     return to_anndata(pred, spatial, data.target_genes, var=var, uns=uns)
 
 

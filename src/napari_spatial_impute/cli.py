@@ -33,6 +33,10 @@ def _add_impute_parser(sub) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, e.g. --param k=50 (repeatable)")
     p.add_argument("--cluster-key", help="reference obs column with cell types (spaim)")
+    p.add_argument("--gene-embeddings", metavar="SOURCE",
+                   help="stimpute gene graph: 'bundled' (default), 'none', a table (.npz/.parquet/.csv: gene → vector) "
+                        "or a protein FASTA (needs --esm-checkpoint)")
+    p.add_argument("--esm-checkpoint", metavar="PT", help="local fair-esm ESM-2 checkpoint for a FASTA (stimpute)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--dask", metavar="SCHEDULER", help="run prediction on a dask.distributed cluster "
                                                        "(address, or 'local' for a LocalCluster)")
@@ -71,6 +75,10 @@ def run_impute(args) -> int:
     params = _parse_params(args.param)
     if args.cluster_key:
         params["cluster_key"] = args.cluster_key
+    if args.gene_embeddings:
+        params["gene_embeddings"] = args.gene_embeddings
+    if args.esm_checkpoint:
+        params["esm_checkpoint"] = args.esm_checkpoint
     spatial = read_spatial(args.spatial)
     reference = read_reference(args.reference)
     genes = [g for g in args.genes.split(",") if g.strip()] if args.genes else None

@@ -1,0 +1,497 @@
+"""stImpute (Commun Biol 2024) re-implemented: AE neighbours + gene-graph GraphSAGE + reliability scores.
+
+1. **Joint space.** Shared genes are z-scored within each dataset; an autoencoder (trained on spatial and
+   reference cells, with random genes masked at the input) maps both through one latent code; each spatial
+   cell takes its ``k`` cosine-nearest reference cells in the decoded (denoised) space — cosine in the ReLU
+   code itself was clearly worse (benchmarks/stimpute_osmfish.md).
+2. **Gene graph.** Nodes are genes (inputs + targets); edges from ESM-2 protein-embedding cosine similarity,
+   expression correlation in the reference for genes without a protein (see :mod:`.gene_graph`); built once.
+3. **GraphSAGE.** For every (gene, cell) node the features summarise the gene over the cell's neighbours
+   (:mod:`.features`); two weighted-mean SAGEConv layers + an MLP head predict the cell's own value. Training
+   uses only the spatial values of *input* genes: in each batch a random part of the inputs is masked, the
+   neighbours are searched without them, and the loss (stImpute eq. 10: cell- and gene-wise cosine + MSE)
+   is taken on the masked genes — the same situation the model meets for a target gene. The paper's
+   alternating rounds follow: GNN epochs, then AE epochs pulled towards the GNN's output.
+4. **Output** = α·GNN + (1−α)·neighbour mean, in reference log units (α 0.7 for small data, 0.5 large).
+5. **Reliability.** An MLP maps gene descriptors (no spatial truth needed) to the cosine similarity of the
+   gene's imputation; its training targets are *cross-validated* cosines of the input genes (inner folds
+   that retrain steps 1–4 without them), never in-sample fits.
+
+Memory stays bounded: neighbours are found and node features built per chunk of cells.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...errors import InputError
+from ...progress import Progress, ProgressGen
+from ..base import ImputeData, Imputer
+from ..knn import cosine_topk, zscore_columns
+from .features import DESCRIPTOR_NAMES, N_NODE_FEATURES, gene_descriptors, node_features
+from .gene_graph import GeneGraph, build_gene_graph
+
+_EPS = 1e-6
+
+
+class STImputer(Imputer):
+    """stImpute: autoencoder neighbours → gene-graph GraphSAGE → α-mix with the neighbour mean.
+
+    Parameters
+    ----------
+    k : reference neighbours per spatial cell (paper: 50; ≤ reference cells).
+    gene_embeddings : ``"bundled"`` (shipped ESM-2 3B osmFISH subset), a table path (.npz/.parquet/.csv),
+        a FASTA path (needs ``esm_checkpoint``), a :class:`~napari_spatial_impute.embeddings.GeneEmbeddings`,
+        or ``"none"`` (expression similarity only). Genes without a vector use expression similarity.
+    esm_checkpoint : local fair-esm ESM-2 ``.pt`` file, used when ``gene_embeddings`` is a FASTA file.
+    graph_k : neighbours per gene in the gene graph.
+    alpha : weight of the GNN in the output; ``None`` = 0.7 (< 10k cells and < 500 genes) else 0.5.
+    use_gnn : ``False`` = neighbour mean only (the ablation without the GNN).
+    rounds, ae_epochs, gnn_epochs, ae_round_epochs : the paper's alternating schedule.
+    mask_fraction : share of input genes masked per training batch (their neighbours are found without them).
+    reliability : train the reliability MLP (``reliability_folds`` inner folds over input genes).
+    max_train_cells : spatial cells sampled per GNN epoch (bounds time on large slides).
+    chunk_mb : memory budget of one chunk of cells (neighbour features) in MiB.
+    """
+
+    method = "stimpute"
+    param_names = ("k", "gene_embeddings", "esm_checkpoint", "graph_k", "alpha", "use_gnn", "rounds", "ae_epochs",
+                   "gnn_epochs", "ae_round_epochs", "hidden", "latent", "lr", "batch_size", "mask_fraction",
+                   "reliability", "reliability_folds", "max_train_cells", "chunk_mb", "seed", "device")
+
+    def __init__(self, k: int = 50, gene_embeddings: Any = "bundled", esm_checkpoint: str | None = None,
+                 graph_k: int = 8, alpha: float | None = None, use_gnn: bool = True, rounds: int = 2,
+                 ae_epochs: int = 30, gnn_epochs: int = 4, ae_round_epochs: int = 5, hidden: int = 32,
+                 latent: int = 100, lr: float = 3e-3, batch_size: int = 256, mask_fraction: float = 0.25,
+                 reliability: bool = True, reliability_folds: int = 3, max_train_cells: int = 20000,
+                 chunk_mb: int = 64, *, seed: int = 0, device: str = "auto"):
+        super().__init__(seed=seed, device=device)
+        self.k = int(k)
+        self.gene_embeddings = gene_embeddings
+        self.esm_checkpoint = esm_checkpoint
+        self.graph_k = int(graph_k)
+        self.alpha = None if alpha is None else float(alpha)
+        self.use_gnn = bool(use_gnn)
+        self.rounds = int(rounds)
+        self.ae_epochs = int(ae_epochs)
+        self.gnn_epochs = int(gnn_epochs)
+        self.ae_round_epochs = int(ae_round_epochs)
+        self.hidden = int(hidden)
+        self.latent = int(latent)
+        self.lr = float(lr)
+        self.batch_size = int(batch_size)
+        self.mask_fraction = float(mask_fraction)
+        self.reliability = bool(reliability)
+        self.reliability_folds = int(reliability_folds)
+        self.max_train_cells = int(max_train_cells)
+        self.chunk_mb = int(chunk_mb)
+        self.graph_: GeneGraph | None = None
+        self.reliability_: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ checks / setup
+    def _check(self, data: ImputeData) -> None:
+        if self.k < 1:
+            raise InputError(f"k must be at least 1 (got {self.k}).", "use k ≥ 1 (stImpute's default is 50).")
+        if self.k > data.n_reference:
+            raise InputError(f"k = {self.k} neighbours asked for but the reference has only "
+                             f"{data.n_reference} cells.", f"use k ≤ {data.n_reference}.")
+        if len(data.shared_genes) < 3:
+            raise InputError(f"Only {len(data.shared_genes)} shared gene(s): stImpute needs at least 3 input "
+                             "genes.", "use a reference measuring more of the spatial panel, or method='knn'.")
+        if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
+            raise InputError(f"alpha must lie in [0, 1] (got {self.alpha}).", "e.g. alpha=0.7.")
+        if not 0.0 <= self.mask_fraction < 1.0:
+            raise InputError(f"mask_fraction must lie in [0, 1) (got {self.mask_fraction}).", "e.g. 0.25.")
+
+    def _torch(self):
+        import torch
+
+        from ...device import resolve_device
+
+        torch.manual_seed(self.seed)
+        return torch, torch.device(resolve_device(self.device))
+
+    def resolve_embeddings(self, callback=None):
+        """The gene embeddings named by ``gene_embeddings`` (None = expression similarity only)."""
+        from ...device import resolve_device
+        from ...embeddings import load_gene_embeddings
+
+        return load_gene_embeddings(self.gene_embeddings, checkpoint=self.esm_checkpoint,
+                                    device=resolve_device(self.device), callback=callback)
+
+    def _alpha(self, n_cells: int, n_genes: int) -> float:
+        if self.alpha is not None:
+            return self.alpha
+        return 0.7 if n_cells < 10_000 and n_genes < 500 else 0.5
+
+    # ------------------------------------------------------------------ fit
+    def fit_steps(self, data: ImputeData) -> ProgressGen[None]:
+        torch, dev = self._torch()
+        self._check(data)
+        shared = list(data.shared_genes)
+        extra = [g for g in data.target_genes if g not in set(shared)]
+        genes = shared + extra
+        pos = {g: i for i, g in enumerate(data.reference_genes)}
+        ref = data.reference[:, [pos[g] for g in genes]].astype(np.float32)
+        yield Progress(0, 100, "gene embeddings and gene graph", "graph")
+        emb = self.resolve_embeddings() if self.use_gnn else None
+        self.graph_ = build_gene_graph(genes, ref, emb, self.graph_k)
+        self.genes_ = genes
+        self.reference_log_ = ref
+        self.ref_mean_ = ref.mean(0)
+        self.ref_sd_ = np.maximum(ref.std(0), _EPS).astype(np.float32)
+        self.shared_genes_ = shared
+        self.target_genes_ = list(data.target_genes)
+        self.alpha_ = self._alpha(data.n_cells, len(genes))
+        sp_z, _, _ = zscore_columns(data.spatial)
+        n_shared = len(shared)
+        inputs = np.arange(n_shared)
+
+        n_inner = min(self.reliability_folds, n_shared // 2) if self.reliability else 0
+        n_steps = 1 + max(0, n_inner)
+        gen = self._train_steps(sp_z, inputs, seed=self.seed)
+        parts = yield from _relay(gen, 0, n_steps, "train")
+        self.ae_, self.gnn_ = parts
+
+        self.reliability_ = None
+        self.reliability_cv_ = None
+        if n_inner >= 2:
+            rng = np.random.default_rng(self.seed + 1)
+            folds = np.array_split(rng.permutation(n_shared), n_inner)
+            desc_rows, cos_rows, names = [], [], []
+            for f, held in enumerate(folds):
+                held = np.sort(held)
+                keep = np.setdiff1d(inputs, held)
+                # inner models train on half the GNN epochs: they only estimate how well each gene imputes
+                gen = self._train_steps(sp_z[:, keep], keep, seed=self.seed + 10 + f,
+                                        gnn_epochs=max(1, self.gnn_epochs // 2))
+                ae, gnn = yield from _relay(gen, 1 + f, n_steps, f"reliability fold {f + 1}/{n_inner}")
+                final, knn_z, gnn_z = self._predict_arrays(ae, gnn, sp_z[:, keep], keep, held)
+                truth = data.spatial[:, held]
+                cos = _cosine_cols(truth, final)
+                desc_rows.append(gene_descriptors(ref, keep, held, knn_z, gnn_z, self.graph_.has_protein[held]))
+                cos_rows.append(cos)
+                names += [genes[i] for i in held]
+            X = np.vstack(desc_rows)
+            y = np.concatenate(cos_rows).astype(np.float32)
+            self.reliability_model_ = self._fit_reliability(X, y)
+            self.reliability_cv_ = pd.DataFrame(X, index=names, columns=list(DESCRIPTOR_NAMES)).assign(cv_cosine=y)
+        else:
+            self.reliability_model_ = None
+        self._inputs = inputs
+        self.fitted_ = True
+        # descriptors of the targets (on the training slide) → reliability
+        if self.reliability_model_ is not None and self.target_genes_:
+            gpos = {g: i for i, g in enumerate(genes)}
+            tcols = np.array([gpos[g] for g in self.target_genes_], dtype=np.int64)
+            _, knn_z, gnn_z = self._predict_arrays(self.ae_, self.gnn_, sp_z, inputs, tcols)
+            D = gene_descriptors(ref, inputs, tcols, knn_z, gnn_z, self.graph_.has_protein[tcols])
+            self.reliability_ = self._score_reliability(D)
+        yield Progress(n_steps, n_steps, "fitted", "fit")
+
+    # ------------------------------------------------------------------ training of one pipeline
+    def _train_steps(self, sp_in: np.ndarray, in_cols: np.ndarray, seed: int, gnn_epochs: int | None = None):
+        """Train AE + GNN with spatial inputs ``sp_in`` (cells × len(in_cols), z-scored) → (ae, gnn)."""
+        torch, dev = self._torch()
+        from .network import GeneAutoencoder, GeneGraphPredictor, sparse_adjacency, stimpute_loss
+
+        gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        n_in = len(in_cols)
+        ref_z_all = (self.reference_log_ - self.ref_mean_) / self.ref_sd_
+        ref_in_z, _, _ = zscore_columns(self.reference_log_[:, in_cols])
+        ref_z = torch.from_numpy(np.ascontiguousarray(ref_z_all)).to(dev)
+        ref_on = torch.from_numpy((self.reference_log_ > 0).astype(np.float32)).to(dev)
+        ref_in = torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev)
+        sp_t = torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev)
+        ae = GeneAutoencoder(n_in, self.latent).to(dev)
+        ae_opt = torch.optim.Adam(ae.parameters(), lr=1e-2, weight_decay=1e-4)
+        both = torch.cat([sp_t, ref_in])
+        n_mask = max(1, int(round(self.mask_fraction * n_in))) if self.mask_fraction > 0 else 0
+
+        def ae_epoch(extra_target=None):
+            order = torch.randperm(both.shape[0], generator=gen)
+            for s in range(0, len(order), 512):
+                b = order[s:s + 512].to(dev)
+                x = both[b]
+                keep = (torch.rand(x.shape, generator=gen) >= self.mask_fraction).float().to(dev)
+                _, rec = ae(x * keep)
+                loss = torch.nn.functional.mse_loss(rec, x)
+                if extra_target is not None:  # the paper's M-step: (AE + GNN)/2 ≈ spatial values
+                    sp_rows = b < sp_t.shape[0]
+                    if sp_rows.any():
+                        mix = (rec[sp_rows] + extra_target[b[sp_rows]]) / 2
+                        loss = loss + torch.nn.functional.mse_loss(mix, x[sp_rows])
+                ae_opt.zero_grad()
+                loss.backward()
+                ae_opt.step()
+
+        epochs = self.gnn_epochs if gnn_epochs is None else gnn_epochs
+        total = self.ae_epochs + (self.rounds * epochs if self.use_gnn else 0)
+        ae.train()
+        for e in range(self.ae_epochs):
+            ae_epoch()
+            yield Progress(e + 1, total, "autoencoder", "train")
+        if not self.use_gnn:
+            return ae.eval(), None
+
+        graph = self.graph_
+        adj = sparse_adjacency(torch.from_numpy(graph.edge_index), torch.from_numpy(graph.edge_weight),
+                               len(graph.genes)).to(dev)
+        gnn = GeneGraphPredictor(N_NODE_FEATURES, self.hidden).to(dev)
+        opt = torch.optim.Adam(gnn.parameters(), lr=self.lr, weight_decay=1e-4)
+        in_cols_t = torch.from_numpy(np.asarray(in_cols, dtype=np.int64)).to(dev)
+        n_cells = sp_t.shape[0]
+        per_epoch = min(n_cells, self.max_train_cells)
+        for r in range(self.rounds):
+            ae.eval()
+            for e in range(epochs):
+                gnn.train()
+                cells = torch.from_numpy(rng.permutation(n_cells)[:per_epoch])
+                for s in range(0, per_epoch, self.batch_size):
+                    b = cells[s:s + self.batch_size].to(dev)
+                    if len(b) < 2:
+                        continue
+                    if n_mask:
+                        masked = torch.from_numpy(np.sort(rng.choice(n_in, n_mask, replace=False))).to(dev)
+                    else:
+                        masked = torch.arange(n_in, device=dev)
+                    keep = torch.ones(n_in, device=dev)
+                    if n_mask:
+                        keep[masked] = 0.0
+                    with torch.no_grad():
+                        q = ae.embed(sp_t[b] * keep)
+                        bank = ae.embed(ref_in * keep)
+                        idx, w = _topk_weights(q, bank, self.k)
+                    feats = node_features(ref_z, ref_on, idx, w)
+                    pred = gnn(feats, adj)[in_cols_t[masked]].T  # batch × masked genes
+                    loss = stimpute_loss(pred, sp_t[b][:, masked])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                yield Progress(self.ae_epochs + r * epochs + e + 1, total,
+                               f"GNN round {r + 1}/{self.rounds}, epoch {e + 1}/{epochs}", "train")
+            if r == self.rounds - 1 or self.ae_round_epochs <= 0:
+                break
+            # M-step: AE epochs pulled towards the GNN's prediction of the input genes
+            gnn.eval()
+            target = torch.zeros_like(both)
+            with torch.no_grad():
+                bank = ae.embed(ref_in)
+                q_all = ae.embed(sp_t)
+                step = self._chunk_cells(len(graph.genes))
+                for s in range(0, n_cells, step):
+                    idx, w = _topk_weights(q_all[s:s + step], bank, self.k)
+                    target[s:s + len(idx)] = gnn(node_features(ref_z, ref_on, idx, w), adj)[in_cols_t].T
+            ae.train()
+            for _ in range(self.ae_round_epochs):
+                ae_epoch(target)
+        ae.eval()
+        gnn.eval()
+        return ae, gnn
+
+    # ------------------------------------------------------------------ prediction
+    def _chunk_cells(self, n_genes: int) -> int:
+        per_cell = 4 * self.k * n_genes * 4 + 4 * n_genes * (N_NODE_FEATURES + 3 * self.hidden) * 2
+        return int(max(16, min(8192, (self.chunk_mb << 20) // max(1, per_cell))))
+
+    def _predict_arrays(self, ae, gnn, sp_in: np.ndarray, in_cols: np.ndarray, out_cols: np.ndarray,
+                        progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(final in reference log units, kNN mean z, GNN z) of genes ``out_cols`` for all cells of ``sp_in``."""
+        return _drain(self._predict_iter(ae, gnn, sp_in, in_cols, out_cols))
+
+    def _predict_iter(self, ae, gnn, sp_in, in_cols, out_cols):
+        torch, dev = self._torch()
+        from .network import sparse_adjacency
+
+        ref_in_z, _, _ = zscore_columns(self.reference_log_[:, in_cols])
+        with torch.no_grad():
+            bank = ae.embed(torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev))
+            query = ae.embed(torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev))
+        idx_all, sim_all = yield from cosine_topk(query.cpu().numpy(), bank.cpu().numpy(), self.k, device=str(dev))
+        out_cols = np.asarray(out_cols, dtype=np.int64)
+        n = sp_in.shape[0]
+        mu, sd = self.ref_mean_[out_cols], self.ref_sd_[out_cols]
+        knn_z = np.empty((n, len(out_cols)), np.float32)
+        gnn_z = np.empty((n, len(out_cols)), np.float32)
+        if gnn is not None:
+            ref_z = torch.from_numpy((self.reference_log_ - self.ref_mean_) / self.ref_sd_).to(dev)
+            ref_on = torch.from_numpy((self.reference_log_ > 0).astype(np.float32)).to(dev)
+            adj = sparse_adjacency(torch.from_numpy(self.graph_.edge_index), torch.from_numpy(self.graph_.edge_weight),
+                                   len(self.genes_)).to(dev)
+        ref_out = self.reference_log_[:, out_cols]
+        chunk = self._chunk_cells(len(self.genes_))
+        n_chunks = (n + chunk - 1) // chunk
+        for c, s in enumerate(range(0, n, chunk)):
+            idx = idx_all[s:s + chunk]
+            w = _weights(sim_all[s:s + chunk])
+            knn = np.einsum("ck,ckg->cg", w, ref_out[idx])
+            knn_z[s:s + len(idx)] = (knn - mu) / sd
+            if gnn is None:
+                gnn_z[s:s + len(idx)] = knn_z[s:s + len(idx)]
+            else:
+                with torch.no_grad():
+                    feats = node_features(ref_z, ref_on, torch.from_numpy(idx).to(dev), torch.from_numpy(w).to(dev))
+                    gnn_z[s:s + len(idx)] = gnn(feats, adj)[torch.from_numpy(out_cols).to(dev)].T.cpu().numpy()
+            yield Progress(c + 1, n_chunks, f"imputing {min(n, s + chunk)}/{n} cells", "predict")
+        alpha = self.alpha_ if gnn is not None else 0.0
+        final = alpha * (mu + sd * gnn_z) + (1 - alpha) * (mu + sd * knn_z)
+        return final.astype(np.float32), knn_z, gnn_z
+
+    def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
+        self._check_fitted()
+        if data is None:
+            raise InputError("STImputer.predict needs the spatial data.", "pass the ImputeData used in fit.")
+        if list(data.shared_genes) != self.shared_genes_:
+            raise InputError("The spatial genes differ from those the model was fitted on.",
+                             "prepare the data with the same shared genes.")
+        pos = {g: i for i, g in enumerate(self.genes_)}
+        missing = [g for g in data.target_genes if g not in pos]
+        if missing:
+            raise InputError(f"Genes not in the fitted model: {missing[:5]}.",
+                             "fit with these genes as targets (the gene graph is built at fit time).")
+        sp_z, _, _ = zscore_columns(data.spatial)
+        out_cols = np.array([pos[g] for g in data.target_genes], dtype=np.int64)
+        final, _, _ = yield from self._predict_iter(self.ae_, self.gnn_, sp_z, np.arange(len(self.shared_genes_)),
+                                                    out_cols)
+        return final
+
+    # ------------------------------------------------------------------ reliability
+    def _fit_reliability(self, X: np.ndarray, y: np.ndarray):
+        torch, _ = self._torch()
+        from .network import ReliabilityMLP
+
+        torch.manual_seed(self.seed)
+        self.desc_mean_ = X.mean(0)
+        self.desc_sd_ = np.maximum(X.std(0), _EPS)
+        xt = torch.from_numpy((X - self.desc_mean_) / self.desc_sd_).float()
+        yt = torch.from_numpy(y)
+        model = ReliabilityMLP(X.shape[1])
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-2)
+        for _ in range(300):
+            loss = torch.nn.functional.mse_loss(model(xt), yt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return model.eval()
+
+    def _score_reliability(self, D: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(((D - self.desc_mean_) / self.desc_sd_).astype(np.float32))
+            # expected cosine similarity of non-negative values: keep the score in [0, 1]
+            return np.clip(self.reliability_model_(x).numpy(), 0.0, 1.0).astype(np.float32)
+
+    def gene_annotations(self) -> pd.DataFrame | None:
+        if not self.fitted_ or not self.target_genes_:
+            return None
+        df = pd.DataFrame(index=pd.Index(self.target_genes_))
+        if self.reliability_ is not None:
+            df["reliability"] = self.reliability_
+        graph = self.graph_
+        if graph is not None:
+            pos = {g: i for i, g in enumerate(graph.genes)}
+            df["graph_source"] = ["protein" if graph.has_protein[pos[g]] else "expression" for g in df.index]
+        return df
+
+    def graph_summary(self) -> dict:
+        """How many genes took protein vs expression similarity, and which lacked an embedding."""
+        self._check_fitted()
+        return self.graph_.summary()
+
+    def info(self) -> dict:
+        """JSON-able facts about the fitted model (for ``uns`` of the output): graph sources, α, reliability CV."""
+        self._check_fitted()
+        out = {"gene_graph": self.graph_summary(), "alpha": float(self.alpha_), "use_gnn": self.gnn_ is not None}
+        table = getattr(self, "reliability_cv_", None)
+        if table is not None:
+            out["reliability_training_genes"] = int(len(table))
+            out["reliability_cv_cosine_mean"] = float(table["cv_cosine"].mean())
+        return out
+
+    # ------------------------------------------------------------------ save / load
+    def _state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "genes": list(self.genes_), "reference_log": self.reference_log_, "ref_mean": self.ref_mean_,
+            "ref_sd": self.ref_sd_, "alpha": float(self.alpha_),
+            "edge_index": self.graph_.edge_index, "edge_weight": self.graph_.edge_weight,
+            "has_protein": self.graph_.has_protein.astype(np.uint8), "graph_missing": list(self.graph_.missing),
+            "graph_source": self.graph_.embedding_source,
+            "ae": {k: v.detach().cpu().numpy() for k, v in self.ae_.state_dict().items()},
+        }
+        if self.gnn_ is not None:
+            state["gnn"] = {k: v.detach().cpu().numpy() for k, v in self.gnn_.state_dict().items()}
+        if self.reliability_ is not None:
+            state["reliability"] = self.reliability_
+        return state
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        import torch
+
+        from .network import GeneAutoencoder, GeneGraphPredictor
+
+        _, dev = self._torch()
+        self.genes_ = list(state["genes"])
+        self.reference_log_ = state["reference_log"]
+        self.ref_mean_ = state["ref_mean"]
+        self.ref_sd_ = state["ref_sd"]
+        self.alpha_ = float(state["alpha"])
+        self.graph_ = GeneGraph(self.genes_, state["edge_index"], state["edge_weight"],
+                                state["has_protein"].astype(bool), list(state["graph_missing"]),
+                                str(state["graph_source"]))
+        ae_state = {k: torch.from_numpy(np.asarray(v)) for k, v in state["ae"].items()}
+        self.ae_ = GeneAutoencoder(ae_state["encoder.weight"].shape[1], ae_state["encoder.weight"].shape[0])
+        self.ae_.load_state_dict(ae_state)
+        self.ae_.to(dev).eval()
+        self.gnn_ = None
+        if "gnn" in state:
+            gnn_state = {k: torch.from_numpy(np.asarray(v)) for k, v in state["gnn"].items()}
+            self.gnn_ = GeneGraphPredictor(N_NODE_FEATURES, gnn_state["head.0.weight"].shape[0])
+            self.gnn_.load_state_dict(gnn_state)
+            self.gnn_.to(dev).eval()
+        self.reliability_ = state.get("reliability")
+
+
+def _weights(sim: np.ndarray) -> np.ndarray:
+    w = np.clip(sim, 0.0, None) + _EPS
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _topk_weights(query, bank, k: int):
+    import torch
+
+    q = torch.nn.functional.normalize(query, dim=1)
+    b = torch.nn.functional.normalize(bank, dim=1)
+    sims, idx = torch.topk(q @ b.T, k, dim=1)
+    w = sims.clamp_min(0) + _EPS
+    return idx, w / w.sum(1, keepdim=True)
+
+
+def _cosine_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    den = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
+    return np.divide((a * b).sum(0), den, out=np.zeros(a.shape[1]), where=den > 0)
+
+
+def _drain(gen):
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _relay(gen, step: int, total: int, label: str):
+    """Re-yield a training generator's progress as part ``step`` of ``total``."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(int(100 * (step + ev.fraction) / total), 100, f"{label}: {ev.message}", ev.stage or "fit")

@@ -1,0 +1,110 @@
+"""stImpute's networks: the shared-gene autoencoder, the gene-graph GraphSAGE predictor, the reliability MLP."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch_geometric.nn import SAGEConv
+
+
+class GeneAutoencoder(nn.Module):
+    """Shared genes (z-scored within each dataset) → ReLU latent → reconstruction."""
+
+    def __init__(self, n_genes: int, latent: int = 100):
+        super().__init__()
+        self.encoder = nn.Linear(n_genes, latent)
+        self.decoder = nn.Linear(latent, n_genes)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.encoder(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The joint space where neighbours are searched: the decoded (denoised) shared genes.
+
+        On osmFISH + Allen SSp, cosine neighbours in the ReLU code were clearly worse than in the decoded
+        output (5-fold median PCC of the neighbour mean 0.12–0.17 vs 0.21), see benchmarks/stimpute_osmfish.md.
+        """
+        return self.decoder(self.encode(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z, self.decoder(z)
+
+
+class WeightedSAGEConv(SAGEConv):
+    """torch-geometric ``SAGEConv`` whose mean over graph neighbours is weighted by the edge weights.
+
+    The gene graph's weights are row-normalised, so summing ``w_ij · x_j`` is a weighted mean; with all
+    weights equal to 1/deg it is exactly SAGEConv's mean aggregation. Node features are laid out
+    gene-major, (genes, cells, features): one static graph over genes serves a whole batch of cells, and
+    aggregation is one sparse (genes × genes) @ (genes × cells·features) product through SAGEConv's fused
+    ``message_and_aggregate`` path (no per-edge message tensor, no loop over cells).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(in_channels, out_channels, aggr="sum", node_dim=0)
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """``x``: (genes, cells, features); ``adj``: sparse (genes × genes), row = aggregating gene."""
+        # propagate_type: (x: Tuple[Tensor, Tensor])
+        out = self.propagate(adj, x=(x, x))
+        return self.lin_l(out) + self.lin_r(x)
+
+    def message_and_aggregate(self, adj_t: torch.Tensor, x) -> torch.Tensor:  # type: ignore[override]
+        src = x[0]
+        return torch.sparse.mm(adj_t, src.reshape(src.shape[0], -1)).reshape(src.shape)
+
+
+def sparse_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, n_genes: int) -> torch.Tensor:
+    """COO (genes × genes) weight matrix with rows = aggregating gene (``edge_index[1]``)."""
+    return torch.sparse_coo_tensor(torch.stack([edge_index[1], edge_index[0]]), edge_weight,
+                                   (n_genes, n_genes), check_invariants=False).coalesce()
+
+
+class GeneGraphPredictor(nn.Module):
+    """Per (gene, cell) node: the gene's values over the cell's k reference neighbours → the cell's value.
+
+    Two weighted-mean GraphSAGE layers over the gene graph, then an MLP head. The output is a correction
+    added to the neighbours' weighted mean (feature 0), so an untrained head predicts the kNN mean.
+    Weights are shared by all genes, which is what lets the model predict genes it never saw in training.
+    """
+
+    def __init__(self, n_features: int, hidden: int = 64, layers: int = 2):
+        super().__init__()
+        dims = [n_features] + [hidden] * layers
+        self.convs = nn.ModuleList([WeightedSAGEConv(a, b) for a, b in zip(dims[:-1], dims[1:])])
+        self.norms = nn.ModuleList([nn.LayerNorm(b) for b in dims[1:]])
+        self.head = nn.Sequential(nn.Linear(hidden + n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
+        """``x``: (genes, cells, features) → (genes, cells)."""
+        h = x
+        for conv, norm in zip(self.convs, self.norms):
+            h = torch.relu(norm(conv(h, adj)))
+        return x[..., 0] + self.head(torch.cat([h, x], dim=-1)).squeeze(-1)
+
+
+class ReliabilityMLP(nn.Module):
+    """Gene descriptors (standardised) → expected cosine similarity of the gene's imputation."""
+
+    def __init__(self, n_features: int, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def stimpute_loss(pred: torch.Tensor, target: torch.Tensor, w_cos: float = 1.0, w_mse: float = 1.0) -> torch.Tensor:
+    """stImpute's eq. 10: (1 − cell-wise cosine) + (1 − gene-wise cosine) of centred values, plus MSE."""
+    def _cos(a, b, dim):
+        a = a - a.mean(dim=dim, keepdim=True)
+        b = b - b.mean(dim=dim, keepdim=True)
+        return nn.functional.cosine_similarity(a, b, dim=dim, eps=1e-6).mean()
+
+    cell = _cos(pred, target, 1) if pred.shape[1] > 1 else pred.new_tensor(1.0)
+    gene = _cos(pred, target, 0) if pred.shape[0] > 1 else pred.new_tensor(1.0)
+    return w_cos * ((1 - cell) + (1 - gene)) + w_mse * nn.functional.mse_loss(pred, target)
