@@ -35,6 +35,7 @@ _LAZY = {
     "STImputer": ".models.stimpute",
     "SpaIMImputer": ".models.spaim",
     "InputError": ".errors",
+    "impute_dask": ".distributed",
     "resolve_device": ".device",
 }
 
@@ -42,6 +43,10 @@ __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "histology":
+        module = import_module(".histology", __name__)
+        globals()[name] = module
+        return module
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value

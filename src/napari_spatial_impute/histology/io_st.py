@@ -175,3 +175,27 @@ def read_section(counts, spots=None, image=None, **kwargs):
         return read_visium(counts, image=image or spots, **kwargs)
     raise InputError(f"Cannot tell what kind of section {counts} is.",
                      "give COUNTS SPOTS IMAGE (legacy ST) or a spaceranger outs/ folder / Visium .h5ad.")
+
+
+def read_spots_table(path) -> tuple[list[str], np.ndarray, float | None]:
+    """Spot centres for prediction: an ST selection TSV (x, y, pixel_x, pixel_y) or a CSV/TSV with
+    ``pixel_x``/``pixel_y`` (or ``x``/``y``) in full-resolution pixels. Returns (ids, (x, y) px, µm/px or None)."""
+    path = _exists(path, "spots")
+    sep = "\t" if path.suffix in (".tsv", ".txt") or path.name.endswith(".tsv.gz") else ","
+    df = pd.read_csv(path, sep=sep)
+    if "selected" in df.columns:
+        df = df[df["selected"].astype(int) == 1]
+    if {"pixel_x", "pixel_y"} <= set(df.columns):
+        xy = df[["pixel_x", "pixel_y"]].to_numpy(np.float64)
+        if {"x", "y"} <= set(df.columns):
+            ids = (df["x"].astype(int).astype(str) + "x" + df["y"].astype(int).astype(str)).tolist()
+            try:
+                px = pixel_size_from_pitch(df[["x", "y"]].to_numpy(), xy)
+            except InputError:
+                px = None
+            return ids, xy, px
+        return [str(i) for i in df.index], xy, None
+    if {"x", "y"} <= set(df.columns):
+        return [str(i) for i in df.index], df[["x", "y"]].to_numpy(np.float64), None
+    raise InputError(f"The spots file {path.name} has no pixel_x/pixel_y or x/y columns (has {list(df.columns)[:8]}).",
+                     "give the ST selection TSV, or a CSV with pixel_x, pixel_y in full-resolution pixels.")

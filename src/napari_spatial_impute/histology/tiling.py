@@ -23,7 +23,8 @@ def tissue_mask(arr: np.ndarray, factor: float = 1.0, max_side: int = 1024) -> t
 
     ``factor`` = full-resolution pixels per pixel of ``arr``. Returns (mask, full-res pixels per mask pixel).
     """
-    from skimage import color, filters, morphology
+    from scipy import ndimage
+    from skimage import color, filters
 
     step = max(1, int(np.ceil(max(arr.shape[:2]) / max_side)))
     small = arr[::step, ::step, :3]
@@ -33,11 +34,24 @@ def tissue_mask(arr: np.ndarray, factor: float = 1.0, max_side: int = 1024) -> t
     t_val = filters.threshold_otsu(val) if val.max() > val.min() else 0.0
     mask = (sat > max(t_sat, 0.05)) | (val < min(t_val, 0.5))
     radius = max(1, int(round(min(small.shape[:2]) / 200)))
-    mask = morphology.binary_closing(mask, morphology.disk(radius))
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    mask = ndimage.binary_closing(mask, structure=(yy ** 2 + xx ** 2) <= radius ** 2, border_value=0)
     min_area = max(16, mask.size // 5000)
-    mask = morphology.remove_small_objects(mask, min_area)
-    mask = morphology.remove_small_holes(mask, min_area * 4)
+    mask = _drop_small(mask, min_area)
+    mask = ~_drop_small(~mask, min_area * 4)  # fill small holes
     return mask, float(step * factor)
+
+
+def _drop_small(mask: np.ndarray, min_area: int) -> np.ndarray:
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    keep = sizes >= min_area
+    keep[0] = False
+    return keep[labels]
 
 
 @dataclass

@@ -1,0 +1,264 @@
+"""The "Predict genes from H&E" dock widget: a thin shell over :mod:`napari_spatial_impute.histology`.
+
+Load a model bundle (or train one on ST sections), pick an RGB image layer and optionally a Points layer of
+spots; the work runs in a thread worker (progress + Cancel), layers are added in the main thread: a heat
+map Image layer aligned to the H&E (tile grid scale / translate composed with the image layer's transform)
+or Points per spot with one feature column per predicted gene.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+WHOLE_SLIDE = "(whole slide: tile the tissue)"
+LOAD, TRAIN = "Load model bundle", "Train on sections"
+
+
+def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um):
+    """Generator run in the worker: (train or load) → predict; yields Progress, returns (model, result)."""
+    from ..histology.api import load_model, train_steps
+    from ..histology.io_st import read_st_section
+    from ..progress import Progress
+
+    if sections:
+        secs = [read_st_section(*s) for s in sections]
+        model = yield from train_steps(secs, **train_params)
+        if save_dir:
+            model.save(save_dir, overwrite=True)
+    else:
+        yield Progress(0, 1, "loading model", "load")
+        model = load_model(model_dir)
+    result = yield from model.predict_image_steps(image, pixel_size, spots_xy=spots_xy, tile_um=tile_um)
+    return model, result
+
+
+class HistologyWidget(Container):
+    """Predict gene expression from an H&E image with an STco model."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self._worker = None
+        self.model = None
+        self.result = None
+        self.output_layer = None
+        self.sections: list[tuple[str, str, str]] = []
+
+        self.mode = ComboBox(label="Model", choices=[LOAD, TRAIN], value=LOAD)
+        self.model_dir = FileEdit(label="Model bundle", mode="d",
+                                  tooltip="Folder written by 'napari-spatial-impute histology train'.")
+        self.counts_file = FileEdit(label="Counts TSV", mode="r", visible=False)
+        self.spots_file = FileEdit(label="Spots TSV", mode="r", visible=False)
+        self.image_file = FileEdit(label="H&E image", mode="r", visible=False)
+        self.add_section_button = PushButton(text="Add section", visible=False)
+        self.sections_label = Label(label="Sections", value="none", visible=False)
+        self.epochs = SpinBox(label="Epochs", value=30, min=1, max=10_000, visible=False)
+        self.save_dir = FileEdit(label="Save bundle to", mode="d", visible=False)
+        self.image_layer = ComboBox(label="H&E layer", choices=self._image_choices,
+                                    tooltip="An RGB image layer (full-resolution pixels).")
+        self.spots_layer = ComboBox(label="Spots", choices=self._points_choices,
+                                    tooltip="A Points layer of spot centres on the image, or the whole tissue.")
+        self.pixel_size = FloatSpinBox(label="µm per pixel", value=0.0, min=0.0, max=100.0, step=0.01,
+                                       tooltip="0 = the training sections' pixel size")
+        self.tile_um = FloatSpinBox(label="Tile (µm)", value=100.0, min=10.0, max=2000.0, step=10.0)
+        self.run_button = PushButton(text="Predict")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
+        self.status = Label(label="Status", value="ready")
+        self._genes: list[str] = []
+        self.gene_select = ComboBox(label="Show gene", choices=self._gene_choices,
+                                    tooltip="Gene shown by the result layer")
+        self.extend([self.mode, self.model_dir, self.counts_file, self.spots_file, self.image_file,
+                     self.add_section_button, self.sections_label, self.epochs, self.save_dir, self.image_layer,
+                     self.spots_layer, self.pixel_size, self.tile_um, self.run_button, self.cancel_button,
+                     self.progress_bar, self.status, self.gene_select])
+        self.mode.changed.connect(self._on_mode)
+        self.add_section_button.changed.connect(self._add_section)
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.gene_select.changed.connect(self._show_gene)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+
+    # ---- inputs ----------------------------------------------------------------------------------
+    def _image_choices(self, _w=None) -> list[str]:
+        from napari.layers import Image
+
+        return [ly.name for ly in self.viewer.layers if isinstance(ly, Image) and ly.rgb
+                and ly is not self.output_layer]
+
+    def _points_choices(self, _w=None) -> list[str]:
+        from napari.layers import Points
+
+        return [WHOLE_SLIDE] + [ly.name for ly in self.viewer.layers
+                                if isinstance(ly, Points) and ly is not self.output_layer]
+
+    def _gene_choices(self, _w=None) -> list[str]:
+        return list(self._genes)
+
+    def _refresh_layers(self, _event=None) -> None:
+        self.image_layer.reset_choices()
+        self.spots_layer.reset_choices()
+
+    def _on_mode(self, _value=None) -> None:
+        train = self.mode.value == TRAIN
+        self.model_dir.visible = not train
+        for w in (self.counts_file, self.spots_file, self.image_file, self.add_section_button,
+                  self.sections_label, self.epochs, self.save_dir):
+            w.visible = train
+
+    def _add_section(self, _value=None) -> None:
+        files = [str(w.value) for w in (self.counts_file, self.spots_file, self.image_file)]
+        if not all(f and Path(f).is_file() for f in files):
+            self.status.value = "pick the counts, spots and image files of a section first"
+            return
+        self.sections.append(tuple(files))
+        self.sections_label.value = ", ".join(Path(s[0]).name.split(".")[0] for s in self.sections)
+
+    def _collect(self):
+        from ..errors import InputError
+        from ..histology.patches import check_rgb
+
+        name = self.image_layer.value
+        if not name or name not in self.viewer.layers:
+            raise InputError("No H&E image layer chosen.", "open the H&E image (RGB) and pick it.")
+        img_layer = self.viewer.layers[name]
+        data = img_layer.data[0] if img_layer.multiscale else img_layer.data
+        image = check_rgb(np.asarray(data), f"layer {name!r}")
+        spots_xy = None
+        if self.spots_layer.value not in (None, WHOLE_SLIDE):
+            pts = self.viewer.layers[self.spots_layer.value]
+            world = np.asarray(pts.data)[:, -2:] * np.asarray(pts.scale)[-2:] + np.asarray(pts.translate)[-2:]
+            yx = (world - np.asarray(img_layer.translate)[-2:]) / np.asarray(img_layer.scale)[-2:]
+            spots_xy = yx[:, ::-1]
+        if self.mode.value == TRAIN:
+            if not self.sections:
+                raise InputError("No training sections added.", "pick counts/spots/image files and press Add section.")
+            model_dir = None
+        else:
+            model_dir = str(self.model_dir.value)
+            if not model_dir or not (Path(model_dir) / "config.json").is_file():
+                raise InputError(f"{model_dir!r} is not a model bundle folder.", "pick the folder written by "
+                                 "'histology train', or switch to 'Train on sections'.")
+        pixel_size = float(self.pixel_size.value) or None
+        save = str(self.save_dir.value) if self.mode.value == TRAIN and str(self.save_dir.value) not in ("", ".") \
+            else None
+        return dict(model_dir=model_dir, sections=list(self.sections) if self.mode.value == TRAIN else [],
+                    train_params={"epochs": int(self.epochs.value)}, save_dir=save, image=image,
+                    pixel_size=pixel_size, spots_xy=spots_xy, tile_um=float(self.tile_um.value)), img_layer
+
+    # ---- running ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start training/loading + prediction in a thread worker."""
+        from napari.qt.threading import create_worker
+
+        from ..errors import InputError
+
+        if self._worker is not None:
+            return
+        try:
+            kwargs, img_layer = self._collect()
+        except InputError as err:
+            self._fail(err)
+            return
+        self._image_transform = (np.asarray(img_layer.scale)[-2:], np.asarray(img_layer.translate)[-2:])
+        worker = create_worker(_job, **kwargs)
+        worker.yielded.connect(self._on_progress)
+        worker.returned.connect(self._on_result)
+        worker.errored.connect(self._fail)
+        worker.aborted.connect(self._on_aborted)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "running…"
+        worker.start()
+
+    def cancel(self) -> None:
+        if self._worker is not None:
+            self.status.value = "cancelling…"
+            self._worker.quit()
+
+    def _on_progress(self, event) -> None:
+        self.progress_bar.value = int(100 * event.fraction)
+        self.status.value = event.message or event.stage
+
+    def _on_result(self, out) -> None:
+        model, result = out
+        self.model, self.result = model, result
+        scale, translate = self._image_transform
+        gene = model.top50[0] if model.top50 else model.genes[0]
+        genes = list(result["genes"])
+        if result["grid"] is not None:
+            grid = result["grid"]
+            data = grid.to_grid(result["values"][:, genes.index(gene)])
+            self.output_layer = self.viewer.add_image(
+                data, name=f"H&E → {gene}", colormap="magma", opacity=0.7, blending="translucent",
+                scale=tuple(np.asarray(grid.scale) * scale), translate=tuple(translate + np.asarray(grid.translate)
+                                                                           * scale),
+                metadata={"genes": genes, "gene": gene, "kind": "stco-heatmap"})
+        else:
+            import pandas as pd
+
+            yx = result["centres_xy"][:, ::-1] * scale + translate
+            features = pd.DataFrame(result["values"], columns=genes)
+            size = 100.0 / result["pixel_size_um"] * float(np.mean(scale))
+            self.output_layer = self.viewer.add_points(
+                yx, name=f"H&E → {gene}", features=features, face_color=gene, face_colormap="magma", size=size,
+                border_width=0, metadata={"genes": genes, "gene": gene, "kind": "stco-spots"})
+        self._genes = genes
+        self.gene_select.reset_choices()
+        self.gene_select.value = gene
+        n = len(result["values"])
+        self.status.value = f"{len(genes)} genes predicted for {n} {'tiles' if result['grid'] else 'spots'}"
+        self.progress_bar.value = 100
+
+    def _show_gene(self, _value=None) -> None:
+        layer, gene = self.output_layer, self.gene_select.value
+        if layer is None or layer not in self.viewer.layers or not gene or self.result is None:
+            return
+        genes = self.result["genes"]
+        if layer.metadata.get("kind") == "stco-heatmap":
+            layer.data = self.result["grid"].to_grid(self.result["values"][:, genes.index(gene)])
+            finite = layer.data[np.isfinite(layer.data)]
+            if finite.size and finite.max() > finite.min():
+                layer.contrast_limits = (float(finite.min()), float(finite.max()))
+        else:
+            layer.face_color = gene
+            layer.refresh_colors()
+        layer.metadata["gene"] = gene
+        layer.name = f"H&E → {gene}"
+
+    def _fail(self, err) -> None:
+        from napari.utils.notifications import show_error
+
+        from ..errors import InputError
+
+        msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
+        self.status.value = "error: " + msg
+        show_error(msg)
+
+    def _on_aborted(self) -> None:
+        self.status.value = "cancelled; nothing added"
+        self.progress_bar.value = 0
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False

@@ -1,0 +1,165 @@
+"""``napari-spatial-impute histology train|evaluate|predict`` (imports no torch until a command runs).
+
+    napari-spatial-impute histology train --section COUNTS SPOTS IMAGE [--section ...] --out MODEL_DIR
+        [--genes FILE] [--epochs N] [--seed 0] [--device auto]
+    napari-spatial-impute histology evaluate MODEL_DIR --section COUNTS SPOTS IMAGE --metrics OUT.json
+    napari-spatial-impute histology predict MODEL_DIR --image IMAGE [--spots SPOTS] --out OUT.h5ad
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError
+
+
+def add_parser(subparsers) -> None:
+    """Add the ``histology`` sub-command (with train / evaluate / predict) to an argparse subparsers."""
+    p = subparsers.add_parser("histology", help="predict gene expression from H&E (STco)",
+                              description="Train an STco model on spot sections with H&E, evaluate it on a "
+                                          "held-out section, or predict genes from an H&E image.")
+    sub = p.add_subparsers(dest="histology_command", required=True)
+
+    t = sub.add_parser("train", help="train a model bundle on sections (counts + spots + H&E)")
+    t.add_argument("--section", nargs=3, action="append", required=True, metavar=("COUNTS", "SPOTS", "IMAGE"),
+                   help="legacy ST section: counts TSV(.gz), spot selection TSV, H&E image (repeatable)")
+    t.add_argument("--out", required=True, help="model bundle folder to write")
+    t.add_argument("--genes", help="text file with one gene per line (default: the most expressed genes)")
+    t.add_argument("--n-genes", type=int, default=500, help="panel size when --genes is not given (500)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    t.add_argument("--backbone", default="lite0", help="lite0 (ImageNet, frozen) | resnet_small | resnet_large | "
+                                                        "torchscript")
+    t.add_argument("--backbone-path", help="TorchScript file, or a state dict for lite0/resnet_*")
+    t.add_argument("--finetune", action="store_true", help="train the image backbone end to end (GPU)")
+    t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="other STco parameter")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser("evaluate", help="predict a held-out section and score it against its counts")
+    e.add_argument("model_dir")
+    e.add_argument("--section", nargs=3, required=True, metavar=("COUNTS", "SPOTS", "IMAGE"))
+    e.add_argument("--metrics", required=True, help="metrics JSON to write")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--overwrite", action="store_true")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=run_evaluate)
+
+    q = sub.add_parser("predict", help="predict genes from an H&E image (per spot or whole slide)")
+    q.add_argument("model_dir")
+    q.add_argument("--image", required=True)
+    q.add_argument("--spots", help="spot table (ST selection TSV or CSV with pixel_x, pixel_y); "
+                                   "without it the whole tissue is tiled")
+    q.add_argument("--out", required=True, help="output .h5ad")
+    q.add_argument("--pixel-size", type=float, help="µm per pixel of the image (default: from the spot "
+                                                    "pitch, else the training sections')")
+    q.add_argument("--tile-um", type=float, default=100.0, help="tile size for whole-slide prediction (100 µm)")
+    q.add_argument("--device", default="auto")
+    q.add_argument("--overwrite", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=run_predict)
+
+
+def _parse_params(items) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise InputError(f"--param {item!r} is not KEY=VALUE.", "write e.g. --param top_k=50.")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def _read_genes(path) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"The gene list {p} does not exist.", "give a text file with one gene per line.")
+    genes = [g.strip() for line in p.read_text().splitlines() for g in line.replace(",", " ").split() if g.strip()]
+    if not genes:
+        raise InputError(f"The gene list {p} is empty.", "write one gene symbol per line.")
+    return genes
+
+
+def _progress(quiet: bool, desc: str):
+    if quiet:
+        return None, lambda: None
+    from ..progress import tqdm_callback
+
+    return tqdm_callback(desc)
+
+
+def _check_out(path, overwrite: bool) -> None:
+    p = Path(path)
+    if p.exists() and not overwrite and (p.is_file() or any(p.iterdir())):
+        raise InputError(f"{p} already exists.", "choose another path or pass --overwrite.")
+
+
+def run_train(args) -> int:
+    from .api import train
+    from .io_st import read_st_section
+
+    _check_out(args.out, args.overwrite)
+    genes = _read_genes(args.genes) if args.genes else None
+    params = _parse_params(args.param)
+    params.update(backbone=args.backbone, backbone_path=args.backbone_path, finetune=args.finetune,
+                  n_genes=args.n_genes)
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    sections = [read_st_section(*sec) for sec in args.section]
+    cb, close = _progress(args.quiet, "train")
+    try:
+        model = train(sections, genes=genes, seed=args.seed, device=args.device, callback=cb, **params)
+    finally:
+        close()
+    model.save(args.out, overwrite=args.overwrite)
+    print(f"trained on {sum(a.n_obs for a in sections)} spots of {len(sections)} sections, {len(model.genes)} "
+          f"genes, backbone {model.backbone_name}, {model.fit_seconds:.0f} s → {args.out}")
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from ..cli import _write_json
+    from .api import evaluate, load_model
+    from .io_st import read_st_section
+
+    _check_out(args.metrics, args.overwrite)
+    model = load_model(args.model_dir, device=args.device)
+    section = read_st_section(*args.section)
+    cb, close = _progress(args.quiet, "evaluate")
+    try:
+        metrics = evaluate(model, section, callback=cb)
+    finally:
+        close()
+    _write_json(metrics, args.metrics)
+    print(f"{metrics['n_spots']} spots × {metrics['n_genes']} genes: mean PCC {metrics['pcc_mean_all']:.3f} "
+          f"(top-50 genes {metrics['pcc_mean_top50']:.3f}), {metrics['seconds']:.1f} s → {args.metrics}")
+    return 0
+
+
+def run_predict(args) -> int:
+    from ..io.anndata_io import write_h5ad_safely
+    from .api import load_model, prediction_to_anndata
+    from .io_st import read_spots_table
+
+    _check_out(args.out, args.overwrite)
+    model = load_model(args.model_dir, device=args.device)
+    ids, xy, px = (None, None, None)
+    if args.spots:
+        ids, xy, px = read_spots_table(args.spots)
+    pixel_size = args.pixel_size or px
+    cb, close = _progress(args.quiet, "predict")
+    try:
+        result = model.predict_image(args.image, pixel_size, callback=cb, spots_xy=xy, tile_um=args.tile_um)
+    finally:
+        close()
+    out = prediction_to_anndata(result, ids, model=model)
+    write_h5ad_safely(out, args.out, overwrite=args.overwrite)
+    what = "spots" if args.spots else "tissue tiles"
+    print(f"predicted {out.n_vars} genes for {out.n_obs} {what} → {args.out}")
+    return 0

@@ -1,0 +1,101 @@
+"""``napari-spatial-impute histology train|evaluate|predict`` on real her2st sections."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import shared_dataset
+
+IMAGES = {"C2": "C2_5714_HE_BT_C2.jpg", "C6": "C6_5714_HE_BT_E2.jpg"}
+
+
+def section(name: str) -> list[str]:
+    root = shared_dataset("her2st_subset")
+    return [str(root / f"ST-cnts/{name}.tsv.gz"), str(root / f"ST-spotfiles/{name}_selection.tsv"),
+            str(root / "ST-imgs" / IMAGES[name])]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from napari_spatial_impute.cli import main
+
+    out = tmp_path_factory.mktemp("hist") / "model"
+    genes = out.parent / "genes.txt"
+    genes.write_text("ERBB2\nACTB\nGAPDH\nMGP\nKRT19\nCD74\nCOL1A1\nFN1\n")
+    rc = main(["histology", "train", "--section", *section("C2"), "--out", str(out), "--genes", str(genes),
+               "--epochs", "5", "--seed", "0", "--device", "cpu", "--quiet",
+               "--param", "patch_px=64", "--param", "n_views=1", "--param", "tta=1"])
+    assert rc == 0
+    return out
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, napari_spatial_impute.histology.cli as c; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_train_writes_a_bundle(bundle):
+    cfg = json.loads((bundle / "config.json").read_text())
+    assert cfg["genes"] == ["ERBB2", "ACTB", "GAPDH", "MGP", "KRT19", "CD74", "COL1A1", "FN1"]
+    assert len(cfg["top50"]) == 8 and cfg["params"]["epochs"] == 5
+    assert (bundle / "weights.pt").is_file() and (bundle / "bank.npz").is_file()
+
+
+def test_evaluate_writes_metrics(bundle, tmp_path):
+    from napari_spatial_impute.cli import main
+
+    metrics = tmp_path / "m.json"
+    assert main(["histology", "evaluate", str(bundle), "--section", *section("C6"), "--metrics", str(metrics),
+                 "--quiet"]) == 0
+    m = json.loads(metrics.read_text())
+    assert {"n_spots", "n_genes", "pcc_mean_all", "pcc_mean_top50", "seconds", "per_gene"} <= set(m)
+    assert m["n_spots"] == 178 and m["n_genes"] == 8 and set(m["per_gene"]) >= {"ERBB2", "ACTB"}
+    assert -1 <= m["pcc_mean_all"] <= 1
+
+
+def test_predict_spots_and_whole_slide(bundle, tmp_path):
+    import anndata as ad
+
+    from napari_spatial_impute.cli import main
+
+    _, spots, image = section("C6")
+    out = tmp_path / "spots.h5ad"
+    assert main(["histology", "predict", str(bundle), "--image", image, "--spots", spots, "--out", str(out),
+                 "--quiet"]) == 0
+    a = ad.read_h5ad(out)
+    assert a.shape == (179, 8)  # every spot of the selection file (one of them has no counts)
+    import pandas as pd
+
+    sel = pd.read_csv(spots, sep="\t")
+    first = f"{sel.x[0]}x{sel.y[0]}"
+    assert a.obs_names[0] == first
+    np.testing.assert_allclose(a.obsm["spatial"][0], [sel.pixel_x[0], sel.pixel_y[0]])
+    assert np.isfinite(a.X).all()
+    slide = tmp_path / "slide.h5ad"
+    with pytest.warns(UserWarning, match="No pixel size given"):  # a bare image: training pixel size assumed
+        assert main(["histology", "predict", str(bundle), "--image", image, "--out", str(slide), "--quiet",
+                     "--tile-um", "200"]) == 0
+    s = ad.read_h5ad(slide)
+    info = s.uns["histology_prediction"]
+    assert s.n_vars == 8 and 100 < s.n_obs < 400  # C6 tissue ≈ 0.7 × 0.6 of the 6.4 × 6.8 mm image
+    assert tuple(info["napari_scale_yx"])[0] == pytest.approx(200 / 0.687, rel=0.02)
+
+
+def test_bad_input_exits_2(bundle, tmp_path, capsys):
+    from napari_spatial_impute.cli import main
+
+    genes = tmp_path / "g.txt"
+    genes.write_text("ERBB2\nNOTAGENE1\n")
+    rc = main(["histology", "train", "--section", *section("C2"), "--out", str(tmp_path / "m"),
+               "--genes", str(genes), "--quiet"])
+    assert rc == 2 and "NOTAGENE1" in capsys.readouterr().err
+    rc = main(["histology", "evaluate", str(tmp_path), "--section", *section("C6"), "--metrics",
+               str(tmp_path / "x.json"), "--quiet"])
+    assert rc == 2 and "not a histology model bundle" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()

@@ -1,0 +1,92 @@
+"""The "Predict genes from H&E" widget through the real manifest, on her2st C6 with a small bundle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_dataset
+
+PLUGIN = "napari-spatial-impute"
+GENES = ["ERBB2", "ACTB", "MGP", "KRT19", "CD74", "COL1A1"]
+
+
+@pytest.fixture(scope="module")
+def her2st():
+    from napari_spatial_impute.histology import read_st_section, train
+    from napari_spatial_impute.histology.patches import load_rgb
+
+    root = shared_dataset("her2st_subset")
+    c2 = read_st_section(root / "ST-cnts/C2.tsv.gz", root / "ST-spotfiles/C2_selection.tsv",
+                         root / "ST-imgs/C2_5714_HE_BT_C2.jpg")
+    c6 = read_st_section(root / "ST-cnts/C6.tsv.gz", root / "ST-spotfiles/C6_selection.tsv",
+                         root / "ST-imgs/C6_5714_HE_BT_E2.jpg")
+    model = train([c2], genes=GENES, seed=0, device="cpu", patch_px=64, n_views=1, epochs=5, tta=1)
+    image, factor = load_rgb(c6.uns["histology"]["image"], 4)
+    return model, c6, image, factor
+
+
+@pytest.fixture
+def widget(make_napari_viewer, her2st, tmp_path):
+    model, c6, image, factor = her2st
+    model.save(tmp_path / "bundle")
+    viewer = make_napari_viewer()
+    # the H&E at 1/4 resolution, scaled so the world is full-resolution pixels
+    viewer.add_image(image, name="C6 H&E", rgb=True, scale=(factor, factor))
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Predict genes from H&E")
+    w.model_dir.value = tmp_path / "bundle"
+    w.pixel_size.value = c6.uns["histology"]["pixel_size_um"] * factor
+    return viewer, w
+
+
+def _run(w, qtbot):
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+
+
+def test_whole_slide_heatmap_overlays_the_image(widget, qtbot):
+    viewer, w = widget
+    assert w.image_layer.value == "C6 H&E"
+    w.tile_um.value = 200.0
+    _run(w, qtbot)
+    layer = w.output_layer
+    assert layer is not None and layer in viewer.layers, w.status.value
+    grid = w.result["grid"]
+    assert layer.data.shape == grid.shape and np.isfinite(layer.data).sum() == grid.keep.sum()
+    img = viewer.layers["C6 H&E"]
+    # element (i, j) of the heat map is drawn at the world position of its tile centre on the H&E layer
+    r, c = np.nonzero(grid.keep)
+    world = np.asarray(layer.translate) + np.column_stack([r, c]) * np.asarray(layer.scale)
+    expected = w.result["centres_xy"][:, ::-1] * np.asarray(img.scale) + np.asarray(img.translate)
+    np.testing.assert_allclose(world, expected, rtol=1e-9, atol=1e-6)
+    # and the tiles lie inside the image
+    assert (world >= 0).all() and (world <= np.asarray(img.data.shape[:2]) * np.asarray(img.scale)).all()
+    viewer.add_points(np.zeros((1, 2)), name="unrelated")  # layer events must not wipe the gene list
+    assert len(w.gene_select.choices) == len(w.result["genes"])
+    before = np.array(layer.data)
+    other = [g for g in w.gene_select.choices if g != w.gene_select.value][0]
+    w.gene_select.value = other
+    assert layer.name.endswith(other) and not np.allclose(np.nan_to_num(before), np.nan_to_num(layer.data))
+
+
+def test_points_per_spot_with_gene_features(widget, her2st, qtbot):
+    viewer, w = widget
+    _, c6, _, _ = her2st
+    spots_yx = c6.obsm["spatial"][:, ::-1]
+    viewer.add_points(spots_yx, name="C6 spots", size=100)
+    w.spots_layer.value = "C6 spots"
+    _run(w, qtbot)
+    layer = w.output_layer
+    assert layer is not None and layer.name.startswith("H&E →"), w.status.value
+    np.testing.assert_allclose(layer.data, spots_yx, rtol=1e-9, atol=1e-6)
+    assert list(layer.features.columns) == GENES
+    w.gene_select.value = "ERBB2"
+    hi, lo = int(np.argmax(layer.features["ERBB2"])), int(np.argmin(layer.features["ERBB2"]))
+    assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()
+
+
+def test_missing_bundle_is_reported(widget, tmp_path):
+    viewer, w = widget
+    w.model_dir.value = tmp_path / "nothing-here"
+    w.run()
+    assert w._worker is None and "not a model bundle" in w.status.value and len(viewer.layers) == 1
