@@ -100,3 +100,30 @@ def test_layer_opened_after_docking_is_selected(make_napari_viewer):
     _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
     viewer.open_sample(PLUGIN, "osmfish_allenssp")
     assert w.spatial_layer.value == "osmFISH cells"
+
+
+def test_stimpute_reliability_table_and_threshold(viewer_with_sample, qtbot):
+    viewer, w = viewer_with_sample
+    w.method.value = "stimpute"
+    w.genes.value = "Gad2, Vip, Plp1, Mfge8"
+    # a short schedule keeps the test fast; the full default schedule is measured in benchmarks/
+    w.extra_params.value = "ae_epochs=5, gnn_epochs=1, rounds=1, reliability_folds=2, max_train_cells=1000"
+    w.run()
+    _wait_idle(w, qtbot, timeout=300_000)
+    layer = w.output_layer
+    assert layer is not None, w.status.value
+    rel = layer.metadata["reliability"]
+    assert set(rel) == {"Gad2", "Vip", "Plp1", "Mfge8"}
+    assert all(np.isfinite(v) for v in rel.values())
+    # gene list sorted by reliability, best first; the table shows the same
+    best_first = sorted(rel, key=lambda g: -rel[g])
+    assert list(w.gene_select.choices) == best_first
+    assert not w.gene_table.native.isHidden() and w.gene_table.native.rowCount() == 4
+    # a threshold between the scores hides the less reliable genes
+    threshold = float(np.mean([rel[best_first[1]], rel[best_first[2]]]))
+    w.min_reliability.value = threshold
+    assert set(w.gene_select.choices) == {g for g in rel if rel[g] >= w.min_reliability.value}
+    # clicking a row shows that gene
+    w._on_table_click(0, 0)
+    assert w.gene_select.value == w.gene_table.native.item(0, 0).text()
+    assert "reliability" in w.result.var

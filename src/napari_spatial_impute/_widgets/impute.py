@@ -20,6 +20,7 @@ from magicgui.widgets import (
     ProgressBar,
     PushButton,
     SpinBox,
+    Table,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +34,24 @@ class Failure:
 
     def __init__(self, error: Exception):
         self.error = error
+
+
+def parse_params(text: str) -> dict:
+    """'a=1, b=x' → {'a': 1, 'b': 'x'} (values parsed as JSON when possible)."""
+    import json
+
+    from ..errors import InputError
+
+    params = {}
+    for item in filter(None, (p.strip() for p in str(text or "").split(","))):
+        if "=" not in item:
+            raise InputError(f"Parameter {item!r} is not key=value.", "write e.g. 'ae_epochs=10, rounds=1'.")
+        key, value = (x.strip() for x in item.split("=", 1))
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
 
 
 def guarded(steps, *args, **kwargs):
@@ -73,6 +92,8 @@ class ImputeWidget(Container):
         self.k = SpinBox(label="Neighbours k", value=30, min=1, max=1000,
                          tooltip="Reference neighbours per cell (knn, stimpute)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
+        self.extra_params = LineEdit(label="Parameters", tooltip="More method parameters as key=value, comma-"
+                                                                  "separated, e.g. 'ae_epochs=10, rounds=1'")
         self.device_label = Label(label="Device", value=self._device_text())
         self.run_button = PushButton(text="Impute")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -81,11 +102,17 @@ class ImputeWidget(Container):
         self.gene_select = ComboBox(label="Show gene", choices=[], tooltip="Recolour the result by this gene")
         self.min_reliability = FloatSpinBox(label="Min reliability", value=-1.0, min=-1.0, max=1.0, step=0.05,
                                             tooltip="Only list genes whose predicted reliability is at least this")
+        self.gene_table = Table(label="Genes", value={"gene": [], "reliability": []}, visible=False,
+                                tooltip="Imputed genes and their predicted reliability; click a header to sort, "
+                                        "a row to show the gene")
+        self.gene_table.native.setSortingEnabled(True)
+        self.gene_table.native.cellClicked.connect(self._on_table_click)
         self.colormap = ComboBox(label="Colormap", choices=["viridis", "magma", "inferno", "plasma", "turbo"],
                                  value="viridis")
         self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.method, self.genes, self.k,
-                     self.seed, self.device_label, self.run_button, self.cancel_button, self.progress_bar,
-                     self.status, self.gene_select, self.min_reliability, self.colormap])
+                     self.seed, self.extra_params, self.device_label, self.run_button, self.cancel_button,
+                     self.progress_bar, self.status, self.gene_select, self.min_reliability, self.gene_table,
+                     self.colormap])
 
         self.spatial_layer.changed.connect(self._on_spatial_changed)
         self.run_button.changed.connect(self.run)
@@ -152,9 +179,9 @@ class ImputeWidget(Container):
         else:
             raise InputError("No reference chosen.", "pick a scRNA-seq reference .h5ad file.")
         genes = [g.strip() for g in self.genes.value.split(",") if g.strip()] or None
-        params = {}
+        params = parse_params(self.extra_params.value)
         if self.method.value in ("knn", "stimpute"):
-            params["k"] = int(self.k.value)
+            params.setdefault("k", int(self.k.value))
         return spatial, reference, genes, params, layer
 
     # ---- running ---------------------------------------------------------------------------------
@@ -260,6 +287,18 @@ class ImputeWidget(Container):
         self.gene_select.choices = genes
         if current in genes:
             self.gene_select.value = current
+        reliability = meta.get("reliability")
+        self.gene_table.visible = bool(reliability)
+        if reliability:
+            table = self.gene_table.native
+            table.setSortingEnabled(False)
+            self.gene_table.value = {"gene": genes, "reliability": [f"{reliability[g]:.3f}" for g in genes]}
+            table.setSortingEnabled(True)
+
+    def _on_table_click(self, row: int, _column: int) -> None:
+        item = self.gene_table.native.item(row, 0)
+        if item is not None and item.text() in self.gene_select.choices:
+            self.gene_select.value = item.text()
 
     def _recolor(self, _value=None) -> None:
         """Colour the result layer by the selected gene (features already hold every gene)."""
