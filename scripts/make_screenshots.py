@@ -49,7 +49,7 @@ def impute_widget(method: str, genes: str, gene: str) -> Path:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--methods", nargs="+", default=["knn"])
+    ap.add_argument("--methods", nargs="+", default=["knn", "stimpute"])
     args = ap.parse_args(argv)
     for method in args.methods:
         print(impute_widget(method, "Gad2, Vip, Plp1, Mfge8, Aldoc, Sox10", "Plp1"))
