@@ -56,3 +56,12 @@ def test_cli_dask_local(sample_paths, tmp_path):
     assert rc == 0
     single = nsi.impute(ad.read_h5ad(sp), ad.read_h5ad(ref), "knn", ["Gad2", "Vip"], device="cpu")
     np.testing.assert_array_equal(ad.read_h5ad(out).X, single.X)
+
+
+def test_dask_refuses_per_slide_model(osmfish):
+    from napari_spatial_impute.distributed import impute_dask
+    from napari_spatial_impute.errors import InputError
+
+    spatial, reference = osmfish
+    with pytest.raises(InputError, match="whole slide"):
+        impute_dask(spatial, reference, "spaim", ["Gad2"], scheduler="local:1")
