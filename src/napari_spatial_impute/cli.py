@@ -46,22 +46,10 @@ def _add_impute_parser(sub) -> None:
     p.set_defaults(func=run_impute)
 
 
-def _parse_params(items: list[str]) -> dict:
-    params = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f"--param {item!r} is not KEY=VALUE.", "write e.g. --param k=50.")
-        key, value = item.split("=", 1)
-        try:
-            params[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key.strip()] = value
-    return params
-
-
 def run_impute(args) -> int:
     from . import api
     from .io.anndata_io import read_reference, read_spatial, write_h5ad_safely
+    from .params import parse_key_values
     from .progress import tqdm_callback
 
     outputs = [p for p in (args.out, args.metrics) if p]
@@ -72,7 +60,7 @@ def run_impute(args) -> int:
     for path in outputs:
         if Path(path).exists() and not args.overwrite:
             raise InputError(f"{path} already exists.", "choose another path or pass --overwrite.")
-    params = _parse_params(args.param)
+    params = parse_key_values(args.param)
     if args.cluster_key:
         params["cluster_key"] = args.cluster_key
     if args.gene_embeddings:

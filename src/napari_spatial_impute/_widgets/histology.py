@@ -23,6 +23,8 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from ._worker import RunsInWorker
+
 if TYPE_CHECKING:
     import napari
 
@@ -48,7 +50,7 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     return model, result
 
 
-class HistologyWidget(Container):
+class HistologyWidget(RunsInWorker, Container):
     """Predict gene expression from an H&E image with an STco model."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
@@ -166,8 +168,6 @@ class HistologyWidget(Container):
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
         """Start training/loading + prediction in a thread worker."""
-        from napari.qt.threading import create_worker
-
         from ..errors import InputError
 
         if self._worker is not None:
@@ -178,26 +178,7 @@ class HistologyWidget(Container):
             self._fail(err)
             return
         self._image_transform = (np.asarray(img_layer.scale)[-2:], np.asarray(img_layer.translate)[-2:])
-        worker = create_worker(_job, **kwargs)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._fail)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.status.value = "running…"
-        worker.start()
-
-    def cancel(self) -> None:
-        if self._worker is not None:
-            self.status.value = "cancelling…"
-            self._worker.quit()
-
-    def _on_progress(self, event) -> None:
-        self.progress_bar.value = int(100 * event.fraction)
-        self.status.value = event.message or event.stage
+        self._start(_job, desc="Predicting genes from H&E", **kwargs)
 
     def _on_result(self, out) -> None:
         model, result = out
@@ -245,20 +226,3 @@ class HistologyWidget(Container):
         layer.metadata["gene"] = gene
         layer.name = f"H&E → {gene}"
 
-    def _fail(self, err) -> None:
-        from napari.utils.notifications import show_error
-
-        from ..errors import InputError
-
-        msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
-        self.status.value = "error: " + msg
-        show_error(msg)
-
-    def _on_aborted(self) -> None:
-        self.status.value = "cancelled; nothing added"
-        self.progress_bar.value = 0
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False

@@ -23,49 +23,15 @@ from magicgui.widgets import (
     Table,
 )
 
+from ._worker import RunsInWorker
+
 if TYPE_CHECKING:
     import napari
 
 FROM_FILE = "(from file)"
 
 
-class Failure:
-    """Returned by :func:`guarded` instead of raising: bad input is reported, not a worker crash."""
-
-    def __init__(self, error: Exception):
-        self.error = error
-
-
-def parse_params(text: str) -> dict:
-    """'a=1, b=x' → {'a': 1, 'b': 'x'} (values parsed as JSON when possible)."""
-    import json
-
-    from ..errors import InputError
-
-    params = {}
-    for item in filter(None, (p.strip() for p in str(text or "").split(","))):
-        if "=" not in item:
-            raise InputError(f"Parameter {item!r} is not key=value.", "write e.g. 'ae_epochs=10, rounds=1'.")
-        key, value = (x.strip() for x in item.split("=", 1))
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    return params
-
-
-def guarded(steps, *args, **kwargs):
-    """Run a progress generator; an :class:`InputError` becomes a returned :class:`Failure`."""
-    from ..errors import InputError
-
-    try:
-        return (yield from steps(*args, **kwargs))
-    except InputError as err:
-        return Failure(err)
-REF_FROM_LAYER = "(paired reference of the layer)"
-
-
-class ImputeWidget(Container):
+class ImputeWidget(RunsInWorker, Container):
     """Impute unmeasured genes from a scRNA-seq reference and paint them over the tissue."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
@@ -162,6 +128,7 @@ class ImputeWidget(Container):
         """Read the inputs (cheap; files are read here so errors show before any work starts)."""
         from ..errors import InputError
         from ..io.anndata_io import read_reference, read_spatial
+        from ..params import parse_key_values
 
         layer = self._source_layer()
         if layer is not None:
@@ -179,7 +146,7 @@ class ImputeWidget(Container):
         else:
             raise InputError("No reference chosen.", "pick a scRNA-seq reference .h5ad file.")
         genes = [g.strip() for g in self.genes.value.split(",") if g.strip()] or None
-        params = parse_params(self.extra_params.value)
+        params = parse_key_values(self.extra_params.value.split(","), "ae_epochs=10, rounds=1")
         if self.method.value in ("knn", "stimpute"):
             params.setdefault("k", int(self.k.value))
         return spatial, reference, genes, params, layer
@@ -187,9 +154,6 @@ class ImputeWidget(Container):
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
         """Start imputation in a thread worker (no-op while one is running)."""
-        from napari.qt.threading import create_worker
-        from napari.utils import progress
-
         from .. import api
         from ..errors import InputError
 
@@ -202,41 +166,12 @@ class ImputeWidget(Container):
             return
         self._layer_transform = ((tuple(layer.scale), tuple(layer.translate)) if layer is not None
                                  else ((1.0, 1.0), (0.0, 0.0)))
-        self._progress = progress(total=100, desc=f"Imputing ({self.method.value})")
-        worker = create_worker(guarded, api.impute_steps, spatial, reference, self.method.value, genes,
-                               seed=int(self.seed.value), device="auto", **params)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_result)
-        worker.errored.connect(self._fail)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
-        self._worker = worker
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.status.value = "running…"
-        worker.start()
-
-    def cancel(self) -> None:
-        """Ask the worker to stop at its next progress step; nothing is added."""
-        if self._worker is not None:
-            self.status.value = "cancelling…"
-            self._worker.quit()
-
-    def _on_progress(self, event) -> None:
-        pct = int(100 * event.fraction)
-        self.progress_bar.value = pct
-        self.status.value = event.message or event.stage
-        bar = self._progress
-        if bar is not None:
-            bar.n = pct
-            bar.set_description(event.message[:50] or "imputing")
+        self._start(api.impute_steps, spatial, reference, self.method.value, genes, seed=int(self.seed.value),
+                    device="auto", desc=f"Imputing ({self.method.value})", **params)
 
     def _on_result(self, imputed) -> None:
         from ..imputed_layers import MAX_POINTS, binned_image_layer, imputed_points_layer
 
-        if isinstance(imputed, Failure):
-            self._fail(imputed.error)
-            return
         self.result = imputed
         scale, translate = self._layer_transform
         if imputed.n_obs > MAX_POINTS:  # millions of markers recolour slowly: show a binned image instead
@@ -252,27 +187,6 @@ class ImputeWidget(Container):
         self.status.value = (f"{imputed.n_vars} genes × {imputed.n_obs} cells in {info['seconds']:.1f} s "
                              f"on {info['device']}")
         self.progress_bar.value = 100
-
-    def _fail(self, err) -> None:
-        from napari.utils.notifications import show_error
-
-        from ..errors import InputError
-
-        msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
-        self.status.value = "error: " + msg
-        show_error(msg)
-
-    def _on_aborted(self) -> None:
-        self.status.value = "cancelled; nothing added"
-        self.progress_bar.value = 0
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
-        bar, self._progress = self._progress, None
-        if bar is not None:
-            bar.close()
 
     # ---- display ---------------------------------------------------------------------------------
     def _refresh_gene_list(self, _value=None) -> None:

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import InputError
@@ -63,17 +62,10 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_predict)
 
 
-def _parse_params(items) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise InputError(f"--param {item!r} is not KEY=VALUE.", "write e.g. --param top_k=50.")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
+def _params(items) -> dict:
+    from ..params import parse_key_values
+
+    return parse_key_values(items, "top_k=50")
 
 
 def _read_genes(path) -> list[str]:
@@ -106,7 +98,7 @@ def run_train(args) -> int:
 
     _check_out(args.out, args.overwrite)
     genes = _read_genes(args.genes) if args.genes else None
-    params = _parse_params(args.param)
+    params = _params(args.param)
     params.update(backbone=args.backbone, backbone_path=args.backbone_path, finetune=args.finetune,
                   n_genes=args.n_genes)
     if args.epochs is not None:
