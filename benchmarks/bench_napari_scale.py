@@ -29,7 +29,7 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_spatial_impute.imputed_layers import binned_image_layer, contrast_limits, imputed_points_layer
+    from napari_spatial_impute.layers import binned_image_layer, contrast_limits, imputed_points_layer
 
     rows = []
     viewer = napari.Viewer(show=False)

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
 
     import napari_spatial_impute as nsi
     from napari_spatial_impute.api import to_anndata
-    from napari_spatial_impute.imputed_layers import imputed_points_layer, spatial_points_layer
+    from napari_spatial_impute.layers import imputed_points_layer, spatial_points_layer
     from napari_spatial_impute.progress import tqdm_callback
 
     spatial, reference = nsi.load_osmfish_sample()

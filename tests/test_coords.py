@@ -26,7 +26,7 @@ def test_affine_xy_to_yx_acts_the_same():
 
 
 def test_bundled_sample_points_are_yx(osmfish):
-    from napari_spatial_impute.imputed_layers import spatial_points_layer
+    from napari_spatial_impute.layers import spatial_points_layer
 
     spatial, _ = osmfish
     data, kwargs, kind = spatial_points_layer(spatial)

@@ -13,7 +13,7 @@ def test_import_is_light():
 
 def test_core_modules_do_not_import_qt():
     code = ("import sys; import napari_spatial_impute.api, napari_spatial_impute.models.knn, "
-            "napari_spatial_impute.metrics, napari_spatial_impute.io, napari_spatial_impute.imputed_layers; "
+            "napari_spatial_impute.metrics, napari_spatial_impute.io, napari_spatial_impute.layers; "
             "print(','.join(m for m in ('napari', 'PyQt6', 'qtpy', 'magicgui') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""

@@ -170,7 +170,7 @@ class ImputeWidget(RunsInWorker, Container):
                     device="auto", desc=f"Imputing ({self.method.value})", **params)
 
     def _on_result(self, imputed) -> None:
-        from ..imputed_layers import MAX_POINTS, binned_image_layer, imputed_points_layer
+        from ..layers import MAX_POINTS, binned_image_layer, imputed_points_layer
 
         self.result = imputed
         scale, translate = self._layer_transform
@@ -190,7 +190,7 @@ class ImputeWidget(RunsInWorker, Container):
 
     # ---- display ---------------------------------------------------------------------------------
     def _refresh_gene_list(self, _value=None) -> None:
-        from ..imputed_layers import genes_by_reliability
+        from ..layers import genes_by_reliability
 
         if self.output_layer is None:
             return
@@ -216,7 +216,7 @@ class ImputeWidget(RunsInWorker, Container):
 
     def _recolor(self, _value=None) -> None:
         """Colour the result layer by the selected gene (features already hold every gene)."""
-        from ..imputed_layers import contrast_limits
+        from ..layers import contrast_limits
 
         layer = self.output_layer
         gene = self.gene_select.value

@@ -17,7 +17,9 @@
    gene's imputation; its training targets are *cross-validated* cosines of the input genes (inner folds
    that retrain steps 1–4 without them), never in-sample fits.
 
-Memory stays bounded: neighbours are found and node features built per chunk of cells.
+Memory and time stay bounded: training (AE, GNN, the reliability folds) uses at most ``max_train_cells``
+spatial cells (a seeded subsample), and prediction embeds, searches neighbours and builds node features
+per block of cells, so only the (cells × imputed genes) output grows with the slide.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .features import DESCRIPTOR_NAMES, N_NODE_FEATURES, gene_descriptors, node_
 from .gene_graph import GeneGraph, build_gene_graph
 
 _EPS = 1e-6
+_BLOCK_CELLS = 65_536  # spatial cells embedded and neighbour-searched at once in prediction
 
 
 class STImputer(Imputer):
@@ -53,7 +56,8 @@ class STImputer(Imputer):
     rounds, ae_epochs, gnn_epochs, ae_round_epochs : the paper's alternating schedule.
     mask_fraction : share of input genes masked per training batch (their neighbours are found without them).
     reliability : train the reliability MLP (``reliability_folds`` inner folds over input genes).
-    max_train_cells : spatial cells sampled per GNN epoch (bounds time on large slides).
+    max_train_cells : spatial cells used for training (autoencoder, GNN, reliability folds): a seeded
+        subsample of larger slides, so fitting time stops growing with the slide; every cell is predicted.
     chunk_mb : memory budget of one chunk of cells (neighbour features) in MiB.
     """
 
@@ -101,6 +105,9 @@ class STImputer(Imputer):
         if len(data.shared_genes) < 3:
             raise InputError(f"Only {len(data.shared_genes)} shared gene(s): stImpute needs at least 3 input "
                              "genes.", "use a reference measuring more of the spatial panel, or method='knn'.")
+        if self.max_train_cells < 2:
+            raise InputError(f"max_train_cells must be at least 2 (got {self.max_train_cells}).",
+                             "e.g. max_train_cells=20000.")
         if self.alpha is not None and not 0.0 <= self.alpha <= 1.0:
             raise InputError(f"alpha must lie in [0, 1] (got {self.alpha}).", "e.g. alpha=0.7.")
         if not 0.0 <= self.mask_fraction < 1.0:
@@ -147,6 +154,11 @@ class STImputer(Imputer):
         self.target_genes_ = list(data.target_genes)
         self.alpha_ = self._alpha(data.n_cells, len(genes))
         sp_z, _, _ = zscore_columns(data.spatial)
+        truth_sp = data.spatial
+        if data.n_cells > self.max_train_cells:  # train on a seeded subsample; prediction covers every cell
+            rows = np.sort(np.random.default_rng(self.seed + 2).choice(data.n_cells, self.max_train_cells,
+                                                                       replace=False))
+            sp_z, truth_sp = sp_z[rows], truth_sp[rows]
         n_shared = len(shared)
         inputs = np.arange(n_shared)
 
@@ -170,7 +182,7 @@ class STImputer(Imputer):
                                         gnn_epochs=max(1, self.gnn_epochs // 2))
                 ae, gnn = yield from _relay(gen, 1 + f, n_steps, f"reliability fold {f + 1}/{n_inner}")
                 final, knn_z, gnn_z = self._predict_arrays(ae, gnn, sp_z[:, keep], keep, held)
-                truth = data.spatial[:, held]
+                truth = truth_sp[:, held]
                 cos = _cosine_cols(truth, final)
                 desc_rows.append(gene_descriptors(ref, keep, held, knn_z, gnn_z, self.graph_.has_protein[held]))
                 cos_rows.append(cos)
@@ -183,7 +195,7 @@ class STImputer(Imputer):
             self.reliability_model_ = None
         self._inputs = inputs
         self.fitted_ = True
-        # descriptors of the targets (on the training slide) → reliability
+        # descriptors of the targets (on the training cells) → reliability
         if self.reliability_model_ is not None and self.target_genes_:
             gpos = {g: i for i, g in enumerate(genes)}
             tcols = np.array([gpos[g] for g in self.target_genes_], dtype=np.int64)
@@ -310,9 +322,7 @@ class STImputer(Imputer):
 
         ref_in_z, _, _ = zscore_columns(self.reference_log_[:, in_cols])
         with torch.no_grad():
-            bank = ae.embed(torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev))
-            query = ae.embed(torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev))
-        idx_all, sim_all = yield from cosine_topk(query.cpu().numpy(), bank.cpu().numpy(), self.k, device=str(dev))
+            bank = ae.embed(torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev)).cpu().numpy()
         out_cols = np.asarray(out_cols, dtype=np.int64)
         n = sp_in.shape[0]
         mu, sd = self.ref_mean_[out_cols], self.ref_sd_[out_cols]
@@ -325,10 +335,16 @@ class STImputer(Imputer):
                                    len(self.genes_)).to(dev)
         ref_out = self.reference_log_[:, out_cols]
         chunk = self._chunk_cells(len(self.genes_))
+        block = max(chunk, (_BLOCK_CELLS // chunk) * chunk)  # cells embedded + searched at once
         n_chunks = (n + chunk - 1) // chunk
         for c, s in enumerate(range(0, n, chunk)):
-            idx = idx_all[s:s + chunk]
-            w = _weights(sim_all[s:s + chunk])
+            if s % block == 0:
+                with torch.no_grad():
+                    q = torch.from_numpy(np.ascontiguousarray(sp_in[s:s + block], dtype=np.float32)).to(dev)
+                    query = ae.embed(q).cpu().numpy()
+                idx_blk, sim_blk = _drain(cosine_topk(query, bank, self.k, device=str(dev)))
+            idx = idx_blk[s % block:s % block + chunk]
+            w = _weights(sim_blk[s % block:s % block + chunk])
             knn = np.einsum("ck,ckg->cg", w, ref_out[idx])
             knn_z[s:s + len(idx)] = (knn - mu) / sd
             if gnn is None:

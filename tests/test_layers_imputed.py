@@ -2,7 +2,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from napari_spatial_impute.imputed_layers import (
+from napari_spatial_impute.layers import (
     BinnedGrid,
     binned_image_layer,
     contrast_limits,
