@@ -39,6 +39,7 @@ def main(argv=None) -> int:
         ["benchmarks/bench_stimpute.py"],
         ["benchmarks/bench_spaim.py"],
         ["benchmarks/bench_histology.py"],
+        ["benchmarks/bench_wholeslide.py", "--tta", "0", "1"],
         ["benchmarks/bench_scale.py", "--methods", "knn", "stimpute", "--cells", *cells],
         ["benchmarks/bench_scale.py", "--methods", "knn", "--cells", "100000", "--holdout", "25", "50", "100",
          "200", "--out", str(HERE / "out" / "scale_genes.json")],
