@@ -52,6 +52,7 @@ benchmark: install
 
 docs: install xvfb
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/make_screenshots.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshot_formats.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
