@@ -2,21 +2,23 @@ import subprocess
 import sys
 
 
+def _imported_after(modules: str, watched: tuple[str, ...]) -> list[str]:
+    """Which of ``watched`` a fresh interpreter has in sys.modules after importing ``modules``."""
+    code = f"import sys; import {modules}; print(','.join(m for m in {watched!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    return [m for m in out.split(",") if m]
+
+
 def test_import_is_light():
     """Importing the package (what napari does at start-up) pulls in no torch, napari or Qt."""
-    code = ("import sys, napari_spatial_impute, napari_spatial_impute.cli; "
-            "heavy = [m for m in ('torch', 'napari', 'PyQt6', 'qtpy', 'anndata', 'scanpy') if m in sys.modules]; "
-            "print(','.join(heavy))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == ""
+    heavy = ("torch", "napari", "PyQt6", "qtpy", "anndata", "scanpy")
+    assert _imported_after("napari_spatial_impute, napari_spatial_impute.cli", heavy) == []
 
 
 def test_core_modules_do_not_import_qt():
-    code = ("import sys; import napari_spatial_impute.api, napari_spatial_impute.models.knn, "
-            "napari_spatial_impute.metrics, napari_spatial_impute.io, napari_spatial_impute.layers; "
-            "print(','.join(m for m in ('napari', 'PyQt6', 'qtpy', 'magicgui') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == ""
+    core = ("napari_spatial_impute.api, napari_spatial_impute.models.knn, napari_spatial_impute.metrics, "
+            "napari_spatial_impute.io, napari_spatial_impute.layers")
+    assert _imported_after(core, ("napari", "PyQt6", "qtpy", "magicgui")) == []
 
 
 def test_manifest_validates():

@@ -119,3 +119,13 @@ def test_prediction_is_chunk_size_independent(osmfish):
     model.chunk_mb = 0  # smallest chunks (16 cells): ~200 chunks
     assert model._chunk_cells(len(model.genes_)) == 16
     np.testing.assert_allclose(model.predict(data), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_prediction_of_a_cell_subset_equals_those_rows(osmfish):
+    """Chunks of cells (e.g. Dask tasks) are normalised with the fit-time constants, not their own."""
+    spatial, reference = osmfish
+    data, _ = nsi.prepare(spatial, reference, ["Gad2", "Plp1"])
+    model = STImputer(device="cpu", **TINY).fit(data)
+    whole = model.predict(data)
+    rows = slice(100, 400)
+    np.testing.assert_allclose(model.predict(data.subset_cells(rows)), whole[rows], rtol=1e-5, atol=1e-5)

@@ -29,8 +29,8 @@ def _check_inputs(spatial, reference) -> None:
     get_counts(reference, what="reference")
 
 
-def prepare(spatial, reference, genes: list[str] | None = None, *, hold_out: bool = True,
-            reference_key: str | None = None) -> tuple[ImputeData, GeneMatch]:
+def prepare(spatial, reference, genes: list[str] | None = None, *,
+            hold_out: bool = True) -> tuple[ImputeData, GeneMatch]:
     """Validate, normalise (median library size + log1p) and match genes.
 
     ``genes``: genes to impute (reference spelling resolved case-insensitively); ``None`` = every
@@ -74,8 +74,7 @@ def prepare(spatial, reference, genes: list[str] | None = None, *, hold_out: boo
         spatial_obs_names=list(map(str, spatial.obs_names)),
         spatial_coords=np.asarray(spatial.obsm["spatial"])[:, :2].astype(np.float64),
         reference_obs=reference.obs.copy(),
-        constants={"spatial_target_sum": sp_total, "reference_target_sum": ref_total,
-                   "reference_key": reference_key},
+        constants={"spatial_target_sum": sp_total, "reference_target_sum": ref_total},
     )
     return data, match
 
@@ -106,7 +105,7 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
     klass = get_method(method)
     dev = resolve_device(device)
     yield Progress(0, 100, "preparing data", "prepare")
-    data, match = prepare(spatial, reference, genes, reference_key=params.get("cluster_key"))
+    data, match = prepare(spatial, reference, genes)
     model = klass(seed=seed, device=dev, **params)
     pred = yield from model.fit_predict_steps(data)
     var = model.gene_annotations()
@@ -169,7 +168,7 @@ def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5
                          "use a reference of the same species/panel, or map gene ids to symbols first.")
     genes = list(match.shared_reference)
     parts = fold_genes(genes, folds, seed)
-    data, _ = prepare(spatial, reference, genes, hold_out=False, reference_key=params.get("cluster_key"))
+    data, _ = prepare(spatial, reference, genes, hold_out=False)
     truth = data.spatial  # all shared genes, spatial normalisation, in `genes` order
     pred = np.zeros_like(truth)
     pos = {g: i for i, g in enumerate(genes)}

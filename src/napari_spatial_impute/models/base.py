@@ -164,6 +164,21 @@ class Imputer(ABC):
         if not self.fitted_:
             raise InputError(f"This {type(self).__name__} is not fitted yet.", "call fit(...) first or load a bundle.")
 
+    def _check_predict_input(self, data: ImputeData | None, known_genes: list[str], fix: str) -> dict[str, int]:
+        """Validate ``data`` against the fitted model; returns gene → column in ``known_genes``."""
+        self._check_fitted()
+        name = type(self).__name__
+        if data is None:
+            raise InputError(f"{name}.predict needs the spatial data.", "pass the ImputeData used in fit.")
+        if list(data.shared_genes) != list(self.shared_genes_):
+            raise InputError("The spatial genes differ from those the model was fitted on.",
+                             "prepare the data with the same shared genes.")
+        pos = {g: i for i, g in enumerate(known_genes)}
+        missing = [g for g in data.target_genes if g not in pos]
+        if missing:
+            raise InputError(f"Genes not in the fitted model: {missing[:5]}.", fix)
+        return pos
+
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a bundle directory (config.json + state.pt). Refuses to overwrite unless asked."""
         import torch

@@ -126,26 +126,10 @@ class KNNImputer(Imputer):
         self.fitted_ = True
         yield Progress(2, 2, "fitted", "fit")
 
-    def neighbours_steps(self, spatial: np.ndarray) -> ProgressGen[tuple[np.ndarray, np.ndarray]]:
-        """Top-k reference neighbours (indices, cosine similarities) of spatial cells."""
-        from ..device import resolve_device
-
-        self._check_fitted()
-        return (yield from cosine_topk(self._embed_spatial(spatial), self.reference_embedding_, self.k,
-                                       device=resolve_device(self.device)))
-
     def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
-        self._check_fitted()
-        if data is None:
-            raise InputError("KNNImputer.predict needs the spatial data.", "pass the ImputeData used in fit.")
-        if list(data.shared_genes) != self.shared_genes_:
-            raise InputError("The spatial genes differ from those the model was fitted on.",
-                             "prepare the data with the same shared genes.")
-        pos = {g: i for i, g in enumerate(self.reference_genes_)}
-        missing = [g for g in data.target_genes if g not in pos]
-        if missing:
-            raise InputError(f"Genes not in the fitted reference: {missing[:5]}.", "ask for reference genes.")
         from ..device import resolve_device
+
+        pos = self._check_predict_input(data, self.reference_genes_, "ask for genes the reference measures.")
 
         targets = self.reference_values_[:, [pos[g] for g in data.target_genes]]
         n = data.n_cells

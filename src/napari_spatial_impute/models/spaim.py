@@ -253,7 +253,7 @@ class SpaIMImputer(Imputer):
         total_epochs = self.epochs * self.n_models
         offset = member * self.epochs
         yield Progress(offset, total_epochs, f"model {member + 1}/{self.n_models}: clustering the reference", "fit")
-        key = self.cluster_key or data.constants.get("reference_key") or None
+        key = self.cluster_key or None
         clusters = reference_clusters(data.reference, data.reference_obs, key, resolution=self.resolution,
                                       seed=seed)
         k = clusters.n_clusters

@@ -153,7 +153,9 @@ class STImputer(Imputer):
         self.shared_genes_ = shared
         self.target_genes_ = list(data.target_genes)
         self.alpha_ = self._alpha(data.n_cells, len(genes))
-        sp_z, _, _ = zscore_columns(data.spatial)
+        # spatial z-score constants are fitted once and reused by predict, so any subset of cells (a chunk,
+        # a Dask task) is embedded exactly as in the whole slide
+        sp_z, self.spatial_mean_, self.spatial_std_ = zscore_columns(data.spatial)
         truth_sp = data.spatial
         if data.n_cells > self.max_train_cells:  # train on a seeded subsample; prediction covers every cell
             rows = np.sort(np.random.default_rng(self.seed + 2).choice(data.n_cells, self.max_train_cells,
@@ -359,18 +361,9 @@ class STImputer(Imputer):
         return final.astype(np.float32), knn_z, gnn_z
 
     def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
-        self._check_fitted()
-        if data is None:
-            raise InputError("STImputer.predict needs the spatial data.", "pass the ImputeData used in fit.")
-        if list(data.shared_genes) != self.shared_genes_:
-            raise InputError("The spatial genes differ from those the model was fitted on.",
-                             "prepare the data with the same shared genes.")
-        pos = {g: i for i, g in enumerate(self.genes_)}
-        missing = [g for g in data.target_genes if g not in pos]
-        if missing:
-            raise InputError(f"Genes not in the fitted model: {missing[:5]}.",
-                             "fit with these genes as targets (the gene graph is built at fit time).")
-        sp_z, _, _ = zscore_columns(data.spatial)
+        pos = self._check_predict_input(data, self.genes_,
+                                        "fit with these genes as targets (the gene graph is built at fit time).")
+        sp_z = (np.asarray(data.spatial, dtype=np.float32) - self.spatial_mean_) / self.spatial_std_
         out_cols = np.array([pos[g] for g in data.target_genes], dtype=np.int64)
         final, _, _ = yield from self._predict_iter(self.ae_, self.gnn_, sp_z, np.arange(len(self.shared_genes_)),
                                                     out_cols)
@@ -435,6 +428,7 @@ class STImputer(Imputer):
         state: dict[str, Any] = {
             "genes": list(self.genes_), "reference_log": self.reference_log_, "ref_mean": self.ref_mean_,
             "ref_sd": self.ref_sd_, "alpha": float(self.alpha_),
+            "spatial_mean": self.spatial_mean_, "spatial_std": self.spatial_std_,
             "edge_index": self.graph_.edge_index, "edge_weight": self.graph_.edge_weight,
             "has_protein": self.graph_.has_protein.astype(np.uint8), "graph_missing": list(self.graph_.missing),
             "graph_source": self.graph_.embedding_source,
@@ -456,6 +450,8 @@ class STImputer(Imputer):
         self.reference_log_ = state["reference_log"]
         self.ref_mean_ = state["ref_mean"]
         self.ref_sd_ = state["ref_sd"]
+        self.spatial_mean_ = state["spatial_mean"]
+        self.spatial_std_ = state["spatial_std"]
         self.alpha_ = float(state["alpha"])
         self.graph_ = GeneGraph(self.genes_, state["edge_index"], state["edge_weight"],
                                 state["has_protein"].astype(bool), list(state["graph_missing"]),
