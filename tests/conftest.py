@@ -34,7 +34,7 @@ def shared_dataset(name: str) -> Path:
 @pytest.fixture(scope="session")
 def osmfish():
     """The bundled osmFISH + Allen SSp pair (spatial, reference)."""
-    from napari_spatial_impute.io.sample import load_osmfish_sample
+    from napari_spatial_impute.datasets import load_osmfish_sample
 
     return load_osmfish_sample()
 
@@ -47,6 +47,6 @@ def osmfish_copy(osmfish):
 
 @pytest.fixture
 def sample_paths():
-    from napari_spatial_impute.io.sample import sample_path
+    from napari_spatial_impute.datasets import sample_path
 
     return Path(str(sample_path("spatial.h5ad"))), Path(str(sample_path("reference.h5ad")))

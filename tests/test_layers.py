@@ -48,7 +48,7 @@ def test_direct_label_colormap_in_napari():
 
 
 def test_value_image_for_many_cells_matches_per_label_values():
-    from napari_spatial_impute.io.sample_types import SampleLabels, scale_translate_affine
+    from napari_spatial_impute.io.spatial_sample import SampleLabels, scale_translate_affine
     from napari_spatial_impute.layers import gene_image_layer, labels_value_image
 
     mask = np.array([[0, 1, 1], [2, 2, 7]], dtype=np.int32)

@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
+from napari_spatial_impute.datasets import sample_path
 from napari_spatial_impute.errors import InputError
 from napari_spatial_impute.io import detect_platform, read_anndata, read_sample
-from napari_spatial_impute.io.sample import sample_path
 from napari_spatial_impute.layers import sample_to_layers
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from napari_spatial_impute.errors import InputError
 from napari_spatial_impute.io import read_merscope, read_sample
-from napari_spatial_impute.io.sample_types import apply_affine, invert_affine
+from napari_spatial_impute.io.spatial_sample import apply_affine, invert_affine
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/merscope_mouse_brain_mini"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"shared dataset absent: {DATA}")

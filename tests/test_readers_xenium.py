@@ -13,7 +13,7 @@ import pytest
 
 from napari_spatial_impute.errors import InputError
 from napari_spatial_impute.io import read_sample, read_xenium
-from napari_spatial_impute.io.sample_types import apply_affine, invert_affine
+from napari_spatial_impute.io.spatial_sample import apply_affine, invert_affine
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/xenium_mouse_brain_ctx_hp"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"shared dataset absent: {DATA}")

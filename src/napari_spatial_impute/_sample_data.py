@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def osmfish_sample():
     """osmFISH cortex cells (Codeluppi et al. 2018) with the paired Allen SSp reference in metadata."""
-    from .io.sample import load_osmfish_sample
+    from .datasets import load_osmfish_sample
     from .layers import spatial_points_layer
 
     spatial, reference = load_osmfish_sample()

@@ -7,10 +7,9 @@ from .cosmx import read_cosmx
 from .detect import detect_platform, read_sample
 from .h5ad import read_anndata
 from .merscope import read_merscope
-from .sample import load_osmfish_sample
-from .sample_types import SampleImage, SampleLabels, SpatialSample
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .xenium import read_xenium
 
-__all__ = ["read_spatial", "read_reference", "write_h5ad_safely", "load_osmfish_sample",
+__all__ = ["read_spatial", "read_reference", "write_h5ad_safely",
            "SpatialSample", "SampleImage", "SampleLabels", "read_xenium", "read_cosmx", "read_merscope",
            "read_anndata", "read_sample", "detect_platform"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .sample_types import apply_affine, invert_affine
+from .spatial_sample import apply_affine, invert_affine
 
 
 def fraction_inside(affine: np.ndarray, shape: tuple[int, ...], xy_um: np.ndarray) -> float:

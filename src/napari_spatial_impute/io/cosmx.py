@@ -22,7 +22,7 @@ from ..coords import PLATFORM_PIXEL_SIZE_UM, cosmx_global_px_to_um
 from ..errors import InputError
 from .checks import check_covers
 from .images import geotiff_origin, read_plain_image
-from .sample_types import SampleImage, SampleLabels, SpatialSample, apply_affine
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample, apply_affine
 from .tables import find_first, match_column, peek_header, read_table, require_columns
 
 CONTROL_PATTERN = re.compile(r"^(NegPrb|Negative|SystemControl|FalseCode|NegControl)", re.IGNORECASE)

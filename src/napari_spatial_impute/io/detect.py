@@ -156,7 +156,7 @@ def sample_from_histology(adata, platform: str, path: str = "", notes: list[str]
     import numpy as np
 
     from .images import read_plain_image
-    from .sample_types import SampleImage, SpatialSample, scale_translate_affine
+    from .spatial_sample import SampleImage, SpatialSample, scale_translate_affine
 
     info = adata.uns.get("histology", {})
     ps = float(info.get("pixel_size_um", 1.0))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .sample_types import SampleImage, SpatialSample, scale_translate_affine
+from .spatial_sample import SampleImage, SpatialSample, scale_translate_affine
 
 
 def read_anndata(path) -> SpatialSample:

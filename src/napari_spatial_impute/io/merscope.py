@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import InputError
 from .checks import check_covers
 from .images import gdal_aux_geotransform, open_tiff, read_plain_image
-from .sample_types import SampleImage, SampleLabels, SpatialSample, invert_affine, scale_translate_affine
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample, invert_affine, scale_translate_affine
 from .tables import (
     find_first,
     match_column,

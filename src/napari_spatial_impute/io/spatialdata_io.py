@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .sample_types import SampleImage, SpatialSample
+from .spatial_sample import SampleImage, SpatialSample
 
 
 def _require_spatialdata():

@@ -12,7 +12,7 @@ from ..coords import PLATFORM_PIXEL_SIZE_UM
 from ..errors import InputError
 from .checks import check_covers
 from .images import ome_pixel_size_um, open_tiff
-from .sample_types import SampleImage, SampleLabels, SpatialSample, scale_translate_affine
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample, scale_translate_affine
 from .tables import find_first, read_table, require_columns
 
 MATRIX_NAMES = ("cell_feature_matrix.h5", "cell_feature_matrix", "cell_feature_matrix.zarr.zip")

@@ -1,4 +1,4 @@
-"""A :class:`~napari_spatial_impute.io.sample_types.SpatialSample` → napari layer-data tuples, Qt-free.
+"""A :class:`~napari_spatial_impute.io.spatial_sample.SpatialSample` → napari layer-data tuples, Qt-free.
 
 Every layer's world coordinates are micrometres (napari order (y, x)), so images, label masks, transcripts,
 boundaries and cells of one sample line up. Genes (measured or imputed) are switched on the cells Points layer
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .coords import affine_to_napari, xy_to_yx
+from ..coords import affine_to_napari, xy_to_yx
 
 LayerDataTuple = tuple
 
