@@ -4,8 +4,8 @@ Each sequence is embedded by the checkpoint's last layer, mean-pooled over resid
 excluded; sequences longer than 1022 residues are truncated, as fair-esm's ``extract`` does), in batches
 bounded by a token budget, on the chosen device. Vectors are cached on disk, one ``.npy`` per sequence,
 under a folder keyed by the checkpoint (name, size, mtime) and the sequence's SHA-256, so a second run
-embeds only new sequences. Cache root: ``cache_dir``, else ``$NAPARI_SPATIAL_IMPUTE_CACHE``, else
-``~/.cache/napari-spatial-impute``.
+embeds only new sequences. Cache root: ``cache_dir``, else the package cache folder
+(:func:`napari_spatial_impute.cache.cache_dir`: ``$NAPARI_SPATIAL_IMPUTE_CACHE`` or the platform's cache dir).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_dir as package_cache_dir
 from ..errors import InputError
 from ..progress import Progress, ProgressGen
 from .tables import GeneEmbeddings
@@ -108,11 +109,6 @@ def checkpoint_key(checkpoint: str | Path) -> str:
     return f"{p.stem}-{hashlib.sha256(f'{p}|{st.st_size}|{st.st_mtime_ns}'.encode()).hexdigest()[:12]}"
 
 
-def default_cache_dir() -> Path:
-    root = os.environ.get("NAPARI_SPATIAL_IMPUTE_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "napari-spatial-impute"
-
-
 def _seq_hash(seq: str) -> str:
     return hashlib.sha256(seq.encode()).hexdigest()[:32]
 
@@ -128,8 +124,8 @@ def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, 
     if not Path(checkpoint).expanduser().is_file():
         raise InputError(f"ESM checkpoint {checkpoint} does not exist.",
                          "download a fair-esm ESM-2 .pt file (e.g. esm2_t33_650M_UR50D.pt) and point at it.")
-    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    folder = folder / "esm2" / checkpoint_key(checkpoint)
+    folder = Path(cache_dir).expanduser() / "esm2" if cache_dir else package_cache_dir("esm2")
+    folder = folder / checkpoint_key(checkpoint)
     vectors: dict[str, np.ndarray] = {}
     todo = []
     for gene, seq in sequences.items():
