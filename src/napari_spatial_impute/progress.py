@@ -42,15 +42,17 @@ def run_to_end(gen: Generator[Progress, Any, T], callback: Callable[[Progress], 
             callback(event)
 
 
-def relay(gen: Generator[Progress, Any, T], stage: str, offset: int, total: int) -> Generator[Progress, None, T]:
-    """Re-yield a sub-generator's progress mapped into ``[offset, offset + its total]`` of ``total``."""
+def relay(gen: Generator[Progress, Any, T], stage: str, offset: int, total: int, *, span: int = 100,
+          prefix: str = "") -> Generator[Progress, None, T]:
+    """Re-yield a sub-generator's progress mapped into ``[offset, offset + span]`` of ``total`` (``stage``
+    replaces the events' stage when given; ``prefix`` goes before their messages)."""
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
         sub = event.fraction
-        yield Progress(offset + round(sub * 100), total, event.message, stage or event.stage)
+        yield Progress(offset + round(sub * span), total, prefix + event.message, stage or event.stage)
 
 
 def tqdm_callback(desc: str = "") -> tuple[Callable[[Progress], None], Callable[[], None]]:
