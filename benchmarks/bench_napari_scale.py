@@ -29,7 +29,7 @@ def main() -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_spatial_impute.layers import binned_image_layer, contrast_limits, imputed_points_layer
+    from napari_spatial_impute.layers import binned_image_layer, cells_points_layer, contrast_limits
 
     rows = []
     viewer = napari.Viewer(show=False)
@@ -40,7 +40,7 @@ def main() -> int:
             viewer.layers.clear()
             t0 = time.perf_counter()
             if view == "points":
-                data, kw, _ = imputed_points_layer(a, "G0")
+                data, kw, _ = cells_points_layer(a, features="genes", gene="G0", cmap="viridis")
                 layer = viewer.add_points(data, **kw)
             else:
                 data, kw, _ = binned_image_layer(a, "G0")

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
 
     import napari_spatial_impute as nsi
     from napari_spatial_impute.api import to_anndata
-    from napari_spatial_impute.layers import imputed_points_layer, spatial_points_layer
+    from napari_spatial_impute.layers import cells_points_layer
     from napari_spatial_impute.progress import tqdm_callback
 
     spatial, reference = nsi.load_osmfish_sample()
@@ -44,12 +44,14 @@ def main(argv=None) -> int:
 
     viewer = napari.Viewer(title="napari-spatial-impute demo", show=not headless)
     viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    data, kw, _ = spatial_points_layer(spatial, name="osmFISH cells", reference=reference)
+    data, kw, _ = cells_points_layer(spatial, "osmFISH cells", metadata={"reference": reference})
     viewer.add_points(data, **kw, visible=False)
     gene = args.gene if args.gene in result.genes else result.genes[0]
-    data, kw, _ = imputed_points_layer(measured, gene, name=f"measured {gene} (log-normalised)")
+    data, kw, _ = cells_points_layer(measured, f"measured {gene} (log-normalised)", features="genes", gene=gene,
+                                    cmap="viridis")
     viewer.add_points(data, **kw)
-    data, kw, _ = imputed_points_layer(imputed, gene, name=f"imputed {gene} ({args.method}, held out)")
+    data, kw, _ = cells_points_layer(imputed, f"imputed {gene} ({args.method}, held out)", features="genes",
+                                    gene=gene, cmap="viridis")
     viewer.add_points(data, **kw)
     grid = viewer.canvas.grid if hasattr(viewer, "canvas") else viewer.grid
     grid.enabled = True

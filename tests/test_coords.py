@@ -25,11 +25,18 @@ def test_affine_xy_to_yx_acts_the_same():
     np.testing.assert_allclose(B @ [y, x, 1], [3 * y - 1, 2 * x + 5, 1])
 
 
+def test_affine_to_napari_scale_or_affine():
+    assert coords.affine_to_napari(np.array([[0.5, 0, 10], [0, 0.25, 20], [0, 0, 1]])) == {
+        "scale": (0.25, 0.5), "translate": (20.0, 10.0)}
+    rot = np.array([[0, -1, 3], [1, 0, 4], [0, 0, 1.0]])
+    np.testing.assert_allclose(coords.affine_to_napari(rot)["affine"], [[0, 1, 4], [-1, 0, 3], [0, 0, 1]])
+
+
 def test_bundled_sample_points_are_yx(osmfish):
-    from napari_spatial_impute.layers import spatial_points_layer
+    from napari_spatial_impute.layers import cells_points_layer
 
     spatial, _ = osmfish
-    data, kwargs, kind = spatial_points_layer(spatial)
+    data, kwargs, kind = cells_points_layer(spatial)
     assert kind == "points"
     # Locations.txt first row: X = 18171.23094, Y = 24590.79527 → napari (y, x)
     np.testing.assert_allclose(data[0], [24590.79527, 18171.23094])

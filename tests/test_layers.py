@@ -13,7 +13,6 @@ from napari_spatial_impute._reader import get_reader
 from napari_spatial_impute.layers import (
     add_imputed_to_points,
     labels_colormap_for_gene,
-    napari_transform,
     sample_to_layers,
     show_gene_on_labels,
     show_gene_on_points,
@@ -48,7 +47,8 @@ def test_direct_label_colormap_in_napari():
 
 
 def test_value_image_for_many_cells_matches_per_label_values():
-    from napari_spatial_impute.io.spatial_sample import SampleLabels, scale_translate_affine
+    from napari_spatial_impute.coords import pixel_grid_affine
+    from napari_spatial_impute.io.spatial_sample import SampleLabels
     from napari_spatial_impute.layers import gene_image_layer, labels_value_image
 
     mask = np.array([[0, 1, 1], [2, 2, 7]], dtype=np.int32)
@@ -59,17 +59,10 @@ def test_value_image_for_many_cells_matches_per_label_values():
 
     a = ad.AnnData(np.array([[1.0], [4.0]], np.float32), obs=pd.DataFrame(index=["a", "b"]),
                    var=pd.DataFrame(index=["G"]))
-    lab = SampleLabels("cells", mask, scale_translate_affine(0.5), {1: "b", 2: "a", 7: "zz"})
+    lab = SampleLabels("cells", mask, pixel_grid_affine(0.5), {1: "b", 2: "a", 7: "zz"})
     data, kw, kind = gene_image_layer(lab, a, "G")
     assert kind == "image" and kw["scale"] == (0.5, 0.5)
     assert data[0, 1] == 4.0 and data[1, 0] == 1.0 and np.isnan(data[1, 2])
-
-
-def test_napari_transform_scale_or_affine():
-    assert napari_transform(np.array([[0.5, 0, 10], [0, 0.25, 20], [0, 0, 1]])) == {
-        "scale": (0.25, 0.5), "translate": (20.0, 10.0)}
-    rot = np.array([[0, -1, 3], [1, 0, 4], [0, 0, 1.0]])
-    np.testing.assert_allclose(napari_transform(rot)["affine"], [[0, 1, 4], [-1, 0, 3], [0, 0, 1]])
 
 
 @needs

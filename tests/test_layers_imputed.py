@@ -5,9 +5,9 @@ import pandas as pd
 from napari_spatial_impute.layers import (
     BinnedGrid,
     binned_image_layer,
+    cells_points_layer,
     contrast_limits,
     genes_by_reliability,
-    imputed_points_layer,
 )
 
 
@@ -20,7 +20,7 @@ def _imputed(n=6):
 
 
 def test_points_layer_features_and_default_gene_is_most_reliable():
-    data, kwargs, kind = imputed_points_layer(_imputed())
+    data, kwargs, kind = cells_points_layer(_imputed(), features="genes")
     assert kind == "points" and kwargs["face_color"] == "B"
     assert list(kwargs["features"].columns) == ["cell_id", "A", "B"]
     np.testing.assert_array_equal(data[2], [0.0, 10.0])  # (y, x)

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_spatial_impute.coords import apply_affine_xy, invert_affine
 from napari_spatial_impute.errors import InputError
 from napari_spatial_impute.io import read_cosmx, read_sample
-from napari_spatial_impute.io.spatial_sample import apply_affine, invert_affine
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/cosmx_nsclc_lung12_mini"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"shared dataset absent: {DATA}")
@@ -23,7 +23,7 @@ def sample():
 
 
 def _pixel_of(lab, xy):
-    return np.floor(apply_affine(invert_affine(lab.affine), xy) + 0.5).astype(int)
+    return np.floor(apply_affine_xy(invert_affine(lab.affine), xy) + 0.5).astype(int)
 
 
 def _label_at(lab, xy):

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_spatial_impute.coords import apply_affine_xy, invert_affine
 from napari_spatial_impute.errors import InputError
 from napari_spatial_impute.io import read_merscope, read_sample
-from napari_spatial_impute.io.spatial_sample import apply_affine, invert_affine
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/merscope_mouse_brain_mini"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"shared dataset absent: {DATA}")
@@ -26,7 +26,7 @@ def sample():
 
 
 def _label_at(lab, xy):
-    cr = np.floor(apply_affine(invert_affine(lab.affine), xy) + 0.5).astype(int)
+    cr = np.floor(apply_affine_xy(invert_affine(lab.affine), xy) + 0.5).astype(int)
     return lab.data[cr[:, 1], cr[:, 0]]
 
 
@@ -52,7 +52,7 @@ def test_estimated_image_placement_matches_provenance(sample):
     assert [i.name for i in sample.images] == ["dapi z0", "polyT z0"]
     img = sample.images[0]
     corners = np.array([[0, 0], [4602, 4142]], dtype=float)
-    np.testing.assert_allclose(apply_affine(img.affine, corners), apply_affine(PROV_CENTRE, corners), atol=0.05)
+    np.testing.assert_allclose(apply_affine_xy(img.affine, corners), apply_affine_xy(PROV_CENTRE, corners), atol=0.05)
 
 
 def test_transform_file_gives_the_exact_transform(tmp_path):
@@ -71,8 +71,8 @@ def test_centroids_in_own_label_and_nuclei_under_cells(sample):
     # DAPI is brighter under cell polygons than outside them: the image lines up with the cells
     img = sample.images[0]
     rows, cols = np.mgrid[0:img.shape[0]:8, 0:img.shape[1]:8]
-    xy = apply_affine(img.affine, np.column_stack([cols.ravel(), rows.ravel()]))
-    cr = np.floor(apply_affine(invert_affine(lab.affine), xy) + 0.5).astype(int)
+    xy = apply_affine_xy(img.affine, np.column_stack([cols.ravel(), rows.ravel()]))
+    cr = np.floor(apply_affine_xy(invert_affine(lab.affine), xy) + 0.5).astype(int)
     ok = (cr[:, 0] >= 0) & (cr[:, 0] < lab.data.shape[1]) & (cr[:, 1] >= 0) & (cr[:, 1] < lab.data.shape[0])
     in_cell = np.zeros(len(xy), bool)
     in_cell[ok] = lab.data[cr[ok, 1], cr[ok, 0]] > 0

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_spatial_impute.coords import apply_affine_xy, invert_affine
 from napari_spatial_impute.errors import InputError
 from napari_spatial_impute.io import read_sample, read_xenium
-from napari_spatial_impute.io.spatial_sample import apply_affine, invert_affine
 
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/xenium_mouse_brain_ctx_hp"
 pytestmark = pytest.mark.skipif(not DATA.exists(), reason=f"shared dataset absent: {DATA}")
@@ -99,7 +99,7 @@ def test_full_folder_images_transcripts_boundaries_line_up(full_folder, sample):
     img = s.images[0]
     assert img.pixel_size_um == pytest.approx(2.0)
     # every cell centroid lands on its drawn nucleus pixel
-    cr = np.floor(apply_affine(invert_affine(img.affine), s.adata.obsm["spatial"]) + 0.5).astype(int)
+    cr = np.floor(apply_affine_xy(invert_affine(img.affine), s.adata.obsm["spatial"]) + 0.5).astype(int)
     data = np.asarray(img.data[0] if isinstance(img.data, list) else img.data)
     assert (data[cr[:, 1], cr[:, 0]] == 1000).mean() == 1.0
     # transcripts: qv ≥ 20 and no control probes
@@ -111,7 +111,7 @@ def test_full_folder_images_transcripts_boundaries_line_up(full_folder, sample):
     lab = s.labels[0]
     inv = {v: k for k, v in lab.label_to_obs.items()}
     names = s.adata.obs_names[win]
-    cr = np.floor(apply_affine(invert_affine(lab.affine), s.adata.obsm["spatial"][win]) + 0.5).astype(int)
+    cr = np.floor(apply_affine_xy(invert_affine(lab.affine), s.adata.obsm["spatial"][win]) + 0.5).astype(int)
     own = lab.data[cr[:, 1], cr[:, 0]] == np.array([inv[n] for n in names])
     assert own.mean() >= 0.95
 
@@ -207,4 +207,4 @@ def test_post_xenium_he_is_placed_through_its_alignment(full_folder, tmp_path):
     he = next(i for i in s.images if i.name == "H&E")
     assert he.rgb
     # H&E pixel (col 0, row 0) → morphology px (10, 20) → µm at 2 µm/px (+ half a morphology pixel)
-    np.testing.assert_allclose(apply_affine(he.affine, [[0, 0], [1, 0]]), [[21.0, 41.0], [25.0, 41.0]])
+    np.testing.assert_allclose(apply_affine_xy(he.affine, [[0, 0], [1, 0]]), [[21.0, 41.0], [25.0, 41.0]])

@@ -68,17 +68,6 @@ def affine_xy_to_yx(matrix) -> np.ndarray:
     return perm @ m @ perm
 
 
-def image_layer_scale(pixel_size_um: float) -> tuple[float, float]:
-    """napari ``scale`` for a 2-D image whose pixels are ``pixel_size_um`` µm wide (world in µm)."""
-    _check_pixel_size(pixel_size_um)
-    return (float(pixel_size_um), float(pixel_size_um))
-
-
-def points_in_world(xy, *, unit_per_coord: float = 1.0) -> np.ndarray:
-    """(x, y) coordinates in some unit → napari (y, x) world coordinates (multiplied by ``unit_per_coord``)."""
-    return xy_to_yx(xy) * float(unit_per_coord)
-
-
 def pixel_grid_affine(pixel_size_um: float, corner_x_um: float = 0.0, corner_y_um: float = 0.0,
                       pixel_size_y_um: float | None = None) -> np.ndarray:
     """3×3 affine from pixel-centre indices (col, row) to (x, y) µm for a grid of ``pixel_size_um`` pixels whose
@@ -96,6 +85,11 @@ def apply_affine_xy(affine, xy) -> np.ndarray:
     xy = as_xy(xy)
     a = np.asarray(affine, dtype=np.float64)
     return xy @ a[:2, :2].T + a[:2, 2]
+
+
+def invert_affine(affine) -> np.ndarray:
+    """Inverse of a 3×3 affine (e.g. (x, y) µm → pixel-centre indices (col, row))."""
+    return np.linalg.inv(np.asarray(affine, dtype=np.float64))
 
 
 def affine_to_napari(affine) -> dict:

@@ -10,7 +10,3 @@ class InputError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem} Fix: {fix}")
-
-
-class Cancelled(RuntimeError):
-    """Raised inside a long run when the user asked to stop."""

@@ -170,7 +170,7 @@ class ImputeWidget(RunsInWorker, Container):
                     device="auto", desc=f"Imputing ({self.method.value})", **params)
 
     def _on_result(self, imputed) -> None:
-        from ..layers import MAX_POINTS, binned_image_layer, imputed_points_layer
+        from ..layers import MAX_POINTS, binned_image_layer, cells_points_layer
 
         self.result = imputed
         scale, translate = self._layer_transform
@@ -178,8 +178,8 @@ class ImputeWidget(RunsInWorker, Container):
             data, kwargs, _ = binned_image_layer(imputed, colormap=self.colormap.value)
             self.output_layer = self.viewer.add_image(data, **kwargs)
         else:
-            data, kwargs, _ = imputed_points_layer(imputed, colormap=self.colormap.value, scale=scale,
-                                                   translate=translate)
+            data, kwargs, _ = cells_points_layer(imputed, features="genes", cmap=self.colormap.value,
+                                                 scale=scale, translate=translate)
             self.output_layer = self.viewer.add_points(data, **kwargs)
         self._refresh_gene_list()
         self.gene_select.value = kwargs["metadata"]["gene"]

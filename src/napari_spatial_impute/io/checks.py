@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..coords import apply_affine_xy, invert_affine
 from ..errors import InputError
-from .spatial_sample import apply_affine, invert_affine
 
 
 def fraction_inside(affine: np.ndarray, shape: tuple[int, ...], xy_um: np.ndarray) -> float:
     """Fraction of (x, y) µm points that fall inside an image of ``shape`` (rows, cols, ...) placed by ``affine``."""
     if len(xy_um) == 0:
         return 1.0
-    cr = apply_affine(invert_affine(affine), xy_um)
+    cr = apply_affine_xy(invert_affine(affine), xy_um)
     rows, cols = shape[0], shape[1]
     inside = (cr[:, 0] >= -0.5) & (cr[:, 0] < cols - 0.5) & (cr[:, 1] >= -0.5) & (cr[:, 1] < rows - 0.5)
     return float(inside.mean())

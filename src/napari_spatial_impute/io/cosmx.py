@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..coords import PLATFORM_PIXEL_SIZE_UM, cosmx_global_px_to_um
+from ..coords import PLATFORM_PIXEL_SIZE_UM, apply_affine_xy, cosmx_global_px_to_um
 from ..errors import InputError
 from .checks import check_covers
 from .images import geotiff_origin, read_plain_image
-from .spatial_sample import SampleImage, SampleLabels, SpatialSample, apply_affine
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .tables import find_first, match_column, peek_header, read_table, require_columns
 
 CONTROL_PATTERN = re.compile(r"^(NegPrb|Negative|SystemControl|FalseCode|NegControl)", re.IGNORECASE)
@@ -266,7 +266,7 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
         cents = _label_centroids(mask)
         names = np.char.add(f"{fov}_", cents.index.astype(str).to_numpy())
         in_obs = pd.Index(names).isin(obs.index)
-        world = apply_affine(affine, cents[["col", "row"]].to_numpy())
+        world = apply_affine_xy(affine, cents[["col", "row"]].to_numpy())
         centroid_um.loc[names[in_obs], ["x", "y"]] = world[in_obs]
         if labels:
             sample_labels.append(SampleLabels(

@@ -155,8 +155,9 @@ def sample_from_histology(adata, platform: str, path: str = "", notes: list[str]
     µm per pixel) → :class:`SpatialSample` in µm with the H&E as an RGB image."""
     import numpy as np
 
+    from ..coords import pixel_grid_affine
     from .images import read_plain_image
-    from .spatial_sample import SampleImage, SpatialSample, scale_translate_affine
+    from .spatial_sample import SampleImage, SpatialSample
 
     info = adata.uns.get("histology", {})
     ps = float(info.get("pixel_size_um", 1.0))
@@ -166,7 +167,7 @@ def sample_from_histology(adata, platform: str, path: str = "", notes: list[str]
     image = info.get("image")
     if image is not None:
         img = image if isinstance(image, np.ndarray) else read_plain_image(Path(image))
-        sample.images.append(SampleImage(name="H&E", data=img, affine=scale_translate_affine(ps),
+        sample.images.append(SampleImage(name="H&E", data=img, affine=pixel_grid_affine(ps),
                                          rgb=img.ndim == 3 and img.shape[-1] in (3, 4),
                                          source=str(image) if not isinstance(image, np.ndarray) else "uns"))
     return sample

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..coords import pixel_grid_affine
 from ..errors import InputError
-from .spatial_sample import SampleImage, SpatialSample, scale_translate_affine
+from .spatial_sample import SampleImage, SpatialSample
 
 
 def read_anndata(path) -> SpatialSample:
@@ -41,7 +42,7 @@ def sample_from_adata(adata, *, platform: str = "anndata", path: str = "") -> Sp
                     # obsm['spatial'] is in full-resolution pixels; pixel i of the hires image spans
                     # [i, i+1) / scalef full-resolution pixels.
                     sample.images.append(SampleImage(name=f"{lib} {res}", data=img,
-                                                     affine=scale_translate_affine(1.0 / scalef),
+                                                     affine=pixel_grid_affine(1.0 / scalef),
                                                      rgb=img.ndim == 3 and img.shape[-1] in (3, 4)))
                     break
     return sample

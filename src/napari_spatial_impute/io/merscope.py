@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..coords import invert_affine, pixel_grid_affine
 from ..errors import InputError
 from .checks import check_covers
 from .images import gdal_aux_geotransform, open_tiff, read_plain_image
-from .spatial_sample import SampleImage, SampleLabels, SpatialSample, invert_affine, scale_translate_affine
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .tables import (
     find_first,
     match_column,
@@ -138,7 +139,7 @@ def _image_transform(folder: Path, image_file: Path, tx: pd.DataFrame | None, sh
     y0, y1 = float(tx["y"].min()), float(tx["y"].max())
     notes.append(f"{image_file.name}: no micron_to_mosaic_pixel_transform.csv; placed by fitting the transcript "
                  "extent to the image (exact only for crops cut to the transcripts)")
-    return scale_translate_affine((x1 - x0) / cols, x0, y0, (y1 - y0) / rows), "transcript extent (estimated)"
+    return pixel_grid_affine((x1 - x0) / cols, x0, y0, (y1 - y0) / rows), "transcript extent (estimated)"
 
 
 def read_merscope(path, *, transcripts: bool = True, images: bool = True, boundaries: bool = True,
@@ -239,7 +240,7 @@ def _labels(b: pd.DataFrame, obs_names) -> SampleLabels:
     s, origin, shape = _grid(b, 0.25)
     ids = [str(c) for c in obs_names]
     mask = rasterize_polygons(b, ids, s, origin, shape)
-    return SampleLabels(name="cells", data=mask, affine=scale_translate_affine(s, *origin),
+    return SampleLabels(name="cells", data=mask, affine=pixel_grid_affine(s, *origin),
                         label_to_obs={i + 1: c for i, c in enumerate(ids)}, source="rasterised cell polygons")
 
 

@@ -5,7 +5,8 @@ every element of one sample lines up when shown with the affines below.
 
 Affine convention: a 3×3 homogeneous matrix acting on **pixel-centre indices (col, row)** of an array and
 returning **(x, y) in µm** (napari puts pixel ``i`` centred on data coordinate ``i``). A pixel whose corner
-sits at ``origin`` with width ``s`` therefore has ``translate = origin + s / 2``.
+sits at ``origin`` with width ``s`` therefore has ``translate = origin + s / 2``
+(:func:`napari_spatial_impute.coords.pixel_grid_affine` builds it; the other affine helpers live there too).
 """
 
 from __future__ import annotations
@@ -15,24 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-from ..coords import apply_affine_xy, pixel_grid_affine
-
-
-def scale_translate_affine(pixel_size_um: float, corner_x_um: float = 0.0, corner_y_um: float = 0.0,
-                           pixel_size_y_um: float | None = None) -> np.ndarray:
-    """Affine (col, row) → (x, y) µm of a pixel grid with its top-left corner at (corner_x, corner_y)."""
-    return pixel_grid_affine(pixel_size_um, corner_x_um, corner_y_um, pixel_size_y_um)
-
-
-def apply_affine(affine: np.ndarray, xy) -> np.ndarray:
-    """Apply a 3×3 (x, y) affine to an (n, 2) array of (x, y) points."""
-    return apply_affine_xy(affine, xy)
-
-
-def invert_affine(affine: np.ndarray) -> np.ndarray:
-    """Inverse of a 3×3 affine (e.g. µm → pixel indices)."""
-    return np.linalg.inv(np.asarray(affine, dtype=np.float64))
 
 
 @dataclass

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..coords import PLATFORM_PIXEL_SIZE_UM
+from ..coords import PLATFORM_PIXEL_SIZE_UM, pixel_grid_affine
 from ..errors import InputError
 from .checks import check_covers
 from .images import ome_pixel_size_um, open_tiff
-from .spatial_sample import SampleImage, SampleLabels, SpatialSample, scale_translate_affine
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .tables import find_first, read_table, require_columns
 
 MATRIX_NAMES = ("cell_feature_matrix.h5", "cell_feature_matrix", "cell_feature_matrix.zarr.zip")
@@ -142,7 +142,7 @@ def _read_images(folder: Path, ps: float, ps_source: str, xy: np.ndarray, notes:
             notes.append(f"{f.name} is a z-stack ({axes}); shown with a z slider")
         stem = f.name.replace(".ome.tif", "")
         name = names[0] if len(names) == 1 else stem
-        img = SampleImage(name=f"{name}", data=data, affine=scale_translate_affine(use_ps), channel_axis=channel_axis,
+        img = SampleImage(name=f"{name}", data=data, affine=pixel_grid_affine(use_ps), channel_axis=channel_axis,
                           channel_names=names or None, source=str(f))
         level0 = data[0] if isinstance(data, list) else data
         yx_shape = tuple(level0.shape[i] for i, a in enumerate(ax) if a in "YX")
@@ -157,7 +157,7 @@ def _read_images(folder: Path, ps: float, ps_source: str, xy: np.ndarray, notes:
             raise InputError(f"{align.name} is not a 3×3 affine matrix ({err}).", "re-export the alignment.") from err
         data, axes = open_tiff(he)
         # alignment: H&E pixel (x, y) → morphology pixel (x, y); then morphology pixel → µm
-        images.append(SampleImage(name="H&E", data=data, affine=scale_translate_affine(ps) @ m,
+        images.append(SampleImage(name="H&E", data=data, affine=pixel_grid_affine(ps) @ m,
                                   rgb=axes.upper().endswith("S") or axes.upper().endswith("C"), source=str(he)))
     elif he is not None:
         notes.append(f"{he.name} found without *he_image_alignment.csv: not placed")
@@ -219,7 +219,7 @@ def labels_from_boundaries(boundaries: pd.DataFrame, obs_names, pixel_size_um: f
     shape = (int(np.ceil((y1 - y0) / s)) + 1, int(np.ceil((x1 - x0) / s)) + 1)
     ids = [str(c) for c in obs_names]
     mask = rasterize_polygons(boundaries, ids, s, (x0, y0), shape)
-    return SampleLabels(name=name, data=mask, affine=scale_translate_affine(s, x0, y0),
+    return SampleLabels(name=name, data=mask, affine=pixel_grid_affine(s, x0, y0),
                         label_to_obs={i + 1: c for i, c in enumerate(ids)}, source="rasterised boundaries")
 
 
