@@ -16,9 +16,12 @@ CITATIONS = [
 ]
 
 
-def sample_path(name: str):
-    """Path of a bundled sample file (``spatial.h5ad`` or ``reference.h5ad``)."""
-    return files("napari_spatial_impute").joinpath(SAMPLE_DIR, name)
+XENIUM_DIR = "data/xenium_mouse_brain"
+
+
+def sample_path(name: str, folder: str = SAMPLE_DIR):
+    """Path of a bundled sample file (``spatial.h5ad`` or ``reference.h5ad``; default: the osmFISH pair)."""
+    return files("napari_spatial_impute").joinpath(folder, name)
 
 
 def load_osmfish_sample():
@@ -28,3 +31,19 @@ def load_osmfish_sample():
     spatial = ad.read_h5ad(str(sample_path("spatial.h5ad")))
     reference = ad.read_h5ad(str(sample_path("reference.h5ad")))
     return spatial, reference
+
+
+def load_xenium_sample(with_truth: bool = False):
+    """Real Xenium mouse-brain cells (10x, CC BY 4.0): (spatial, reference[, truth]).
+
+    ``spatial``: 7,621 cells × a 150-gene panel with (x, y) in µm; ``reference``: 8,000 other cells of the
+    slide × all 248 genes (``var["gene_ids"]`` Ensembl); ``truth``: the 98 genes hidden from ``spatial``,
+    measured in the same cells. See ``data/xenium_mouse_brain/PROVENANCE.md``.
+    """
+    import anndata as ad
+
+    spatial = ad.read_h5ad(str(sample_path("spatial.h5ad", XENIUM_DIR)))
+    reference = ad.read_h5ad(str(sample_path("reference.h5ad", XENIUM_DIR)))
+    if not with_truth:
+        return spatial, reference
+    return spatial, reference, ad.read_h5ad(str(sample_path("truth.h5ad", XENIUM_DIR)))

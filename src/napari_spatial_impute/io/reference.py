@@ -1,0 +1,268 @@
+"""References as scverse users keep them: find the counts, recognise normalised values, pick the gene identifier.
+
+A reference may hold raw counts in ``layers["counts"]``, in ``.raw.X`` or in ``X``; ``X`` is often
+log-normalised (``uns["log1p"]`` set by scanpy) or scaled. Genes may be Ensembl ids in ``var_names`` with
+symbols in a column (CELLxGENE: ``feature_name``; 10x read with ``gene_ids``: ``gene_symbols``) or the reverse.
+:func:`ingest` returns the counts (sparse stays sparse), the identifier that best matches the spatial panel,
+and a report saying which matrix and which identifier were used. Nothing is ever normalised twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..errors import InputError
+
+#: ``var`` columns that commonly hold gene identifiers, most common first.
+IDENTIFIER_COLUMNS = ("feature_name", "gene_symbols", "gene_symbol", "gene_name", "gene_names", "symbol",
+                      "symbols", "gene", "genes", "gene_ids", "gene_id", "feature_id", "ensembl_id", "ensembl")
+#: What the values of a matrix can be declared as (``--reference-values``).
+VALUE_KINDS = ("auto", "counts", "log1p")
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$", re.IGNORECASE)
+_SAMPLE_VALUES = 200_000
+
+
+@dataclass
+class ValueCheck:
+    """What the numbers of a matrix look like."""
+
+    kind: str  # "counts" | "linear" | "log1p" | "scaled" | "empty"
+    reason: str
+
+
+@dataclass
+class ReferenceReport:
+    """Which matrix and which gene identifier were used, and what was noticed on the way."""
+
+    matrix: str
+    values: str
+    identifier: str
+    n_matched: int
+    n_genes: int
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"matrix": self.matrix, "values": self.values, "identifier": self.identifier,
+                "n_matched": self.n_matched, "n_genes": self.n_genes, "notes": list(self.notes)}
+
+    def text(self) -> str:
+        lines = [f"reference counts from {self.matrix} ({self.values}); genes identified by {self.identifier}: "
+                 f"{self.n_matched} of the panel matched among {self.n_genes} reference genes."]
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def _sample_values(X, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``_SAMPLE_VALUES`` non-zero stored values of ``X`` (never densifies the whole matrix)."""
+    if sp.issparse(X):
+        data = np.asarray(X.data)
+    else:
+        arr = np.asarray(X)
+        if arr.size > _SAMPLE_VALUES * 5:
+            rows = rng.choice(arr.shape[0], size=max(1, (_SAMPLE_VALUES * 5) // max(1, arr.shape[1])), replace=False)
+            arr = arr[np.sort(rows)]
+        data = arr.ravel()
+    data = data[data != 0]
+    if data.size > _SAMPLE_VALUES:
+        data = rng.choice(data, size=_SAMPLE_VALUES, replace=False)
+    return data.astype(np.float64, copy=False)
+
+
+def _row_totals(X, rows: np.ndarray, transform=None) -> np.ndarray:
+    sub = X[rows]
+    if transform is not None:
+        sub = sub.copy()
+        if sp.issparse(sub):
+            sub.data = transform(sub.data)
+        else:
+            sub = transform(np.asarray(sub, dtype=np.float64))
+    return np.asarray(sub.sum(axis=1), dtype=np.float64).reshape(-1)
+
+
+def check_values(X, *, log1p_flag: bool = False, seed: int = 0) -> ValueCheck:
+    """Classify a matrix as raw counts, linear non-integer values, log-normalised or scaled."""
+    rng = np.random.default_rng(seed)
+    vals = _sample_values(X, rng)
+    if vals.size == 0:
+        return ValueCheck("empty", "every sampled value is zero")
+    if not np.all(np.isfinite(vals)):
+        return ValueCheck("invalid", "NaN or infinite values")
+    if vals.min() < 0:
+        return ValueCheck("scaled", f"negative values (min {vals.min():.3g}): centred/scaled data")
+    integer = np.allclose(vals, np.round(vals), atol=1e-6)
+    if integer:
+        return ValueCheck("counts", "non-negative integers")
+    constant_after_expm1 = False
+    if vals.max() < 50:  # expm1 of larger values overflows: not log data anyway
+        n = X.shape[0]
+        rows = np.sort(rng.choice(n, size=min(n, 2000), replace=False))
+        totals_log = _row_totals(X, rows, np.expm1)
+        pos = totals_log[totals_log > 0]
+        constant_after_expm1 = pos.size > 10 and np.std(pos) / np.mean(pos) < 0.01
+    if log1p_flag or constant_after_expm1 or vals.max() < 20:
+        why = ("uns['log1p'] is set" if log1p_flag else
+               "expm1 of every cell sums to the same total" if constant_after_expm1 else
+               f"non-integer values with a small maximum ({vals.max():.3g})")
+        return ValueCheck("log1p", f"log-normalised ({why})")
+    return ValueCheck("linear", f"non-integer values up to {vals.max():.3g} (e.g. volume-normalised)")
+
+
+def _candidates(adata) -> list[tuple[str, str | None]]:
+    """(matrix label, layer key) candidates in the order scverse users keep counts."""
+    out: list[tuple[str, str | None]] = []
+    if "counts" in adata.layers:
+        out.append(("layers['counts']", "counts"))
+    for key in ("raw_counts", "count", "umi", "UMI"):
+        if key in adata.layers:
+            out.append((f"layers[{key!r}]", key))
+    if adata.raw is not None:
+        out.append((".raw.X", "__raw__"))
+    out.append(("X", None))
+    return out
+
+
+def _matrix(adata, key: str | None):
+    if key is None:
+        return adata.X, adata.var_names
+    if key == "__raw__":
+        return adata.raw.X, adata.raw.var_names
+    return adata.layers[key], adata.var_names
+
+
+def find_counts(adata, *, values: str = "auto", what: str = "reference"):
+    """The matrix to normalise: ``(matrix, var_names of that matrix, label, kind, notes)``.
+
+    ``values``: ``"auto"`` (find counts, refuse log/scaled data), ``"counts"`` (use ``X`` as counts), or
+    ``"log1p"`` (``X`` is ``log1p`` of normalised values: it is turned back with ``expm1``, never re-logged).
+    """
+    if values not in VALUE_KINDS:
+        raise InputError(f"Unknown value declaration {values!r} for the {what}.",
+                         f"use one of: {', '.join(VALUE_KINDS)}.")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"The {what} is empty ({adata.n_obs} cells × {adata.n_vars} genes).",
+                         "point at a file with cells in rows and genes in columns.")
+    notes: list[str] = []
+    if values == "counts":
+        return adata.X, adata.var_names, "X", "counts (declared)", notes
+    if values == "log1p":
+        X = adata.X
+        X = X.expm1() if sp.issparse(X) else np.expm1(np.asarray(X, dtype=np.float32))
+        notes.append("X declared log1p-normalised: expm1 applied, then normalised once (no second log).")
+        return X, adata.var_names, "X", "log1p (declared)", notes
+    log1p_flag = "log1p" in adata.uns
+    seen = []
+    for label, key in _candidates(adata):
+        X, names = _matrix(adata, key)
+        if X is None:
+            continue
+        check = check_values(X, log1p_flag=log1p_flag and key is None)
+        seen.append(f"{label}: {check.reason}")
+        if check.kind == "counts":
+            if label != "X":
+                x_kind = check_values(adata.X, log1p_flag=log1p_flag).kind
+                notes.append(f"counts taken from {label}; X holds {x_kind} values and is not used.")
+            return X, names, label, "counts", notes
+        if check.kind == "linear":
+            notes.append(f"{label} holds non-integer linear values ({check.reason}); accepted as counts-like.")
+            return X, names, label, "linear", notes
+    raise InputError(
+        f"The {what} holds no raw counts: " + "; ".join(seen) + ".",
+        "keep raw counts in layers['counts'] or .raw (scanpy: adata.layers['counts'] = adata.X.copy() before "
+        "sc.pp.normalize_total), or declare the values with --reference-values log1p (API: reference_values='log1p').")
+
+
+def _strip_version(name: str) -> str:
+    return name.split(".", 1)[0] if _ENSEMBL.match(name) else name
+
+
+def _key(name: str) -> str:
+    return _strip_version(str(name)).upper()
+
+
+def identifier_candidates(var: pd.DataFrame, var_names) -> dict[str, list[str]]:
+    """``{label: names}`` for ``var_names`` and every identifier-like ``var`` column."""
+    out = {"var_names": list(map(str, var_names))}
+    cols = [c for c in IDENTIFIER_COLUMNS if c in var.columns]
+    cols += [c for c in var.columns if c not in cols and re.search(r"(symbol|gene|feature|ensembl)", str(c), re.I)
+             and (var[c].dtype == object or isinstance(var[c].dtype, pd.CategoricalDtype))]
+    for c in cols:
+        out[f"var[{c!r}]"] = [str(v) for v in var[c].astype(str)]
+    return out
+
+
+def choose_identifier(var: pd.DataFrame, var_names, panel) -> tuple[str, list[str], int]:
+    """The identifier (label, names, n matched) that matches the most panel genes (case-insensitive,
+    Ensembl versions ignored); ``var_names`` wins ties."""
+    panel_keys = {_key(g) for g in panel}
+    best = None
+    for label, names in identifier_candidates(var, var_names).items():
+        n = len(panel_keys & {_key(n) for n in names})
+        if best is None or n > best[2]:
+            best = (label, names, n)
+    return best
+
+
+def unique_names(names: list[str]) -> tuple[list[str], list[str]]:
+    """Make names unique (``Gene``, ``Gene-1``, … like anndata) and list the repeated ones."""
+    seen: dict[str, int] = {}
+    out, dups = [], []
+    upper = {}
+    for name in names:
+        key = name.upper()
+        if key in upper:
+            upper[key] += 1
+            new = f"{name}-{upper[key]}"
+            while new.upper() in seen:
+                upper[key] += 1
+                new = f"{name}-{upper[key]}"
+            dups.append(name)
+            out.append(new)
+            seen[new.upper()] = 1
+        else:
+            upper[key] = 0
+            seen[key] = 1
+            out.append(name)
+    return out, dups
+
+
+def ingest(adata, panel, *, values: str = "auto", what: str = "reference"):
+    """A reference AnnData → (counts AnnData with gene names matching ``panel``'s identifier, report).
+
+    The returned AnnData shares the counts matrix (sparse stays sparse, nothing copied unless needed),
+    has ``var_names`` in the identifier that best matches the spatial ``panel`` (the reference's own
+    spelling), the other identifiers as ``var`` columns, and the reference's ``obs``.
+    """
+    import anndata as ad
+
+    X, names, label, kind, notes = find_counts(adata, values=values, what=what)
+    var = adata.var if label != ".raw.X" else adata.raw.var
+    if label == ".raw.X" and len(var.columns) == 0 and list(map(str, names)) == list(map(str, adata.var_names)):
+        var = adata.var
+    var = var.copy()
+    ident, chosen, n_matched = choose_identifier(var, names, panel)
+    if n_matched == 0:
+        ex_ref = ", ".join(chosen[:3])
+        ex_sp = ", ".join(list(map(str, panel))[:3])
+        raise InputError(
+            f"The {what} shares no gene with the spatial panel under any identifier (var_names or the columns "
+            f"{', '.join(c for c in var.columns if c in IDENTIFIER_COLUMNS) or 'none'}): reference e.g. {ex_ref}; "
+            f"spatial e.g. {ex_sp}.",
+            "use a reference of the same species, or add a var column with the panel's gene symbols.")
+    chosen, dups = unique_names(chosen)
+    if dups:
+        notes.append(f"{len(dups)} repeated gene names in {ident} made unique with -1, -2 suffixes "
+                     f"(e.g. {', '.join(sorted(set(dups))[:3])}).")
+    if ident != "var_names":
+        var["var_names_original"] = list(map(str, names))
+    suffixed = [n for n in chosen if re.search(r"-\d+$", n) and n.rsplit("-", 1)[0] in set(chosen)]
+    if suffixed and not dups:
+        notes.append(f"{len(suffixed)} genes carry -N suffixes of earlier de-duplication (e.g. {suffixed[0]}).")
+    var.index = pd.Index(chosen)
+    out = ad.AnnData(X=X, obs=adata.obs.copy(), var=var)
+    report = ReferenceReport(label, kind, ident, n_matched, len(chosen), notes)
+    out.uns["reference_ingestion"] = report.as_dict()
+    return out, report
