@@ -20,6 +20,9 @@
 Memory and time stay bounded: training (AE, GNN, the reliability folds) uses at most ``max_train_cells``
 spatial cells (a seeded subsample), and prediction embeds, searches neighbours and builds node features
 per block of cells, so only the (cells × imputed genes) output grows with the slide.
+
+Modules: :mod:`.training` (one pipeline's AE + GNN training), :mod:`.prediction` (blockwise imputation),
+:mod:`.reliability` (inner folds + MLP), :mod:`.gene_graph`, :mod:`.features`, :mod:`.network`.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
-from ...progress import Progress, ProgressGen
+from ...progress import Progress, ProgressGen, run_to_end
 from ..base import ImputeData, Imputer
-from ..knn import cosine_topk, zscore_columns
-from .features import DESCRIPTOR_NAMES, N_NODE_FEATURES, gene_descriptors, node_features
+from ..knn import zscore_columns
+from .features import N_NODE_FEATURES, gene_descriptors
 from .gene_graph import GeneGraph, build_gene_graph
+from .prediction import predict_cells_steps
+from .reliability import reliability_folds_steps, score_reliability
+from .training import relay_part, train_steps
 
 _EPS = 1e-6
-_BLOCK_CELLS = 65_536  # spatial cells embedded and neighbour-searched at once in prediction
 
 
 class STImputer(Imputer):
@@ -166,236 +171,41 @@ class STImputer(Imputer):
 
         n_inner = min(self.reliability_folds, n_shared // 2) if self.reliability else 0
         n_steps = 1 + max(0, n_inner)
-        gen = self._train_steps(sp_z, inputs, seed=self.seed)
-        parts = yield from _relay(gen, 0, n_steps, "train")
-        self.ae_, self.gnn_ = parts
+        gen = train_steps(self, sp_z, inputs, seed=self.seed)
+        self.ae_, self.gnn_ = yield from relay_part(gen, 0, n_steps, "train")
 
         self.reliability_ = None
         self.reliability_cv_ = None
+        self.reliability_model_ = None
         if n_inner >= 2:
-            rng = np.random.default_rng(self.seed + 1)
-            folds = np.array_split(rng.permutation(n_shared), n_inner)
-            desc_rows, cos_rows, names = [], [], []
-            for f, held in enumerate(folds):
-                held = np.sort(held)
-                keep = np.setdiff1d(inputs, held)
-                # inner models train on half the GNN epochs: they only estimate how well each gene imputes
-                gen = self._train_steps(sp_z[:, keep], keep, seed=self.seed + 10 + f,
-                                        gnn_epochs=max(1, self.gnn_epochs // 2))
-                ae, gnn = yield from _relay(gen, 1 + f, n_steps, f"reliability fold {f + 1}/{n_inner}")
-                final, knn_z, gnn_z = self._predict_arrays(ae, gnn, sp_z[:, keep], keep, held)
-                truth = truth_sp[:, held]
-                cos = _cosine_cols(truth, final)
-                desc_rows.append(gene_descriptors(ref, keep, held, knn_z, gnn_z, self.graph_.has_protein[held]))
-                cos_rows.append(cos)
-                names += [genes[i] for i in held]
-            X = np.vstack(desc_rows)
-            y = np.concatenate(cos_rows).astype(np.float32)
-            self.reliability_model_ = self._fit_reliability(X, y)
-            self.reliability_cv_ = pd.DataFrame(X, index=names, columns=list(DESCRIPTOR_NAMES)).assign(cv_cosine=y)
-        else:
-            self.reliability_model_ = None
+            self.reliability_model_, self.reliability_cv_ = yield from reliability_folds_steps(
+                self, sp_z, truth_sp, ref, inputs, n_inner, n_steps)
         self._inputs = inputs
         self.fitted_ = True
         # descriptors of the targets (on the training cells) → reliability
         if self.reliability_model_ is not None and self.target_genes_:
             gpos = {g: i for i, g in enumerate(genes)}
             tcols = np.array([gpos[g] for g in self.target_genes_], dtype=np.int64)
-            _, knn_z, gnn_z = self._predict_arrays(self.ae_, self.gnn_, sp_z, inputs, tcols)
+            _, knn_z, gnn_z = run_to_end(predict_cells_steps(self, self.ae_, self.gnn_, sp_z, inputs, tcols))
             D = gene_descriptors(ref, inputs, tcols, knn_z, gnn_z, self.graph_.has_protein[tcols])
-            self.reliability_ = self._score_reliability(D)
+            self.reliability_ = score_reliability(self, D)
         yield Progress(n_steps, n_steps, "fitted", "fit")
-
-    # ------------------------------------------------------------------ training of one pipeline
-    def _train_steps(self, sp_in: np.ndarray, in_cols: np.ndarray, seed: int, gnn_epochs: int | None = None):
-        """Train AE + GNN with spatial inputs ``sp_in`` (cells × len(in_cols), z-scored) → (ae, gnn)."""
-        torch, dev = self._torch()
-        from .network import GeneAutoencoder, GeneGraphPredictor, sparse_adjacency, stimpute_loss
-
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        n_in = len(in_cols)
-        ref_z_all = (self.reference_log_ - self.ref_mean_) / self.ref_sd_
-        ref_in_z, _, _ = zscore_columns(self.reference_log_[:, in_cols])
-        ref_z = torch.from_numpy(np.ascontiguousarray(ref_z_all)).to(dev)
-        ref_on = torch.from_numpy((self.reference_log_ > 0).astype(np.float32)).to(dev)
-        ref_in = torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev)
-        sp_t = torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev)
-        ae = GeneAutoencoder(n_in, self.latent).to(dev)
-        ae_opt = torch.optim.Adam(ae.parameters(), lr=1e-2, weight_decay=1e-4)
-        both = torch.cat([sp_t, ref_in])
-        n_mask = max(1, int(round(self.mask_fraction * n_in))) if self.mask_fraction > 0 else 0
-
-        def ae_epoch(extra_target=None):
-            order = torch.randperm(both.shape[0], generator=gen)
-            for s in range(0, len(order), 512):
-                b = order[s:s + 512].to(dev)
-                x = both[b]
-                keep = (torch.rand(x.shape, generator=gen) >= self.mask_fraction).float().to(dev)
-                _, rec = ae(x * keep)
-                loss = torch.nn.functional.mse_loss(rec, x)
-                if extra_target is not None:  # the paper's M-step: (AE + GNN)/2 ≈ spatial values
-                    sp_rows = b < sp_t.shape[0]
-                    if sp_rows.any():
-                        mix = (rec[sp_rows] + extra_target[b[sp_rows]]) / 2
-                        loss = loss + torch.nn.functional.mse_loss(mix, x[sp_rows])
-                ae_opt.zero_grad()
-                loss.backward()
-                ae_opt.step()
-
-        epochs = self.gnn_epochs if gnn_epochs is None else gnn_epochs
-        total = self.ae_epochs + (self.rounds * epochs if self.use_gnn else 0)
-        ae.train()
-        for e in range(self.ae_epochs):
-            ae_epoch()
-            yield Progress(e + 1, total, "autoencoder", "train")
-        if not self.use_gnn:
-            return ae.eval(), None
-
-        graph = self.graph_
-        adj = sparse_adjacency(torch.from_numpy(graph.edge_index), torch.from_numpy(graph.edge_weight),
-                               len(graph.genes)).to(dev)
-        gnn = GeneGraphPredictor(N_NODE_FEATURES, self.hidden).to(dev)
-        opt = torch.optim.Adam(gnn.parameters(), lr=self.lr, weight_decay=1e-4)
-        in_cols_t = torch.from_numpy(np.asarray(in_cols, dtype=np.int64)).to(dev)
-        n_cells = sp_t.shape[0]
-        per_epoch = min(n_cells, self.max_train_cells)
-        for r in range(self.rounds):
-            ae.eval()
-            for e in range(epochs):
-                gnn.train()
-                cells = torch.from_numpy(rng.permutation(n_cells)[:per_epoch])
-                for s in range(0, per_epoch, self.batch_size):
-                    b = cells[s:s + self.batch_size].to(dev)
-                    if len(b) < 2:
-                        continue
-                    if n_mask:
-                        masked = torch.from_numpy(np.sort(rng.choice(n_in, n_mask, replace=False))).to(dev)
-                    else:
-                        masked = torch.arange(n_in, device=dev)
-                    keep = torch.ones(n_in, device=dev)
-                    if n_mask:
-                        keep[masked] = 0.0
-                    with torch.no_grad():
-                        q = ae.embed(sp_t[b] * keep)
-                        bank = ae.embed(ref_in * keep)
-                        idx, w = _topk_weights(q, bank, self.k)
-                    feats = node_features(ref_z, ref_on, idx, w)
-                    pred = gnn(feats, adj)[in_cols_t[masked]].T  # batch × masked genes
-                    loss = stimpute_loss(pred, sp_t[b][:, masked])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                yield Progress(self.ae_epochs + r * epochs + e + 1, total,
-                               f"GNN round {r + 1}/{self.rounds}, epoch {e + 1}/{epochs}", "train")
-            if r == self.rounds - 1 or self.ae_round_epochs <= 0:
-                break
-            # M-step: AE epochs pulled towards the GNN's prediction of the input genes
-            gnn.eval()
-            target = torch.zeros_like(both)
-            with torch.no_grad():
-                bank = ae.embed(ref_in)
-                q_all = ae.embed(sp_t)
-                step = self._chunk_cells(len(graph.genes))
-                for s in range(0, n_cells, step):
-                    idx, w = _topk_weights(q_all[s:s + step], bank, self.k)
-                    target[s:s + len(idx)] = gnn(node_features(ref_z, ref_on, idx, w), adj)[in_cols_t].T
-            ae.train()
-            for _ in range(self.ae_round_epochs):
-                ae_epoch(target)
-        ae.eval()
-        gnn.eval()
-        return ae, gnn
 
     # ------------------------------------------------------------------ prediction
     def _chunk_cells(self, n_genes: int) -> int:
         per_cell = 4 * self.k * n_genes * 4 + 4 * n_genes * (N_NODE_FEATURES + 3 * self.hidden) * 2
         return int(max(16, min(8192, (self.chunk_mb << 20) // max(1, per_cell))))
 
-    def _predict_arrays(self, ae, gnn, sp_in: np.ndarray, in_cols: np.ndarray, out_cols: np.ndarray,
-                        progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(final in reference log units, kNN mean z, GNN z) of genes ``out_cols`` for all cells of ``sp_in``."""
-        return _drain(self._predict_iter(ae, gnn, sp_in, in_cols, out_cols))
-
-    def _predict_iter(self, ae, gnn, sp_in, in_cols, out_cols):
-        torch, dev = self._torch()
-        from .network import sparse_adjacency
-
-        ref_in_z, _, _ = zscore_columns(self.reference_log_[:, in_cols])
-        with torch.no_grad():
-            bank = ae.embed(torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev)).cpu().numpy()
-        out_cols = np.asarray(out_cols, dtype=np.int64)
-        n = sp_in.shape[0]
-        mu, sd = self.ref_mean_[out_cols], self.ref_sd_[out_cols]
-        knn_z = np.empty((n, len(out_cols)), np.float32)
-        gnn_z = np.empty((n, len(out_cols)), np.float32)
-        if gnn is not None:
-            ref_z = torch.from_numpy((self.reference_log_ - self.ref_mean_) / self.ref_sd_).to(dev)
-            ref_on = torch.from_numpy((self.reference_log_ > 0).astype(np.float32)).to(dev)
-            adj = sparse_adjacency(torch.from_numpy(self.graph_.edge_index), torch.from_numpy(self.graph_.edge_weight),
-                                   len(self.genes_)).to(dev)
-        ref_out = self.reference_log_[:, out_cols]
-        chunk = self._chunk_cells(len(self.genes_))
-        block = max(chunk, (_BLOCK_CELLS // chunk) * chunk)  # cells embedded + searched at once
-        n_chunks = (n + chunk - 1) // chunk
-        for c, s in enumerate(range(0, n, chunk)):
-            if s % block == 0:
-                with torch.no_grad():
-                    q = torch.from_numpy(np.ascontiguousarray(sp_in[s:s + block], dtype=np.float32)).to(dev)
-                    query = ae.embed(q).cpu().numpy()
-                idx_blk, sim_blk = _drain(cosine_topk(query, bank, self.k, device=str(dev)))
-            idx = idx_blk[s % block:s % block + chunk]
-            w = _weights(sim_blk[s % block:s % block + chunk])
-            knn = np.einsum("ck,ckg->cg", w, ref_out[idx])
-            knn_z[s:s + len(idx)] = (knn - mu) / sd
-            if gnn is None:
-                gnn_z[s:s + len(idx)] = knn_z[s:s + len(idx)]
-            else:
-                with torch.no_grad():
-                    feats = node_features(ref_z, ref_on, torch.from_numpy(idx).to(dev), torch.from_numpy(w).to(dev))
-                    gnn_z[s:s + len(idx)] = gnn(feats, adj)[torch.from_numpy(out_cols).to(dev)].T.cpu().numpy()
-            yield Progress(c + 1, n_chunks, f"imputing {min(n, s + chunk)}/{n} cells", "predict")
-        alpha = self.alpha_ if gnn is not None else 0.0
-        final = alpha * (mu + sd * gnn_z) + (1 - alpha) * (mu + sd * knn_z)
-        return final.astype(np.float32), knn_z, gnn_z
-
     def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
         pos = self._check_predict_input(data, self.genes_,
                                         "fit with these genes as targets (the gene graph is built at fit time).")
         sp_z = (np.asarray(data.spatial, dtype=np.float32) - self.spatial_mean_) / self.spatial_std_
         out_cols = np.array([pos[g] for g in data.target_genes], dtype=np.int64)
-        final, _, _ = yield from self._predict_iter(self.ae_, self.gnn_, sp_z, np.arange(len(self.shared_genes_)),
-                                                    out_cols)
+        final, _, _ = yield from predict_cells_steps(self, self.ae_, self.gnn_, sp_z,
+                                                     np.arange(len(self.shared_genes_)), out_cols)
         return final
 
-    # ------------------------------------------------------------------ reliability
-    def _fit_reliability(self, X: np.ndarray, y: np.ndarray):
-        torch, _ = self._torch()
-        from .network import ReliabilityMLP
-
-        torch.manual_seed(self.seed)
-        self.desc_mean_ = X.mean(0)
-        self.desc_sd_ = np.maximum(X.std(0), _EPS)
-        xt = torch.from_numpy((X - self.desc_mean_) / self.desc_sd_).float()
-        yt = torch.from_numpy(y)
-        model = ReliabilityMLP(X.shape[1])
-        opt = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-2)
-        for _ in range(300):
-            loss = torch.nn.functional.mse_loss(model(xt), yt)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return model.eval()
-
-    def _score_reliability(self, D: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            x = torch.from_numpy(((D - self.desc_mean_) / self.desc_sd_).astype(np.float32))
-            # expected cosine similarity of non-negative values: keep the score in [0, 1]
-            return np.clip(self.reliability_model_(x).numpy(), 0.0, 1.0).astype(np.float32)
-
+    # ------------------------------------------------------------------ reporting
     def gene_annotations(self) -> pd.DataFrame | None:
         if not self.fitted_ or not self.target_genes_:
             return None
@@ -467,43 +277,3 @@ class STImputer(Imputer):
             self.gnn_.load_state_dict(gnn_state)
             self.gnn_.to(dev).eval()
         self.reliability_ = state.get("reliability")
-
-
-def _weights(sim: np.ndarray) -> np.ndarray:
-    w = np.clip(sim, 0.0, None) + _EPS
-    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
-
-
-def _topk_weights(query, bank, k: int):
-    import torch
-
-    q = torch.nn.functional.normalize(query, dim=1)
-    b = torch.nn.functional.normalize(bank, dim=1)
-    sims, idx = torch.topk(q @ b.T, k, dim=1)
-    w = sims.clamp_min(0) + _EPS
-    return idx, w / w.sum(1, keepdim=True)
-
-
-def _cosine_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    den = np.linalg.norm(a, axis=0) * np.linalg.norm(b, axis=0)
-    return np.divide((a * b).sum(0), den, out=np.zeros(a.shape[1]), where=den > 0)
-
-
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
-def _relay(gen, step: int, total: int, label: str):
-    """Re-yield a training generator's progress as part ``step`` of ``total``."""
-    while True:
-        try:
-            ev = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(int(100 * (step + ev.fraction) / total), 100, f"{label}: {ev.message}", ev.stage or "fit")

@@ -1,0 +1,133 @@
+"""stImpute training of one pipeline: the masked autoencoder, then alternating GNN / autoencoder rounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...progress import Progress, ProgressGen, relay
+from ..knn import zscore_columns
+from .features import N_NODE_FEATURES, node_features
+
+_EPS = 1e-6
+
+
+def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
+                gnn_epochs: int | None = None) -> ProgressGen[tuple]:
+    """Train AE + GNN of ``model`` (an :class:`~.model.STImputer` after its gene graph and reference are set)
+    with spatial inputs ``sp_in`` (cells × len(in_cols), z-scored) → (ae, gnn)."""
+    torch, dev = model._torch()
+    from .network import GeneAutoencoder, GeneGraphPredictor, sparse_adjacency, stimpute_loss
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_in = len(in_cols)
+    ref_z_all = (model.reference_log_ - model.ref_mean_) / model.ref_sd_
+    ref_in_z, _, _ = zscore_columns(model.reference_log_[:, in_cols])
+    ref_z = torch.from_numpy(np.ascontiguousarray(ref_z_all)).to(dev)
+    ref_on = torch.from_numpy((model.reference_log_ > 0).astype(np.float32)).to(dev)
+    ref_in = torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev)
+    sp_t = torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev)
+    ae = GeneAutoencoder(n_in, model.latent).to(dev)
+    ae_opt = torch.optim.Adam(ae.parameters(), lr=1e-2, weight_decay=1e-4)
+    both = torch.cat([sp_t, ref_in])
+    n_mask = max(1, int(round(model.mask_fraction * n_in))) if model.mask_fraction > 0 else 0
+
+    def ae_epoch(extra_target=None):
+        order = torch.randperm(both.shape[0], generator=gen)
+        for s in range(0, len(order), 512):
+            b = order[s:s + 512].to(dev)
+            x = both[b]
+            keep = (torch.rand(x.shape, generator=gen) >= model.mask_fraction).float().to(dev)
+            _, rec = ae(x * keep)
+            loss = torch.nn.functional.mse_loss(rec, x)
+            if extra_target is not None:  # the paper's M-step: (AE + GNN)/2 ≈ spatial values
+                sp_rows = b < sp_t.shape[0]
+                if sp_rows.any():
+                    mix = (rec[sp_rows] + extra_target[b[sp_rows]]) / 2
+                    loss = loss + torch.nn.functional.mse_loss(mix, x[sp_rows])
+            ae_opt.zero_grad()
+            loss.backward()
+            ae_opt.step()
+
+    epochs = model.gnn_epochs if gnn_epochs is None else gnn_epochs
+    total = model.ae_epochs + (model.rounds * epochs if model.use_gnn else 0)
+    ae.train()
+    for e in range(model.ae_epochs):
+        ae_epoch()
+        yield Progress(e + 1, total, "autoencoder", "train")
+    if not model.use_gnn:
+        return ae.eval(), None
+
+    graph = model.graph_
+    adj = sparse_adjacency(torch.from_numpy(graph.edge_index), torch.from_numpy(graph.edge_weight),
+                           len(graph.genes)).to(dev)
+    gnn = GeneGraphPredictor(N_NODE_FEATURES, model.hidden).to(dev)
+    opt = torch.optim.Adam(gnn.parameters(), lr=model.lr, weight_decay=1e-4)
+    in_cols_t = torch.from_numpy(np.asarray(in_cols, dtype=np.int64)).to(dev)
+    n_cells = sp_t.shape[0]
+    per_epoch = min(n_cells, model.max_train_cells)
+    for r in range(model.rounds):
+        ae.eval()
+        for e in range(epochs):
+            gnn.train()
+            cells = torch.from_numpy(rng.permutation(n_cells)[:per_epoch])
+            for s in range(0, per_epoch, model.batch_size):
+                b = cells[s:s + model.batch_size].to(dev)
+                if len(b) < 2:
+                    continue
+                if n_mask:
+                    masked = torch.from_numpy(np.sort(rng.choice(n_in, n_mask, replace=False))).to(dev)
+                else:
+                    masked = torch.arange(n_in, device=dev)
+                keep = torch.ones(n_in, device=dev)
+                if n_mask:
+                    keep[masked] = 0.0
+                with torch.no_grad():
+                    q = ae.embed(sp_t[b] * keep)
+                    bank = ae.embed(ref_in * keep)
+                    idx, w = topk_weights(q, bank, model.k)
+                feats = node_features(ref_z, ref_on, idx, w)
+                pred = gnn(feats, adj)[in_cols_t[masked]].T  # batch × masked genes
+                loss = stimpute_loss(pred, sp_t[b][:, masked])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            yield Progress(model.ae_epochs + r * epochs + e + 1, total,
+                           f"GNN round {r + 1}/{model.rounds}, epoch {e + 1}/{epochs}", "train")
+        if r == model.rounds - 1 or model.ae_round_epochs <= 0:
+            break
+        # M-step: AE epochs pulled towards the GNN's prediction of the input genes
+        gnn.eval()
+        target = torch.zeros_like(both)
+        with torch.no_grad():
+            bank = ae.embed(ref_in)
+            q_all = ae.embed(sp_t)
+            step = model._chunk_cells(len(graph.genes))
+            for s in range(0, n_cells, step):
+                idx, w = topk_weights(q_all[s:s + step], bank, model.k)
+                target[s:s + len(idx)] = gnn(node_features(ref_z, ref_on, idx, w), adj)[in_cols_t].T
+        ae.train()
+        for _ in range(model.ae_round_epochs):
+            ae_epoch(target)
+    ae.eval()
+    gnn.eval()
+    return ae, gnn
+
+
+def topk_weights(query, bank, k: int):
+    """(indices, normalised non-negative cosine weights) of each query row's ``k`` nearest bank rows (torch)."""
+    import torch
+
+    q = torch.nn.functional.normalize(query, dim=1)
+    b = torch.nn.functional.normalize(bank, dim=1)
+    sims, idx = torch.topk(q @ b.T, k, dim=1)
+    w = sims.clamp_min(0) + _EPS
+    return idx, w / w.sum(1, keepdim=True)
+
+
+def relay_part(gen: ProgressGen, part: int, n_parts: int, label: str) -> ProgressGen:
+    """Re-yield a training generator's progress as part ``part`` of ``n_parts`` (in percent), messages
+    prefixed with ``label``; returns its return value."""
+    offset = 100 * part // n_parts
+    return (yield from relay(gen, "", offset, 100, span=100 * (part + 1) // n_parts - offset, prefix=f"{label}: "))
