@@ -1,0 +1,137 @@
+"""Imputation results that may not fit in memory: a zarr-backed AnnData written chunk by chunk.
+
+:class:`ResultWriter` creates a valid AnnData zarr store (``anndata.read_zarr`` opens it) under a temporary
+``<name>.partial`` folder, takes blocks of predictions (rows = cells, columns = genes) as they are computed,
+and renames the folder into place only when every block has been written; on error or cancel the partial
+folder is removed. :func:`read_gene` reads one gene (one column) without loading the matrix.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+#: genes per zarr chunk: reading one gene decompresses n_cells × this many values
+GENE_CHUNK = 16
+
+
+def choose_cell_chunk(n_genes: int, budget_bytes: int = 512 << 20, *, lo: int = 1024, hi: int = 262_144) -> int:
+    """Cells per prediction chunk so that one dense chunk (cells × genes float32) stays within ``budget_bytes``."""
+    return int(np.clip(budget_bytes // max(1, 4 * n_genes), lo, hi))
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise InputError(f"The output folder {parent} does not exist.", "create it or choose another path.")
+
+
+class ResultWriter:
+    """Write an (n_cells × n_genes) float32 result to ``path`` (``.zarr``) block by block.
+
+    >>> with ResultWriter(path, obs, var, obsm={"spatial": xy}, uns=info, cell_chunk=8192) as w:
+    ...     for rows, block in blocks:
+    ...         w.write(rows, block)
+    """
+
+    def __init__(self, path, obs: pd.DataFrame, var: pd.DataFrame, *, obsm: dict | None = None,
+                 uns: dict | None = None, cell_chunk: int = 65_536, overwrite: bool = False):
+        import anndata as ad
+        import zarr
+
+        self.path = Path(path)
+        _check_target(self.path, overwrite)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.shape = (len(obs), len(var))
+        self._done = np.zeros(self.shape[0], dtype=bool)
+        try:
+            shell = ad.AnnData(obs=obs, var=var, obsm=obsm or {}, uns=uns or {})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # anndata's notice about zarr v2 becoming v3
+                shell.write_zarr(self.tmp)  # obs, var, obsm, uns in anndata's own encoding; X absent
+            root = zarr.open_group(str(self.tmp), mode="r+", use_consolidated=False)
+            chunks = (int(min(max(1, cell_chunk), max(1, self.shape[0]))), int(min(GENE_CHUNK, max(1, self.shape[1]))))
+            self.X = root.create_array("X", shape=self.shape, chunks=chunks, dtype="float32", fill_value=np.nan)
+            self.X.attrs.update({"encoding-type": "array", "encoding-version": "0.2.0"})
+        except OSError as err:
+            self.abort()
+            raise InputError(f"Could not write {self.path}: {err.strerror or err}.",
+                             "choose a writable folder with enough free space.") from err
+
+    def write(self, rows: slice, block: np.ndarray) -> None:
+        """Store predictions of the cells ``rows`` (a slice) for every gene."""
+        block = np.asarray(block, dtype=np.float32)
+        if block.shape != (rows.stop - rows.start, self.shape[1]):
+            raise ValueError(f"block shape {block.shape} does not fit rows {rows} × {self.shape[1]} genes")
+        try:
+            self.X[rows, :] = block
+        except OSError as err:
+            self.abort()
+            raise InputError(f"Writing {self.path} failed: {err.strerror or err} (disk full or not writable?).",
+                             "free space or choose another output folder; the partial output was removed.") from err
+        self._done[rows] = True
+
+    def close(self) -> Path:
+        """Check every cell was written, then move the store into place."""
+        import zarr
+
+        if not self._done.all():
+            self.abort()
+            raise RuntimeError(f"only {int(self._done.sum())} of {self.shape[0]} cells were written")
+        zarr.consolidate_metadata(str(self.tmp))
+        if self.path.exists():
+            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+        self.tmp.replace(self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the partial output (cancel, error)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_gene(path, gene: str) -> np.ndarray:
+    """One gene's values for every cell from a zarr result, without loading the whole matrix."""
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    import anndata as ad
+
+    names = [str(n) for n in ad.io.read_elem(root["var"]).index]
+    hits = np.flatnonzero(np.asarray(names, dtype=object) == gene)
+    if hits.size == 0:
+        raise InputError(f"Gene {gene!r} is not in the result {path}.", "choose one of its var_names.")
+    return np.asarray(root["X"][:, int(hits[0])], dtype=np.float32)
+
+
+def open_result(path):
+    """A zarr result as AnnData with ``X`` left on disk (a lazy zarr array): obs / var / obsm / uns in memory."""
+    import anndata as ad
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    obs = ad.io.read_elem(root["obs"])
+    var = ad.io.read_elem(root["var"])
+    obsm = ad.io.read_elem(root["obsm"]) if "obsm" in root else {}
+    uns = ad.io.read_elem(root["uns"]) if "uns" in root else {}
+    out = ad.AnnData(obs=obs, var=var, obsm=obsm, uns=uns)
+    out.uns["_zarr_X"] = str(path)  # where the values live; read them with read_gene
+    return out, root["X"]

@@ -1,0 +1,72 @@
+"""Out-of-core results: a zarr-backed AnnData written block by block, atomically."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_spatial_impute.errors import InputError
+from napari_spatial_impute.io.results import ResultWriter, choose_cell_chunk, open_result, read_gene
+
+
+def _frames(n=5000, g=37):
+    obs = pd.DataFrame({"cell_type": pd.Categorical(np.arange(n) % 3)}, index=[f"c{i}" for i in range(n)])
+    var = pd.DataFrame({"expected_r": np.linspace(0, 1, g)}, index=[f"G{i}" for i in range(g)])
+    X = np.random.default_rng(0).random((n, g), dtype=np.float32)
+    return obs, var, X
+
+
+def test_written_block_by_block_reads_back_as_anndata(tmp_path):
+    obs, var, X = _frames()
+    xy = np.random.default_rng(1).random((len(obs), 2))
+    path = tmp_path / "result.zarr"
+    with ResultWriter(path, obs, var, obsm={"spatial": xy}, uns={"napari_spatial_impute": {"method": "knn"}},
+                      cell_chunk=1200) as w:
+        for start in range(0, len(obs), 1200):
+            rows = slice(start, min(len(obs), start + 1200))
+            w.write(rows, X[rows])
+    assert not (tmp_path / "result.zarr.partial").exists()
+    back = ad.read_zarr(path)
+    np.testing.assert_array_equal(back.X, X)
+    np.testing.assert_array_equal(back.obsm["spatial"], xy)
+    assert list(back.obs_names) == list(obs.index) and back.uns["napari_spatial_impute"]["method"] == "knn"
+    np.testing.assert_array_equal(read_gene(path, "G5"), X[:, 5])
+    lazy, values = open_result(path)
+    assert lazy.n_obs == len(obs) and values.shape == X.shape
+    with pytest.raises(InputError, match="not in the result"):
+        read_gene(path, "nope")
+
+
+def test_failure_midway_leaves_no_output(tmp_path):
+    obs, var, X = _frames(1000, 5)
+    path = tmp_path / "result.zarr"
+    with pytest.raises(KeyboardInterrupt):
+        with ResultWriter(path, obs, var, cell_chunk=300) as w:
+            w.write(slice(0, 300), X[:300])
+            raise KeyboardInterrupt  # a cancel / Ctrl-C in the middle of a run
+    assert not path.exists() and not (tmp_path / "result.zarr.partial").exists()
+
+
+def test_incomplete_result_is_not_published(tmp_path):
+    obs, var, X = _frames(1000, 5)
+    w = ResultWriter(tmp_path / "r.zarr", obs, var, cell_chunk=500)
+    w.write(slice(0, 500), X[:500])
+    with pytest.raises(RuntimeError, match="only 500 of 1000 cells"):
+        w.close()
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_existing_output_and_missing_folder_refused(tmp_path):
+    obs, var, _ = _frames(10, 2)
+    (tmp_path / "there.zarr").mkdir()
+    with pytest.raises(InputError, match="already exists"):
+        ResultWriter(tmp_path / "there.zarr", obs, var)
+    with pytest.raises(InputError, match="does not exist"):
+        ResultWriter(tmp_path / "missing" / "r.zarr", obs, var)
+
+
+def test_cell_chunk_bounds_memory():
+    assert choose_cell_chunk(20_000, 512 << 20) * 20_000 * 4 <= 512 << 20
+    assert choose_cell_chunk(10) == 262_144
