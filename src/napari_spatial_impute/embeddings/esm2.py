@@ -73,7 +73,11 @@ def load_esm_checkpoint(checkpoint: str | Path):
     """
     import argparse
 
-    import esm
+    try:
+        import esm
+    except ImportError as exc:
+        raise InputError("Embedding a protein FASTA needs fair-esm, which is not installed.",
+                         "pip install 'napari-spatial-impute[esm]'") from exc
     import torch
 
     path = Path(checkpoint).expanduser()

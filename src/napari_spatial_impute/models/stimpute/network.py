@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch_geometric.nn import SAGEConv
 
 
 class GeneAutoencoder(nn.Module):
@@ -31,28 +30,38 @@ class GeneAutoencoder(nn.Module):
         return z, self.decoder(z)
 
 
-class WeightedSAGEConv(SAGEConv):
-    """torch-geometric ``SAGEConv`` whose mean over graph neighbours is weighted by the edge weights.
+class WeightedSAGEConv(nn.Module):
+    """GraphSAGE layer whose mean over graph neighbours is weighted by the edge weights (plain torch).
 
-    The gene graph's weights are row-normalised, so summing ``w_ij · x_j`` is a weighted mean; with all
-    weights equal to 1/deg it is exactly SAGEConv's mean aggregation. Node features are laid out
-    gene-major, (genes, cells, features): one static graph over genes serves a whole batch of cells, and
-    aggregation is one sparse (genes × genes) @ (genes × cells·features) product through SAGEConv's fused
-    ``message_and_aggregate`` path (no per-edge message tensor, no loop over cells).
+    ``out_i = lin_l(Σ_j w_ij · x_j) + lin_r(x_i)``: the operator of torch-geometric's ``SAGEConv`` with sum
+    aggregation over a weighted adjacency, with the same parameter names and shapes (``lin_l`` with bias,
+    ``lin_r`` without), so bundles saved by earlier versions load unchanged. The gene graph's weights are
+    row-normalised, so the sum is a weighted mean; with all weights equal to 1/deg it is exactly SAGE mean
+    aggregation. Node features are laid out gene-major, (genes, cells, features): one static graph over genes
+    serves a whole batch of cells, and aggregation is one sparse (genes × genes) @ (genes × cells·features)
+    product (no per-edge message tensor, no loop over cells).
     """
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(in_channels, out_channels, aggr="sum", node_dim=0)
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.lin_l = nn.Linear(in_channels, out_channels, bias=True)
+        self.lin_r = nn.Linear(in_channels, out_channels, bias=False)
+        # torch-geometric initialised these layers twice (in Linear and again in SAGEConv.reset_parameters),
+        # with the same bounds as nn.Linear; drawing twice keeps a seed's weights, and so its results, unchanged.
+        self.reset_parameters()
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def reset_parameters(self) -> None:
+        self.lin_l.reset_parameters()
+        self.lin_r.reset_parameters()
+
+    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
         """``x``: (genes, cells, features); ``adj``: sparse (genes × genes), row = aggregating gene."""
-        # propagate_type: (x: Tuple[Tensor, Tensor])
-        out = self.propagate(adj, x=(x, x))
-        return self.lin_l(out) + self.lin_r(x)
+        agg = torch.sparse.mm(adj, x.reshape(x.shape[0], -1)).reshape(x.shape)
+        return self.lin_l(agg) + self.lin_r(x)
 
-    def message_and_aggregate(self, adj_t: torch.Tensor, x) -> torch.Tensor:  # type: ignore[override]
-        src = x[0]
-        return torch.sparse.mm(adj_t, src.reshape(src.shape[0], -1)).reshape(src.shape)
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, aggr='weighted sum'"
 
 
 def sparse_adjacency(edge_index: torch.Tensor, edge_weight: torch.Tensor, n_genes: int) -> torch.Tensor:
