@@ -134,7 +134,6 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
     ``CellLabels/CellLabels_F*.tif`` and ``CellComposite/*_F*.jpg`` when present.
     """
     import anndata as ad
-    import scipy.sparse as sp
 
     folder = Path(path)
     if folder.is_file():
@@ -147,71 +146,119 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
                          "copy the flat files (exprMat and/or tx file) of the export into the folder.")
     notes: list[str] = []
 
-    fovpos = None
-    if files["fov"] is not None:
-        fovpos = read_table(files["fov"], what="CosMx FOV positions")
-        fc = require_columns(fovpos.columns, {"fov": FOV}, file=files["fov"].name, platform="CosMx")
-        fovpos = fovpos.rename(columns={fc["fov"]: "fov"})
+    fovpos = _read_fov_positions(files["fov"])
     ps, ps_source = _pixel_size(fovpos, pixel_size_um)
     notes.append(f"pixel size {ps} µm ({ps_source})")
-
-    # --- transcripts -----------------------------------------------------------------------------------
     tx = None
     if files["tx"] is not None and (transcripts or files["expr"] is None or labels or images):
-        header = peek_header(files["tx"])
-        tc = require_columns(header, {"fov": FOV, "cell": CELL, "gene": ["target", "gene"],
-                                      "xg": ["x_global_px"], "yg": ["y_global_px"]},
-                             file=files["tx"].name, platform="CosMx")
-        for key, cands in (("xl", ["x_local_px"]), ("yl", ["y_local_px"]), ("z", ["z"]), ("comp", ["CellComp"])):
-            hit = match_column(header, cands)
-            if hit:
-                tc[key] = hit
-        tx = read_table(files["tx"], what="CosMx transcripts", columns=list(tc.values()),
-                        required=[tc["xg"], tc["yg"], tc["fov"], tc["cell"], tc["gene"]])
-        tx = tx.rename(columns={v: k for k, v in tc.items()})
-        tx["fov"] = tx["fov"].astype(int)
-        tx["cell"] = tx["cell"].astype(int)
+        tx = _read_transcripts(files["tx"])
+    meta = _read_metadata(files["meta"]) if files["meta"] is not None else None
+    X, obs, genes = _cells_by_genes(files, tx, meta, notes)
+    fits = _fov_fits(tx, meta, fovpos)
 
-    # --- cell × gene ----------------------------------------------------------------------------------
-    meta = None
-    if files["meta"] is not None:
-        meta = read_table(files["meta"], what="CosMx cell metadata")
-        mc = require_columns(meta.columns, {"fov": FOV, "cell": CELL}, file=files["meta"].name, platform="CosMx")
-        meta = meta.rename(columns={mc["fov"]: "fov", mc["cell"]: "cell_ID"})
-        meta = meta[meta["cell_ID"] > 0]
-        meta.index = cell_key(meta["fov"], meta["cell_ID"])
+    label_files = _fov_files(folder, "CellLabels", (".tif", ".tiff")) if labels or images else {}
+    comp_files = _fov_files(folder, "CellComposite", (".jpg", ".jpeg", ".png", ".tif", ".tiff")) if images else {}
+    centroid_um = pd.DataFrame(index=obs.index, columns=["x", "y"], dtype=float)
+    sample_labels, geometry = _read_label_masks(label_files, fits, ps, tx, obs.index, centroid_um, notes,
+                                                keep=labels)
+    sample_images = _read_composites(comp_files, fits, ps, geometry)
+    _fill_centroids(centroid_um, obs, meta, tx, ps)
+
+    var = pd.DataFrame(index=pd.Index(genes))
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    adata.obsm["spatial"] = centroid_um[["x", "y"]].to_numpy(np.float64)
+    adata.uns.update({"spatial_unit": "um", "platform": "cosmx", "pixel_size_um": ps})
+    tx_out = _transcripts_table(tx, ps) if transcripts and tx is not None else None
+    return SpatialSample(adata=adata, images=sample_images, labels=sample_labels, transcripts=tx_out,
+                         platform="cosmx", path=str(folder), notes=notes)
+
+
+# --- the steps of read_cosmx ----------------------------------------------------------------------------
+
+def _read_fov_positions(path: Path | None) -> pd.DataFrame | None:
+    """The FOV positions table (column ``fov``), or None without the file."""
+    if path is None:
+        return None
+    fovpos = read_table(path, what="CosMx FOV positions")
+    fc = require_columns(fovpos.columns, {"fov": FOV}, file=path.name, platform="CosMx")
+    return fovpos.rename(columns={fc["fov"]: "fov"})
+
+
+def _read_transcripts(path: Path) -> pd.DataFrame:
+    """Transcripts with columns fov, cell, gene, xg, yg (global px) [, xl, yl, z, comp]."""
+    header = peek_header(path)
+    tc = require_columns(header, {"fov": FOV, "cell": CELL, "gene": ["target", "gene"],
+                                  "xg": ["x_global_px"], "yg": ["y_global_px"]},
+                         file=path.name, platform="CosMx")
+    for key, cands in (("xl", ["x_local_px"]), ("yl", ["y_local_px"]), ("z", ["z"]), ("comp", ["CellComp"])):
+        hit = match_column(header, cands)
+        if hit:
+            tc[key] = hit
+    tx = read_table(path, what="CosMx transcripts", columns=list(tc.values()),
+                    required=[tc["xg"], tc["yg"], tc["fov"], tc["cell"], tc["gene"]])
+    tx = tx.rename(columns={v: k for k, v in tc.items()})
+    tx["fov"] = tx["fov"].astype(int)
+    tx["cell"] = tx["cell"].astype(int)
+    return tx
+
+
+def _read_metadata(path: Path) -> pd.DataFrame:
+    """Cell metadata (cells with ``cell_ID > 0``), indexed by :func:`cell_key`."""
+    meta = read_table(path, what="CosMx cell metadata")
+    mc = require_columns(meta.columns, {"fov": FOV, "cell": CELL}, file=path.name, platform="CosMx")
+    meta = meta.rename(columns={mc["fov"]: "fov", mc["cell"]: "cell_ID"})
+    meta = meta[meta["cell_ID"] > 0]
+    meta.index = cell_key(meta["fov"], meta["cell_ID"])
+    return meta
+
+
+def _counts_from_expression_matrix(path: Path):
+    """(X, obs, genes, source) from ``*_exprMat_file.csv`` (control probes summed into ``neg_probe_counts``)."""
+    import scipy.sparse as sp
+
+    expr = read_table(path, what="CosMx expression matrix")
+    ec = require_columns(expr.columns, {"fov": FOV, "cell": CELL}, file=path.name, platform="CosMx")
+    expr = expr[expr[ec["cell"]] > 0]
+    gene_cols = [c for c in expr.columns if c not in (ec["fov"], ec["cell"]) and not CONTROL_PATTERN.match(str(c))]
+    neg_cols = [c for c in expr.columns if CONTROL_PATTERN.match(str(c))]
+    values = expr[gene_cols].to_numpy()
+    if not np.issubdtype(values.dtype, np.number) or np.isnan(values.astype(float)).any():
+        raise InputError(f"{path.name} has non-numeric or empty counts (truncated file?).",
+                         "copy the file again from the export.")
+    X = sp.csr_matrix(values.astype(np.float32))
+    obs = pd.DataFrame({"fov": expr[ec["fov"]].astype(int).to_numpy(),
+                        "cell_ID": expr[ec["cell"]].astype(int).to_numpy()})
+    obs["neg_probe_counts"] = expr[neg_cols].sum(axis=1).to_numpy() if neg_cols else 0
+    return X, obs, [str(g) for g in gene_cols], path.name
+
+
+def _counts_from_transcripts(tx: pd.DataFrame, name: str):
+    """(X, obs, genes, source) counted from transcripts per (fov, cell_ID > 0)."""
+    import scipy.sparse as sp
+
+    assigned = tx[tx["cell"] > 0]
+    is_ctrl = assigned["gene"].astype(str).str.match(CONTROL_PATTERN.pattern, case=False).to_numpy()
+    keys = cell_key(assigned["fov"], assigned["cell"])
+    cell_codes, cell_names = pd.factorize(keys, sort=False)
+    real = ~is_ctrl
+    gene_codes, genes_idx = pd.factorize(assigned["gene"].astype(str).to_numpy()[real], sort=True)
+    X = sp.csr_matrix((np.ones(int(real.sum()), np.float32), (cell_codes[real], gene_codes)),
+                      shape=(len(cell_names), len(genes_idx)))
+    X.sum_duplicates()
+    first = pd.DataFrame({"fov": assigned["fov"].to_numpy(), "cell_ID": assigned["cell"].to_numpy(),
+                          "code": cell_codes}).drop_duplicates("code").sort_values("code")
+    obs = first[["fov", "cell_ID"]].reset_index(drop=True)
+    obs["neg_probe_counts"] = np.bincount(cell_codes[is_ctrl], minlength=len(cell_names))
+    return X, obs, [str(g) for g in genes_idx], f"counted from {name}"
+
+
+def _cells_by_genes(files: dict, tx: pd.DataFrame | None, meta: pd.DataFrame | None, notes: list[str]):
+    """(X, obs, genes): the expression matrix (else transcript counts), obs keyed ``"<fov>_<cell_ID>"`` with
+    ``n_transcripts`` and the metadata columns."""
     if files["expr"] is not None:
-        expr = read_table(files["expr"], what="CosMx expression matrix")
-        ec = require_columns(expr.columns, {"fov": FOV, "cell": CELL}, file=files["expr"].name, platform="CosMx")
-        expr = expr[expr[ec["cell"]] > 0]
-        gene_cols = [c for c in expr.columns if c not in (ec["fov"], ec["cell"]) and not CONTROL_PATTERN.match(str(c))]
-        neg_cols = [c for c in expr.columns if CONTROL_PATTERN.match(str(c))]
-        values = expr[gene_cols].to_numpy()
-        if not np.issubdtype(values.dtype, np.number) or np.isnan(values.astype(float)).any():
-            raise InputError(f"{files['expr'].name} has non-numeric or empty counts (truncated file?).",
-                             "copy the file again from the export.")
-        X = sp.csr_matrix(values.astype(np.float32))
-        obs = pd.DataFrame({"fov": expr[ec["fov"]].astype(int).to_numpy(),
-                            "cell_ID": expr[ec["cell"]].astype(int).to_numpy()})
-        obs["neg_probe_counts"] = expr[neg_cols].sum(axis=1).to_numpy() if neg_cols else 0
-        genes = [str(g) for g in gene_cols]
-        source = files["expr"].name
+        X, obs, genes, source = _counts_from_expression_matrix(files["expr"])
     else:
-        assigned = tx[tx["cell"] > 0]
-        is_ctrl = assigned["gene"].astype(str).str.match(CONTROL_PATTERN.pattern, case=False).to_numpy()
-        keys = cell_key(assigned["fov"], assigned["cell"])
-        cell_codes, cell_names = pd.factorize(keys, sort=False)
-        real = ~is_ctrl
-        gene_codes, genes_idx = pd.factorize(assigned["gene"].astype(str).to_numpy()[real], sort=True)
-        X = sp.csr_matrix((np.ones(int(real.sum()), np.float32), (cell_codes[real], gene_codes)),
-                          shape=(len(cell_names), len(genes_idx)))
-        X.sum_duplicates()
-        first = pd.DataFrame({"fov": assigned["fov"].to_numpy(), "cell_ID": assigned["cell"].to_numpy(),
-                              "code": cell_codes}).drop_duplicates("code").sort_values("code")
-        obs = first[["fov", "cell_ID"]].reset_index(drop=True)
-        obs["neg_probe_counts"] = np.bincount(cell_codes[is_ctrl], minlength=len(cell_names))
-        genes = [str(g) for g in genes_idx]
-        source = f"counted from {files['tx'].name}"
+        X, obs, genes, source = _counts_from_transcripts(tx, files["tx"].name)
         notes.append("cell × gene table counted from transcripts per (fov, cell_ID > 0)")
     obs.index = cell_key(obs["fov"], obs["cell_ID"])
     if obs.index.has_duplicates:
@@ -220,8 +267,11 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
     if meta is not None:
         extra = meta.drop(columns=["fov", "cell_ID"]).reindex(obs.index)
         obs = pd.concat([obs, extra], axis=1)
+    return X, obs, genes
 
-    # --- local → global fits ---------------------------------------------------------------------------
+
+def _fov_fits(tx: pd.DataFrame | None, meta: pd.DataFrame | None, fovpos: pd.DataFrame | None) -> dict[int, tuple]:
+    """Per-FOV local → global fits from transcripts, else metadata centroids; FOV positions fill the rest."""
     fits: dict[int, tuple] = {}
     if tx is not None and "xl" in tx and "yl" in tx:
         fits = _fit_local_to_global(tx, "fov", {"xl": "xl", "xg": "xg", "yl": "yl", "yg": "yg"})
@@ -237,13 +287,14 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
         if all(pc.values()):
             for _, r in fovpos.iterrows():
                 fits.setdefault(int(r["fov"]), (float(r[pc["x"]]), 1.0, float(r[pc["y"]]), 1.0))
+    return fits
 
-    # --- images and labels -----------------------------------------------------------------------------
-    label_files = _fov_files(folder, "CellLabels", (".tif", ".tiff")) if labels or images else {}
-    comp_files = _fov_files(folder, "CellComposite", (".jpg", ".jpeg", ".png", ".tif", ".tiff")) if images else {}
+
+def _read_label_masks(label_files: dict[int, Path], fits: dict[int, tuple], ps: float, tx: pd.DataFrame | None,
+                      obs_names: pd.Index, centroid_um: pd.DataFrame, notes: list[str], *, keep: bool):
+    """Read every FOV's CellLabels mask, check it against the transcripts and write the label centroids (µm) of
+    known cells into ``centroid_um`` → (label layers if ``keep``, {fov: (left, top, shape)})."""
     sample_labels: list[SampleLabels] = []
-    sample_images: list[SampleImage] = []
-    centroid_um = pd.DataFrame(index=obs.index, columns=["x", "y"], dtype=float)
     geometry: dict[int, tuple[float, float, tuple[int, int]]] = {}
     for fov, f in label_files.items():
         if fov not in fits:
@@ -265,13 +316,20 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
                 check_covers(affine, mask.shape, _tx_world(sel, ps), file=f.name, what=f"FOV {fov} transcripts")
         cents = _label_centroids(mask)
         names = np.char.add(f"{fov}_", cents.index.astype(str).to_numpy())
-        in_obs = pd.Index(names).isin(obs.index)
+        in_obs = pd.Index(names).isin(obs_names)
         world = apply_affine_xy(affine, cents[["col", "row"]].to_numpy())
         centroid_um.loc[names[in_obs], ["x", "y"]] = world[in_obs]
-        if labels:
+        if keep:
             sample_labels.append(SampleLabels(
                 name=f"cells F{fov:03d}", data=mask, affine=affine, source=str(f),
                 label_to_obs={int(i): n for i, n, ok in zip(cents.index, names, in_obs) if ok}))
+    return sample_labels, geometry
+
+
+def _read_composites(comp_files: dict[int, Path], fits: dict[int, tuple], ps: float,
+                     geometry: dict[int, tuple[float, float, tuple[int, int]]]) -> list[SampleImage]:
+    """Every FOV's CellComposite image, placed like its label mask (same size required) or at the FOV origin."""
+    sample_images: list[SampleImage] = []
     for fov, f in comp_files.items():
         if fov not in fits:
             continue
@@ -286,8 +344,13 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
             left, top = 0.0, float(img.shape[0])
         sample_images.append(SampleImage(name=f"composite F{fov:03d}", data=img, affine=_image_affine(fits[fov], ps,
                                          left, top), rgb=img.ndim == 3 and img.shape[-1] in (3, 4), source=str(f)))
+    return sample_images
 
-    # --- centroids: metadata, else label masks, else transcript means ----------------------------------
+
+def _fill_centroids(centroid_um: pd.DataFrame, obs: pd.DataFrame, meta: pd.DataFrame | None,
+                    tx: pd.DataFrame | None, ps: float) -> None:
+    """Cell centroids (µm) in place: metadata, else label masks (already in ``centroid_um``), else transcript
+    means; ``obs["centroid_source"]`` says which."""
     obs["centroid_source"] = "label"
     have = centroid_um["x"].notna().to_numpy()
     if meta is not None:
@@ -310,25 +373,20 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
         centroid_um.loc[missing, ["x", "y"]] = mean.reindex(missing).to_numpy()
         obs.loc[missing, "centroid_source"] = "transcripts"
     obs["centroid_source"] = pd.Categorical(obs["centroid_source"])
-    var = pd.DataFrame(index=pd.Index(genes))
-    adata = ad.AnnData(X=X, obs=obs, var=var)
-    adata.obsm["spatial"] = centroid_um[["x", "y"]].to_numpy(np.float64)
-    adata.uns.update({"spatial_unit": "um", "platform": "cosmx", "pixel_size_um": ps})
 
-    tx_out = None
-    if transcripts and tx is not None:
-        w = _tx_world(tx, ps)
-        tx_out = pd.DataFrame({"x": w[:, 0].astype(np.float32), "y": w[:, 1].astype(np.float32),
-                               "gene": pd.Categorical(tx["gene"].astype(str)), "fov": tx["fov"].to_numpy(),
-                               "cell_ID": tx["cell"].to_numpy()})
-        if "z" in tx:
-            tx_out["z"] = tx["z"].to_numpy()
-        if "comp" in tx:
-            tx_out["CellComp"] = tx["comp"].astype(str).to_numpy()
-        keep = ~tx_out["gene"].astype(str).str.match(CONTROL_PATTERN.pattern, case=False).to_numpy()
-        tx_out = tx_out.loc[keep].reset_index(drop=True)
-    return SpatialSample(adata=adata, images=sample_images, labels=sample_labels, transcripts=tx_out,
-                         platform="cosmx", path=str(folder), notes=notes)
+
+def _transcripts_table(tx: pd.DataFrame, ps: float) -> pd.DataFrame:
+    """Transcripts in µm (x, y, gene, fov, cell_ID[, z, CellComp]) without control probes."""
+    w = _tx_world(tx, ps)
+    tx_out = pd.DataFrame({"x": w[:, 0].astype(np.float32), "y": w[:, 1].astype(np.float32),
+                           "gene": pd.Categorical(tx["gene"].astype(str)), "fov": tx["fov"].to_numpy(),
+                           "cell_ID": tx["cell"].to_numpy()})
+    if "z" in tx:
+        tx_out["z"] = tx["z"].to_numpy()
+    if "comp" in tx:
+        tx_out["CellComp"] = tx["comp"].astype(str).to_numpy()
+    keep = ~tx_out["gene"].astype(str).str.match(CONTROL_PATTERN.pattern, case=False).to_numpy()
+    return tx_out.loc[keep].reset_index(drop=True)
 
 
 def _tx_world(tx: pd.DataFrame, ps: float) -> np.ndarray:
