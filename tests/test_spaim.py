@@ -6,8 +6,7 @@ import pytest
 import napari_spatial_impute as nsi
 from napari_spatial_impute.clustering import cluster_means, leiden_labels, reference_clusters
 from napari_spatial_impute.errors import InputError
-from napari_spatial_impute.models import ImputeData
-from napari_spatial_impute.models import spaim as spaim_mod
+from napari_spatial_impute.models import ImputeData, spaim_network
 from napari_spatial_impute.models.spaim import SpaIMImputer, estimate_memory
 
 # Measured (benchmarks/spaim_osmfish.md, seed 0): 5-fold CV, defaults (3 networks) → PCC median 0.252, kNN 0.207.
@@ -146,10 +145,10 @@ def test_memory_estimate_and_refusal(data, monkeypatch):
     assert 80 << 20 < small < 200 << 20  # ~5.8 M parameters × 5 copies
     assert big > 25 << 30  # ~1.5 G parameters: more than most machines hold
     assert estimate_memory(3405, 40, 12, n_models=3) > small
-    monkeypatch.setattr(spaim_mod, "available_memory", lambda device="cpu": 10 << 20)
+    monkeypatch.setattr(spaim_network, "available_memory", lambda device="cpu": 10 << 20)
     with pytest.raises(InputError, match="GiB"):
         SpaIMImputer(device="cpu", **FAST).fit(data)
     need = estimate_memory(3405, 33, 16, (64, 32), 16, 64, 1)
-    monkeypatch.setattr(spaim_mod, "available_memory", lambda device="cpu": int(need * 1.5))
+    monkeypatch.setattr(spaim_network, "available_memory", lambda device="cpu": int(need * 1.5))
     with pytest.warns(UserWarning, match="GiB free on cpu"):
         SpaIMImputer(device="cpu", **FAST).fit(data)

@@ -216,7 +216,7 @@ class ImputeWidget(RunsInWorker, Container):
 
     def _recolor(self, _value=None) -> None:
         """Colour the result layer by the selected gene (features already hold every gene)."""
-        from ..layers import contrast_limits
+        from ..layers import contrast_limits, show_gene_on_points
 
         layer = self.output_layer
         gene = self.gene_select.value
@@ -229,8 +229,4 @@ class ImputeWidget(RunsInWorker, Container):
             layer.contrast_limits = contrast_limits(values)
             layer.metadata["gene"] = gene
             return
-        layer.face_color = gene
-        layer.face_colormap = self.colormap.value
-        layer.face_contrast_limits = contrast_limits(layer.features[gene])
-        layer.metadata["gene"] = gene
-        layer.refresh_colors()
+        show_gene_on_points(layer, gene, self.colormap.value)

@@ -98,11 +98,6 @@ class GeneEmbeddings:
                 found[i] = True
         return out, found, missing
 
-    def save_npz(self, path: str | Path, dtype=np.float32) -> Path:
-        path = Path(path)
-        np.savez_compressed(path, genes=np.asarray(self.genes, dtype="U"), emb=self.vectors.astype(dtype))
-        return path
-
 
 def _check_same_dim(genes: list[str], lengths: list[int], name: str) -> None:
     if len(set(lengths)) > 1:

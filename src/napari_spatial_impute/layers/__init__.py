@@ -11,7 +11,8 @@ Image instead). Imputation results come as Points with every imputed gene in ``f
 
 Modules: :mod:`.cells` (the one cells Points builder, features, gene colouring), :mod:`.labels` (label masks),
 :mod:`.images` (stains / H&E, binned overview), :mod:`.instrument` (transcripts, boundaries,
-:func:`sample_to_layers`), :mod:`.colors` (contrast and colormaps).
+:func:`sample_to_layers`), :mod:`.colors` (contrast and colormaps), :mod:`.histology` (H&E predictions; imported
+from there, not re-exported here).
 """
 
 from __future__ import annotations

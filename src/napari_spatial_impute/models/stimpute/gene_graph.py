@@ -41,12 +41,6 @@ class GeneGraph:
                 "genes_protein_similarity": self.n_protein, "genes_expression_similarity": self.n_expression,
                 "genes_without_embedding": list(self.missing), "embedding_source": self.embedding_source}
 
-    def dense(self) -> np.ndarray:
-        """Dense (n_genes × n_genes) weight matrix, row = aggregating gene (for tests / small panels)."""
-        a = np.zeros((len(self.genes), len(self.genes)), dtype=np.float32)
-        a[self.edge_index[1], self.edge_index[0]] = self.edge_weight
-        return a
-
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=1, keepdims=True)
