@@ -35,7 +35,7 @@ def bundle(tmp_path_factory):
 
 
 def test_import_does_not_load_torch():
-    code = "import sys, napari_spatial_impute.histology.cli as c; print('torch' in sys.modules)"
+    code = "import sys, napari_spatial_impute.cli.histology as c; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -43,7 +43,7 @@ def test_import_does_not_load_torch():
 def test_train_writes_a_bundle(bundle):
     cfg = json.loads((bundle / "config.json").read_text())
     assert cfg["genes"] == ["ERBB2", "ACTB", "GAPDH", "MGP", "KRT19", "CD74", "COL1A1", "FN1"]
-    assert len(cfg["top50"]) == 8 and cfg["params"]["epochs"] == 5
+    assert len(cfg["top_genes"]) == 8 and cfg["params"]["epochs"] == 5 and cfg["method"] == "stco"
     assert (bundle / "weights.pt").is_file() and (bundle / "bank.npz").is_file()
 
 
@@ -57,6 +57,9 @@ def test_evaluate_writes_metrics(bundle, tmp_path):
     assert {"n_spots", "n_genes", "pcc_mean_all", "pcc_mean_top50", "seconds", "per_gene"} <= set(m)
     assert m["n_spots"] == 178 and m["n_genes"] == 8 and set(m["per_gene"]) >= {"ERBB2", "ACTB"}
     assert -1 <= m["pcc_mean_all"] <= 1
+    # the names imputation uses, beside the histology ones
+    assert {"pcc_median", "pcc_mean", "spearman_median", "spearman_mean", "ssim_median"} <= set(m)
+    assert m["pcc_median"] == pytest.approx(m["pcc_median_all"]) and m["pcc_mean"] == pytest.approx(m["pcc_mean_all"])
 
 
 def test_predict_spots_and_whole_slide(bundle, tmp_path):
@@ -75,14 +78,17 @@ def test_predict_spots_and_whole_slide(bundle, tmp_path):
     sel = pd.read_csv(spots, sep="\t")
     first = f"{sel.x[0]}x{sel.y[0]}"
     assert a.obs_names[0] == first
-    np.testing.assert_allclose(a.obsm["spatial"][0], [sel.pixel_x[0], sel.pixel_y[0]])
+    np.testing.assert_allclose(a.obsm["spatial_px"][0], [sel.pixel_x[0], sel.pixel_y[0]])
+    info = a.uns["napari_spatial_impute"]
+    np.testing.assert_allclose(a.obsm["spatial"], a.obsm["spatial_px"] * info["pixel_size_um"])  # µm
+    assert info["method"] == "stco" and set(a.uns) == {"napari_spatial_impute"}
     assert np.isfinite(a.X).all()
     slide = tmp_path / "slide.h5ad"
     with pytest.warns(UserWarning, match="No pixel size given"):  # a bare image: training pixel size assumed
         assert main(["histology", "predict", str(bundle), "--image", image, "--out", str(slide), "--quiet",
                      "--tile-um", "200"]) == 0
     s = ad.read_h5ad(slide)
-    info = s.uns["histology_prediction"]
+    info = s.uns["napari_spatial_impute"]
     assert s.n_vars == 8 and 100 < s.n_obs < 400  # C6 tissue ≈ 0.7 × 0.6 of the 6.4 × 6.8 mm image
     assert tuple(info["napari_scale_yx"])[0] == pytest.approx(200 / 0.687, rel=0.02)
 

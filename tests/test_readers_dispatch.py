@@ -1,8 +1,7 @@
-"""read_sample / get_reader dispatch to the histology package's Visium / legacy-ST readers."""
+"""read_sample / get_reader dispatch to the Visium / legacy-ST readers of io/."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,7 @@ from napari_spatial_impute.io import detect_platform, read_sample
 from napari_spatial_impute.layers import sample_to_layers
 
 HER2ST = Path(__file__).resolve().parents[2] / "shared/datasets/her2st_subset"
-pytestmark = [
-    pytest.mark.skipif(not HER2ST.exists(), reason=f"shared dataset absent: {HER2ST}"),
-    pytest.mark.skipif(importlib.util.find_spec("napari_spatial_impute.histology.io_st") is None,
-                       reason="histology.io_st (Visium / ST reader) not present"),
-]
+pytestmark = pytest.mark.skipif(not HER2ST.exists(), reason=f"shared dataset absent: {HER2ST}")
 
 
 @pytest.mark.parametrize("rel", ["", "ST-cnts/C3.tsv.gz", "ST-spotfiles/C3_selection.tsv"])

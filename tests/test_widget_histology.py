@@ -13,8 +13,9 @@ GENES = ["ERBB2", "ACTB", "MGP", "KRT19", "CD74", "COL1A1"]
 
 @pytest.fixture(scope="module")
 def her2st():
-    from napari_spatial_impute.histology import read_st_section, train
-    from napari_spatial_impute.histology.patches import load_rgb
+    from napari_spatial_impute import train_histology as train
+    from napari_spatial_impute.io import read_st_section
+    from napari_spatial_impute.models.stco.patches import load_rgb
 
     root = shared_dataset("her2st_subset")
     c2 = read_st_section(root / "ST-cnts/C2.tsv.gz", root / "ST-spotfiles/C2_selection.tsv",
@@ -51,18 +52,19 @@ def test_whole_slide_heatmap_overlays_the_image(widget, qtbot):
     _run(w, qtbot)
     layer = w.output_layer
     assert layer is not None and layer in viewer.layers, w.status.value
-    grid = w.result["grid"]
-    assert layer.data.shape == grid.shape and np.isfinite(layer.data).sum() == grid.keep.sum()
+    pred = w.result  # the prediction AnnData: one row per kept tile
+    grid_shape = tuple(pred.uns["napari_spatial_impute"]["grid_shape"])
+    assert layer.data.shape == grid_shape and np.isfinite(layer.data).sum() == pred.n_obs
     img = viewer.layers["C6 H&E"]
     # element (i, j) of the heat map is drawn at the world position of its tile centre on the H&E layer
-    r, c = np.nonzero(grid.keep)
+    r, c = pred.obs["tile_row"].to_numpy(), pred.obs["tile_col"].to_numpy()
     world = np.asarray(layer.translate) + np.column_stack([r, c]) * np.asarray(layer.scale)
-    expected = w.result["centres_xy"][:, ::-1] * np.asarray(img.scale) + np.asarray(img.translate)
+    expected = pred.obsm["spatial_px"][:, ::-1] * np.asarray(img.scale) + np.asarray(img.translate)
     np.testing.assert_allclose(world, expected, rtol=1e-9, atol=1e-6)
     # and the tiles lie inside the image
     assert (world >= 0).all() and (world <= np.asarray(img.data.shape[:2]) * np.asarray(img.scale)).all()
     viewer.add_points(np.zeros((1, 2)), name="unrelated")  # layer events must not wipe the gene list
-    assert len(w.gene_select.choices) == len(w.result["genes"])
+    assert len(w.gene_select.choices) == w.result.n_vars
     before = np.array(layer.data)
     other = [g for g in w.gene_select.choices if g != w.gene_select.value][0]
     w.gene_select.value = other
@@ -72,14 +74,15 @@ def test_whole_slide_heatmap_overlays_the_image(widget, qtbot):
 def test_points_per_spot_with_gene_features(widget, her2st, qtbot):
     viewer, w = widget
     _, c6, _, _ = her2st
-    spots_yx = c6.obsm["spatial"][:, ::-1]
+    spots_yx = c6.obsm["spatial_px"][:, ::-1]
     viewer.add_points(spots_yx, name="C6 spots", size=100)
     w.spots_layer.value = "C6 spots"
     _run(w, qtbot)
     layer = w.output_layer
     assert layer is not None and layer.name.startswith("H&E →"), w.status.value
-    np.testing.assert_allclose(layer.data, spots_yx, rtol=1e-9, atol=1e-6)
-    assert list(layer.features.columns) == GENES
+    world = layer.data * np.asarray(layer.scale) + np.asarray(layer.translate)
+    np.testing.assert_allclose(world, spots_yx, rtol=1e-9, atol=1e-6)
+    assert [c for c in layer.features.columns if c != "cell_id"] == GENES
     w.gene_select.value = "ERBB2"
     hi, lo = int(np.argmax(layer.features["ERBB2"])), int(np.argmin(layer.features["ERBB2"]))
     assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()

@@ -17,7 +17,14 @@ _LAZY = {
     "cross_validate_steps": ".api",
     "prepare": ".api",
     "CVResult": ".api",
+    "train_histology": ".api",
+    "train_histology_steps": ".api",
+    "evaluate_histology": ".api",
+    "evaluate_histology_steps": ".api",
+    "predict_histology": ".api",
+    "predict_histology_steps": ".api",
     "load_osmfish_sample": ".datasets",
+    "load_xenium_sample": ".datasets",
     "read_spatial": ".io.anndata_io",
     "read_reference": ".io.anndata_io",
     "read_sample": ".io.detect",
@@ -25,6 +32,9 @@ _LAZY = {
     "read_cosmx": ".io.cosmx",
     "read_merscope": ".io.merscope",
     "read_anndata": ".io.h5ad",
+    "read_visium": ".io.visium",
+    "read_legacy_st": ".io.legacy_st",
+    "read_section": ".io.sections",
     "SpatialSample": ".io.spatial_sample",
     "sample_to_layers": ".layers",
     "get_method": ".models",
@@ -34,6 +44,8 @@ _LAZY = {
     "KNNImputer": ".models.knn",
     "STImputer": ".models.stimpute",
     "SpaIMImputer": ".models.spaim",
+    "STco": ".models.stco",
+    "load_model": ".models.bundle",
     "InputError": ".errors",
     "impute_dask": ".distributed",
     "resolve_device": ".device",
@@ -43,10 +55,6 @@ __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "histology":
-        module = import_module(".histology", __name__)
-        globals()[name] = module
-        return module
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value

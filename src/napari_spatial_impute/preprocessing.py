@@ -29,23 +29,33 @@ def get_counts(adata, *, what: str = "data"):
     return X
 
 
-def normalize_log1p(X, target_sum: float | None = None) -> tuple[np.ndarray, float]:
+def normalize_log1p(X, target_sum: float | None = None, *, columns=None) -> tuple[np.ndarray, float]:
     """Per-cell library-size normalisation to ``target_sum`` (default: the median total), then log1p.
 
-    Returns the dense float32 matrix and the target sum used (stored so a model can apply it again).
-    Cells with zero total stay zero.
+    Library sizes are taken over *all* columns; ``columns`` (indices) selects the columns returned. A sparse
+    ``X`` is normalised as CSR and only the returned columns are made dense. Returns the dense float32 matrix
+    and the target sum used (stored so a model can apply it again). Cells with zero total stay zero.
     """
-    X = X.toarray() if sp.issparse(X) else np.asarray(X)
-    X = X.astype(np.float32, copy=True)
-    totals = X.sum(axis=1)
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+        totals = np.asarray(X.sum(axis=1), dtype=np.float32).ravel()
+    else:
+        X = np.asarray(X, dtype=np.float32)
+        totals = X.sum(axis=1)
     positive = totals > 0
     if target_sum is None:
         target_sum = float(np.median(totals[positive])) if positive.any() else 1.0
     scale = np.zeros_like(totals)
     scale[positive] = target_sum / totals[positive]
-    X *= scale[:, None]
+    if columns is not None:
+        X = X[:, np.asarray(columns, dtype=np.int64)]
+    if sp.issparse(X):
+        X = sp.csr_matrix(sp.diags(scale) @ X, dtype=np.float32)
+        np.log1p(X.data, out=X.data)
+        return X.toarray(), float(target_sum)
+    X = X * scale[:, None]  # a new array: the caller's X is never modified
     np.log1p(X, out=X)
-    return X, float(target_sum)
+    return X.astype(np.float32, copy=False), float(target_sum)
 
 
 @dataclass

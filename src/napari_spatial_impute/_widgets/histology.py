@@ -1,9 +1,10 @@
-"""The "Predict genes from H&E" dock widget: a thin shell over :mod:`napari_spatial_impute.histology`.
+"""The "Predict genes from H&E" dock widget: a thin shell over the histology API
+(:func:`~napari_spatial_impute.train_histology`, :func:`~napari_spatial_impute.predict_histology`).
 
 Load a model bundle (or train one on ST sections), pick an RGB image layer and optionally a Points layer of
-spots; the work runs in a thread worker (progress + Cancel), layers are added in the main thread: a heat
-map Image layer aligned to the H&E (tile grid scale / translate composed with the image layer's transform)
-or Points per spot with one feature column per predicted gene.
+spots; the work runs in a thread worker (progress + Cancel), layers are added in the main thread through
+:mod:`napari_spatial_impute.layers.histology`: a heat-map Image layer aligned to the H&E, or Points per spot
+with one feature column per predicted gene.
 """
 
 from __future__ import annotations
@@ -32,22 +33,22 @@ WHOLE_SLIDE = "(whole slide: tile the tissue)"
 LOAD, TRAIN = "Load model bundle", "Train on sections"
 
 
-def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um):
-    """Generator run in the worker: (train or load) → predict; yields Progress, returns (model, result)."""
-    from ..histology.api import load_model, train_steps
-    from ..histology.io_st import read_st_section
+def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um, device):
+    """Generator run in the worker: (train or load) → predict; yields Progress, returns (model, prediction)."""
+    from ..api.histology import as_histology_model, predict_histology_steps, train_histology_steps
+    from ..io.legacy_st import read_st_section
     from ..progress import Progress
 
     if sections:
         secs = [read_st_section(*s) for s in sections]
-        model = yield from train_steps(secs, **train_params)
+        model = yield from train_histology_steps(secs, device=device, **train_params)
         if save_dir:
             model.save(save_dir, overwrite=True)
     else:
         yield Progress(0, 1, "loading model", "load")
-        model = load_model(model_dir)
-    result = yield from model.predict_image_steps(image, pixel_size, spots_xy=spots_xy, tile_um=tile_um)
-    return model, result
+        model = as_histology_model(model_dir, device=device)
+    prediction = yield from predict_histology_steps(model, image, pixel_size, spots_xy=spots_xy, tile_um=tile_um)
+    return model, prediction
 
 
 class HistologyWidget(RunsInWorker, Container):
@@ -79,6 +80,8 @@ class HistologyWidget(RunsInWorker, Container):
         self.pixel_size = FloatSpinBox(label="µm per pixel", value=0.0, min=0.0, max=100.0, step=0.01,
                                        tooltip="0 = the training sections' pixel size")
         self.tile_um = FloatSpinBox(label="Tile (µm)", value=100.0, min=10.0, max=2000.0, step=10.0)
+        self.device = ComboBox(label="Device", choices=self._device_choices, value="auto",
+                               tooltip="auto picks a GPU when there is one")
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
@@ -88,7 +91,7 @@ class HistologyWidget(RunsInWorker, Container):
                                     tooltip="Gene shown by the result layer")
         self.extend([self.mode, self.model_dir, self.counts_file, self.spots_file, self.image_file,
                      self.add_section_button, self.sections_label, self.epochs, self.save_dir, self.image_layer,
-                     self.spots_layer, self.pixel_size, self.tile_um, self.run_button, self.cancel_button,
+                     self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button, self.cancel_button,
                      self.progress_bar, self.status, self.gene_select])
         self.mode.changed.connect(self._on_mode)
         self.add_section_button.changed.connect(self._add_section)
@@ -110,6 +113,12 @@ class HistologyWidget(RunsInWorker, Container):
 
         return [WHOLE_SLIDE] + [ly.name for ly in self.viewer.layers
                                 if isinstance(ly, Points) and ly is not self.output_layer]
+
+    @staticmethod
+    def _device_choices(_w=None) -> list[str]:
+        from ..device import available_devices
+
+        return ["auto", *available_devices()]
 
     def _gene_choices(self, _w=None) -> list[str]:
         return list(self._genes)
@@ -135,7 +144,8 @@ class HistologyWidget(RunsInWorker, Container):
 
     def _collect(self):
         from ..errors import InputError
-        from ..histology.patches import check_rgb
+        from ..layers.histology import points_in_image_px
+        from ..models.stco.patches import check_rgb
 
         name = self.image_layer.value
         if not name or name not in self.viewer.layers:
@@ -145,10 +155,7 @@ class HistologyWidget(RunsInWorker, Container):
         image = check_rgb(np.asarray(data), f"layer {name!r}")
         spots_xy = None
         if self.spots_layer.value not in (None, WHOLE_SLIDE):
-            pts = self.viewer.layers[self.spots_layer.value]
-            world = np.asarray(pts.data)[:, -2:] * np.asarray(pts.scale)[-2:] + np.asarray(pts.translate)[-2:]
-            yx = (world - np.asarray(img_layer.translate)[-2:]) / np.asarray(img_layer.scale)[-2:]
-            spots_xy = yx[:, ::-1]
+            spots_xy = points_in_image_px(self.viewer.layers[self.spots_layer.value], img_layer)
         if self.mode.value == TRAIN:
             if not self.sections:
                 raise InputError("No training sections added.", "pick counts/spots/image files and press Add section.")
@@ -163,7 +170,8 @@ class HistologyWidget(RunsInWorker, Container):
             else None
         return dict(model_dir=model_dir, sections=list(self.sections) if self.mode.value == TRAIN else [],
                     train_params={"epochs": int(self.epochs.value)}, save_dir=save, image=image,
-                    pixel_size=pixel_size, spots_xy=spots_xy, tile_um=float(self.tile_um.value)), img_layer
+                    pixel_size=pixel_size, spots_xy=spots_xy, tile_um=float(self.tile_um.value),
+                    device=str(self.device.value)), img_layer
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -181,48 +189,26 @@ class HistologyWidget(RunsInWorker, Container):
         self._start(_job, desc="Predicting genes from H&E", **kwargs)
 
     def _on_result(self, out) -> None:
-        model, result = out
-        self.model, self.result = model, result
-        scale, translate = self._image_transform
-        gene = model.top50[0] if model.top50 else model.genes[0]
-        genes = list(result["genes"])
-        if result["grid"] is not None:
-            grid = result["grid"]
-            data = grid.to_grid(result["values"][:, genes.index(gene)])
-            self.output_layer = self.viewer.add_image(
-                data, name=f"H&E → {gene}", colormap="magma", opacity=0.7, blending="translucent",
-                scale=tuple(np.asarray(grid.scale) * scale), translate=tuple(translate + np.asarray(grid.translate)
-                                                                           * scale),
-                metadata={"genes": genes, "gene": gene, "kind": "stco-heatmap"})
-        else:
-            import pandas as pd
+        from ..layers.histology import is_tiled, prediction_layer
 
-            yx = result["centres_xy"][:, ::-1] * scale + translate
-            features = pd.DataFrame(result["values"], columns=genes)
-            size = 100.0 / result["pixel_size_um"] * float(np.mean(scale))
-            self.output_layer = self.viewer.add_points(
-                yx, name=f"H&E → {gene}", features=features, face_color=gene, face_colormap="magma", size=size,
-                border_width=0, metadata={"genes": genes, "gene": gene, "kind": "stco-spots"})
-        self._genes = genes
+        model, prediction = out
+        self.model, self.result = model, prediction
+        scale, translate = self._image_transform
+        gene = model.top_genes[0] if model.top_genes else model.genes[0]
+        data, kwargs, kind = prediction_layer(prediction, gene, image_scale=scale, image_translate=translate)
+        self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
+            self.viewer.add_points(data, **kwargs)
+        self._genes = list(map(str, prediction.var_names))
         self.gene_select.reset_choices()
         self.gene_select.value = gene
-        n = len(result["values"])
-        self.status.value = f"{len(genes)} genes predicted for {n} {'tiles' if result['grid'] else 'spots'}"
+        what = "tiles" if is_tiled(prediction) else "spots"
+        self.status.value = f"{len(self._genes)} genes predicted for {prediction.n_obs} {what}"
         self.progress_bar.value = 100
 
     def _show_gene(self, _value=None) -> None:
+        from ..layers.histology import show_gene
+
         layer, gene = self.output_layer, self.gene_select.value
         if layer is None or layer not in self.viewer.layers or not gene or self.result is None:
             return
-        genes = self.result["genes"]
-        if layer.metadata.get("kind") == "stco-heatmap":
-            layer.data = self.result["grid"].to_grid(self.result["values"][:, genes.index(gene)])
-            finite = layer.data[np.isfinite(layer.data)]
-            if finite.size and finite.max() > finite.min():
-                layer.contrast_limits = (float(finite.min()), float(finite.max()))
-        else:
-            layer.face_color = gene
-            layer.refresh_colors()
-        layer.metadata["gene"] = gene
-        layer.name = f"H&E → {gene}"
-
+        show_gene(layer, self.result, gene)

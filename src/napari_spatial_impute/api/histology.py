@@ -1,108 +1,169 @@
-"""Python API of the histology half: train / evaluate / predict, AnnData in and out."""
+"""Histology API: train STco on spot sections with H&E, evaluate it on a held-out section, predict genes from an
+H&E image (per spot or tiled over the tissue). AnnData in, AnnData out, with the same provenance layout as
+imputation (one ``uns["napari_spatial_impute"]`` entry) and the shared metric names beside the histology ones.
+"""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..progress import ProgressGen, run_to_end
-from .model import STco, log_normalise
+from ..progress import Progress, ProgressGen, run_to_end
+
+UNS_KEY = "napari_spatial_impute"
 
 
-def train_steps(sections, *, genes: list[str] | None = None, seed: int = 0, device: str = "auto",
-                **params) -> ProgressGen[STco]:
-    """Train STco on sections (AnnData from :func:`~.io_st.read_section`); yields progress, returns the model."""
+def train_histology_steps(sections, *, genes: list[str] | None = None, seed: int = 0, device: str = "auto",
+                          **params: Any) -> ProgressGen[Any]:
+    """Train STco on sections (from :func:`~napari_spatial_impute.read_section`); yields progress, returns it."""
+    from ..models.stco import STco
+
     model = STco(genes=genes, seed=seed, device=device, **params)
     return (yield from model.fit_steps(list(sections)))
 
 
-def train(sections, *, callback=None, **kwargs) -> STco:
-    return run_to_end(train_steps(sections, **kwargs), callback)
+def train_histology(sections, *, callback=None, **kwargs: Any):
+    """Train an STco model (see :func:`train_histology_steps`); returns the fitted model."""
+    return run_to_end(train_histology_steps(sections, **kwargs), callback)
 
 
-def load_model(path, device: str = "auto") -> STco:
-    """Load a model bundle directory."""
-    return STco.load(path, device=device)
+def as_histology_model(model, device: str = "auto"):
+    """An STco model: ``model`` itself, or the bundle folder it names loaded on ``device``."""
+    from ..models.bundle import load_model, read_config
+    from ..models.stco import STco
+
+    if isinstance(model, STco):
+        return model
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{path} is not a histology model bundle (no config.json).",
+                         "give the folder written by 'napari-spatial-impute histology train --out'.")
+    if read_config(path)["method"] != "stco":
+        raise InputError(f"{path} holds an imputation model, not a histology model bundle.",
+                         "give a folder written by 'histology train'.")
+    return load_model(path, device=device)
 
 
-def truth_for(model: STco, adata) -> tuple[np.ndarray, list[str]]:
-    """Log-normalised measured expression of the model's genes present in ``adata`` (and those genes)."""
-    names = set(map(str, adata.var_names))
-    genes = [g for g in model.genes if g in names]
-    if not genes:
+def truth_for(model, adata) -> tuple[np.ndarray, list[str], Any]:
+    """Log-normalised measured expression of the model's genes found in ``adata`` (ignoring case), those genes
+    (model spelling) and the gene match."""
+    from ..models.stco.model import section_expression
+    from ..preprocessing import match_genes
+
+    adata = getattr(adata, "adata", adata)
+    match = match_genes(model.genes, adata.var_names)
+    if match.n_shared == 0:
         raise InputError(f"None of the model's {len(model.genes)} genes is measured in this section.",
                          "evaluate on a section measuring the model's panel (same species / gene symbols).")
-    return log_normalise(adata.X, adata.var_names, genes, model.target_sum), genes
+    found = set(match.shared_spatial)
+    genes = [g for g in model.genes if g in found]
+    return section_expression(adata, genes, model.target_sum), genes, match
 
 
-def evaluate_steps(model: STco, adata) -> ProgressGen[dict]:
+def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     """Predict a held-out section from its H&E and compare with its measured expression.
 
-    Returns metrics: n_spots, n_genes, pcc_mean_all, pcc_median_all, pcc_mean_top50 (the 50 most expressed
-    genes on the training sections), spearman_mean_all, seconds, per_gene {gene: {pcc, spearman}}.
+    Returns metrics: n_spots, n_genes, n_genes_missing, pcc_mean_all, pcc_median_all, pcc_mean_top50 (the
+    model's top genes: most expressed on the training sections), spearman_mean_all, seconds; beside them the
+    names imputation uses (:func:`~napari_spatial_impute.metrics.summarize`: pcc_median, pcc_mean,
+    spearman_median, ssim_median, …), the gene match, and per_gene {gene: {pcc, spearman, …, top50}}.
     """
-    from ..metrics import pearson_per_gene, spearman_per_gene
+    from ..metrics import summarize
 
     t0 = time.perf_counter()
-    truth, genes = truth_for(model, adata)
+    model = as_histology_model(model)
+    adata = getattr(section, "adata", section)
+    truth, genes, match = truth_for(model, adata)
     pred = yield from model.predict_section_steps(adata)
-    cols = [model.genes.index(g) for g in genes]
-    pred = pred[:, cols]
-    pcc = pearson_per_gene(truth, pred)
-    spr = spearman_per_gene(truth, pred)
-    top = [i for i, g in enumerate(genes) if g in set(model.top50)]
+    pred = pred[:, [model.genes.index(g) for g in genes]]
+    shared = summarize(truth, pred, genes)
+    pcc = np.array([shared["per_gene"][g]["pcc"] for g in genes])
+    spr = np.array([shared["per_gene"][g]["spearman"] for g in genes])
+    top_set = set(model.top_genes)
+    top = [i for i, g in enumerate(genes) if g in top_set]
+    per_gene = {g: {**row, "top50": g in top_set} for g, row in shared.pop("per_gene").items()}
     return {
-        "n_spots": int(adata.n_obs), "n_genes": len(genes),
+        "method": "stco", "n_spots": int(adata.n_obs), "n_genes": len(genes),
         "n_genes_missing": len(model.genes) - len(genes),
         "pcc_mean_all": float(np.mean(pcc)), "pcc_median_all": float(np.median(pcc)),
         "pcc_mean_top50": float(np.mean(pcc[top])) if top else float("nan"),
         "spearman_mean_all": float(np.mean(spr)),
         "seconds": float(time.perf_counter() - t0),
-        "per_gene": {g: {"pcc": float(p), "spearman": float(s), "top50": g in set(model.top50)}
-                     for g, p, s in zip(genes, pcc, spr)},
+        **{k: v for k, v in shared.items() if k != "n_genes"},
+        "gene_match": match.as_dict(),
+        "per_gene": per_gene,
     }
 
 
-def evaluate(model: STco, adata, callback=None) -> dict:
-    return run_to_end(evaluate_steps(model, adata), callback)
+def evaluate_histology(model, section, callback=None) -> dict:
+    """Metrics of ``model`` (or a bundle folder) on a held-out ``section`` (see :func:`evaluate_histology_steps`)."""
+    return run_to_end(evaluate_histology_steps(model, section), callback)
 
 
-def prediction_to_anndata(result: dict, obs_names=None, *, model: STco | None = None):
-    """The dict of :meth:`STco.predict_image_steps` → AnnData (X = predicted log-normalised expression,
-    obsm['spatial'] = (x, y) full-res px, uns['histology_prediction'] with the tile grid when tiled)."""
+def predict_histology_steps(model, image, pixel_size_um: float | None = None, *, spots_xy=None, obs_names=None,
+                            tile_um: float = 100.0, min_tissue: float = 0.5, tta: int | None = None,
+                            device: str = "auto") -> ProgressGen[Any]:
+    """Predict genes from H&E; returns AnnData (X = predicted log-normalised expression).
+
+    ``image``: a section (AnnData / SpatialSample from the readers: its spots are predicted) or an H&E image
+    (path or RGB array) with optional ``spots_xy`` (x, y) in its pixels; without spots the tissue is tiled with
+    ``tile_um`` tiles. ``model``: an STco model or a bundle folder.
+    """
+    from ..device import resolve_device
+
+    t0 = time.perf_counter()
+    model = as_histology_model(model, device)
+    adata = getattr(image, "adata", image)
+    if hasattr(adata, "obsm"):  # a section
+        from ..models.stco.patches import section_geometry
+
+        info, spots_xy, _ = section_geometry(adata)
+        image, obs_names = info["image"], list(map(str, adata.obs_names))
+        pixel_size_um = pixel_size_um or float(info["pixel_size_um"])
+    yield Progress(0, 1, "starting", "predict")
+    result = yield from model.predict_image_steps(image, pixel_size_um, spots_xy=spots_xy, tile_um=tile_um,
+                                                  min_tissue=min_tissue, tta=tta)
+    out = prediction_to_anndata(result, obs_names, model=model)
+    out.uns[UNS_KEY].update(device=resolve_device(model.device), seconds=float(time.perf_counter() - t0))
+    return out
+
+
+def predict_histology(model, image, pixel_size_um: float | None = None, *, callback=None, **kwargs: Any):
+    """Predict genes from H&E → AnnData (see :func:`predict_histology_steps`)."""
+    return run_to_end(predict_histology_steps(model, image, pixel_size_um, **kwargs), callback)
+
+
+def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
+    """The dict of :meth:`STco.predict_image_steps` → AnnData: ``obsm['spatial']`` (x, y) µm and
+    ``obsm['spatial_px']`` (x, y) H&E pixels; ``uns['napari_spatial_impute']`` with the method, its parameters
+    and, when tiled, the tile grid (``napari_scale_yx`` / ``napari_translate_yx`` place it over the H&E in pixels)."""
     import anndata as ad
 
-    values, centres = result["values"], result["centres_xy"]
+    from ..coords import px_to_um
+    from .impute import _jsonable
+
+    values, centres = result["values"], np.asarray(result["centres_xy"], np.float64)
+    grid = result.get("grid")
     if obs_names is None:
-        obs_names = [f"tile_{i}" if result.get("grid") is not None else f"spot_{i}" for i in range(len(values))]
+        obs_names = [f"tile_{i}" if grid is not None else f"spot_{i}" for i in range(len(values))]
     out = ad.AnnData(X=np.asarray(values, np.float32), obs=pd.DataFrame(index=pd.Index(list(map(str, obs_names)))),
                      var=pd.DataFrame(index=pd.Index(result["genes"], name="gene")))
-    out.obsm["spatial"] = np.asarray(centres, np.float64)
-    info = {"method": "stco", "pixel_size_um": float(result["pixel_size_um"]), "values": "log1p(normalised)"}
+    out.obsm["spatial"] = px_to_um(centres, result["pixel_size_um"])
+    out.obsm["spatial_px"] = centres
+    info: dict[str, Any] = {"method": "stco", "pixel_size_um": float(result["pixel_size_um"]),
+                            "values": "log1p(normalised)"}
     if model is not None:
-        info["top50"] = list(model.top50)
-        info["target_sum"] = float(model.target_sum)
-    grid = result.get("grid")
+        info.update(params=_jsonable(model.cfg), seed=model.seed, top_genes=list(model.top_genes),
+                    target_sum=float(model.target_sum))
     if grid is not None:
         rows, cols = np.nonzero(grid.keep)
         out.obs["tile_row"], out.obs["tile_col"] = rows, cols
         info.update(grid_shape=list(grid.shape), grid_step_px=float(grid.step), grid_origin_yx=list(grid.origin),
                     napari_scale_yx=list(grid.scale), napari_translate_yx=list(grid.translate))
-    out.uns["histology_prediction"] = info
+    out.uns[UNS_KEY] = info
     return out
-
-
-def heatmap_from_anndata(adata, gene: str) -> tuple[np.ndarray, tuple, tuple]:
-    """(grid, scale, translate) for one gene of a tiled prediction AnnData — ready for ``viewer.add_image``."""
-    info = adata.uns["histology_prediction"]
-    if "grid_shape" not in info:
-        raise InputError("This prediction is per spot, not tiled.", "show it as Points instead.")
-    if gene not in adata.var_names:
-        raise InputError(f"Gene {gene!r} is not among the predicted genes.", "choose one of adata.var_names.")
-    grid = np.full(tuple(info["grid_shape"]), np.nan, np.float32)
-    col = np.asarray(adata[:, gene].X).ravel()
-    grid[adata.obs["tile_row"].to_numpy(), adata.obs["tile_col"].to_numpy()] = col
-    return grid, tuple(info["napari_scale_yx"]), tuple(info["napari_translate_yx"])

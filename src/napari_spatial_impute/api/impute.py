@@ -1,10 +1,5 @@
-"""The Python API: AnnData in, AnnData out. The CLI and the widgets call these functions.
-
->>> import napari_spatial_impute as nsi
->>> spatial, reference = nsi.load_osmfish_sample()
->>> imputed = nsi.impute(spatial, reference, method="knn", genes=["Gad2"])   # AnnData, same obs_names
->>> result = nsi.cross_validate(spatial, reference, method="knn", folds=5)  # metrics over shared genes
-"""
+"""Imputation API: a scRNA-seq reference's genes onto spatial cells, AnnData in → AnnData out
+(:func:`impute`), and K-fold cross-validation over the shared genes (:func:`cross_validate`)."""
 
 from __future__ import annotations
 
@@ -16,14 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .models import ImputeData, get_method
-from .preprocessing import GeneMatch, get_counts, match_genes, normalize_log1p, resolve_genes
-from .progress import Progress, ProgressGen, run_to_end
+from ..errors import InputError
+from ..models import ImputeData, get_imputer
+from ..preprocessing import GeneMatch, get_counts, match_genes, normalize_log1p, resolve_genes
+from ..progress import Progress, ProgressGen, relay, run_to_end
 
 
 def _check_inputs(spatial, reference) -> None:
-    from .io.anndata_io import check_spatial
+    from ..io.anndata_io import check_spatial
 
     check_spatial(spatial, "spatial data")
     get_counts(reference, what="reference")
@@ -99,10 +94,10 @@ def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame
 def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | None = None, *,
                  seed: int = 0, device: str = "auto", **params: Any) -> ProgressGen[Any]:
     """Generator version of :func:`impute` (yields :class:`Progress`, returns the AnnData)."""
-    from .device import resolve_device
+    from ..device import resolve_device
 
     t0 = time.perf_counter()
-    klass = get_method(method)
+    klass = get_imputer(method)
     dev = resolve_device(device)
     yield Progress(0, 100, "preparing data", "prepare")
     data, match = prepare(spatial, reference, genes)
@@ -155,11 +150,11 @@ def fold_genes(genes: list[str], folds: int, seed: int = 0) -> list[list[str]]:
 def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,
                          device: str = "auto", **params: Any) -> ProgressGen[CVResult]:
     """K-fold CV over shared genes: each fold's genes are hidden from the spatial input and predicted."""
-    from .device import resolve_device
-    from .metrics import summarize
+    from ..device import resolve_device
+    from ..metrics import summarize
 
     t0 = time.perf_counter()
-    klass = get_method(method)
+    klass = get_imputer(method)
     dev = resolve_device(device)
     _check_inputs(spatial, reference)
     match = match_genes(spatial.var_names, reference.var_names)
@@ -179,15 +174,8 @@ def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5
                                part, data.spatial_obs_names, data.spatial_coords, data.reference_obs,
                                dict(data.constants))
         model = klass(seed=seed, device=dev, **params)
-        gen = model.fit_predict_steps(fold_data)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as stop:
-                fold_pred = stop.value
-                break
-            yield Progress(int(100 * (f + ev.fraction) / len(parts)), 100,
-                           f"fold {f + 1}/{len(parts)}: {ev.message}", ev.stage)
+        fold_pred = yield from relay(model.fit_predict_steps(fold_data), "", round(100 * f / len(parts)), 100,
+                                     span=round(100 / len(parts)), prefix=f"fold {f + 1}/{len(parts)}: ")
         pred[:, [pos[g] for g in part]] = fold_pred
         ann = model.gene_annotations()
         if ann is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from .common import check_outputs, progress_bar, write_json
 
 
 def add_parser(subparsers) -> None:
@@ -78,25 +79,11 @@ def _read_genes(path) -> list[str]:
     return genes
 
 
-def _progress(quiet: bool, desc: str):
-    if quiet:
-        return None, lambda: None
-    from ..progress import tqdm_callback
-
-    return tqdm_callback(desc)
-
-
-def _check_out(path, overwrite: bool) -> None:
-    p = Path(path)
-    if p.exists() and not overwrite and (p.is_file() or any(p.iterdir())):
-        raise InputError(f"{p} already exists.", "choose another path or pass --overwrite.")
-
-
 def run_train(args) -> int:
-    from .api import train
-    from .io_st import read_st_section
+    from ..api.histology import train_histology
+    from ..io.legacy_st import read_st_section
 
-    _check_out(args.out, args.overwrite)
+    check_outputs([args.out], args.overwrite)
     genes = _read_genes(args.genes) if args.genes else None
     params = _params(args.param)
     params.update(backbone=args.backbone, backbone_path=args.backbone_path, finetune=args.finetune,
@@ -104,9 +91,9 @@ def run_train(args) -> int:
     if args.epochs is not None:
         params["epochs"] = args.epochs
     sections = [read_st_section(*sec) for sec in args.section]
-    cb, close = _progress(args.quiet, "train")
+    cb, close = progress_bar(args.quiet, "train")
     try:
-        model = train(sections, genes=genes, seed=args.seed, device=args.device, callback=cb, **params)
+        model = train_histology(sections, genes=genes, seed=args.seed, device=args.device, callback=cb, **params)
     finally:
         close()
     model.save(args.out, overwrite=args.overwrite)
@@ -116,41 +103,40 @@ def run_train(args) -> int:
 
 
 def run_evaluate(args) -> int:
-    from ..cli import _write_json
-    from .api import evaluate, load_model
-    from .io_st import read_st_section
+    from ..api.histology import as_histology_model, evaluate_histology
+    from ..io.legacy_st import read_st_section
 
-    _check_out(args.metrics, args.overwrite)
-    model = load_model(args.model_dir, device=args.device)
+    check_outputs([args.metrics], args.overwrite)
+    model = as_histology_model(args.model_dir, device=args.device)
     section = read_st_section(*args.section)
-    cb, close = _progress(args.quiet, "evaluate")
+    cb, close = progress_bar(args.quiet, "evaluate")
     try:
-        metrics = evaluate(model, section, callback=cb)
+        metrics = evaluate_histology(model, section, callback=cb)
     finally:
         close()
-    _write_json(metrics, args.metrics)
+    write_json(metrics, args.metrics)
     print(f"{metrics['n_spots']} spots × {metrics['n_genes']} genes: mean PCC {metrics['pcc_mean_all']:.3f} "
           f"(top-50 genes {metrics['pcc_mean_top50']:.3f}), {metrics['seconds']:.1f} s → {args.metrics}")
     return 0
 
 
 def run_predict(args) -> int:
+    from ..api.histology import as_histology_model, predict_histology
     from ..io.anndata_io import write_h5ad_safely
-    from .api import load_model, prediction_to_anndata
-    from .io_st import read_spots_table
+    from ..io.legacy_st import read_spots_table
 
-    _check_out(args.out, args.overwrite)
-    model = load_model(args.model_dir, device=args.device)
+    check_outputs([args.out], args.overwrite)
+    model = as_histology_model(args.model_dir, device=args.device)
     ids, xy, px = (None, None, None)
     if args.spots:
         ids, xy, px = read_spots_table(args.spots)
     pixel_size = args.pixel_size or px
-    cb, close = _progress(args.quiet, "predict")
+    cb, close = progress_bar(args.quiet, "predict")
     try:
-        result = model.predict_image(args.image, pixel_size, callback=cb, spots_xy=xy, tile_um=args.tile_um)
+        out = predict_histology(model, args.image, pixel_size, callback=cb, spots_xy=xy, obs_names=ids,
+                                tile_um=args.tile_um)
     finally:
         close()
-    out = prediction_to_anndata(result, ids, model=model)
     write_h5ad_safely(out, args.out, overwrite=args.overwrite)
     what = "spots" if args.spots else "tissue tiles"
     print(f"predicted {out.n_vars} genes for {out.n_obs} {what} → {args.out}")

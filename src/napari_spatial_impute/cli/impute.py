@@ -1,19 +1,13 @@
-"""Command line: ``napari-spatial-impute impute ...`` and ``napari-spatial-impute histology ...``.
-
-Errors on bad input print one clear line and exit with code 2; nothing is written.
-"""
+"""``napari-spatial-impute impute SPATIAL REFERENCE ...`` (imports no torch until the command runs)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from pathlib import Path
-
-from .errors import InputError
+from ..errors import InputError
+from .common import check_outputs, progress_bar, write_json
 
 
-def _add_impute_parser(sub) -> None:
+def add_parser(sub) -> None:
+    """Add the ``impute`` sub-command to an argparse subparsers."""
     p = sub.add_parser(
         "impute", help="impute genes of a scRNA-seq reference onto spatial cells (or cross-validate)",
         description="Impute reference genes missing from the spatial data (default), the genes named by "
@@ -47,19 +41,16 @@ def _add_impute_parser(sub) -> None:
 
 
 def run_impute(args) -> int:
-    from . import api
-    from .io.anndata_io import read_reference, read_spatial, write_h5ad_safely
-    from .params import parse_key_values
-    from .progress import tqdm_callback
+    from .. import api
+    from ..io.anndata_io import read_reference, read_spatial, write_h5ad_safely
+    from ..params import parse_key_values
 
     outputs = [p for p in (args.out, args.metrics) if p]
     if args.cv is None and not args.out:
         raise InputError("No output given.", "pass --out OUT.h5ad.")
     if args.cv is not None and not outputs:
         raise InputError("--cv needs somewhere to write results.", "pass --metrics METRICS.json and/or --out.")
-    for path in outputs:
-        if Path(path).exists() and not args.overwrite:
-            raise InputError(f"{path} already exists.", "choose another path or pass --overwrite.")
+    check_outputs(outputs, args.overwrite)
     params = parse_key_values(args.param)
     if args.cluster_key:
         params["cluster_key"] = args.cluster_key
@@ -70,14 +61,14 @@ def run_impute(args) -> int:
     spatial = read_spatial(args.spatial)
     reference = read_reference(args.reference)
     genes = [g for g in args.genes.split(",") if g.strip()] if args.genes else None
-    cb, close = (None, lambda: None) if args.quiet else tqdm_callback(f"{args.method}")
+    cb, close = progress_bar(args.quiet, f"{args.method}")
     try:
         if args.cv is not None:
             result = api.cross_validate(spatial, reference, args.method, args.cv, seed=args.seed,
                                         device=args.device, callback=cb, **params)
             close()
             if args.metrics:
-                _write_json(result.metrics, args.metrics)
+                write_json(result.metrics, args.metrics)
             if args.out:
                 out = api.to_anndata(result.prediction, spatial, result.genes,
                                      var=result.gene_annotations, uns={"cv": {k: v for k, v in result.metrics.items()
@@ -89,7 +80,7 @@ def run_impute(args) -> int:
                   f"{m['ssim_median']:.3f} ({m['seconds']:.1f} s)")
         else:
             if args.dask:
-                from .distributed import impute_dask
+                from ..distributed import impute_dask
 
                 out = impute_dask(spatial, reference, args.method, genes, scheduler=args.dask, seed=args.seed,
                                   device=args.device, callback=cb, out_zarr=args.zarr, chunk_size=args.chunk_size,
@@ -105,45 +96,3 @@ def run_impute(args) -> int:
     finally:
         close()
     return 0
-
-
-def _write_json(obj: dict, path: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))
-    tmp.replace(path)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
-
-    parser = argparse.ArgumentParser(prog="napari-spatial-impute",
-                                     description="Impute unmeasured genes in spatial transcriptomics.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_impute_parser(sub)
-    try:
-        from .histology.cli import add_parser as add_histology
-    except ImportError:  # histology extra not importable
-        add_histology = None
-    if add_histology is not None:
-        add_histology(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

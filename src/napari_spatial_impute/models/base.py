@@ -3,13 +3,12 @@
 A model sees an :class:`ImputeData` (prepared, log-normalised arrays; no AnnData, no Qt) and has the
 scikit-learn shape ``fit(data) -> self`` / ``predict(data) -> array`` plus generator twins
 ``fit_steps`` / ``predict_steps`` that yield :class:`~napari_spatial_impute.progress.Progress` so widgets
-can show progress and cancel between steps. ``save`` / ``load`` write a versioned bundle directory:
-``config.json`` (method, params, genes, preprocessing constants) + ``state.pt`` (weights / arrays).
+can show progress and cancel between steps. ``save`` / ``load`` use the one bundle format of
+:mod:`.bundle`: ``config.json`` (method, params, genes) + ``weights.pt`` (weights / arrays).
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..progress import Progress, ProgressGen, run_to_end
-
-BUNDLE_VERSION = 1
+from ..progress import Progress, ProgressGen, relay, run_to_end
+from .bundle import write_bundle
 
 
 @dataclass
@@ -75,10 +73,6 @@ class ImputeData:
     @property
     def reference_shared(self) -> np.ndarray:
         return self.reference[:, self.shared_idx]
-
-    @property
-    def reference_target(self) -> np.ndarray:
-        return self.reference[:, self.target_idx]
 
     def subset_cells(self, rows: slice | np.ndarray) -> ImputeData:
         """The same problem for a subset of the spatial cells (e.g. one chunk)."""
@@ -144,21 +138,10 @@ class Imputer(ABC):
 
     def fit_predict_steps(self, data: ImputeData) -> ProgressGen[np.ndarray]:
         """Fit then predict, progress mapped onto 0–70 % (fit) and 70–100 % (predict)."""
-        gen = self.fit_steps(data)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration:
-                break
-            yield Progress(int(70 * ev.fraction), 100, ev.message, ev.stage or "fit")
-        gen = self.predict_steps(data)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as stop:
-                yield Progress(100, 100, "done", "predict")
-                return stop.value
-            yield Progress(70 + int(30 * ev.fraction), 100, ev.message, ev.stage or "predict")
+        yield from relay(self.fit_steps(data), "", 0, 100, span=70)
+        pred = yield from relay(self.predict_steps(data), "", 70, 100, span=30)
+        yield Progress(100, 100, "done", "predict")
+        return pred
 
     def _check_fitted(self) -> None:
         if not self.fitted_:
@@ -180,61 +163,49 @@ class Imputer(ABC):
         return pos
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write a bundle directory (config.json + state.pt). Refuses to overwrite unless asked."""
+        """Write a bundle folder (config.json + weights.pt, atomically). Refuses to overwrite unless asked."""
         import torch
 
         self._check_fitted()
-        path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise InputError(f"{path} exists and is not empty.", "choose a new folder or pass overwrite=True.")
-        path.mkdir(parents=True, exist_ok=True)
-        params = {k: v for k, v in self.get_params().items()}
-        config = {"format": "napari-spatial-impute-model", "bundle_version": BUNDLE_VERSION,
-                  "method": self.method, "class": type(self).__name__, "params": params,
-                  "shared_genes": list(self.shared_genes_), "target_genes": list(self.target_genes_)}
-        (path / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
-        torch.save(_to_torch(self._state()), path / "state.pt")
-        return path
+        config = {"class": type(self).__name__, "params": self.get_params(),
+                  "genes": {"shared": list(self.shared_genes_), "target": list(self.target_genes_)},
+                  "constants": {}}
+        state = _to_torch(self._state())
+        return write_bundle(path, self.method, config, lambda folder: torch.save(state, folder / "weights.pt"),
+                            overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Imputer:
         """Load a bundle written by :meth:`save` (any method when called on :class:`Imputer`)."""
+        from .bundle import load_model
+
+        model = load_model(path, device="auto" if device is None else device)
+        if not isinstance(model, cls):
+            raise InputError(f"{path} holds a {type(model).__name__} model, not {cls.__name__}.",
+                             f"load it with {type(model).__name__}.load or napari_spatial_impute.load_model.")
+        return model
+
+    @classmethod
+    def from_bundle(cls, path: Path, config: dict[str, Any], device: str | None = None) -> Imputer:
+        """Rebuild a fitted model from a checked bundle config (see :func:`.bundle.load_model`)."""
         import torch
 
-        from . import get_method
-
-        path = Path(path)
-        cfg_path = path / "config.json"
-        if not cfg_path.is_file():
-            raise InputError(f"{path} is not a model bundle (no config.json).", "point at a folder written by save().")
-        config = json.loads(cfg_path.read_text())
-        if config.get("format") != "napari-spatial-impute-model":
-            raise InputError(f"{cfg_path} is not a napari-spatial-impute model bundle.")
-        if int(config.get("bundle_version", 0)) > BUNDLE_VERSION:
-            raise InputError(f"{path} was written by a newer version (bundle {config['bundle_version']}).",
-                             "upgrade napari-spatial-impute.")
-        klass = get_method(config["method"]) if cls is Imputer else cls
         params = dict(config["params"])
         if device is not None:
             params["device"] = device
-        model = klass(**params)
+        model = cls(**params)
+        genes = config.get("genes") or {}
+        legacy = "shared_genes" in config  # 0.1.0: genes at the top level, arrays in state.pt
+        weights = path / ("state.pt" if legacy else "weights.pt")
         try:
-            state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+            state = torch.load(weights, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - surface a clear message
-            raise InputError(f"Could not read {path / 'state.pt'}: {err}.", "re-save the model.") from err
-        model.shared_genes_ = list(config["shared_genes"])
-        model.target_genes_ = list(config["target_genes"])
+            raise InputError(f"Could not read {weights}: {err}.", "re-save the model.") from err
+        model.shared_genes_ = list(config["shared_genes"] if legacy else genes["shared"])
+        model.target_genes_ = list(config["target_genes"] if legacy else genes["target"])
         model._load_state(_from_torch(state))
         model.fitted_ = True
         return model
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    return str(obj)
 
 
 def _to_torch(obj):

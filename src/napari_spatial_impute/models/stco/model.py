@@ -25,8 +25,10 @@ import warnings
 
 import numpy as np
 
-from ..errors import InputError
-from ..progress import Progress, ProgressGen, iter_chunks, run_to_end
+from ...errors import InputError
+from ...preprocessing import match_genes, normalize_log1p
+from ...progress import Progress, ProgressGen, iter_chunks, relay, run_to_end
+from .network import augment, build_heads, clip_loss, position_encoding, to_tensor
 
 DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
@@ -35,113 +37,41 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". Defaults were chosen on her2st (train C2–C5, test C6; benchmarks/histology_her2st.md):
 #: few epochs + strong dropout / weight decay, because ~700 training spots are memorised within ~50 epochs.
+N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
 
 
-# ---------------------------------------------------------------------------------------------- helpers
-def log_normalise(counts, genes_all, panel, target_sum: float) -> np.ndarray:
-    """Library size over *all* genes → scale to ``target_sum`` → log1p, returned for the ``panel`` genes."""
-    import scipy.sparse as sp
-
-    X = counts
-    totals = np.asarray(X.sum(axis=1)).ravel().astype(np.float64)
-    index = {g: i for i, g in enumerate(map(str, genes_all))}
-    cols = [index[g] for g in panel]
-    sub = X[:, cols]
-    sub = sub.toarray() if sp.issparse(sub) else np.asarray(sub)
-    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-    return np.log1p(sub.astype(np.float64) * scale[:, None]).astype(np.float32)
-
-
-def position_encoding(xy_um: np.ndarray, n_freq: int = 8) -> np.ndarray:
-    """Sinusoidal features of (x, y) µm relative to the section's median spot: wavelengths 0.1–12.8 mm."""
-    xy = (np.asarray(xy_um, dtype=np.float64) - np.median(xy_um, axis=0)) / 1000.0  # mm
-    freqs = 2 * math.pi / (0.1 * 2.0 ** np.arange(n_freq))
-    ang = xy[:, :, None] * freqs[None, None, :]
-    return np.concatenate([np.sin(ang), np.cos(ang)], axis=2).reshape(len(xy), -1).astype(np.float32)
-
-
-def augment(x, view: int, rng: np.random.Generator | None = None):
-    """View ``view`` of the dihedral group (rot90 × flip) of a (N, 3, H, W) batch in [0, 1], with a random
-    colour jitter (brightness, contrast, saturation, per-channel stain shift) when ``rng`` is given."""
+def _torch_device(device: str):
     import torch
 
-    if view % 8 >= 4:
-        x = torch.flip(x, dims=(3,))
-    x = torch.rot90(x, view % 4, dims=(2, 3))
-    if rng is not None:
-        n = x.shape[0]
+    from ...device import resolve_device
 
-        def r(lo, hi, *shape):
-            return torch.as_tensor(rng.uniform(lo, hi, size=(n, *shape)), dtype=x.dtype, device=x.device)
-
-        grey = x.mean(dim=1, keepdim=True)
-        x = grey + (x - grey) * r(0.8, 1.2, 1, 1, 1)  # saturation
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = mean + (x - mean) * r(0.85, 1.15, 1, 1, 1)  # contrast
-        x = x * r(0.9, 1.1, 1, 1, 1) + r(-0.04, 0.04, 3, 1, 1)  # brightness, stain shift
-        x = x.clamp(0.0, 1.0)
-    return x
+    return torch.device(resolve_device(device))
 
 
-def _to_tensor(patches_u8: np.ndarray, device):
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(patches_u8)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+def _section_name(adata) -> str:
+    return str(getattr(adata, "uns", {}).get("histology", {}).get("section", "?"))
 
 
-# ---------------------------------------------------------------------------------------------- networks
-def _build_heads(in_dim: int, n_genes: int, cfg: dict):
-    import torch
-    from torch import nn
-
-    class ProjectionHead(nn.Module):
-        def __init__(self, din: int, dout: int, dropout: float):
-            super().__init__()
-            self.norm_in = nn.LayerNorm(din)
-            self.proj = nn.Linear(din, dout)
-            self.fc = nn.Linear(dout, dout)
-            self.drop = nn.Dropout(dropout)
-            self.norm = nn.LayerNorm(dout)
-
-        def forward(self, x):
-            p = self.proj(self.norm_in(x))
-            return self.norm(p + self.drop(self.fc(nn.functional.gelu(p))))
-
-    class SpotEncoder(nn.Module):
-        def __init__(self, n_genes: int, pos_dim: int, dout: int, dropout: float):
-            super().__init__()
-            self.expr = nn.Sequential(nn.Linear(n_genes, 512), nn.GELU(), nn.Dropout(dropout))
-            self.pos = nn.Linear(pos_dim, 512) if pos_dim else None
-            self.head = ProjectionHead(512, dout, dropout)
-
-        def forward(self, expr, pos=None):
-            h = self.expr(expr)
-            if self.pos is not None and pos is not None:
-                h = h + self.pos(pos)
-            return self.head(h)
-
-    class Heads(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.image = ProjectionHead(in_dim, cfg["embed_dim"], cfg["dropout"])
-            self.spot = SpotEncoder(n_genes, 32 if cfg["use_position"] else 0, cfg["embed_dim"], cfg["dropout"])
-            self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg["temperature"])))
-
-    return Heads()
+def gene_columns(adata, genes: list[str]) -> tuple[list[int], list[str]]:
+    """Columns of ``adata`` holding ``genes`` (matched ignoring case), and the genes not found."""
+    var = list(map(str, adata.var_names))
+    match = match_genes(list(genes), var)
+    found = dict(zip(match.shared_spatial, match.shared_reference))
+    pos = {g: i for i, g in enumerate(var)}
+    return [pos[found[g]] for g in genes if g in found], [g for g in genes if g not in found]
 
 
-def _clip_loss(img, spot, logit_scale):
-    import torch
-    import torch.nn.functional as F
+def section_expression(adata, genes: list[str], target_sum: float) -> np.ndarray:
+    """Log-normalised expression (library size over all genes → ``target_sum`` → log1p) of ``genes``, which
+    must all be in ``adata`` (matched ignoring case)."""
+    adata = getattr(adata, "adata", adata)
+    cols, missing = gene_columns(adata, genes)
+    if missing:
+        raise InputError(f"Genes of the panel are missing from section {_section_name(adata)}: {missing[:5]}.",
+                         "remove them from the gene list, or check the spelling.")
+    return normalize_log1p(adata.X, target_sum, columns=cols)[0]
 
-    img = F.normalize(img, dim=1)
-    spot = F.normalize(spot, dim=1)
-    logits = logit_scale.clamp(max=math.log(100.0)).exp() * img @ spot.T
-    target = torch.arange(len(img), device=img.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
-
-# ---------------------------------------------------------------------------------------------- model
 class STco:
     """Contrastive H&E ↔ expression model with retrieval prediction (see module docstring).
 
@@ -161,7 +91,7 @@ class STco:
         self.seed = int(seed)
         self.device = device
         self.genes: list[str] = []
-        self.top50: list[str] = []
+        self.top_genes: list[str] = []  # the N_TOP most expressed training genes
         self.target_sum = 1.0
         self.expr_mean = self.expr_std = None
         self.backbone = self.heads = None
@@ -181,33 +111,27 @@ class STco:
         """Pretrained backbones stay frozen unless ``finetune``; ``resnet_*`` always train end to end."""
         return self.backbone_name in ("lite0", "torchscript") and not self.cfg["finetune"]
 
-    def _device(self):
-        import torch
-
-        from ..device import resolve_device
-
-        return torch.device(resolve_device(self.device))
-
     def _choose_genes(self, sections) -> None:
-        common = None
-        for ad_ in sections:
-            names = set(map(str, ad_.var_names))
-            common = names if common is None else common & names
+        first = list(map(str, sections[0].var_names))
         if self.requested_genes is not None:
+            panel = [first[i] for i in gene_columns(sections[0], self.requested_genes)[0]]
             missing = {}
             for ad_ in sections:
-                miss = [g for g in self.requested_genes if g not in set(map(str, ad_.var_names))]
+                miss = gene_columns(ad_, list(self.requested_genes))[1]
                 if miss:
-                    missing[ad_.uns.get("histology", {}).get("section", "?")] = miss[:5]
+                    missing[_section_name(ad_)] = miss[:5]
             if missing:
                 raise InputError(f"Genes of the panel are missing from training sections: {missing}.",
-                                 "remove them from the gene list, or check the spelling (case matters).")
-            panel = list(dict.fromkeys(self.requested_genes))
+                                 "remove them from the gene list, or check the spelling.")
+            panel = list(dict.fromkeys(panel))
         else:
-            panel = sorted(common)
+            keys = set(g.upper() for g in first)
+            for ad_ in sections[1:]:
+                keys &= {str(g).upper() for g in ad_.var_names}
+            panel = sorted(g for g in first if g.upper() in keys)
         totals = np.concatenate([np.asarray(a.X.sum(axis=1)).ravel() for a in sections])
         self.target_sum = float(np.median(totals[totals > 0]))
-        expr = np.vstack([log_normalise(a.X, a.var_names, panel, self.target_sum) for a in sections])
+        expr = np.vstack([section_expression(a, panel, self.target_sum) for a in sections])
         order = np.argsort(-expr.mean(0), kind="stable")
         if self.requested_genes is None:
             keep = order[: self.cfg["n_genes"]]
@@ -215,7 +139,7 @@ class STco:
             expr = expr[:, keep]
             order = np.arange(len(panel))
         self.genes = panel
-        self.top50 = [panel[i] for i in order[:50]]
+        self.top_genes = [panel[i] for i in order[:N_TOP]]
         self.expr_mean = expr.mean(0)
         self.expr_std = expr.std(0) + 1e-3
 
@@ -227,25 +151,20 @@ class STco:
         self.backbone = bb
 
     def section_inputs(self, adata, *, check_tissue: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(patches uint8, spot positions in µm) of a section read by :mod:`.io_st`."""
-        from .patches import section_patches
+        """(patches uint8, spot positions (x, y) in µm) of a section read by :mod:`napari_spatial_impute.io`."""
+        from .patches import section_geometry, section_patches
 
-        info = adata.uns.get("histology")
-        if not info:
-            raise InputError("The section has no uns['histology'] (image and pixel size).",
-                             "read it with napari_spatial_impute.histology.read_section(...).")
-        px = float(info["pixel_size_um"])
-        xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)
-        patches = section_patches(info["image"], xy, px, patch_um=self.cfg["patch_um"],
+        info, xy_px, xy_um = section_geometry(adata)
+        patches = section_patches(info["image"], xy_px, float(info["pixel_size_um"]), patch_um=self.cfg["patch_um"],
                                   out_px=self.cfg["patch_px"], check_tissue=check_tissue)
-        return patches, xy * px
+        return patches, xy_um
 
     # ---- features ---------------------------------------------------------------------------------
     def _features_steps(self, patches: np.ndarray, views, rng, label: str) -> ProgressGen[np.ndarray]:
         """Backbone features (len(views), n, D) for the given dihedral views, batched."""
         import torch
 
-        dev = self._device()
+        dev = _torch_device(self.device)
         self.backbone.to(dev).eval()
         n, bs = len(patches), self.cfg["feature_batch"]
         out = None
@@ -254,7 +173,7 @@ class STco:
         with torch.no_grad():
             for vi, view in enumerate(views):
                 for sl in iter_chunks(n, bs):
-                    x = augment(_to_tensor(patches[sl], dev), view, rng if (rng is not None and view > 0) else None)
+                    x = augment(to_tensor(patches[sl], dev), view, rng if (rng is not None and view > 0) else None)
                     f = self.backbone(x).float().cpu().numpy()
                     if out is None:
                         out = np.empty((len(views), n, f.shape[1]), np.float32)
@@ -265,12 +184,14 @@ class STco:
 
     # ---- training ---------------------------------------------------------------------------------
     def fit_steps(self, sections) -> ProgressGen[STco]:
-        """Train on a list of sections (AnnData from :mod:`.io_st`); yields progress, returns self."""
+        """Train on sections (AnnData or SpatialSample from :mod:`napari_spatial_impute.io`); yields progress,
+        returns self."""
         import torch
 
         t0 = time.perf_counter()
         if not sections:
             raise InputError("No training sections given.", "pass at least one --section COUNTS SPOTS IMAGE.")
+        sections = [getattr(a, "adata", a) for a in sections]
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self._choose_genes(sections)
@@ -281,13 +202,13 @@ class STco:
             p, xy_um = self.section_inputs(a)
             patches.append(p)
             pos.append(position_encoding(xy_um))
-            expr.append(log_normalise(a.X, a.var_names, self.genes, self.target_sum))
+            expr.append(section_expression(a, self.genes, self.target_sum))
         patches = np.concatenate(patches)
         pos = np.concatenate(pos)
         expr = np.concatenate(expr)
         self.train_pixel_size_um = float(np.mean([a.uns["histology"]["pixel_size_um"] for a in sections]))
         n = len(patches)
-        dev = self._device()
+        dev = _torch_device(self.device)
         expr_z = torch.from_numpy((expr - self.expr_mean) / self.expr_std).to(dev)
         pos_t = torch.from_numpy(pos).to(dev)
         trainable_backbone = not self.frozen
@@ -296,18 +217,13 @@ class STco:
         total = feat_total + cfg["epochs"] + 1
         feats = None
         if not trainable_backbone:
-            gen = self._features_steps(patches, list(range(n_views)), rng, "training patches")
-            while True:
-                try:
-                    ev = next(gen)
-                except StopIteration as stop:
-                    feats = torch.from_numpy(stop.value).to(dev)
-                    break
-                yield Progress(ev.step, total, ev.message, "features")
+            feats = yield from relay(self._features_steps(patches, list(range(n_views)), rng, "training patches"),
+                                     "features", 0, total, span=feat_total)
+            feats = torch.from_numpy(feats).to(dev)
             in_dim = feats.shape[2]
         else:
             in_dim = self.backbone.out_dim
-        self.heads = _build_heads(in_dim, len(self.genes), cfg).to(dev)
+        self.heads = build_heads(in_dim, len(self.genes), cfg).to(dev)
         params = list(self.heads.parameters())
         if trainable_backbone:
             self.backbone.to(dev)
@@ -329,14 +245,14 @@ class STco:
                 idx_t = torch.from_numpy(idx).to(dev)
                 if trainable_backbone:
                     view = int(rng.integers(8))
-                    x = augment(_to_tensor(patches[idx], dev), view, rng)
+                    x = augment(to_tensor(patches[idx], dev), view, rng)
                     f = self.backbone(x)
                 else:
                     views = torch.from_numpy(rng.integers(n_views, size=len(idx))).to(dev)
                     f = feats[views, idx_t]
                 img = self.heads.image(f)
                 spot = self.heads.spot(expr_z[idx_t], pos_t[idx_t] if cfg["use_position"] else None)
-                loss = _clip_loss(img, spot, self.heads.logit_scale)
+                loss = clip_loss(img, spot, self.heads.logit_scale)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -372,7 +288,7 @@ class STco:
         tta = max(1, int(self.cfg["tta"] if tta is None else tta))
         views = list(range(min(tta, 8)))
         feats = yield from self._features_steps(patches, views, None, "patches")
-        dev = self._device()
+        dev = _torch_device(self.device)
         self.heads.to(dev).eval()
         with torch.no_grad():
             emb = 0
@@ -411,7 +327,7 @@ class STco:
         return self.retrieve(emb)
 
     def predict_section_steps(self, adata) -> ProgressGen[np.ndarray]:
-        """Predict every spot of a section read by :mod:`.io_st` (its counts are not used)."""
+        """Predict every spot of a section read by :mod:`napari_spatial_impute.io` (its counts are not used)."""
         patches, _ = self.section_inputs(adata)
         return (yield from self.predict_patches_steps(patches))
 
@@ -461,13 +377,7 @@ class STco:
         n_chunks = math.ceil(len(centres) / chunk)
         for ci, sl in enumerate(iter_chunks(len(centres), chunk)):
             patches = crop_patches(arr, centres[sl] / factor, size_full / factor, self.cfg["patch_px"])
-            gen = self.predict_patches_steps(patches, tta)
-            while True:
-                try:
-                    next(gen)
-                except StopIteration as stop:
-                    values[sl] = stop.value
-                    break
+            values[sl] = run_to_end(self.predict_patches_steps(patches, tta))
             yield Progress(ci + 1, n_chunks, f"tile batch {ci + 1}/{n_chunks}", "predict")
         return {"values": values, "centres_xy": centres, "genes": list(self.genes), "grid": grid,
                 "pixel_size_um": float(pixel_size_um)}
@@ -477,12 +387,24 @@ class STco:
 
     # ---- bundle -----------------------------------------------------------------------------------
     def save(self, path, *, overwrite: bool = False):
-        from .bundle import save_bundle
+        """Write a model bundle folder (see :mod:`napari_spatial_impute.models.bundle`)."""
+        from .state import save_stco
 
-        return save_bundle(self, path, overwrite=overwrite)
+        return save_stco(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path, device: str = "auto") -> STco:
-        from .bundle import load_bundle
+        """Read a bundle written by :meth:`save` (or by napari-spatial-impute 0.1.0)."""
+        from ..bundle import load_model
 
-        return load_bundle(path, device=device)
+        model = load_model(path, device=device)
+        if not isinstance(model, cls):
+            raise InputError(f"{path} holds a {type(model).__name__} model, not STco.",
+                             "give a folder written by 'histology train'.")
+        return model
+
+    @classmethod
+    def from_bundle(cls, path, config: dict, device: str = "auto") -> STco:
+        from .state import load_stco
+
+        return load_stco(path, config, device)

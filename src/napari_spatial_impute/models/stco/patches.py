@@ -15,13 +15,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ...cache import cache_dir
+from ...coords import um_to_px
+from ...errors import InputError
 
 
-def cache_dir() -> Path:
-    """Patch cache folder: ``$NAPARI_SPATIAL_IMPUTE_CACHE`` or ``~/.cache/napari-spatial-impute``."""
-    root = os.environ.get("NAPARI_SPATIAL_IMPUTE_CACHE") or Path.home() / ".cache" / "napari-spatial-impute"
-    return Path(root) / "patches"
+def section_geometry(adata) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(``uns['histology']``, spot centres in full-res image pixels (x, y), in µm (x, y)) of a section read by
+    :mod:`napari_spatial_impute.io` (``obsm['spatial']`` µm; pixels in ``obsm['spatial_px']``)."""
+    adata = getattr(adata, "adata", adata)  # a SpatialSample gives its AnnData
+    info = adata.uns.get("histology")
+    if not info:
+        raise InputError("The section has no uns['histology'] (image and pixel size).",
+                         "read it with napari_spatial_impute.read_section(...).")
+    xy_um = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    if "spatial_px" in adata.obsm:
+        xy_px = np.asarray(adata.obsm["spatial_px"], dtype=np.float64)[:, :2]
+    else:
+        xy_px = um_to_px(xy_um, float(info["pixel_size_um"]))
+    return info, xy_px, xy_um
 
 
 def check_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
@@ -155,7 +167,7 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         h.update(_file_hash(Path(image)).encode())
         h.update(np.round(centres_xy, 3).tobytes())
         h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|v1".encode())
-        key = cache_dir() / f"{h.hexdigest()}.npz"
+        key = cache_dir("patches") / f"{h.hexdigest()}.npz"
         if key.is_file():
             with np.load(key) as z:
                 patches, on_tissue = z["patches"], z["on_tissue"]

