@@ -34,7 +34,7 @@ _LAZY = {
     "read_anndata": ".io.h5ad",
     "read_visium": ".io.visium",
     "read_legacy_st": ".io.legacy_st",
-    "read_section": ".io.sections",
+    "read_section": ".io.detect",
     "SpatialSample": ".io.spatial_sample",
     "sample_to_layers": ".layers",
     "get_method": ".models",

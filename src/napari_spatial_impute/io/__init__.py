@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from .anndata_io import read_reference, read_spatial, write_h5ad_safely
 from .cosmx import read_cosmx
-from .detect import detect_platform, read_sample
+from .detect import detect_platform, read_sample, read_section
 from .h5ad import read_anndata
 from .legacy_st import read_legacy_st, read_spots_table, read_st_section
 from .merscope import read_merscope
-from .sections import read_section
 from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .visium import read_visium, read_visium_section
 from .xenium import read_xenium

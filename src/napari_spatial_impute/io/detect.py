@@ -100,3 +100,18 @@ def read_sample(path, **kwargs):
     from .legacy_st import read_legacy_st
 
     return read_legacy_st(path, **kwargs)
+
+
+def read_section(counts, spots=None, image=None, **kwargs):
+    """A section AnnData: (counts TSV, spots TSV, image) → legacy ST; a folder / .h5ad (+ image) → Visium."""
+    p = Path(str(counts))
+    if spots is not None and image is not None:
+        from .legacy_st import read_st_section
+
+        return read_st_section(counts, spots, image, **kwargs)
+    if p.is_dir() or p.suffix == ".h5ad":
+        from .visium import read_visium_section
+
+        return read_visium_section(counts, image=image or spots, **kwargs)
+    raise InputError(f"Cannot tell what kind of section {counts} is.",
+                     "give COUNTS SPOTS IMAGE (legacy ST) or a spaceranger outs/ folder / Visium .h5ad.")

@@ -121,7 +121,7 @@ def read_config(path: str | Path, *, what: str = "model bundle") -> dict[str, An
 
 def load_model(path: str | Path, device: str = "auto"):
     """Load any model bundle: the class registered for its ``method`` rebuilds the model on ``device``."""
-    from . import get_method
+    from .registry import get_method
 
     config = read_config(path)
     klass = get_method(config["method"])

@@ -43,6 +43,7 @@ def save_imputer(name: str, model) -> None:
 
 def save_stco(name: str, **params) -> None:
     from napari_spatial_impute.histology import read_st_section, train
+
     from napari_spatial_impute.progress import run_to_end
 
     c2 = read_st_section(HER2ST / "ST-cnts/C2.tsv.gz", HER2ST / "ST-spotfiles/C2_selection.tsv",
@@ -70,7 +71,6 @@ def main() -> int:
                                        n_models=1, device="cpu"))
     save_stco("stco_lite0")  # frozen stock EfficientNet-Lite0: weights not in the bundle (SHA-1 only)
     import torch
-
     from napari_spatial_impute.histology.encoders import CompactResNet
 
     ts = HERE / "tiny_backbone.torchscript.pt"

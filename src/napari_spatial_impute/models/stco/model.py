@@ -80,6 +80,8 @@ class STco:
     generators yielding :class:`~napari_spatial_impute.progress.Progress`.
     """
 
+    n_top = N_TOP
+
     def __init__(self, *, genes: list[str] | None = None, seed: int = 0, device: str = "auto", **params):
         unknown = set(params) - set(DEFAULTS)
         if unknown:
@@ -407,4 +409,4 @@ class STco:
     def from_bundle(cls, path, config: dict, device: str = "auto") -> STco:
         from .state import load_stco
 
-        return load_stco(path, config, device)
+        return load_stco(cls, path, config, device)

@@ -18,19 +18,18 @@ import numpy as np
 
 from ...errors import InputError
 from ..bundle import write_bundle
-from .model import N_TOP, STco
 
 
 def _sha1(path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
-def _stock_lite0(model: STco) -> bool:
+def _stock_lite0(model) -> bool:
     return model.backbone_name == "lite0" and model.frozen and model.cfg["backbone_path"] is None
 
 
-def save_stco(model: STco, path, *, overwrite: bool = False) -> Path:
-    """Write a trained :class:`STco` as a bundle folder."""
+def save_stco(model, path, *, overwrite: bool = False) -> Path:
+    """Write a trained :class:`~.model.STco` as a bundle folder."""
     import torch
 
     from .encoders import lite0_weights_path
@@ -39,7 +38,7 @@ def save_stco(model: STco, path, *, overwrite: bool = False) -> Path:
     stock = _stock_lite0(model)
     config: dict[str, Any] = {
         "class": "STco", "params": model.cfg, "seed": model.seed, "requested_genes": model.requested_genes,
-        "genes": model.genes, "top_genes": model.top_genes, "n_top": N_TOP,
+        "genes": model.genes, "top_genes": model.top_genes, "n_top": model.n_top,
         "constants": {"target_sum": model.target_sum, "expr_mean": model.expr_mean.tolist(),
                       "expr_std": model.expr_std.tolist(), "train_pixel_size_um": model.train_pixel_size_um},
         "backbone": {"name": model.backbone_name, "in_weights": not stock,
@@ -72,8 +71,9 @@ def _legacy_config(cfg: dict[str, Any]) -> dict[str, Any]:
                          "lite0_sha1": cfg.get("lite0_sha1")}}
 
 
-def load_stco(path, config: dict[str, Any], device: str = "auto") -> STco:
-    """A ready-to-predict :class:`STco` from a checked bundle config (see :func:`..bundle.load_model`)."""
+def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
+    """A ready-to-predict ``cls`` (:class:`~.model.STco`) from a checked bundle config (see
+    :func:`..bundle.load_model`)."""
     import torch
 
     from .encoders import CompactResNet, EfficientNetLite0, build_backbone, lite0_weights_path
@@ -82,7 +82,7 @@ def load_stco(path, config: dict[str, Any], device: str = "auto") -> STco:
     path = Path(path)
     cfg = _legacy_config(config)
     params = dict(cfg["params"])
-    model = STco(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
+    model = cls(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
     model.genes, model.top_genes = list(cfg["genes"]), list(cfg["top_genes"])
     const = cfg["constants"]
     model.target_sum = float(const["target_sum"])
