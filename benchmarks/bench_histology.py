@@ -80,8 +80,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from napari_spatial_impute.histology import evaluate, read_st_section, train
-    from napari_spatial_impute.histology.model import log_normalise
+    from napari_spatial_impute import evaluate_histology as evaluate
+    from napari_spatial_impute import train_histology as train
+    from napari_spatial_impute.io import read_st_section
+    from napari_spatial_impute.models.stco.model import section_expression
     from napari_spatial_impute.progress import run_to_end
 
     secs = {s: read_st_section(DATA / f"ST-cnts/{s}.tsv.gz", DATA / f"ST-spotfiles/{s}_selection.tsv",
@@ -99,14 +101,14 @@ def main() -> None:
                      m["pcc_mean_top50"], t_train, m["seconds"]))
         print(rows[-1], flush=True)
     if not args.seeds:  # baselines only: same gene panel / normalisation / patches as a trained model
-        from napari_spatial_impute.histology import STco
+        from napari_spatial_impute import STco
 
         model = STco(device="cpu")
         model._choose_genes([secs[s] for s in train_names])
         model._make_backbone()
-    genes, top = model.genes, [model.genes.index(g) for g in model.top50]
-    ytr = np.vstack([log_normalise(secs[s].X, secs[s].var_names, genes, model.target_sum) for s in train_names])
-    yte = log_normalise(secs[test].X, secs[test].var_names, genes, model.target_sum)
+    genes, top = model.genes, [model.genes.index(g) for g in model.top_genes]
+    ytr = np.vstack([section_expression(secs[s], genes, model.target_sum) for s in train_names])
+    yte = section_expression(secs[test], genes, model.target_sum)
     # baselines on the same patches (150 µm, 112 px) and the same genes
     t0 = time.perf_counter()
     ptr = np.concatenate([model.section_inputs(secs[s])[0] for s in train_names])

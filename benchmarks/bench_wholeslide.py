@@ -31,7 +31,8 @@ MODEL_DIR = ROOT / "benchmarks" / "out" / "wholeslide_model"
 
 def train_model(epochs: int, n_views: int, seed: int = 0) -> float:
     """Train the small STco model on C2–C5 and save it to MODEL_DIR; returns the training seconds."""
-    from napari_spatial_impute.histology import read_st_section, train
+    from napari_spatial_impute import train_histology as train
+    from napari_spatial_impute.io import read_st_section
 
     secs = [read_st_section(DATA / f"ST-cnts/{s}.tsv.gz", DATA / f"ST-spotfiles/{s}_selection.tsv",
                             DATA / "ST-imgs" / img) for s, img in TRAIN.items()]
@@ -48,8 +49,8 @@ def worker(tta: int | None, tile_um: float, threads: int) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from napari_spatial_impute.histology import load_model
-    from napari_spatial_impute.histology.patches import image_size
+    from napari_spatial_impute import load_model
+    from napari_spatial_impute.models.stco.patches import image_size
 
     t0 = time.perf_counter()
     model = load_model(MODEL_DIR, device="cpu")

@@ -60,7 +60,8 @@ def histology_widget(gene: str = "ERBB2", epochs: int = 10, n_views: int = 2) ->
     from PIL import Image
     from qtpy.QtWidgets import QApplication
 
-    from napari_spatial_impute.histology import read_st_section, train
+    from napari_spatial_impute import train_histology as train
+    from napari_spatial_impute.io import read_st_section
 
     model_dir = ROOT / "benchmarks" / "out" / "histology_docs_model"
     if not (model_dir / "config.json").is_file():
