@@ -83,7 +83,7 @@ def main() -> None:
     from napari_spatial_impute import evaluate_histology as evaluate
     from napari_spatial_impute import train_histology as train
     from napari_spatial_impute.io import read_st_section
-    from napari_spatial_impute.models.stco.model import section_expression
+    from napari_spatial_impute.models.stco.expression import section_expression
     from napari_spatial_impute.progress import run_to_end
 
     secs = {s: read_st_section(DATA / f"ST-cnts/{s}.tsv.gz", DATA / f"ST-spotfiles/{s}_selection.tsv",

@@ -32,3 +32,22 @@ def test_resolve_genes_reports_missing():
     assert resolve_genes(["gad2", " vip "], ["Gad2", "Vip"]) == ["Gad2", "Vip"]
     with pytest.raises(InputError, match="not in the reference"):
         resolve_genes(["Nope"], ["Gad2"])
+
+
+def test_normalize_log1p_sparse_and_columns_match_dense():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from napari_spatial_impute.preprocessing import normalize_log1p
+
+    X = np.random.default_rng(0).poisson(2.0, (40, 12)).astype(np.float32)
+    X[5] = 0  # an empty cell stays zero
+    dense, total = normalize_log1p(X)
+    sparse, total_sp = normalize_log1p(sp.csr_matrix(X))
+    np.testing.assert_allclose(sparse, dense, rtol=1e-6)
+    assert total == total_sp
+    # library sizes over all genes, only the asked-for columns returned (sparse: never densified whole)
+    cols = [3, 7]
+    np.testing.assert_allclose(normalize_log1p(sp.csr_matrix(X), total, columns=cols)[0], dense[:, cols], rtol=1e-6)
+    np.testing.assert_allclose(normalize_log1p(X, total, columns=cols)[0], dense[:, cols], rtol=1e-6)
+    assert not dense[5].any() and X[0].sum() > 0  # the input is not modified

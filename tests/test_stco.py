@@ -113,6 +113,17 @@ def test_short_cpu_training_learns(model, sections):
     assert model.history[-1] < model.history[0]
 
 
+def test_genes_match_ignoring_case_like_imputation(model, sections):
+    from napari_spatial_impute import evaluate_histology
+
+    c6 = sections["C6"].copy()
+    c6.var_names = [g.lower() for g in c6.var_names]
+    metrics = evaluate_histology(model, c6)
+    assert metrics["n_genes"] == 200 and metrics["gene_match"]["case_mismatches"]
+    same = evaluate_histology(model, sections["C6"])
+    assert metrics["pcc_mean_all"] == pytest.approx(same["pcc_mean_all"], abs=1e-6)
+
+
 def test_save_load_predict_identical(model, sections, tmp_path):
     from napari_spatial_impute import load_model
 

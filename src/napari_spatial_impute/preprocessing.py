@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from .errors import InputError
@@ -138,8 +137,3 @@ def resolve_genes(requested, reference_genes, *, what: str = "requested genes") 
     if len(set(out)) != len(out):
         out = list(dict.fromkeys(out))
     return out
-
-
-def to_dataframe(X: np.ndarray, obs_names, var_names) -> pd.DataFrame:
-    """Dense matrix → DataFrame with the given labels (convenience for reports)."""
-    return pd.DataFrame(np.asarray(X), index=list(obs_names), columns=list(var_names))

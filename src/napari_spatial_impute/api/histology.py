@@ -52,7 +52,7 @@ def as_histology_model(model, device: str = "auto"):
 def truth_for(model, adata) -> tuple[np.ndarray, list[str], Any]:
     """Log-normalised measured expression of the model's genes found in ``adata`` (ignoring case), those genes
     (model spelling) and the gene match."""
-    from ..models.stco.model import section_expression
+    from ..models.stco.expression import section_expression
     from ..preprocessing import match_genes
 
     adata = getattr(adata, "adata", adata)

@@ -26,8 +26,8 @@ import warnings
 import numpy as np
 
 from ...errors import InputError
-from ...preprocessing import match_genes, normalize_log1p
 from ...progress import Progress, ProgressGen, iter_chunks, relay, run_to_end
+from .expression import gene_columns, section_expression, section_name
 from .network import augment, build_heads, clip_loss, position_encoding, to_tensor
 
 DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
@@ -46,30 +46,6 @@ def _torch_device(device: str):
     from ...device import resolve_device
 
     return torch.device(resolve_device(device))
-
-
-def _section_name(adata) -> str:
-    return str(getattr(adata, "uns", {}).get("histology", {}).get("section", "?"))
-
-
-def gene_columns(adata, genes: list[str]) -> tuple[list[int], list[str]]:
-    """Columns of ``adata`` holding ``genes`` (matched ignoring case), and the genes not found."""
-    var = list(map(str, adata.var_names))
-    match = match_genes(list(genes), var)
-    found = dict(zip(match.shared_spatial, match.shared_reference))
-    pos = {g: i for i, g in enumerate(var)}
-    return [pos[found[g]] for g in genes if g in found], [g for g in genes if g not in found]
-
-
-def section_expression(adata, genes: list[str], target_sum: float) -> np.ndarray:
-    """Log-normalised expression (library size over all genes → ``target_sum`` → log1p) of ``genes``, which
-    must all be in ``adata`` (matched ignoring case)."""
-    adata = getattr(adata, "adata", adata)
-    cols, missing = gene_columns(adata, genes)
-    if missing:
-        raise InputError(f"Genes of the panel are missing from section {_section_name(adata)}: {missing[:5]}.",
-                         "remove them from the gene list, or check the spelling.")
-    return normalize_log1p(adata.X, target_sum, columns=cols)[0]
 
 
 class STco:
@@ -121,7 +97,7 @@ class STco:
             for ad_ in sections:
                 miss = gene_columns(ad_, list(self.requested_genes))[1]
                 if miss:
-                    missing[_section_name(ad_)] = miss[:5]
+                    missing[section_name(ad_)] = miss[:5]
             if missing:
                 raise InputError(f"Genes of the panel are missing from training sections: {missing}.",
                                  "remove them from the gene list, or check the spelling.")
