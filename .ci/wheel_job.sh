@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Wheel job: the package as a user installs it, without the source tree on the path.
+#  1. sdist + wheel with `python -m build` (the wheel is built from the sdist, so the sdist is complete);
+#  2. core: fresh venv, CPU torch first, the wheel without extras; napari / Qt / magicgui / npe2 / fair-esm absent;
+#     the CLI on the bundled samples found through importlib.resources; the FASTA path names the [esm] extra;
+#  3. floors: fresh venv, the wheel with .ci/minimum-versions.txt (the core's lower bounds, exactly), core tests;
+#  4. [all]: the wheel's [all] extra into the core venv; `npe2 validate`; a headless widget smoke test.
+# Prints sizes (du of site-packages) and package counts of core and [all], and each step's time.
+# Env: PY (python for the venvs), TORCH / TORCH_INDEX (as in the Makefile), WHEEL_JOB_DIR (work folder, /tmp).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PY:-python3}
+TORCH=${TORCH:-torch==2.13.0}
+if [ -z "${TORCH_INDEX+x}" ]; then
+  if [ "$(uname -s)" = "Linux" ]; then TORCH_INDEX=https://download.pytorch.org/whl/cpu; else TORCH_INDEX=; fi
+fi
+WORK=${WHEEL_JOB_DIR:-$(mktemp -d /tmp/nsi-wheel-job.XXXXXX)}
+mkdir -p "$WORK"
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+unset PYTHONPATH
+T0=$(date +%s); LAST=$T0
+step() { local now; now=$(date +%s); echo "--- [wheel job +$((now - T0))s, previous step $((now - LAST))s] $*"; LAST=$now; }
+# run quietly; on failure show the log (without pip's warnings about this machine's missing local indexes)
+quiet() {
+  local log="$WORK/last.log"
+  if ! "$@" >"$log" 2>&1; then grep -v "is ignored: it is neither" "$log" | tail -60; echo "FAILED: $*"; return 1; fi
+}
+install_torch() {  # $1 = venv python; the torch wheel from TORCH_INDEX, then its dependencies from PyPI
+  quiet "$1" -m pip install --no-deps --retries 1 --timeout 30 ${TORCH_INDEX:+--index-url "$TORCH_INDEX"} "$TORCH"
+  quiet "$1" -m pip install "$TORCH"
+}
+site_size() {  # $1 = venv python -> "N MB, M packages"
+  local sp; sp=$("$1" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  echo "$(du -sm "$sp" | cut -f1) MB, $("$1" -m pip list --format=freeze --exclude pip 2>/dev/null | wc -l) packages"
+}
+
+step "1. build sdist + wheel from $ROOT into $WORK/dist"
+rm -rf "$WORK/dist" "$WORK/build-env"
+"$PY" -m venv "$WORK/build-env"
+quiet "$WORK/build-env/bin/python" -m pip install "build>=1.2"
+quiet "$WORK/build-env/bin/python" -m build --outdir "$WORK/dist" "$ROOT"
+WHEEL=$(ls "$WORK"/dist/napari_spatial_impute-*.whl)
+SDIST=$(ls "$WORK"/dist/napari_spatial_impute-*.tar.gz)
+ls -l "$WORK/dist"
+"$WORK/build-env/bin/python" - "$WHEEL" "$SDIST" <<'PY'
+import sys, tarfile, zipfile
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+need = ["napari_spatial_impute/napari.yaml", "napari_spatial_impute/data/osmfish_allenssp/spatial.h5ad",
+        "napari_spatial_impute/data/osmfish_allenssp/reference.h5ad"]
+missing = [n for n in need if n not in names]
+assert not missing, f"wheel lacks {missing}"
+assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "docs/"))], "wheel ships non-package files"
+meta = zipfile.ZipFile(sys.argv[1]).read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
+core = [r for r in requires if "extra ==" not in r]
+for banned in ("napari", "magicgui", "qtpy", "npe2", "pyqt6", "torch-geometric", "torch_geometric", "fair-esm"):
+    assert not [r for r in core if r.split(":", 1)[1].strip().lower().startswith(banned)], f"core requires {banned}"
+sdist = tarfile.open(sys.argv[2]).getnames()
+assert any(n.endswith("/tests/conftest.py") or n.endswith("/pyproject.toml") for n in sdist)
+print(f"wheel: {len(names)} files, {len(core)} core requirements; sdist: {len(sdist)} files")
+PY
+
+step "2. core: fresh venv, $TORCH (index: ${TORCH_INDEX:-PyPI}), then the wheel without extras"
+rm -rf "$WORK/core"
+"$PY" -m venv "$WORK/core"
+C="$WORK/core/bin/python"
+quiet "$C" -m pip install --upgrade pip
+t=$(date +%s); install_torch "$C"; quiet "$C" -m pip install "$WHEEL"
+echo "core install: $(($(date +%s) - t)) s"
+quiet "$C" -m pip check
+CORE_SIZE=$(site_size "$C"); echo "core: $CORE_SIZE"
+cd "$WORK"   # not the source tree: only the installed package is importable
+"$C" "$ROOT/.ci/wheel_smoke.py" core
+SAMPLES=$("$C" -c "from importlib.resources import files; print(files('napari_spatial_impute') / 'data')")
+rm -f "$WORK/osmfish_cv.json" "$WORK/xenium_imputed.h5ad"
+"$WORK/core/bin/napari-spatial-impute" --help >/dev/null
+"$WORK/core/bin/napari-spatial-impute" impute "$SAMPLES/osmfish_allenssp/spatial.h5ad" \
+    "$SAMPLES/osmfish_allenssp/reference.h5ad" --method knn --cv 3 --metrics "$WORK/osmfish_cv.json" --quiet
+if [ -f "$SAMPLES/xenium_mouse_brain/spatial.h5ad" ]; then
+  rm -f "$WORK/xenium_imputed.h5ad"
+  "$WORK/core/bin/napari-spatial-impute" impute "$SAMPLES/xenium_mouse_brain/spatial.h5ad" \
+      "$SAMPLES/xenium_mouse_brain/reference.h5ad" --method knn --out "$WORK/xenium_imputed.h5ad" --quiet
+fi
+"$C" "$ROOT/.ci/wheel_smoke.py" check-outputs "$WORK"
+
+step "3. floors: fresh venv, the wheel with the core's lower bounds pinned (.ci/minimum-versions.txt)"
+rm -rf "$WORK/floor" "$WORK/floor-tests"
+"$PY" -m venv "$WORK/floor"
+F="$WORK/floor/bin/python"
+quiet "$F" -m pip install --upgrade pip
+install_torch "$F"
+# PIP_CONSTRAINT replaces the machine's constraint file, whose torch cap the floors respect anyway
+t=$(date +%s)
+PIP_CONSTRAINT="$ROOT/.ci/minimum-versions.txt" quiet "$F" -m pip install "$WHEEL" "pytest>=8"
+echo "floors install: $(($(date +%s) - t)) s"
+"$F" -m pip list --format=freeze 2>/dev/null | grep -iE "^(numpy|scipy|pandas|scikit-learn|anndata|scanpy|h5py|pyarrow|matplotlib|scikit-image|tifffile|pillow|igraph|leidenalg|torch)=="
+"$F" - "$ROOT/.ci/minimum-versions.txt" <<'PY'
+import sys
+from importlib.metadata import version
+pins = [line.split("==") for line in open(sys.argv[1]) if "==" in line and not line.startswith("#")]
+bad = [(n, v.strip(), version(n)) for n, v in pins if version(n).split("+")[0] != v.strip()]
+assert not bad, f"floors not installed as pinned: {bad}"
+print(f"{len(pins)} floors installed exactly")
+PY
+mkdir -p "$WORK/floor-tests"
+cp -r "$ROOT/tests" "$WORK/floor-tests/tests"
+cd "$WORK/floor-tests"
+"$F" -m pytest -q -p no:cacheprovider tests/test_knn.py tests/test_stimpute.py tests/test_metrics.py \
+    tests/test_preprocessing.py tests/test_cli.py tests/test_readers_xenium.py tests/test_readers_anndata.py \
+    --deselect tests/test_stimpute.py::test_unreadable_checkpoint_is_a_clear_error  # needs [esm]; step 2 checks the hint
+cd "$WORK"
+
+step "4. [all]: the wheel's [all] extra into the core venv; npe2 validate; headless widget smoke test"
+t=$(date +%s); quiet "$C" -m pip install "${WHEEL}[all]"; echo "[all] install: $(($(date +%s) - t)) s"
+quiet "$C" -m pip check
+ALL_SIZE=$(site_size "$C"); echo "[all]: $ALL_SIZE"
+"$WORK/core/bin/npe2" validate napari-spatial-impute
+if [ "$(uname -s)" = "Linux" ] && [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
+  xvfb-run -a -s "-screen 0 1600x1000x24" "$C" "$ROOT/.ci/wheel_smoke.py" widget
+else
+  "$C" "$ROOT/.ci/wheel_smoke.py" widget
+fi
+
+step "done"
+echo "SIZES core: $CORE_SIZE | [all]: $ALL_SIZE"
+echo "wheel job: $(($(date +%s) - T0)) s in all"
