@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import napari_spatial_impute
 
 PACKAGE = "napari_spatial_impute"
@@ -159,8 +157,6 @@ def test_cycle_finder_reports_a_closed_path():
     assert find_cycles({"x": {"x.sub"}, "x.sub": set()}) == []
 
 
-@pytest.mark.xfail(reason="TEMPORARY until the histology move lands (cli ↔ cli.histology, models ↔ models.bundle, "
-                          "stco.model ↔ stco.state, io.legacy_st ↔ io.sections)", strict=False)
 def test_no_import_cycles():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" → ".join(c) for c in cycles)
