@@ -112,7 +112,7 @@ def test_other_species_and_unmatched_symbols(xenium):
     ref = reference.copy()
     ref.var_names = [f"HS_{g}_X" for g in reference.var_names]
     ref.var = pd.DataFrame({"feature_name": [f"ENSG{i:011d}" for i in range(ref.n_vars)]}, index=ref.var_names)
-    with pytest.raises(InputError, match="shares no gene with the spatial panel under any identifier"):
+    with pytest.raises(InputError, match="share no gene, compared in var_names or var columns feature_name"):
         ingest(ref, spatial.var_names)
 
 

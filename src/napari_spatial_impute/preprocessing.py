@@ -3,6 +3,7 @@ and case-insensitive gene matching with a report of what matched."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,29 +12,13 @@ import scipy.sparse as sp
 from .errors import InputError
 
 
-def get_counts(adata, *, what: str = "data"):
-    """Raw counts of an AnnData: ``layers["counts"]`` when present, else ``X``; validated."""
-    X = adata.layers["counts"] if "counts" in adata.layers else adata.X
-    if X is None or adata.n_obs == 0 or adata.n_vars == 0:
-        raise InputError(f"The {what} is empty ({adata.n_obs} cells × {adata.n_vars} genes).",
-                         "point at a file with cells in rows and genes in columns.")
-    data = X.data if sp.issparse(X) else np.asarray(X)
-    if not np.all(np.isfinite(data)):
-        n_bad = int(np.size(data) - np.isfinite(data).sum())
-        raise InputError(f"The {what} holds {n_bad} NaN/inf values in its expression matrix.",
-                         "fill or drop them (e.g. adata.X = np.nan_to_num(adata.X)) before imputing.")
-    if data.size and data.min() < 0:
-        raise InputError(f"The {what} holds negative expression values; raw counts are expected.",
-                         "put raw counts in X or in layers['counts'].")
-    return X
-
-
-def normalize_log1p(X, target_sum: float | None = None, *, columns=None) -> tuple[np.ndarray, float]:
+def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: bool = True):
     """Per-cell library-size normalisation to ``target_sum`` (default: the median total), then log1p.
 
     Library sizes are taken over *all* columns; ``columns`` (indices) selects the columns returned. A sparse
-    ``X`` is normalised as CSR and only the returned columns are made dense. Returns the dense float32 matrix
-    and the target sum used (stored so a model can apply it again). Cells with zero total stay zero.
+    ``X`` is normalised as CSR and only the returned columns are made dense (``dense=False`` keeps them CSR).
+    Returns the float32 matrix and the target sum used (stored so a model can apply it again). Cells with zero
+    total stay zero.
     """
     if sp.issparse(X):
         X = sp.csr_matrix(X, dtype=np.float32)
@@ -51,7 +36,7 @@ def normalize_log1p(X, target_sum: float | None = None, *, columns=None) -> tupl
     if sp.issparse(X):
         X = sp.csr_matrix(sp.diags(scale) @ X, dtype=np.float32)
         np.log1p(X.data, out=X.data)
-        return X.toarray(), float(target_sum)
+        return (X.toarray() if dense else X), float(target_sum)
     X = X * scale[:, None]  # a new array: the caller's X is never modified
     np.log1p(X, out=X)
     return X.astype(np.float32, copy=False), float(target_sum)
@@ -66,6 +51,10 @@ class GeneMatch:
     spatial_only: list[str]
     reference_only: list[str]
     case_mismatches: list[tuple[str, str]] = field(default_factory=list)
+    #: what was noticed while reading the inputs (which matrix held counts, which identifier matched, …)
+    notes: list[str] = field(default_factory=list)
+    #: how the reference was read (:class:`~napari_spatial_impute.io.reference.ReferenceReport` as a dict)
+    reference: dict = field(default_factory=dict)
 
     @property
     def n_shared(self) -> int:
@@ -78,6 +67,11 @@ class GeneMatch:
         if self.case_mismatches:
             ex = ", ".join(f"{a}~{b}" for a, b in self.case_mismatches[:5])
             lines.append(f"{len(self.case_mismatches)} matched ignoring case (e.g. {ex}).")
+        if self.reference:
+            r = self.reference
+            lines.append(f"Reference counts from {r['matrix']} ({r['values']}); genes identified by "
+                         f"{r['identifier']}.")
+        lines += [f"Note: {n}" for n in self.notes]
         if self.spatial_only:
             lines.append("Only in spatial: " + ", ".join(self.spatial_only[:10])
                          + (" …" if len(self.spatial_only) > 10 else ""))
@@ -86,14 +80,26 @@ class GeneMatch:
     def as_dict(self) -> dict:
         return {"n_shared": self.n_shared, "shared": self.shared_spatial,
                 "spatial_only": self.spatial_only, "reference_only": self.reference_only,
-                "case_mismatches": [list(p) for p in self.case_mismatches]}
+                "case_mismatches": [list(p) for p in self.case_mismatches], "notes": list(self.notes),
+                "reference": dict(self.reference)}
+
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$", re.IGNORECASE)
+
+
+def gene_key(name) -> str:
+    """The key genes are matched on: upper case, Ensembl version suffix dropped (``ENSG…1.4`` → ``ENSG…1``)."""
+    name = str(name)
+    if _ENSEMBL.match(name):
+        name = name.split(".", 1)[0]
+    return name.upper()
 
 
 def _upper_index(names, what: str) -> dict[str, str]:
     index: dict[str, str] = {}
     dups = []
     for name in map(str, names):
-        key = name.upper()
+        key = gene_key(name)
         if key in index:
             dups.append(name)
         index[key] = name
@@ -121,14 +127,14 @@ def match_genes(spatial_genes, reference_genes) -> GeneMatch:
 
 def resolve_genes(requested, reference_genes, *, what: str = "requested genes") -> list[str]:
     """Map user-typed gene names onto the reference's spelling (case-insensitive), or raise."""
-    ref_idx = {str(g).upper(): str(g) for g in reference_genes}
+    ref_idx = {gene_key(g): str(g) for g in reference_genes}
     out, missing = [], []
     for g in requested:
         g = str(g).strip()
         if not g:
             continue
-        if g.upper() in ref_idx:
-            out.append(ref_idx[g.upper()])
+        if gene_key(g) in ref_idx:
+            out.append(ref_idx[gene_key(g)])
         else:
             missing.append(g)
     if missing:
@@ -137,3 +143,36 @@ def resolve_genes(requested, reference_genes, *, what: str = "requested genes") 
     if len(set(out)) != len(out):
         out = list(dict.fromkeys(out))
     return out
+
+
+def select_variable_genes(counts, genes: list[str], n_top: int = 2000, *, counts_are_integers: bool = True,
+                          seed: int = 0) -> tuple[list[str], str]:
+    """The ``n_top`` most variable of ``genes`` in a reference (AnnData of counts, sparse kept), in their order.
+
+    scanpy's ``seurat_v3`` on raw counts (needs scikit-misc); ``seurat`` dispersion on log-normalised values when
+    the counts are not integers or scikit-misc is missing. Returns (genes, how they were chosen).
+    """
+    import scanpy as sc
+
+    if len(genes) <= n_top:
+        return list(genes), f"all {len(genes)} candidate genes (≤ {n_top})"
+    sub = counts[:, list(genes)]
+    flavor = "seurat_v3"
+    if counts_are_integers:
+        try:
+            import skmisc  # noqa: F401 - seurat_v3's loess
+        except ImportError:
+            flavor = "seurat"
+    else:
+        flavor = "seurat"
+    if flavor == "seurat_v3":
+        table = sc.pp.highly_variable_genes(sub, flavor="seurat_v3", n_top_genes=n_top, inplace=False)
+    else:
+        import anndata as ad
+        import pandas as pd
+
+        logged, _ = normalize_log1p(sub.X, dense=False)
+        table = sc.pp.highly_variable_genes(ad.AnnData(logged, var=pd.DataFrame(index=sub.var_names)),
+                                            flavor="seurat", n_top_genes=n_top, inplace=False)
+    chosen = set(np.asarray(sub.var_names)[np.asarray(table["highly_variable"], dtype=bool)])
+    return [g for g in genes if g in chosen], f"top {n_top} of {len(genes)} by scanpy {flavor}"

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from .crossval import CVResult, cross_validate, cross_validate_steps, fold_genes
 from .histology import (
     evaluate_histology,
     evaluate_histology_steps,
@@ -18,17 +19,10 @@ from .histology import (
     train_histology,
     train_histology_steps,
 )
-from .impute import (
-    CVResult,
-    cross_validate,
-    cross_validate_steps,
-    fold_genes,
-    impute,
-    impute_steps,
-    prepare,
-    to_anndata,
-)
+from .impute import impute, impute_steps, prepare, to_anndata
+from .plan import RunPlan, plan_run
 
-__all__ = ["CVResult", "cross_validate", "cross_validate_steps", "fold_genes", "impute", "impute_steps", "prepare",
+__all__ = ["RunPlan", "plan_run",
+           "CVResult", "cross_validate", "cross_validate_steps", "fold_genes", "impute", "impute_steps", "prepare",
            "to_anndata", "train_histology", "train_histology_steps", "evaluate_histology",
            "evaluate_histology_steps", "predict_histology", "predict_histology_steps"]

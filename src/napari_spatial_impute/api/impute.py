@@ -1,197 +1,234 @@
-"""Imputation API: a scRNA-seq reference's genes onto spatial cells, AnnData in → AnnData out
-(:func:`impute`), and K-fold cross-validation over the shared genes (:func:`cross_validate`)."""
+"""Imputation API: a scRNA-seq reference's genes onto spatial cells, AnnData in → AnnData out (:func:`impute`).
+
+References are read as users keep them (:mod:`napari_spatial_impute.io.reference`): counts found in
+``layers['counts']`` / ``.raw`` / ``X``, the gene identifier that matches the panel, sparse kept sparse. With no
+genes named, the reference's most variable genes the panel lacks are imputed (``all_genes=True``: every one).
+Results that would not fit in memory go to a zarr store chunk by chunk (``out="result.zarr"``).
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io.reference import find_counts, ingest
 from ..models import ImputeData, get_imputer
-from ..preprocessing import GeneMatch, get_counts, match_genes, normalize_log1p, resolve_genes
-from ..progress import Progress, ProgressGen, relay, run_to_end
+from ..preprocessing import GeneMatch, match_genes, normalize_log1p, resolve_genes, select_variable_genes
+from ..progress import Progress, ProgressGen, iter_chunks, relay, run_to_end
+from .plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
+
+#: reference matrices larger than this (dense float32 bytes) stay sparse in the prepared data
+_DENSE_REFERENCE_LIMIT = 1 << 30
 
 
-def _check_inputs(spatial, reference) -> None:
+def read_inputs(spatial, reference, *, spatial_values: str = "auto", reference_values: str = "auto"):
+    """Find the counts of both sides and the reference identifier matching the panel.
+
+    Returns (spatial counts, spatial gene names, reference counts AnnData, gene match with the report).
+    """
     from ..io.anndata_io import check_spatial
 
     check_spatial(spatial, "spatial data")
-    get_counts(reference, what="reference")
-
-
-def prepare(spatial, reference, genes: list[str] | None = None, *,
-            hold_out: bool = True) -> tuple[ImputeData, GeneMatch]:
-    """Validate, normalise (median library size + log1p) and match genes.
-
-    ``genes``: genes to impute (reference spelling resolved case-insensitively); ``None`` = every
-    reference gene the spatial data does not measure. With ``hold_out`` a requested gene that the
-    spatial data *does* measure is removed from the input features, so it is predicted, not copied.
-    """
-    _check_inputs(spatial, reference)
-    match = match_genes(spatial.var_names, reference.var_names)
+    sp_X, sp_names, sp_label, sp_kind, sp_notes = find_counts(spatial, values=spatial_values, what="spatial data",
+                                                              flag="--spatial-values")
+    ref, report = ingest(reference, sp_names, values=reference_values)
+    match = match_genes(sp_names, ref.var_names)
+    match.reference = report.as_dict()
+    match.notes = [f"spatial: {n}" for n in sp_notes] + [f"spatial counts from {sp_label} ({sp_kind})"]
+    match.notes += [f"reference: {n}" for n in report.notes]
     if match.n_shared == 0:
         raise InputError(
-            f"The spatial data and the reference share no gene (spatial e.g. {list(spatial.var_names[:3])}, "
-            f"reference e.g. {list(reference.var_names[:3])}).",
-            "use a reference of the same species/panel, or map gene ids to symbols in var_names first.")
-    if genes is None:
-        targets = list(match.reference_only)
-        if not targets:
-            raise InputError("Every reference gene is already measured in the spatial data: nothing to impute.",
-                             "name genes to predict (--genes), or use --cv to evaluate.")
-    else:
-        targets = resolve_genes(genes, reference.var_names)
+            f"The spatial data and the reference share no gene (spatial e.g. {list(map(str, sp_names[:3]))}, "
+            f"reference e.g. {list(ref.var_names[:3])}).",
+            "use a reference of the same species/panel, or add a var column with the panel's gene symbols.")
+    return sp_X, sp_names, ref, match
+
+
+def choose_targets(ref, match: GeneMatch, genes: list[str] | None, *, all_genes: bool = False,
+                   n_top_genes: int = DEFAULT_N_TOP_GENES) -> tuple[list[str], str]:
+    """Genes to impute: the named ones, every reference-only gene, or its ``n_top_genes`` most variable."""
+    if genes is not None:
+        targets = resolve_genes(genes, ref.var_names)
         if not targets:
             raise InputError("No genes to impute were given.", "name at least one reference gene.")
-    sp_norm, sp_total = normalize_log1p(get_counts(spatial))
-    ref_norm, ref_total = normalize_log1p(get_counts(reference))
-    sp_pos = {g: i for i, g in enumerate(map(str, spatial.var_names))}
-    shared_ref = list(match.shared_reference)
-    shared_sp = list(match.shared_spatial)
+        return targets, f"{len(targets)} named genes"
+    candidates = list(match.reference_only)
+    if not candidates:
+        raise InputError("Every reference gene is already measured in the spatial data: nothing to impute.",
+                         "name measured genes to predict them from the others (--genes), or evaluate with --cv.")
+    if all_genes:
+        return candidates, f"all {len(candidates)} reference genes the panel lacks"
+    integer = ref.uns.get("reference_ingestion", {}).get("values", "counts") == "counts"
+    return select_variable_genes(ref, candidates, int(n_top_genes), counts_are_integers=integer)
+
+
+def prepare(spatial, reference, genes: list[str] | None = None, *, hold_out: bool = True, all_genes: bool = False,
+            n_top_genes: int = DEFAULT_N_TOP_GENES, spatial_values: str = "auto",
+            reference_values: str = "auto") -> tuple[ImputeData, GeneMatch]:
+    """Validate, normalise (median library size + log1p) and match genes.
+
+    ``genes``: genes to impute (reference spelling resolved case-insensitively); ``None`` = the reference's
+    ``n_top_genes`` most variable genes the spatial data lacks (``all_genes``: all of them). With ``hold_out`` a
+    requested gene that the spatial data *does* measure is removed from the input features, so it is predicted,
+    not copied. Only the shared and target genes of the reference are kept (sparse when large).
+    """
+    sp_X, sp_names, ref, match = read_inputs(spatial, reference, spatial_values=spatial_values,
+                                             reference_values=reference_values)
+    targets, how = choose_targets(ref, match, genes, all_genes=all_genes, n_top_genes=n_top_genes)
+    match.notes.append(f"targets: {how}")
+    shared_ref, shared_sp = list(match.shared_reference), list(match.shared_spatial)
     if hold_out:
-        keep = [i for i, g in enumerate(shared_ref) if g not in set(targets)]
+        held = set(targets)
+        keep = [i for i, g in enumerate(shared_ref) if g not in held]
         shared_ref = [shared_ref[i] for i in keep]
         shared_sp = [shared_sp[i] for i in keep]
     if not shared_ref:
         raise InputError("After holding out the requested genes no shared gene is left as input.",
                          "request fewer measured genes.")
+    sp_pos = {g: i for i, g in enumerate(map(str, sp_names))}
+    sp_norm, sp_total = normalize_log1p(sp_X, columns=[sp_pos[g] for g in shared_sp])
+    ref_pos = {g: i for i, g in enumerate(map(str, ref.var_names))}
+    ref_genes = list(dict.fromkeys(shared_ref + targets))
+    dense = 4 * ref.n_obs * len(ref_genes) <= _DENSE_REFERENCE_LIMIT
+    ref_norm, ref_total = normalize_log1p(ref.X, columns=[ref_pos[g] for g in ref_genes], dense=dense)
     data = ImputeData(
-        spatial=sp_norm[:, [sp_pos[g] for g in shared_sp]],
+        spatial=sp_norm,
         reference=ref_norm,
-        reference_genes=list(map(str, reference.var_names)),
+        reference_genes=ref_genes,
         shared_genes=shared_ref,
         target_genes=targets,
         spatial_obs_names=list(map(str, spatial.obs_names)),
         spatial_coords=np.asarray(spatial.obsm["spatial"])[:, :2].astype(np.float64),
-        reference_obs=reference.obs.copy(),
+        reference_obs=ref.obs,
         constants={"spatial_target_sum": sp_total, "reference_target_sum": ref_total},
+        reference_var=ref.var.loc[targets],
     )
     return data, match
 
 
 def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame | None = None,
                uns: dict | None = None):
-    """Predictions (n_cells × genes) → AnnData with the spatial ``obs``/``obsm['spatial']`` carried over."""
+    """Predictions (n_cells × genes) → AnnData keeping the spatial ``obs``, ``obsm`` and ``uns``."""
     import anndata as ad
 
-    var_df = pd.DataFrame(index=pd.Index(list(genes), name=None))
-    if var is not None:
-        var_df = var_df.join(var.reindex(var_df.index))
-    out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(), var=var_df)
+    out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(),
+                     var=_output_var(genes, var), obsm={k: v for k, v in spatial.obsm.items()},
+                     uns={k: v for k, v in spatial.uns.items() if k != "napari_spatial_impute"})
     out.obs_names = spatial.obs_names.copy()
-    for key in ("spatial",):
-        if key in spatial.obsm:
-            out.obsm[key] = np.asarray(spatial.obsm[key]).copy()
     out.uns["napari_spatial_impute"] = uns or {}
     return out
 
 
+def _output_var(genes: list[str], var: pd.DataFrame | None) -> pd.DataFrame:
+    var_df = pd.DataFrame(index=pd.Index(list(genes), name=None))
+    if var is not None:
+        var = var.loc[:, ~var.columns.duplicated()]
+        var_df = var_df.join(var.reindex(var_df.index))
+    for col in var_df.columns:  # h5ad / zarr cannot store mixed object columns
+        if var_df[col].dtype == object:
+            var_df[col] = var_df[col].astype(str)
+    return var_df
+
+
 def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | None = None, *,
-                 seed: int = 0, device: str = "auto", **params: Any) -> ProgressGen[Any]:
+                 seed: int = 0, device: str = "auto", all_genes: bool = False,
+                 n_top_genes: int = DEFAULT_N_TOP_GENES, reference_values: str = "auto", spatial_values: str = "auto",
+                 out: str | Path | None = None, overwrite: bool = False, **params: Any) -> ProgressGen[Any]:
     """Generator version of :func:`impute` (yields :class:`Progress`, returns the AnnData)."""
     from ..device import resolve_device
 
     t0 = time.perf_counter()
     klass = get_imputer(method)
     dev = resolve_device(device)
-    yield Progress(0, 100, "preparing data", "prepare")
-    data, match = prepare(spatial, reference, genes)
+    to_disk = out is not None and str(out).rstrip("/").endswith(".zarr")
+    yield Progress(0, 100, "reading the reference and choosing genes", "prepare")
+    data, match = prepare(spatial, reference, genes, all_genes=all_genes, n_top_genes=n_top_genes,
+                          reference_values=reference_values, spatial_values=spatial_values)
+    plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), klass.method,
+                    to_disk=to_disk)
+    check_plan(plan)
+    yield Progress(1, 100, match.report(), "report")
+    yield Progress(2, 100, "plan: " + plan.text(), "plan")
     model = klass(seed=seed, device=dev, **params)
-    pred = yield from model.fit_predict_steps(data)
-    var = model.gene_annotations()
     uns = {"method": klass.method, "params": _jsonable(model.get_params()), "device": dev,
-           "seconds": time.perf_counter() - t0, "gene_match": match.as_dict(),
+           "gene_match": json.dumps(match.as_dict()), "plan": plan.as_dict(),
            "input_genes": list(data.shared_genes), "values": "log1p(counts / total * median total) of reference"}
+    if not to_disk:
+        pred = yield from relay(model.fit_predict_steps(data), "", 2, 100, span=98)
+        uns.update(_model_uns(model, t0))
+        return to_anndata(pred, spatial, data.target_genes, var=_gene_var(model, data), uns=uns)
+    return (yield from _impute_to_zarr(model, data, spatial, uns, Path(out), overwrite, t0))
+
+
+def _gene_var(model, data: ImputeData) -> pd.DataFrame:
+    var = getattr(data, "reference_var", None)
+    ann = model.gene_annotations()
+    if ann is None:
+        return var
+    return ann if var is None else var.join(ann, how="outer", rsuffix="_model")
+
+
+def _model_uns(model, t0: float) -> dict:
     info = model.info() if hasattr(model, "info") else None
+    out = {"seconds": time.perf_counter() - t0}
     if info:
-        uns["model_info"] = json.dumps(info, default=str)  # a JSON string: always storable in .h5ad
-    return to_anndata(pred, spatial, data.target_genes, var=var, uns=uns)
+        out["model_info"] = json.dumps(info, default=str)  # a JSON string: always storable in .h5ad / zarr
+    return out
+
+
+def _impute_to_zarr(model, data: ImputeData, spatial, uns: dict, path: Path, overwrite: bool, t0: float):
+    """Fit once, then predict cell chunks straight into a zarr store (peak memory: one chunk)."""
+    from ..io.results import ResultWriter, choose_cell_chunk, open_result
+
+    yield from relay(model.fit_steps(data), "fit", 2, 100, span=28)
+    chunk = choose_cell_chunk(len(data.target_genes))
+    if not model.cell_independent_predict:
+        chunk = data.n_cells  # per-slide models predict every cell at once
+    tmp_var = _output_var(data.target_genes, _gene_var(model, data))
+    obsm = {k: np.asarray(v) for k, v in spatial.obsm.items()}
+    writer = ResultWriter(path, spatial.obs.copy(), tmp_var, obsm=obsm, uns={}, cell_chunk=chunk,
+                          overwrite=overwrite)
+    try:
+        chunks = list(iter_chunks(data.n_cells, chunk))
+        for i, rows in enumerate(chunks):
+            block = yield from relay(model.predict_steps(data.subset_cells(rows)), "predict",
+                                     30 + round(68 * i / len(chunks)), 100, span=max(1, round(68 / len(chunks))),
+                                     prefix=f"cells {rows.start:,}–{rows.stop:,}: ")
+            writer.write(rows, block)
+        uns.update(_model_uns(model, t0))
+        _store_uns(writer, {"napari_spatial_impute": uns})
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    yield Progress(100, 100, f"written to {path}", "write")
+    result, _ = open_result(path)
+    return result
+
+
+def _store_uns(writer, uns: dict) -> None:
+    import anndata as ad
+    import zarr
+
+    root = zarr.open_group(str(writer.tmp), mode="r+", use_consolidated=False)
+    ad.io.write_elem(root, "uns", uns)
 
 
 def impute(spatial, reference, method: str = "knn", genes: list[str] | None = None, *, seed: int = 0,
-           device: str = "auto", callback=None, **params: Any):
-    """Impute ``genes`` (default: reference genes the spatial data lacks) for every spatial cell."""
-    return run_to_end(impute_steps(spatial, reference, method, genes, seed=seed, device=device, **params),
-                      callback)
+           device: str = "auto", callback=None, **kwargs: Any):
+    """Impute ``genes`` for every spatial cell (default: the reference's 2,000 most variable genes the panel lacks).
 
-
-@dataclass
-class CVResult:
-    """Cross-validation result: predictions of every shared gene from the others, and its metrics."""
-
-    method: str
-    genes: list[str]
-    truth: np.ndarray
-    prediction: np.ndarray
-    metrics: dict
-    folds: list[list[str]] = field(default_factory=list)
-    gene_annotations: pd.DataFrame | None = None
-
-    def per_gene(self) -> pd.DataFrame:
-        return pd.DataFrame(self.metrics["per_gene"]).T
-
-
-def fold_genes(genes: list[str], folds: int, seed: int = 0) -> list[list[str]]:
-    """Split genes into ``folds`` disjoint groups (seeded shuffle, stable for a given seed)."""
-    if folds < 2:
-        raise InputError(f"--cv needs at least 2 folds (got {folds}).", "use --cv 5.")
-    if folds > len(genes):
-        raise InputError(f"{folds} folds asked for but only {len(genes)} shared genes.",
-                         f"use --cv {len(genes)} or fewer.")
-    order = np.random.default_rng(seed).permutation(len(genes))
-    return [[genes[i] for i in sorted(part)] for part in np.array_split(order, folds)]
-
-
-def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,
-                         device: str = "auto", **params: Any) -> ProgressGen[CVResult]:
-    """K-fold CV over shared genes: each fold's genes are hidden from the spatial input and predicted."""
-    from ..device import resolve_device
-    from ..metrics import summarize
-
-    t0 = time.perf_counter()
-    klass = get_imputer(method)
-    dev = resolve_device(device)
-    _check_inputs(spatial, reference)
-    match = match_genes(spatial.var_names, reference.var_names)
-    if match.n_shared == 0:
-        raise InputError("The spatial data and the reference share no gene.",
-                         "use a reference of the same species/panel, or map gene ids to symbols first.")
-    genes = list(match.shared_reference)
-    parts = fold_genes(genes, folds, seed)
-    data, _ = prepare(spatial, reference, genes, hold_out=False)
-    truth = data.spatial  # all shared genes, spatial normalisation, in `genes` order
-    pred = np.zeros_like(truth)
-    pos = {g: i for i, g in enumerate(genes)}
-    annotations = []
-    for f, part in enumerate(parts):
-        keep = [g for g in genes if g not in set(part)]
-        fold_data = ImputeData(truth[:, [pos[g] for g in keep]], data.reference, data.reference_genes, keep,
-                               part, data.spatial_obs_names, data.spatial_coords, data.reference_obs,
-                               dict(data.constants))
-        model = klass(seed=seed, device=dev, **params)
-        fold_pred = yield from relay(model.fit_predict_steps(fold_data), "", round(100 * f / len(parts)), 100,
-                                     span=round(100 / len(parts)), prefix=f"fold {f + 1}/{len(parts)}: ")
-        pred[:, [pos[g] for g in part]] = fold_pred
-        ann = model.gene_annotations()
-        if ann is not None:
-            annotations.append(ann)
-    metrics = summarize(truth, pred, genes)
-    metrics = {"method": klass.method, "folds": len(parts), "seed": seed, "device": dev,
-               "seconds": time.perf_counter() - t0, "params": _jsonable(model.get_params()), **metrics}
-    ann_df = pd.concat(annotations) if annotations else None
-    return CVResult(klass.method, genes, truth, pred, metrics, parts, ann_df)
-
-
-def cross_validate(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,
-                   device: str = "auto", callback=None, **params: Any) -> CVResult:
-    """K-fold cross-validation over shared genes (see :func:`cross_validate_steps`)."""
-    return run_to_end(cross_validate_steps(spatial, reference, method, folds, seed=seed, device=device,
-                                           **params), callback)
+    Keyword options: ``all_genes``, ``n_top_genes``, ``reference_values`` / ``spatial_values`` ("auto" | "counts" |
+    "log1p"), ``out`` (a ``.zarr`` path: written chunk by chunk, the returned AnnData's values stay on disk),
+    ``overwrite``, and the method's own parameters.
+    """
+    return run_to_end(impute_steps(spatial, reference, method, genes, seed=seed, device=device, **kwargs), callback)
 
 
 def _jsonable(d: dict) -> dict:

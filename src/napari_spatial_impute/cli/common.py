@@ -35,3 +35,19 @@ def progress_bar(quiet: bool, desc: str) -> tuple[Callable | None, Callable[[], 
     from ..progress import tqdm_callback
 
     return tqdm_callback(desc)
+
+
+
+def read_gene_list(path) -> list[str]:
+    """Genes from a text file: one per line (commas and spaces also separate; '#' starts a comment)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"The gene list {p} does not exist.", "give a text file with one gene per line.")
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"Could not read the gene list {p}: {err}.", "give a plain text file.") from err
+    genes = [g for line in text.splitlines() for g in line.split("#", 1)[0].replace(",", " ").split()]
+    if not genes:
+        raise InputError(f"The gene list {p} is empty.", "write one gene symbol per line.")
+    return genes

@@ -8,10 +8,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..errors import InputError
-from .common import check_outputs, progress_bar, write_json
+from .common import check_outputs, progress_bar, read_gene_list, write_json
 
 
 def add_parser(subparsers) -> None:
@@ -69,22 +66,12 @@ def _params(items) -> dict:
     return parse_key_values(items, "top_k=50")
 
 
-def _read_genes(path) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"The gene list {p} does not exist.", "give a text file with one gene per line.")
-    genes = [g.strip() for line in p.read_text().splitlines() for g in line.replace(",", " ").split() if g.strip()]
-    if not genes:
-        raise InputError(f"The gene list {p} is empty.", "write one gene symbol per line.")
-    return genes
-
-
 def run_train(args) -> int:
     from ..api.histology import train_histology
     from ..io.legacy_st import read_st_section
 
     check_outputs([args.out], args.overwrite)
-    genes = _read_genes(args.genes) if args.genes else None
+    genes = read_gene_list(args.genes) if args.genes else None
     params = _params(args.param)
     params.update(backbone=args.backbone, backbone_path=args.backbone_path, finetune=args.finetune,
                   n_genes=args.n_genes)

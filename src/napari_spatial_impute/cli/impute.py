@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import InputError
-from .common import check_outputs, progress_bar, write_json
+from .common import check_outputs, progress_bar, read_gene_list, write_json
 
 
 def add_parser(sub) -> None:
@@ -12,15 +14,26 @@ def add_parser(sub) -> None:
         "impute", help="impute genes of a scRNA-seq reference onto spatial cells (or cross-validate)",
         description="Impute reference genes missing from the spatial data (default), the genes named by "
                     "--genes, or with --cv K evaluate the method by K-fold cross-validation over shared genes.")
-    p.add_argument("spatial", help="spatial AnnData .h5ad (raw counts in X or layers['counts'], obsm['spatial'])")
-    p.add_argument("reference", help="scRNA-seq reference AnnData .h5ad (raw counts)")
+    p.add_argument("spatial", help="spatial AnnData .h5ad (counts in layers['counts'], .raw or X; obsm['spatial'])")
+    p.add_argument("reference", help="scRNA-seq reference AnnData .h5ad as scverse keeps it (counts in "
+                                     "layers['counts'], .raw or X; symbols or Ensembl ids, e.g. CELLxGENE / 10x)")
     p.add_argument("--method", default="knn", help="knn | stimpute | spaim (default knn)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--genes", help="comma-separated genes to impute (case-insensitive)")
+    g.add_argument("--genes-file", metavar="FILE", help="text file with the genes to impute (one per line)")
     g.add_argument("--all", action="store_true", help="impute every reference gene missing from the spatial data "
-                                                       "(the default)")
+                                                       "(default: the --n-top-genes most variable of them)")
+    p.add_argument("--n-top-genes", type=int, default=2000, metavar="N",
+                   help="with no genes named: impute the N most variable reference genes the panel lacks "
+                        "(scanpy seurat_v3 on counts; default 2000)")
+    p.add_argument("--reference-values", choices=["auto", "counts", "log1p"], default="auto",
+                   help="what the reference's X holds when no counts are found elsewhere (default auto: find counts "
+                        "in layers['counts'] / .raw / X and refuse log-normalised data)")
+    p.add_argument("--spatial-values", choices=["auto", "counts", "log1p"], default="auto",
+                   help="the same for the spatial data")
     p.add_argument("--cv", type=int, metavar="K", help="K-fold cross-validation over shared genes instead")
-    p.add_argument("--out", help="output .h5ad (imputed genes; with --cv: CV predictions of shared genes)")
+    p.add_argument("--out", help="output .h5ad, or .zarr to write results larger than memory chunk by chunk "
+                                 "(with --cv: CV predictions of shared genes)")
     p.add_argument("--metrics", help="metrics JSON (with --cv)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default auto)")
     p.add_argument("--seed", type=int, default=0)
@@ -61,11 +74,21 @@ def run_impute(args) -> int:
     spatial = read_spatial(args.spatial)
     reference = read_reference(args.reference)
     genes = [g for g in args.genes.split(",") if g.strip()] if args.genes else None
-    cb, close = progress_bar(args.quiet, f"{args.method}")
+    if args.genes_file:
+        genes = read_gene_list(args.genes_file)
+    values = {"reference_values": args.reference_values, "spatial_values": args.spatial_values}
+    bar, close = progress_bar(args.quiet, f"{args.method}")
+
+    def cb(event) -> None:  # the run plan and the match report are printed, not only shown on the bar
+        if event.stage in ("plan", "report"):
+            print(event.message, file=sys.stderr)
+        if bar is not None:
+            bar(event)
+
     try:
         if args.cv is not None:
             result = api.cross_validate(spatial, reference, args.method, args.cv, seed=args.seed,
-                                        device=args.device, callback=cb, **params)
+                                        device=args.device, callback=cb, **values, **params)
             close()
             if args.metrics:
                 write_json(result.metrics, args.metrics)
@@ -86,10 +109,13 @@ def run_impute(args) -> int:
                                   device=args.device, callback=cb, out_zarr=args.zarr, chunk_size=args.chunk_size,
                                   **params)
             else:
+                to_zarr = str(args.out).rstrip("/").endswith(".zarr")
                 out = api.impute(spatial, reference, args.method, genes, seed=args.seed, device=args.device,
-                                 callback=cb, **params)
+                                 callback=cb, all_genes=args.all, n_top_genes=args.n_top_genes,
+                                 out=args.out if to_zarr else None, overwrite=args.overwrite, **values, **params)
             close()
-            write_h5ad_safely(out, args.out, overwrite=args.overwrite)
+            if not str(args.out).rstrip("/").endswith(".zarr"):
+                write_h5ad_safely(out, args.out, overwrite=args.overwrite)
             info = out.uns["napari_spatial_impute"]
             print(f"{info['method']}: imputed {out.n_vars} genes for {out.n_obs} cells on {info['device']} "
                   f"in {info['seconds']:.1f} s → {args.out}")

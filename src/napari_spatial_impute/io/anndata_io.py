@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..preprocessing import get_counts
 
 
 def _read(path: str | Path, what: str):
@@ -30,8 +29,13 @@ def _read(path: str | Path, what: str):
 
 
 def check_spatial(adata, source: str = "spatial data") -> None:
-    """Validate a spatial AnnData: non-empty counts without NaN, (n, 2) finite ``obsm['spatial']``."""
-    get_counts(adata, what=source)
+    """Validate a spatial AnnData: cells and genes present, (n, 2) finite ``obsm['spatial']``.
+
+    What the expression values are (counts, log-normalised, …) is checked where they are used
+    (:func:`napari_spatial_impute.io.reference.find_counts`), since the user may declare them."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"The {source} is empty ({adata.n_obs} cells × {adata.n_vars} genes).",
+                         "point at a file with cells in rows and genes in columns.")
     if "spatial" not in adata.obsm:
         raise InputError(f"The {source} has no coordinates: obsm['spatial'] is missing.",
                          "store (x, y) per cell in adata.obsm['spatial'].")
@@ -51,9 +55,11 @@ def read_spatial(path: str | Path):
 
 
 def read_reference(path: str | Path):
-    """Read a scRNA-seq reference AnnData (raw counts in X or layers['counts'])."""
+    """Read a scRNA-seq reference AnnData (counts in layers['counts'], .raw or X; checked when used)."""
     adata = _read(path, "reference")
-    get_counts(adata, what=f"reference file {Path(path).name}")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(f"The reference file {Path(path).name} is empty ({adata.n_obs} cells × {adata.n_vars} "
+                         "genes).", "point at a file with cells in rows and genes in columns.")
     return adata
 
 

@@ -17,13 +17,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..preprocessing import gene_key
 
 #: ``var`` columns that commonly hold gene identifiers, most common first.
 IDENTIFIER_COLUMNS = ("feature_name", "gene_symbols", "gene_symbol", "gene_name", "gene_names", "symbol",
                       "symbols", "gene", "genes", "gene_ids", "gene_id", "feature_id", "ensembl_id", "ensembl")
 #: What the values of a matrix can be declared as (``--reference-values``).
 VALUE_KINDS = ("auto", "counts", "log1p")
-_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$", re.IGNORECASE)
 _SAMPLE_VALUES = 200_000
 
 
@@ -91,6 +91,8 @@ def check_values(X, *, log1p_flag: bool = False, seed: int = 0) -> ValueCheck:
         return ValueCheck("empty", "every sampled value is zero")
     if not np.all(np.isfinite(vals)):
         return ValueCheck("invalid", "NaN or infinite values")
+    if vals.max() > np.finfo(np.float32).max:
+        return ValueCheck("invalid", f"values up to {vals.max():.3g}, beyond float32's range")
     if vals.min() < 0:
         return ValueCheck("scaled", f"negative values (min {vals.min():.3g}): centred/scaled data")
     integer = np.allclose(vals, np.round(vals), atol=1e-6)
@@ -133,12 +135,14 @@ def _matrix(adata, key: str | None):
     return adata.layers[key], adata.var_names
 
 
-def find_counts(adata, *, values: str = "auto", what: str = "reference"):
+def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: str = "--reference-values"):
     """The matrix to normalise: ``(matrix, var_names of that matrix, label, kind, notes)``.
 
     ``values``: ``"auto"`` (find counts, refuse log/scaled data), ``"counts"`` (use ``X`` as counts), or
     ``"log1p"`` (``X`` is ``log1p`` of normalised values: it is turned back with ``expm1``, never re-logged).
     """
+    if values is None:
+        values = "auto"
     if values not in VALUE_KINDS:
         raise InputError(f"Unknown value declaration {values!r} for the {what}.",
                          f"use one of: {', '.join(VALUE_KINDS)}.")
@@ -172,15 +176,8 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference"):
     raise InputError(
         f"The {what} holds no raw counts: " + "; ".join(seen) + ".",
         "keep raw counts in layers['counts'] or .raw (scanpy: adata.layers['counts'] = adata.X.copy() before "
-        "sc.pp.normalize_total), or declare the values with --reference-values log1p (API: reference_values='log1p').")
-
-
-def _strip_version(name: str) -> str:
-    return name.split(".", 1)[0] if _ENSEMBL.match(name) else name
-
-
-def _key(name: str) -> str:
-    return _strip_version(str(name)).upper()
+        f"sc.pp.normalize_total), or declare the values with {flag} log1p "
+        f"(API: {flag.lstrip('-').replace('-', '_')}='log1p').")
 
 
 def identifier_candidates(var: pd.DataFrame, var_names) -> dict[str, list[str]]:
@@ -197,10 +194,10 @@ def identifier_candidates(var: pd.DataFrame, var_names) -> dict[str, list[str]]:
 def choose_identifier(var: pd.DataFrame, var_names, panel) -> tuple[str, list[str], int]:
     """The identifier (label, names, n matched) that matches the most panel genes (case-insensitive,
     Ensembl versions ignored); ``var_names`` wins ties."""
-    panel_keys = {_key(g) for g in panel}
+    panel_keys = {gene_key(g) for g in panel}
     best = None
     for label, names in identifier_candidates(var, var_names).items():
-        n = len(panel_keys & {_key(n) for n in names})
+        n = len(panel_keys & {gene_key(n) for n in names})
         if best is None or n > best[2]:
             best = (label, names, n)
     return best
@@ -247,11 +244,13 @@ def ingest(adata, panel, *, values: str = "auto", what: str = "reference"):
     if n_matched == 0:
         ex_ref = ", ".join(chosen[:3])
         ex_sp = ", ".join(list(map(str, panel))[:3])
+        cols = [c for c in var.columns if c in IDENTIFIER_COLUMNS]
+        where = "var_names" + (f" or var columns {', '.join(cols)}" if cols else " (no identifier column in var)")
         raise InputError(
-            f"The {what} shares no gene with the spatial panel under any identifier (var_names or the columns "
-            f"{', '.join(c for c in var.columns if c in IDENTIFIER_COLUMNS) or 'none'}): reference e.g. {ex_ref}; "
-            f"spatial e.g. {ex_sp}.",
-            "use a reference of the same species, or add a var column with the panel's gene symbols.")
+            f"The spatial data and the {what} share no gene, compared in {where} ignoring case: {what} e.g. "
+            f"{ex_ref}; spatial e.g. {ex_sp}.",
+            "use a reference of the same species (mouse vs human symbols differ), or add a var column with the "
+            "panel's gene symbols.")
     chosen, dups = unique_names(chosen)
     if dups:
         notes.append(f"{len(dups)} repeated gene names in {ident} made unique with -1, -2 suffixes "

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..errors import InputError
 from ..progress import Progress, ProgressGen, relay, run_to_end
@@ -27,7 +28,8 @@ class ImputeData:
     """Prepared inputs of one imputation problem.
 
     ``spatial`` holds the spatial cells' log-normalised expression of ``shared_genes`` (columns in that
-    order); ``reference`` the reference cells' log-normalised expression of all ``reference_genes``.
+    order); ``reference`` the reference cells' log-normalised expression of all ``reference_genes`` (dense,
+    or CSR for wide references: use :meth:`reference_columns` / :meth:`reference_dense` to read it).
     ``target_genes`` (reference spelling) are the genes to predict for every spatial cell.
     """
 
@@ -40,10 +42,15 @@ class ImputeData:
     spatial_coords: np.ndarray | None = None
     reference_obs: pd.DataFrame | None = None
     constants: dict[str, Any] = field(default_factory=dict)
+    #: per-target-gene annotations from the reference (other identifiers), carried into the output's ``var``
+    reference_var: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.spatial = np.ascontiguousarray(self.spatial, dtype=np.float32)
-        self.reference = np.ascontiguousarray(self.reference, dtype=np.float32)
+        if sp.issparse(self.reference):
+            self.reference = sp.csr_matrix(self.reference, dtype=np.float32)
+        else:
+            self.reference = np.ascontiguousarray(self.reference, dtype=np.float32)
         if self.spatial.shape[1] != len(self.shared_genes):
             raise ValueError("spatial columns must match shared_genes")
         if self.reference.shape[1] != len(self.reference_genes):
@@ -70,22 +77,38 @@ class ImputeData:
     def target_idx(self) -> np.ndarray:
         return np.array([self._pos[g] for g in self.target_genes], dtype=np.int64)
 
+    def reference_columns(self, genes: list[str]) -> np.ndarray:
+        """Dense (n_reference, len(genes)) values of some reference genes."""
+        block = self.reference[:, [self._pos[g] for g in genes]]
+        return block.toarray() if sp.issparse(block) else np.asarray(block)
+
+    def reference_dense(self) -> np.ndarray:
+        """The whole reference as a dense array (only for models that need it; refuses very wide data)."""
+        if not sp.issparse(self.reference):
+            return self.reference
+        n_bytes = 4 * self.reference.shape[0] * self.reference.shape[1]
+        if n_bytes > 4 << 30:
+            raise InputError(f"This method needs the reference dense: {n_bytes / 2**30:.1f} GB.",
+                             "impute fewer genes at once (--genes / --n-top-genes) or use --method knn.")
+        return self.reference.toarray()
+
     @property
     def reference_shared(self) -> np.ndarray:
-        return self.reference[:, self.shared_idx]
+        return self.reference_columns(self.shared_genes)
 
     def subset_cells(self, rows: slice | np.ndarray) -> ImputeData:
         """The same problem for a subset of the spatial cells (e.g. one chunk)."""
         names = None if self.spatial_obs_names is None else list(np.asarray(self.spatial_obs_names)[rows])
         coords = None if self.spatial_coords is None else self.spatial_coords[rows]
         return ImputeData(self.spatial[rows], self.reference, self.reference_genes, self.shared_genes,
-                          self.target_genes, names, coords, self.reference_obs, dict(self.constants))
+                          self.target_genes, names, coords, self.reference_obs, dict(self.constants),
+                          self.reference_var)
 
     def with_targets(self, target_genes: list[str]) -> ImputeData:
         """The same problem asking for other target genes."""
         return ImputeData(self.spatial, self.reference, self.reference_genes, self.shared_genes,
                           list(target_genes), self.spatial_obs_names, self.spatial_coords,
-                          self.reference_obs, dict(self.constants))
+                          self.reference_obs, dict(self.constants), self.reference_var)
 
 
 class Imputer(ABC):

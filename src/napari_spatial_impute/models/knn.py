@@ -119,7 +119,7 @@ class KNNImputer(Imputer):
             self.components_ = vt[: int(n_comp)].T.astype(np.float32)
             ref_z = ref_z @ self.components_
         self.reference_embedding_ = ref_z.astype(np.float32)
-        self.reference_values_ = data.reference.astype(np.float32)
+        self.reference_values_ = data.reference.astype(np.float32)  # CSR for wide references: stays sparse
         self.reference_genes_ = list(data.reference_genes)
         self.shared_genes_ = list(data.shared_genes)
         self.target_genes_ = list(data.target_genes)
@@ -142,12 +142,17 @@ class KNNImputer(Imputer):
             idx, sim = run_to_end(cosine_topk(self._embed_spatial(data.spatial[start:stop]),
                                               self.reference_embedding_, self.k, device=device))
             W = neighbour_weights(idx, sim, self.reference_embedding_.shape[0], self.weighting)
-            out[start:stop] = W @ targets
+            block = W @ targets
+            out[start:stop] = block.toarray() if sp.issparse(block) else block
             yield Progress(i + 1, n_chunks, f"imputed {stop}/{n} cells", "predict")
         return out
 
     def _state(self) -> dict[str, Any]:
-        return {"reference_embedding": self.reference_embedding_, "reference_values": self.reference_values_,
+        values = self.reference_values_
+        if sp.issparse(values):  # wide references are saved as their CSR parts
+            values = {"csr_data": values.data, "csr_indices": values.indices, "csr_indptr": values.indptr,
+                      "csr_shape": np.asarray(values.shape, np.int64)}
+        return {"reference_embedding": self.reference_embedding_, "reference_values": values,
                 "spatial_mean": self.spatial_mean_, "spatial_std": self.spatial_std_,
                 "reference_genes": list(self.reference_genes_),
                 "components": self.components_ if self.components_ is not None else np.zeros((0, 0), np.float32)}
@@ -156,7 +161,11 @@ class KNNImputer(Imputer):
         self.reference_embedding_ = state["reference_embedding"]
         self.spatial_mean_ = state["spatial_mean"]
         self.spatial_std_ = state["spatial_std"]
-        self.reference_values_ = state["reference_values"]
+        values = state["reference_values"]
+        if isinstance(values, dict):
+            values = sp.csr_matrix((values["csr_data"], values["csr_indices"], values["csr_indptr"]),
+                                   shape=tuple(int(n) for n in values["csr_shape"]))
+        self.reference_values_ = values
         self.reference_genes_ = list(state["reference_genes"])
         comp = state["components"]
         self.components_ = comp if comp.size else None

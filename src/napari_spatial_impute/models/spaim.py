@@ -130,7 +130,7 @@ class SpaIMImputer(Imputer):
         offset = member * self.epochs
         yield Progress(offset, total_epochs, f"model {member + 1}/{self.n_models}: clustering the reference", "fit")
         key = self.cluster_key or None
-        clusters = reference_clusters(data.reference, data.reference_obs, key, resolution=self.resolution,
+        clusters = reference_clusters(data.reference_dense(), data.reference_obs, key, resolution=self.resolution,
                                       seed=seed)
         k = clusters.n_clusters
         n_cells, n_train = data.spatial.shape
@@ -138,7 +138,7 @@ class SpaIMImputer(Imputer):
             check_memory(estimate_memory(n_cells, n_train + len(data.target_genes), k, self.hidden,
                                          self.style_dim, self.batch_size, self.n_models), str(dev),
                          f"SpaIM on {n_cells} cells")
-        content_all = cluster_means(data.reference, clusters.labels, k).T.copy()  # reference genes × K
+        content_all = cluster_means(data.reference_dense(), clusters.labels, k).T.copy()  # reference genes × K
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
             net = build_network(n_cells, k, self.hidden, self.style_dim).to(dev)

@@ -146,8 +146,7 @@ class STImputer(Imputer):
         shared = list(data.shared_genes)
         extra = [g for g in data.target_genes if g not in set(shared)]
         genes = shared + extra
-        pos = {g: i for i, g in enumerate(data.reference_genes)}
-        ref = data.reference[:, [pos[g] for g in genes]].astype(np.float32)
+        ref = data.reference_columns(genes).astype(np.float32)
         yield Progress(0, 100, "gene embeddings and gene graph", "graph")
         emb = self.resolve_embeddings() if self.use_gnn else None
         self.graph_ = build_gene_graph(genes, ref, emb, self.graph_k)

@@ -1,0 +1,79 @@
+"""Before a run: which genes to impute by default, and how big / slow / memory-hungry the run will be."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+#: default number of target genes when none are named: the reference's most variable genes the panel lacks
+DEFAULT_N_TOP_GENES = 2000
+#: rough CPU seconds per (spatial cell × 1,000 target genes) and per spatial cell, from benchmarks/README.md
+_SECONDS_PER_CELL = {"knn": 6.5e-5, "stimpute": 8e-4, "spaim": 2.5e-2, "auto": 2e-4}
+_SECONDS_PER_CELL_KGENE = 1.5e-5
+
+
+def available_memory_bytes() -> int:
+    """Physical memory of this machine (bytes); 16 GiB when the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16 << 30
+
+
+@dataclass
+class RunPlan:
+    """What a run will cost, estimated from the cell and gene counts and the method."""
+
+    n_cells: int
+    n_genes: int
+    n_reference: int
+    method: str
+    output_bytes: int
+    peak_bytes: int
+    seconds: float
+    to_disk: bool
+    memory_bytes: int
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return self.peak_bytes < 0.7 * self.memory_bytes
+
+    def text(self) -> str:
+        where = "written to disk chunk by chunk" if self.to_disk else "held in memory"
+        return (f"{self.n_cells:,} cells × {self.n_genes:,} genes ({self.method}): result {_gb(self.output_bytes)} "
+                f"({where}), peak memory ≈ {_gb(self.peak_bytes)} of {_gb(self.memory_bytes)}, "
+                f"≈ {_duration(self.seconds)} on this machine")
+
+    def as_dict(self) -> dict:
+        return {"n_cells": self.n_cells, "n_genes": self.n_genes, "output_bytes": self.output_bytes,
+                "peak_bytes": self.peak_bytes, "seconds": self.seconds, "to_disk": self.to_disk}
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.2f} GB" if n >= 2**28 else f"{n / 2**20:.0f} MB"
+
+
+def _duration(s: float) -> str:
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.0f} min"
+
+
+def plan_run(n_cells: int, n_genes: int, n_reference: int, n_shared: int, method: str, *,
+             to_disk: bool = False, chunk_bytes: int = 512 << 20) -> RunPlan:
+    """Estimate output size, peak memory and time of imputing ``n_genes`` for ``n_cells`` cells."""
+    output = 4 * n_cells * n_genes
+    inputs = 4 * (n_cells * n_shared + n_reference * (n_shared + n_genes))
+    peak = inputs + (min(output, chunk_bytes) if to_disk else output) + (256 << 20)
+    method = str(method).lower()
+    seconds = n_cells * (_SECONDS_PER_CELL.get(method, 1e-3) + _SECONDS_PER_CELL_KGENE * n_genes / 1000)
+    return RunPlan(n_cells, n_genes, n_reference, method, output, peak, seconds, to_disk, available_memory_bytes())
+
+
+def check_plan(plan: RunPlan) -> None:
+    """Refuse a run whose result would not fit in memory unless it goes to disk."""
+    if not plan.fits_in_memory:
+        fix = ("write the result to disk chunk by chunk with --out RESULT.zarr (API: impute(..., out='r.zarr'))"
+               if not plan.to_disk else "impute fewer genes (--genes / --n-top-genes) or fewer cells at once")
+        raise InputError(f"This run needs about {_gb(plan.peak_bytes)} of memory; the machine has "
+                         f"{_gb(plan.memory_bytes)} ({plan.text()}).", fix + ".")
