@@ -111,3 +111,22 @@ def test_cli_gene_list_file_zarr_out_and_report(xenium3, tmp_path, capsys):
     empty.write_text("\n")
     assert main(args[:4] + [str(empty)] + args[5:] + ["--overwrite"]) == 2
     assert "is empty" in capsys.readouterr().err
+
+
+def test_knn_gene_blocks_equal_whole_prediction(xenium3):
+    from napari_spatial_impute.api import prepare
+    from napari_spatial_impute.models.knn import KNNImputer
+    from napari_spatial_impute.progress import run_to_end
+
+    spatial, reference, _ = xenium3
+    data, _ = prepare(spatial[:1500].copy(), reference, all_genes=True)
+    model = KNNImputer(seed=0, device="cpu").fit(data)
+    whole = model.predict(data)
+    got = np.full_like(whole, np.nan)
+
+    def write(rows, cols, block):
+        assert np.isnan(got[rows, cols]).all()  # every region written once
+        got[rows, cols] = block
+
+    run_to_end(model.predict_into_steps(data, write, cell_chunk=200, gene_block=7))
+    np.testing.assert_allclose(got, whole, rtol=1e-5, atol=1e-6)

@@ -53,7 +53,7 @@ def test_incomplete_result_is_not_published(tmp_path):
     obs, var, X = _frames(1000, 5)
     w = ResultWriter(tmp_path / "r.zarr", obs, var, cell_chunk=500)
     w.write(slice(0, 500), X[:500])
-    with pytest.raises(RuntimeError, match="only 500 of 1000 cells"):
+    with pytest.raises(RuntimeError, match="only 2500 of 5000 values"):
         w.close()
     assert not (tmp_path / "r.zarr").exists()
 

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..io.reference import find_counts, ingest
 from ..models import ImputeData, get_imputer
 from ..preprocessing import GeneMatch, match_genes, normalize_log1p, resolve_genes, select_variable_genes
-from ..progress import Progress, ProgressGen, iter_chunks, relay, run_to_end
+from ..progress import Progress, ProgressGen, relay, run_to_end
 from .plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
 
 #: reference matrices larger than this (dense float32 bytes) stay sparse in the prepared data
@@ -188,19 +188,13 @@ def _impute_to_zarr(model, data: ImputeData, spatial, uns: dict, path: Path, ove
 
     yield from relay(model.fit_steps(data), "fit", 2, 100, span=28)
     chunk = choose_cell_chunk(len(data.target_genes))
-    if not model.cell_independent_predict:
-        chunk = data.n_cells  # per-slide models predict every cell at once
     tmp_var = _output_var(data.target_genes, _gene_var(model, data))
     obsm = {k: np.asarray(v) for k, v in spatial.obsm.items()}
     writer = ResultWriter(path, spatial.obs.copy(), tmp_var, obsm=obsm, uns={}, cell_chunk=chunk,
                           overwrite=overwrite)
     try:
-        chunks = list(iter_chunks(data.n_cells, chunk))
-        for i, rows in enumerate(chunks):
-            block = yield from relay(model.predict_steps(data.subset_cells(rows)), "predict",
-                                     30 + round(68 * i / len(chunks)), 100, span=max(1, round(68 / len(chunks))),
-                                     prefix=f"cells {rows.start:,}–{rows.stop:,}: ")
-            writer.write(rows, block)
+        yield from relay(model.predict_into_steps(data, lambda rows, cols, block: writer.write(rows, block, cols),
+                                                  chunk), "predict", 30, 100, span=68)
         uns.update(_model_uns(model, t0))
         _store_uns(writer, {"napari_spatial_impute": uns})
         writer.close()

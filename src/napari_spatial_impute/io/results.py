@@ -53,7 +53,7 @@ class ResultWriter:
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.shape = (len(obs), len(var))
-        self._done = np.zeros(self.shape[0], dtype=bool)
+        self._written = 0
         try:
             shell = ad.AnnData(obs=obs, var=var, obsm=obsm or {}, uns=uns or {})
             with warnings.catch_warnings():
@@ -68,26 +68,30 @@ class ResultWriter:
             raise InputError(f"Could not write {self.path}: {err.strerror or err}.",
                              "choose a writable folder with enough free space.") from err
 
-    def write(self, rows: slice, block: np.ndarray) -> None:
-        """Store predictions of the cells ``rows`` (a slice) for every gene."""
+    def write(self, rows: slice, block: np.ndarray, cols: slice | None = None) -> None:
+        """Store predictions of the cells ``rows`` for the genes ``cols`` (default: every gene); each
+        (rows, cols) region is written once."""
+        cols = slice(0, self.shape[1]) if cols is None else cols
         block = np.asarray(block, dtype=np.float32)
-        if block.shape != (rows.stop - rows.start, self.shape[1]):
-            raise ValueError(f"block shape {block.shape} does not fit rows {rows} × {self.shape[1]} genes")
+        if block.shape != (rows.stop - rows.start, cols.stop - cols.start):
+            raise ValueError(f"block shape {block.shape} does not fit rows {rows} × cols {cols}")
         try:
-            self.X[rows, :] = block
+            self.X[rows, cols] = block
         except OSError as err:
             self.abort()
             raise InputError(f"Writing {self.path} failed: {err.strerror or err} (disk full or not writable?).",
                              "free space or choose another output folder; the partial output was removed.") from err
-        self._done[rows] = True
+        self._written += block.size
 
     def close(self) -> Path:
         """Check every cell was written, then move the store into place."""
         import zarr
 
-        if not self._done.all():
+        total = self.shape[0] * self.shape[1]
+        if self._written != total:
             self.abort()
-            raise RuntimeError(f"only {int(self._done.sum())} of {self.shape[0]} cells were written")
+            raise RuntimeError(f"only {self._written} of {total} values ({self.shape[0]} cells × {self.shape[1]} "
+                               "genes) were written")
         zarr.consolidate_metadata(str(self.tmp))
         if self.path.exists():
             shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()

@@ -159,6 +159,22 @@ class Imputer(ABC):
     def predict(self, data: ImputeData | None = None, callback=None) -> np.ndarray:
         return run_to_end(self.predict_steps(data), callback)
 
+    def predict_into_steps(self, data: ImputeData, write, cell_chunk: int) -> ProgressGen[None]:
+        """Predict chunk by chunk, handing each block to ``write(rows, cols, block)`` (out-of-core results).
+
+        Peak memory is one (cell_chunk × n_targets) block. Per-slide models (``cell_independent_predict`` False)
+        predict every cell at once. Models may override this to reuse work across gene blocks.
+        """
+        n = data.n_cells
+        chunk = n if not self.cell_independent_predict else max(1, int(cell_chunk))
+        starts = list(range(0, n, chunk))
+        for i, start in enumerate(starts):
+            rows = slice(start, min(n, start + chunk))
+            block = yield from relay(self.predict_steps(data.subset_cells(rows)), "predict",
+                                     round(100 * i / len(starts)), 100, span=max(1, round(100 / len(starts))),
+                                     prefix=f"cells {rows.start:,}–{rows.stop:,}: ")
+            write(rows, slice(0, len(data.target_genes)), block)
+
     def fit_predict_steps(self, data: ImputeData) -> ProgressGen[np.ndarray]:
         """Fit then predict, progress mapped onto 0–70 % (fit) and 70–100 % (predict)."""
         yield from relay(self.fit_steps(data), "", 0, 100, span=70)

@@ -147,6 +147,31 @@ class KNNImputer(Imputer):
             yield Progress(i + 1, n_chunks, f"imputed {stop}/{n} cells", "predict")
         return out
 
+    def predict_into_steps(self, data: ImputeData, write, cell_chunk: int,
+                           gene_block: int = 1024) -> ProgressGen[None]:
+        """Out-of-core prediction for wide target sets: neighbours once per cell chunk, then gene blocks of a
+        dense slice of the reference (never the whole cells × genes result, never the whole reference dense)."""
+        from ..device import resolve_device
+
+        pos = self._check_predict_input(data, self.reference_genes_, "ask for genes the reference measures.")
+        cols = np.array([pos[g] for g in data.target_genes], dtype=np.int64)
+        values = self.reference_values_
+        values = values.tocsc() if sp.issparse(values) else values
+        n, g = data.n_cells, len(cols)
+        chunk = max(1, int(cell_chunk) * max(1, g // gene_block))  # the same memory: cells × one gene block
+        device = resolve_device(self.device)
+        starts = list(range(0, n, chunk))
+        for i, start in enumerate(starts):
+            rows = slice(start, min(n, start + chunk))
+            idx, sim = run_to_end(cosine_topk(self._embed_spatial(data.spatial[rows]), self.reference_embedding_,
+                                              self.k, device=device))
+            W = neighbour_weights(idx, sim, self.reference_embedding_.shape[0], self.weighting)
+            for b in range(0, g, gene_block):
+                part = values[:, cols[b:b + gene_block]]
+                part = part.toarray() if sp.issparse(part) else part
+                write(rows, slice(b, min(g, b + gene_block)), np.asarray(W @ part, dtype=np.float32))
+            yield Progress(i + 1, len(starts), f"imputed {rows.stop:,}/{n:,} cells", "predict")
+
     def _state(self) -> dict[str, Any]:
         values = self.reference_values_
         if sp.issparse(values):  # wide references are saved as their CSR parts
