@@ -70,3 +70,21 @@ def test_existing_output_and_missing_folder_refused(tmp_path):
 def test_cell_chunk_bounds_memory():
     assert choose_cell_chunk(20_000, 512 << 20) * 20_000 * 4 <= 512 << 20
     assert choose_cell_chunk(10) == 262_144
+
+
+def test_disk_full_midway_names_the_problem_and_removes_the_partial_output(tmp_path, monkeypatch):
+    import errno
+
+    obs, var, X = _frames(1000, 5)
+    path = tmp_path / "r.zarr"
+    w = ResultWriter(path, obs, var, cell_chunk=500)
+    w.write(slice(0, 500), X[:500])
+
+    class Full:
+        def __setitem__(self, key, value):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(w, "X", Full())
+    with pytest.raises(InputError, match="No space left on device.*partial output was removed"):
+        w.write(slice(500, 1000), X[500:])
+    assert not path.exists() and not (tmp_path / "r.zarr.partial").exists()
