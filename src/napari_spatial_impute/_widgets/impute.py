@@ -1,7 +1,10 @@
 """The "Impute genes" dock widget: a thin shell over :func:`napari_spatial_impute.api.impute_steps`.
 
-It collects parameters, runs the generator in a napari thread worker (progress bar + Cancel), and adds
-the result as a Points layer in the main thread. A gene selector recolours without recomputing.
+It collects parameters (searchable gene picker, method, device, output), shows the run estimate, and runs
+everything slow in a thread worker: reading the reference, imputing, preparing the label masks and aligning
+the result with the sample's cells. In the main thread the result joins the sample (features of its cells layer,
+a colouring of its segmentation) and the "Colour by" panel switches between imputed genes, measured genes and
+obs columns. "Save results" writes AnnData (.h5ad / .zarr) in a worker; Cancel leaves no partial file.
 """
 
 from __future__ import annotations
@@ -9,21 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
-    FloatSpinBox,
     Label,
     LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
-    Table,
 )
 
+from . import settings
+from ._steps import load_reference_steps, run_steps
 from ._worker import RunsInWorker
+from .colour_by import ColourBy
+from .gene_picker import GenePicker
 
 if TYPE_CHECKING:
     import napari
@@ -39,84 +43,86 @@ class ImputeWidget(RunsInWorker, Container):
         from ..models import available_methods
 
         self.viewer = napari_viewer
-        self._worker = None
-        self._progress = None
         self.result = None  # last imputed AnnData
-        self.output_layer = None
+        self.sample_result = None
+        self.view = None  # SampleView of the imputed sample
+        self.output_layer = None  # the cells layer the result was attached to
+        self._ref_info = None
+        self._ref_worker = None
+        remembered = settings.load()
+        methods = available_methods()
 
         self.spatial_layer = ComboBox(label="Spatial cells", choices=self._spatial_choices,
-                                      tooltip="A Points layer carrying an AnnData (e.g. the sample, or a reader's "
-                                              "cells layer), or a file below.")
+                                      tooltip="A cells layer from the reader or a sample, or a file below.")
         self.spatial_file = FileEdit(label="Spatial .h5ad", mode="r", filter="*.h5ad", visible=False)
         self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad",
-                                       tooltip="scRNA-seq reference with raw counts (cells × genes).")
-        self.method = ComboBox(label="Method", choices=available_methods(), value="knn",
-                               tooltip="knn: fast baseline · stimpute: gene-graph GNN with reliability · "
-                                       "spaim: style transfer (trains per slide, slower)")
-        self.genes = LineEdit(label="Genes", tooltip="Comma-separated genes to impute; empty = every reference "
-                                                     "gene the spatial data does not measure.")
+                                       value=remembered["reference"] or "",
+                                       tooltip="scRNA-seq reference (counts in layers['counts'], .raw or X). "
+                                               "Empty: the sample's paired reference.")
+        self.method = ComboBox(label="Method", choices=methods, value=settings.default_method(methods),
+                               tooltip="auto: chosen per panel · knn: fast baseline · stimpute: gene-graph GNN with "
+                                       "reliability · spaim: style transfer (trains per slide, slower)")
+        self.picker = GenePicker()
+        self.device = ComboBox(label="Device", choices=self._devices(), tooltip="Only devices that exist here")
+        if remembered["device"] in self.device.choices:
+            self.device.value = remembered["device"]
         self.k = SpinBox(label="Neighbours k", value=30, min=1, max=1000,
                          tooltip="Reference neighbours per cell (knn, stimpute)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.extra_params = LineEdit(label="Parameters", tooltip="More method parameters as key=value, comma-"
                                                                   "separated, e.g. 'ae_epochs=10, rounds=1'")
-        self.device_label = Label(label="Device", value=self._device_text())
+        self.out_file = FileEdit(label="Write to", mode="w", filter="*.zarr", value="",
+                                 tooltip="Optional .zarr: results written chunk by chunk (for results larger than "
+                                         "memory); values are then read one gene at a time.")
+        self.estimate = Label(label="Estimate", value="")
         self.run_button = PushButton(text="Impute")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
         self.status = Label(label="Status", value="ready")
-        self.gene_select = ComboBox(label="Show gene", choices=[], tooltip="Recolour the result by this gene")
-        self.min_reliability = FloatSpinBox(label="Min reliability", value=-1.0, min=-1.0, max=1.0, step=0.05,
-                                            tooltip="Only list genes whose predicted reliability is at least this")
-        self.gene_table = Table(label="Genes", value={"gene": [], "reliability": []}, visible=False,
-                                tooltip="Imputed genes and their predicted reliability; click a header to sort, "
-                                        "a row to show the gene")
-        self.gene_table.native.setSortingEnabled(True)
-        self.gene_table.native.cellClicked.connect(self._on_table_click)
-        self.colormap = ComboBox(label="Colormap", choices=["viridis", "magma", "inferno", "plasma", "turbo"],
-                                 value="viridis")
-        self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.method, self.genes, self.k,
-                     self.seed, self.extra_params, self.device_label, self.run_button, self.cancel_button,
-                     self.progress_bar, self.status, self.gene_select, self.min_reliability, self.gene_table,
-                     self.colormap])
+        self.save_button = PushButton(text="Save results…", enabled=False)
+        self.evaluate_button = PushButton(text="Evaluate on my panel…")
+        self.colour = ColourBy(self.viewer)
+        self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.method, self.picker,
+                     self.device, self.k, self.seed, self.extra_params, self.out_file, self.estimate,
+                     self.run_button, self.cancel_button, self.progress_bar, self.status, self.save_button,
+                     self.evaluate_button, self.colour])
 
         self.spatial_layer.changed.connect(self._on_spatial_changed)
+        self.reference_file.changed.connect(self._on_reference_changed)
+        self.method.changed.connect(self._update_estimate)
+        self.picker.mode.changed.connect(self._update_estimate)
+        self.picker.list.itemSelectionChanged.connect(self._update_estimate)
+        self.out_file.changed.connect(self._update_estimate)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.gene_select.changed.connect(self._recolor)
-        self.colormap.changed.connect(self._recolor)
-        self.min_reliability.changed.connect(self._refresh_gene_list)
+        self.save_button.changed.connect(self._ask_save)
+        self.evaluate_button.changed.connect(self.open_evaluate)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.scale_bar.visible = True
+        self._refresh_layers()
         self._on_spatial_changed()
 
     # ---- inputs ----------------------------------------------------------------------------------
-    def _spatial_choices(self, _widget=None) -> list:
-        from napari.layers import Points
+    @staticmethod
+    def _devices() -> list[str]:
+        from ..device import available_devices
 
-        names = [ly.name for ly in self.viewer.layers
-                 if isinstance(ly, Points) and ly.metadata.get("adata") is not None
-                 and ly is not self.output_layer and "genes" not in ly.metadata]
-        return names + [FROM_FILE]
+        return ["auto", *available_devices()]
+
+    def _spatial_choices(self, _widget=None) -> list:
+        return [ly.name for ly in self.viewer.layers
+                if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
+                and ly.metadata.get("grid_of") is None] + [FROM_FILE]
 
     def _refresh_layers(self, _event=None) -> None:
+        before = self.spatial_layer.value
         self.spatial_layer.reset_choices()
         layers = [c for c in self.spatial_layer.choices if c != FROM_FILE]
         if self.spatial_layer.value == FROM_FILE and layers:
             self.spatial_layer.value = layers[-1]  # the newest cells layer
-
-    def _device_text(self) -> str:
-        from ..device import describe_device, resolve_device
-
-        return describe_device(resolve_device("auto"))
-
-    def _on_spatial_changed(self, _value=None) -> None:
-        from_file = self.spatial_layer.value == FROM_FILE
-        self.spatial_file.visible = from_file
-        layer = self._source_layer()
-        has_ref = layer is not None and layer.metadata.get("reference") is not None
-        self.reference_file.tooltip = ("Leave empty to use the layer's paired reference." if has_ref
-                                       else "scRNA-seq reference with raw counts (cells × genes).")
+        if self.spatial_layer.value != before:
+            self._on_spatial_changed()
 
     def _source_layer(self):
         name = self.spatial_layer.value
@@ -124,109 +130,152 @@ class ImputeWidget(RunsInWorker, Container):
             return None
         return self.viewer.layers[name]
 
-    def _collect(self):
-        """Read the inputs (cheap; files are read here so errors show before any work starts)."""
-        from ..errors import InputError
-        from ..io.anndata_io import read_reference, read_spatial
-        from ..params import parse_key_values
-
+    def _reference_source(self):
+        path = str(self.reference_file.value)
+        if path not in ("", ".") and Path(path).is_file():
+            return Path(path)
         layer = self._source_layer()
-        if layer is not None:
-            spatial = layer.metadata["adata"]
-        else:
-            path = Path(str(self.spatial_file.value))
-            if not str(self.spatial_file.value) or not path.is_file():
-                raise InputError("No spatial data chosen.", "pick a cells layer or an .h5ad file.")
-            spatial = read_spatial(path)
-        ref_path = str(self.reference_file.value)
-        if ref_path and Path(ref_path).is_file():
-            reference = read_reference(ref_path)
-        elif layer is not None and layer.metadata.get("reference") is not None:
-            reference = layer.metadata["reference"]
-        else:
-            raise InputError("No reference chosen.", "pick a scRNA-seq reference .h5ad file.")
-        genes = [g.strip() for g in self.genes.value.split(",") if g.strip()] or None
-        params = parse_key_values(self.extra_params.value.split(","), "ae_epochs=10, rounds=1")
-        if self.method.value in ("knn", "stimpute"):
-            params.setdefault("k", int(self.k.value))
-        return spatial, reference, genes, params, layer
+        return layer.metadata.get("reference") if layer is not None else None
+
+    def _on_spatial_changed(self, _value=None) -> None:
+        self.spatial_file.visible = self.spatial_layer.value == FROM_FILE
+        layer = self._source_layer()
+        if layer is not None and layer.metadata.get("reference") is not None:
+            self.reference_file.value = ""  # the sample's paired reference
+        self._on_reference_changed()
+
+    def _on_reference_changed(self, _value=None) -> None:
+        """List the reference's genes (read in a worker: the file may be large)."""
+        from napari.qt.threading import create_worker
+
+        ref, layer = self._reference_source(), self._source_layer()
+        if ref is None or layer is None:
+            self.picker.set_genes([], [])
+            self.estimate.value = "choose a reference" if ref is None else ""
+            return
+        if isinstance(ref, Path):
+            settings.save(reference=str(ref), last_folder=str(ref.parent))
+        panel = list(map(str, layer.metadata["adata"].var_names))
+        worker = create_worker(load_reference_steps, ref, panel)
+        worker.returned.connect(lambda info, lay=layer: self._on_reference_info(info, lay))
+        worker.errored.connect(self._fail)
+        self._ref_worker = worker
+        self.estimate.value = "reading the reference's genes…"
+        worker.start()
+
+    def _on_reference_info(self, info, layer) -> None:
+        self._ref_info = info
+        self.picker.set_genes(info["missing"], info["shared"], layer.metadata.get("suggested_genes")
+                              if not info["missing"] else None)
+        self._update_estimate()
+
+    def _update_estimate(self, _value=None) -> None:
+        from ..layers.genes import estimate, target_count
+
+        layer, info = self._source_layer(), self._ref_info
+        if layer is None or info is None:
+            return
+        n_targets = target_count(self.picker.mode_key(), len(info["missing"]), len(self.picker.chosen()))
+        plan, refusal = estimate(layer.metadata["adata"].n_obs, info["n_obs"], len(info["shared"]), n_targets,
+                                 self.method.value, self._out_path() is not None)
+        self.estimate.value = refusal or plan.text()
+        self.estimate.tooltip = plan.text()
+        self._refused = refusal
+
+    def _out_path(self) -> Path | None:
+        out = str(self.out_file.value)
+        return Path(out) if out not in ("", ".") and out.rstrip("/").endswith(".zarr") else None
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
         """Start imputation in a thread worker (no-op while one is running)."""
-        from .. import api
         from ..errors import InputError
+        from ..layers.sample_view import find_labels, mask_jobs
+        from ..params import parse_key_values
 
         if self._worker is not None:
             return
         try:
-            spatial, reference, genes, params, layer = self._collect()
+            layer = self._source_layer()
+            if layer is None:
+                path = Path(str(self.spatial_file.value))
+                if not path.is_file():
+                    raise InputError("No spatial data chosen.", "pick a cells layer or an .h5ad file.")
+                spatial = path
+            else:
+                spatial = layer.metadata["adata"]
+            reference = self._reference_source()
+            if reference is None:
+                raise InputError("No reference chosen.", "pick a scRNA-seq reference .h5ad file.")
+            if getattr(self, "_refused", None) and self._out_path() is None:
+                raise InputError(self._refused, "set 'Write to' to a .zarr path.")
+            params = parse_key_values(self.extra_params.value.split(","), "ae_epochs=10, rounds=1")
         except InputError as err:
             self._fail(err)
             return
-        self._layer_transform = ((tuple(layer.scale), tuple(layer.translate)) if layer is not None
-                                 else ((1.0, 1.0), (0.0, 0.0)))
-        self._start(api.impute_steps, spatial, reference, self.method.value, genes, seed=int(self.seed.value),
-                    device="auto", desc=f"Imputing ({self.method.value})", **params)
+        if self.method.value in ("knn", "stimpute"):
+            params.setdefault("k", int(self.k.value))
+        genes, all_genes = self.picker.genes()
+        settings.save(method=self.method.value, device=self.device.value)
+        jobs = mask_jobs(find_labels(self.viewer, layer)) if layer is not None else []
+        cells = (layer.features["cell_id"].astype(str).to_numpy() if layer is not None and "cell_id" in layer.features
+                 else None)
+        self._target = layer
+        self._start(run_steps, spatial, reference, self.method.value, genes, all_genes=all_genes,
+                    device=self.device.value, seed=int(self.seed.value), out=self._out_path(), params=params,
+                    jobs=jobs, cell_ids=cells, desc=f"Imputing ({self.method.value})")
 
-    def _on_result(self, imputed) -> None:
-        from ..layers import MAX_POINTS, binned_image_layer, cells_points_layer
+    def _on_result(self, out) -> None:
+        from ..layers import cells_points_layer
+        from ..layers.sample_view import SampleView
 
-        self.result = imputed
-        scale, translate = self._layer_transform
-        if imputed.n_obs > MAX_POINTS:  # millions of markers recolour slowly: show a binned image instead
-            data, kwargs, _ = binned_image_layer(imputed, colormap=self.colormap.value)
-            self.output_layer = self.viewer.add_image(data, **kwargs)
-        else:
-            data, kwargs, _ = cells_points_layer(imputed, features="genes", cmap=self.colormap.value,
-                                                 scale=scale, translate=translate)
-            self.output_layer = self.viewer.add_points(data, **kwargs)
-        self._refresh_gene_list()
-        self.gene_select.value = kwargs["metadata"]["gene"]
-        info = imputed.uns["napari_spatial_impute"]
-        self.status.value = (f"{imputed.n_vars} genes × {imputed.n_obs} cells in {info['seconds']:.1f} s "
-                             f"on {info['device']}")
+        if out.get("saved") is not None:
+            self.status.value = f"saved {out['saved']}"
+            self.progress_bar.value = 100
+            return
+        layer = self._target
+        if layer is None or layer not in self.viewer.layers:  # spatial from a file: show its cells first
+            data, kwargs, _ = cells_points_layer(out["spatial"], "cells", metadata={"sample": str(out["source"])})
+            layer = self.viewer.add_points(data, **kwargs)
+        self.result, self.sample_result = out["result"], out["aligned"]
+        self.view = SampleView(self.viewer, layer, out["masks"])
+        self.view.attach(self.sample_result)
+        self.output_layer = layer
+        self.colour.set_view(self.view)
+        self.colour.show(f"imputed:{out['first_gene']}")
+        info = self.result.uns.get("napari_spatial_impute", {})
+        where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
+        self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in {info.get('seconds', 0):.1f} s"
+                             f" on {info.get('device', '?')}{where}")
         self.progress_bar.value = 100
+        self.save_button.enabled = True
 
-    # ---- display ---------------------------------------------------------------------------------
-    def _refresh_gene_list(self, _value=None) -> None:
-        from ..layers import genes_by_reliability
+    # ---- saving ----------------------------------------------------------------------------------
+    def _ask_save(self, _value=None) -> None:
+        from qtpy.QtWidgets import QFileDialog
 
-        if self.output_layer is None:
+        start = settings.load()["last_folder"] or str(Path.home())
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save imputed genes", start,
+                                              "AnnData (*.h5ad);;AnnData zarr, any size (*.zarr)")
+        if path:
+            self.save_results(path)
+
+    def save_results(self, path, overwrite: bool = False) -> None:
+        """Write every imputed gene, reliability and provenance to ``path`` (.h5ad / .zarr) in a worker."""
+        from ._steps import save_steps
+
+        if self.sample_result is None or self._worker is not None:
             return
-        meta = self.output_layer.metadata
-        threshold = None if self.min_reliability.value <= -1.0 else float(self.min_reliability.value)
-        genes = genes_by_reliability(meta["genes"], meta.get("reliability"), threshold)
-        current = self.gene_select.value
-        self.gene_select.choices = genes
-        if current in genes:
-            self.gene_select.value = current
-        reliability = meta.get("reliability")
-        self.gene_table.visible = bool(reliability)
-        if reliability:
-            table = self.gene_table.native
-            table.setSortingEnabled(False)
-            self.gene_table.value = {"gene": genes, "reliability": [f"{reliability[g]:.3f}" for g in genes]}
-            table.setSortingEnabled(True)
-
-    def _on_table_click(self, row: int, _column: int) -> None:
-        item = self.gene_table.native.item(row, 0)
-        if item is not None and item.text() in self.gene_select.choices:
-            self.gene_select.value = item.text()
-
-    def _recolor(self, _value=None) -> None:
-        """Colour the result layer by the selected gene (features already hold every gene)."""
-        from ..layers import contrast_limits, show_gene_on_points
-
+        settings.save(last_folder=str(Path(path).parent))
         layer = self.output_layer
-        gene = self.gene_select.value
-        if layer is None or layer not in self.viewer.layers or not gene:
-            return
-        if "grid" in layer.metadata:  # binned image view
-            values = np.asarray(self.result[:, gene].X).ravel()
-            layer.data = layer.metadata["grid"].raster(values)
-            layer.colormap = self.colormap.value
-            layer.contrast_limits = contrast_limits(values)
-            layer.metadata["gene"] = gene
-            return
-        show_gene_on_points(layer, gene, self.colormap.value)
+        prov = {"sample": str(layer.metadata.get("sample") or layer.metadata.get("source") or layer.name)}
+        self._start(save_steps, self.sample_result, Path(path), overwrite=overwrite, provenance=prov,
+                    desc="Saving results")
+
+    def open_evaluate(self, _value=None):
+        """Dock the "Evaluate on my panel" widget with this widget's cells and reference."""
+        _, w = self.viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Evaluate on my panel")
+        if self.spatial_layer.value in w.spatial_layer.choices:
+            w.spatial_layer.value = self.spatial_layer.value
+        w.reference_file.value = str(self.reference_file.value)
+        return w

@@ -117,7 +117,7 @@ def cells_points_layer(adata, name: str | None = None, *, features: str = "obs",
     meta.update(metadata or {})
     kwargs = {"name": name, "features": feats, "size": size or spacing_factor * typical_spacing(xy),
               "border_width": 0, "border_color": "transparent", "face_color": "#b0b0b0", "metadata": meta,
-              "scale": tuple(scale), "translate": tuple(translate)}
+              "scale": tuple(scale), "translate": tuple(translate), "units": ("um", "um")}
     if gene is not None:
         if gene not in feats.columns:
             feats[gene] = gene_values(adata, gene)

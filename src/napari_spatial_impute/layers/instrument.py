@@ -91,9 +91,11 @@ def sample_to_layers(sample, *, gene: str | None = None, max_transcripts: int = 
     first_grey = next((i for i, img in enumerate(sample.images) if not img.rgb), None)
     layers: list[LayerDataTuple] = [image_layer(img, visible=img.rgb or i == first_grey)
                                     for i, img in enumerate(sample.images)]
+    key = sample.path or f"{sample.platform}:{id(sample)}"  # links a sample's cells and labels layers
     for lab in sample.labels:
         big = len(lab.label_to_obs) > MAX_DIRECT_COLORMAP_LABELS
         layers.append(labels_layer(lab, sample.adata, gene=None if big else gene))
+        layers[-1][1]["metadata"]["sample"] = key
         if big and gene is not None:
             layers.append(gene_image_layer(lab, sample.adata, gene))
     if sample.boundaries is not None and len(sample.boundaries):
@@ -107,6 +109,9 @@ def sample_to_layers(sample, *, gene: str | None = None, max_transcripts: int = 
     spot_um = (sample.adata.uns.get("histology") or {}).get("spot_diameter_um")  # Visium / ST spots
     layers.append(cells_points_layer(sample.adata, name=f"{sample.platform} cells", gene=gene,
                                      size=float(spot_um) if spot_um else None,
-                                     metadata={"platform": sample.platform, "unit": sample.unit,
+                                     metadata={"platform": sample.platform, "unit": sample.unit, "sample": key,
                                                "source": sample.path, "notes": list(sample.notes)}))
+    if sample.unit in ("um", "µm", "micron", "micrometer"):
+        for _, kwargs, _kind in layers:  # napari ≥ 0.6 takes units per layer; the scale bar shows µm
+            kwargs.setdefault("units", ("um", "um"))
     return layers

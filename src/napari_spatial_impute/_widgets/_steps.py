@@ -1,0 +1,93 @@
+"""The widgets' worker jobs: progress generators that do every file read and computation off the GUI thread.
+
+Qt-free (they only call the API and :mod:`napari_spatial_impute.layers`); the widgets run them with
+:class:`~._worker.RunsInWorker` and only touch layers with what they return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..progress import Progress, ProgressGen, relay
+
+
+def _read(source, kind: str):
+    if not isinstance(source, str | Path):
+        return source
+    from ..io.anndata_io import read_reference, read_spatial
+
+    return read_reference(source) if kind == "reference" else read_spatial(source)
+
+
+def load_reference_steps(reference, panel: list[str]) -> ProgressGen[dict]:
+    """The reference's genes the panel lacks / shares, and its size (a file is opened backed: X stays on disk)."""
+    from ..layers.genes import gene_candidates
+
+    yield Progress(0, 1, "reading the reference's genes", "reference")
+    if isinstance(reference, str | Path):
+        import anndata as ad
+
+        reference = ad.read_h5ad(str(reference), backed="r")
+    missing, shared, label = gene_candidates(panel, reference)
+    return {"missing": missing, "shared": shared, "identifier": label, "n_obs": int(reference.n_obs)}
+
+
+def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device: str, seed: int, out, params: dict,
+              jobs: list[dict], cell_ids=None) -> ProgressGen[dict]:
+    """Read the inputs, impute, prepare the label masks and align the result with the sample's cells."""
+    import numpy as np
+
+    from ..api import impute_steps
+    from ..layers.cells import default_gene
+    from ..layers.results import SampleResult
+    from ..layers.sample_view import prepare_masks
+
+    source = spatial
+    yield Progress(0, 100, "reading the spatial data and the reference", "read")
+    spatial = _read(spatial, "spatial")
+    reference = _read(reference, "reference")
+    result = yield from relay(impute_steps(spatial, reference, method, genes, seed=seed, device=device,
+                                           all_genes=all_genes, out=out, **params), "", 1, 100, span=94)
+    yield Progress(96, 100, "aligning the result with the sample's cells", "align")
+    ids = np.asarray(spatial.obs_names, dtype=str) if cell_ids is None else cell_ids
+    aligned = SampleResult(result, ids, np.asarray(spatial.obsm["spatial"])[:, :2] if cell_ids is None else
+                           _xy_for(spatial, ids))
+    yield Progress(98, 100, "preparing the segmentation for colouring", "masks")
+    masks = prepare_masks([dict(job, cell_ids=ids) for job in jobs])
+    first = default_gene(result)
+    return {"result": result, "aligned": aligned, "masks": masks, "spatial": spatial, "source": source,
+            "first_gene": first}
+
+
+def _xy_for(spatial, ids):
+    import numpy as np
+    import pandas as pd
+
+    pos = pd.Index(np.asarray(spatial.obs_names, dtype=str)).get_indexer(ids)
+    xy = np.full((len(ids), 2), np.nan)
+    ok = pos >= 0
+    xy[ok] = np.asarray(spatial.obsm["spatial"], np.float64)[pos[ok], :2]
+    return xy
+
+
+def save_steps(result, path: Path, *, overwrite: bool = False, provenance: dict | None = None) -> ProgressGen[dict]:
+    """Save an aligned result (see :func:`~napari_spatial_impute.layers.results.save_result_steps`)."""
+    from ..layers.results import save_result_steps
+
+    saved = yield from save_result_steps(result, path, overwrite=overwrite, provenance=provenance)
+    return {"saved": saved}
+
+
+def evaluate_steps(spatial, reference, methods: list[str], folds: int, seed: int, device: str) -> ProgressGen[dict]:
+    """Cross-validate each method over the measured genes the reference shares (per-gene metrics)."""
+    from ..api import cross_validate_steps
+
+    spatial = _read(spatial, "spatial")
+    reference = _read(reference, "reference")
+    out = {}
+    for i, m in enumerate(methods):
+        cv = yield from relay(cross_validate_steps(spatial, reference, m, folds, seed=seed, device=device), "",
+                              round(100 * i / len(methods)), 100, span=max(1, round(100 / len(methods))),
+                              prefix=f"{m}: ")
+        out[m] = cv
+    return {"cv": out}

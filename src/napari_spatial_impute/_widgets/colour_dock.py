@@ -1,0 +1,67 @@
+"""The "Colour cells by" dock: colour any opened sample's cells and segmentation without imputing first
+(measured genes, cell types and other obs columns); the Impute widget embeds the same panel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import ComboBox, Container, Label
+
+from .colour_by import ColourBy
+
+if TYPE_CHECKING:
+    import napari
+
+
+class ColourDock(Container):
+    """Pick a cells layer; its label masks are prepared in a worker, then :class:`ColourBy` colours them."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.cells = ComboBox(label="Cells", choices=self._choices)
+        self.status = Label(label="Status", value="")
+        self.colour = ColourBy(napari_viewer)
+        self.extend([self.cells, self.status, self.colour])
+        self.cells.changed.connect(self._attach)
+        self.viewer.layers.events.inserted.connect(self._refresh)
+        self.viewer.layers.events.removed.connect(self._refresh)
+        self.worker = None
+        self._attach()
+
+    def _choices(self, _w=None) -> list[str]:
+        return [ly.name for ly in self.viewer.layers
+                if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
+                and ly.metadata.get("grid_of") is None]
+
+    def _refresh(self, _e=None) -> None:
+        before = self.cells.value
+        self.cells.reset_choices()
+        if self.cells.value != before or (self.colour.view is None and self.cells.value):
+            self._attach()
+
+    def _attach(self, _v=None) -> None:
+        from napari.qt.threading import create_worker
+
+        from ..layers.sample_view import SampleView, find_labels, mask_jobs, prepare_masks
+
+        name = self.cells.value
+        if not name or name not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[name]
+        result = layer.metadata.get("result")
+        ids = layer.features["cell_id"].astype(str).to_numpy() if "cell_id" in layer.features else \
+            layer.metadata["adata"].obs_names.astype(str).to_numpy()
+        jobs = [dict(j, cell_ids=ids) for j in mask_jobs(find_labels(self.viewer, layer))]
+
+        def done(masks, layer=layer):
+            view = SampleView(self.viewer, layer, masks)
+            if result is not None:
+                view.attach(result)
+            self.colour.set_view(view)
+            self.status.value = f"{len(ids):,} cells; {len(masks)} segmentation mask(s)"
+
+        self.status.value = "preparing the segmentation…"
+        self.worker = create_worker(prepare_masks, jobs)
+        self.worker.returned.connect(done)
+        self.worker.start()
