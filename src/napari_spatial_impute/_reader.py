@@ -1,8 +1,10 @@
 """npe2 reader: instrument folders (Xenium, CosMx, MERSCOPE, Visium / ST) and .h5ad → aligned layers.
 
-``get_reader`` only looks at file names (cheap, never raises). The returned function reads the sample and
-builds layers; on bad input it shows napari's error notification naming the file and returns ``[]`` — it never
-raises into the viewer. Importable without Qt.
+``get_reader`` only looks at file names (cheap, never raises): ``None`` for a path it cannot read. The returned
+function reads the sample and builds layers; on bad input it shows napari's error notification naming the file
+and returns ``[]`` — it never raises into the viewer. Content it can open but not trust (e.g. spots outside the
+H&E image, an image of another section) opens anyway, with each reader warning shown as a napari warning
+notification. Importable without Qt.
 """
 
 from __future__ import annotations
@@ -36,14 +38,22 @@ def get_reader(path):
 
 def read_layers(path) -> list:
     """Read ``path`` into layer-data tuples (µm world); bad input → notification + ``[]``."""
+    import warnings
+
     try:
         if isinstance(path, list | tuple):
             path = path[0]
         from .io.detect import read_sample
         from .layers import sample_to_layers
 
-        sample = read_sample(path)
-        return sample_to_layers(sample)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sample = read_sample(path)
+            layers = sample_to_layers(sample)
+        for message in dict.fromkeys(str(w.message) for w in caught
+                                         if "napari_spatial_impute" in str(w.filename)):
+            _notify(f"{Path(str(path)).name}: {message}", warning=True)
+        return layers
     except Exception as err:  # noqa: BLE001 - never crash the viewer
         from .errors import InputError
 
@@ -53,12 +63,13 @@ def read_layers(path) -> list:
         return []
 
 
-def _notify(message: str) -> None:
+def _notify(message: str, *, warning: bool = False) -> None:
+    """napari's error (or warning) notification; without napari, the log."""
     try:
-        from napari.utils.notifications import show_error
+        from napari.utils.notifications import show_error, show_warning
 
-        show_error(message)
+        (show_warning if warning else show_error)(message)
     except Exception:  # noqa: BLE001 - no napari (plain Python): log instead
         import logging
 
-        logging.getLogger(__name__).error(message)
+        logging.getLogger(__name__).log(logging.WARNING if warning else logging.ERROR, message)

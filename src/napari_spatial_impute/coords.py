@@ -106,6 +106,22 @@ def cosmx_global_px_to_um(xy_px, pixel_size_um: float) -> np.ndarray:
     return flip_y(px_to_um(as_xy(xy_px), pixel_size_um), 0.0)
 
 
+def check_positive(value, name: str, unit: str = "µm", *, high: float = np.inf, fix: str | None = None) -> float:
+    """A physical size as float, or :class:`~napari_spatial_impute.errors.InputError` naming the valid range
+    (0, ``high``] when it is zero, negative, NaN/inf, beyond ``high`` or not a number."""
+    from .errors import InputError
+
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    if isinstance(value, bool) or not np.isfinite(v) or v <= 0 or v > high:
+        rng = "> 0" if not np.isfinite(high) else f"in (0, {high:g}]"
+        raise InputError(f"The {name} is {value!r} {unit}; it must be a number {rng} {unit}.",
+                         fix or f"give a positive {name} in {unit}.")
+    return v
+
+
 def _check_pixel_size(pixel_size_um: float) -> None:
-    if not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
-        raise ValueError(f"pixel size must be a positive number of µm, got {pixel_size_um!r}")
+    check_positive(pixel_size_um, "pixel size", "µm per pixel",
+                   fix="give the physical pixel size in µm per pixel (e.g. 0.2125 for Xenium, 0.5 for a 20× scan).")

@@ -53,3 +53,63 @@ def describe_device(device: str) -> str:
     if device == "cpu":
         return f"cpu ({torch.get_num_threads()} threads)"
     return device
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (CUDA / MPS / CPU) that smaller chunks might avoid."""
+    if isinstance(err, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            return True
+    except ImportError:  # pragma: no cover
+        pass
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "not enough memory" in text
+                                              or "can't allocate memory" in text)
+
+
+def _free_cache(device: str) -> None:
+    try:
+        import torch
+
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+        elif device == "mps":
+            torch.mps.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+
+
+def chunks_with_fallback(n: int, chunk: int, device: str, step, *, what: str = "this step",
+                         min_chunk: int = 1):
+    """Run ``step(start, stop, device)`` over rows ``[0, n)`` in chunks, yielding ``(start, stop, result)``.
+
+    On an out-of-memory error the chunk is halved and retried (down to ``min_chunk`` rows); when even that fails
+    on an accelerator, the remaining chunks run on the CPU, with a warning. Other errors propagate.
+    """
+    import warnings
+
+    chunk, start = max(1, int(chunk)), 0
+    while start < n:
+        stop = min(n, start + chunk)
+        try:
+            result = step(start, stop, device)
+        except Exception as err:  # noqa: BLE001 - only memory errors are handled, the rest re-raised
+            if not is_out_of_memory(err):
+                raise
+            _free_cache(device)
+            if chunk > min_chunk:
+                chunk = max(min_chunk, chunk // 2)
+                continue
+            if device == "cpu":
+                raise InputError(f"Out of memory in {what}, even {chunk} rows at a time.",
+                                 "free memory, or impute fewer genes / cells at once.") from err
+            warnings.warn(f"Out of {device} memory in {what} even with {chunk} rows at a time; continuing on the "
+                          "CPU (slower).", RuntimeWarning, stacklevel=2)
+            device = "cpu"
+            continue
+        yield start, stop, result
+        start = stop

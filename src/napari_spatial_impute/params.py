@@ -9,7 +9,11 @@ from .errors import InputError
 
 
 def parse_key_values(items: Iterable[str], example: str = "k=50") -> dict:
-    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``; values are parsed as JSON when possible."""
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}``; values are parsed as JSON when possible.
+
+    Only the syntax is checked here (KEY=VALUE, a name, no key twice); names, types and ranges are checked
+    against the method's declared parameters by :func:`napari_spatial_impute.models.params_spec.validate_params`.
+    """
     params = {}
     for item in (str(i).strip() for i in items):
         if not item:
@@ -17,6 +21,10 @@ def parse_key_values(items: Iterable[str], example: str = "k=50") -> dict:
         if "=" not in item:
             raise InputError(f"Parameter {item!r} is not KEY=VALUE.", f"write e.g. {example}.")
         key, value = (x.strip() for x in item.split("=", 1))
+        if not key.isidentifier():
+            raise InputError(f"Parameter {item!r} has no valid name before '='.", f"write e.g. {example}.")
+        if key in params:
+            raise InputError(f"Parameter {key!r} is given twice.", "give each parameter once.")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -3,29 +3,50 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError
 
 
-def check_outputs(paths, overwrite: bool) -> None:
-    """Refuse to replace an existing file (or non-empty folder) unless ``--overwrite``."""
+def check_outputs(paths, overwrite: bool, *, folders: bool = False) -> None:
+    """Before any work: refuse to replace an existing file (or non-empty folder) unless ``--overwrite``, and
+    refuse a destination that cannot be written (read-only folder, a file in the way); ``folders``: the outputs
+    are folders (model bundles, ``.zarr``)."""
+    from ..atomic import check_writable
+
+    seen = set()
     for path in paths:
         if not path:
             continue
         p = Path(path)
+        if p.resolve() in seen:
+            raise InputError(f"{p} is given twice as an output.", "give each output its own path.")
+        seen.add(p.resolve())
         if p.exists() and not overwrite and (p.is_file() or any(p.iterdir())):
             raise InputError(f"{p} already exists.", "choose another path or pass --overwrite.")
+        check_writable(p, "output", folder=folders or str(p).rstrip("/").endswith(".zarr"))
 
 
 def write_json(obj: dict, path: str | Path) -> None:
-    """Write ``obj`` as JSON atomically (``<name>.partial``, then renamed); NaN is refused."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False))
-    tmp.replace(path)
+    """Write ``obj`` as JSON atomically (``<name>.partial``, then renamed); NaN is written as null."""
+    from ..atomic import atomic_path
+
+    text = json.dumps(_no_nan(obj), indent=2, allow_nan=False)
+    with atomic_path(path, "metrics file") as tmp:
+        tmp.write_text(text)
+
+
+def _no_nan(obj):
+    """NaN / inf → None (JSON has no NaN; a metric undefined for a constant gene is null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _no_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_no_nan(v) for v in obj]
+    return obj
 
 
 def progress_bar(quiet: bool, desc: str) -> tuple[Callable | None, Callable[[], None]]:

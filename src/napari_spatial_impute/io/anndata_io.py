@@ -63,13 +63,11 @@ def read_reference(path: str | Path):
     return adata
 
 
-def write_h5ad_safely(adata, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``adata`` to ``path`` via a temporary file; refuse to overwrite unless asked."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    adata.write_h5ad(tmp, compression="gzip")
-    tmp.replace(path)
-    return path
+def write_h5ad_safely(adata, path: str | Path, *, overwrite: bool = False, what: str = "output file") -> Path:
+    """Write ``adata`` to ``path`` via a temporary file (removed on any error or Ctrl-C); refuse to overwrite
+    unless asked; an unwritable destination is an :class:`InputError` naming it."""
+    from ..atomic import atomic_path
+
+    with atomic_path(path, what, overwrite=overwrite) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+    return Path(path)
