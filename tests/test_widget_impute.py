@@ -1,55 +1,87 @@
-"""The "Impute genes" widget through the real manifest, on the bundled sample."""
+"""The "Impute genes" widget through the real manifest, on the bundled samples (Points, no segmentation)."""
 
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 PLUGIN = "napari-spatial-impute"
 
 
-def _wait_idle(widget, qtbot, timeout=60_000):
+@pytest.fixture(autouse=True)
+def _config(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CONFIG", str(tmp_path / "config"))
+
+
+def _wait_idle(widget, qtbot, timeout=120_000):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
 
 
+def _genes_ready(w, qtbot):
+    qtbot.waitUntil(lambda: w.picker.list.count() > 0, timeout=30_000)
+
+
 @pytest.fixture
-def viewer_with_sample(make_napari_viewer):
+def viewer_with_sample(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "osmfish_allenssp")
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
+    _genes_ready(widget, qtbot)
     return viewer, widget
 
 
 def test_sample_opens_as_points_with_adata(make_napari_viewer):
     viewer = make_napari_viewer()
-    layers = viewer.open_sample(PLUGIN, "osmfish_allenssp")
-    layer = layers[0]
+    layer = viewer.open_sample(PLUGIN, "osmfish_allenssp")[0]
     assert layer.data.shape == (3405, 2)
     assert layer.metadata["adata"].n_vars == 33 and layer.metadata["reference"].n_obs == 1000
     np.testing.assert_allclose(layer.data[0], [24590.79527, 18171.23094])  # (y, x) of the first cell
 
 
-def test_widget_imputes_and_recolours(viewer_with_sample, qtbot):
+def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot):
     viewer, w = viewer_with_sample
     assert w.spatial_layer.value == "osmFISH cells"
-    assert w.device_label.value.startswith("cpu")
-    w.genes.value = "Gad2, Vip, Plp1"
+    # the reference measures nothing the panel lacks: held-out genes are pre-selected, and the widget says so
+    assert w.picker.missing == [] and "held out" in w.picker.note.value
+    assert sorted(w.picker.chosen()) == sorted(["Gad2", "Vip", "Plp1", "Mfge8", "Aldoc", "Sox10"])
+    w.picker.select(["Gad2", "Vip", "Plp1"])
     w.run()
     _wait_idle(w, qtbot)
     layer = w.output_layer
-    assert layer is not None and layer in viewer.layers and len(viewer.layers) == 2
-    assert list(layer.features.columns) == ["cell_id", "Gad2", "Vip", "Plp1"]
-    np.testing.assert_allclose(layer.data, viewer.layers["osmFISH cells"].data)
-    assert sorted(w.gene_select.choices) == ["Gad2", "Plp1", "Vip"]
-    # colours follow the shown gene: the cell with the highest imputed Plp1 is the brightest in magma
-    w.gene_select.value = "Plp1"
-    hi = int(np.argmax(layer.features["Plp1"]))
-    lo = int(np.argmin(layer.features["Plp1"]))
+    assert layer.name == "osmFISH cells", w.status.value
+    assert [ly.name for ly in viewer.layers] == ["osmFISH cells"]
+    assert {"Gad2", "Vip", "Plp1"} <= set(layer.features.columns)
+    w.colour.show("imputed:Plp1")
+    hi, lo = int(np.argmax(layer.features["Plp1"])), int(np.argmin(layer.features["Plp1"]))
     assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()
-    colors_plp1 = layer.face_color.copy()
-    w.gene_select.value = "Vip"
-    assert not np.allclose(colors_plp1, layer.face_color)  # recoloured without recomputing
-    assert w.result.n_vars == 3
+    before = layer.face_color.copy()
+    w.colour.show("imputed:Vip")
+    assert not np.allclose(before, layer.face_color)  # recoloured without recomputing
+    # measured vs imputed side by side for a gene that has both
+    assert "Plp1" in w.colour.grid_gene.choices
+    w.colour.grid_gene.value = "Plp1"
+    w.colour.grid_on.value = True
+    assert viewer.grid.enabled and [ly.name for ly in viewer.layers if ly.visible] == ["Plp1 measured", "Plp1 imputed"]
+    w.colour.grid_on.value = False
+    assert not viewer.grid.enabled and viewer.layers["osmFISH cells"].visible and len(viewer.layers) == 1
+
+
+def test_xenium_sample_imputes_truly_absent_genes_with_truth(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "xenium_mouse_brain")
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
+    _genes_ready(w, qtbot)
+    assert len(w.picker.missing) == 98 and w.picker.mode_key() == "top"  # empty choice = the absent genes
+    w.picker.mode.value = "all genes the panel lacks"
+    w.method.value = "knn"
+    w.run()
+    _wait_idle(w, qtbot)
+    assert w.result is not None and w.result.n_vars == 98, w.status.value
+    assert len([g for g in w.colour.grid_gene.choices if g]) == 98  # every imputed gene has its held-out measurement (truth)
+    truth = viewer.layers["Xenium cells"].metadata["truth"]
+    c = w.view.colouring("measured:" + truth.var_names[0])
+    assert np.isfinite(c.values).all()
 
 
 def test_cancel_mid_run_adds_nothing(viewer_with_sample, qtbot, monkeypatch):
@@ -69,61 +101,107 @@ def test_cancel_mid_run_adds_nothing(viewer_with_sample, qtbot, monkeypatch):
 
     monkeypatch.setattr(api, "impute_steps", slow_steps)
     viewer, w = viewer_with_sample
-    w.genes.value = "Gad2"
+    w.picker.select(["Gad2"])
     w.run()
-    qtbot.waitUntil(lambda: w.progress_bar.value > 0 or "preparing" in str(w.status.value), timeout=10_000)
+    qtbot.waitUntil(lambda: w.progress_bar.value > 0, timeout=10_000)
     w.cancel()
     _wait_idle(w, qtbot)
-    assert len(viewer.layers) == 1 and w.output_layer is None
+    assert len(viewer.layers) == 1 and w.view is None
     assert "cancelled" in w.status.value
-    # the viewer and widget stay usable: a second run completes
     monkeypatch.setattr(api, "impute_steps", real)
     w.run()
     _wait_idle(w, qtbot)
-    assert w.output_layer is not None and len(viewer.layers) == 2
+    assert w.view is not None
 
 
 def test_bad_input_shows_message_and_adds_nothing(viewer_with_sample, qtbot):
     viewer, w = viewer_with_sample
     adata = viewer.layers["osmFISH cells"].metadata["adata"]
     before = adata.X.copy()
-    w.genes.value = "NotAGene"
+    w.picker.list.clearSelection()
+    w.picker.mode.value = "chosen genes"
+    w.run()  # nothing chosen, and the reference lacks nothing: the API's clear message
+    _wait_idle(w, qtbot)
+    assert "already measured" in w.status.value
+    assert len(viewer.layers) == 1 and w.view is None
+    np.testing.assert_array_equal(adata.X, before)
+
+
+def test_result_of_another_sample_recolours_nothing(viewer_with_sample):
+    from napari_spatial_impute.errors import InputError
+    from napari_spatial_impute.layers.results import SampleResult
+
+    viewer, w = viewer_with_sample
+    adata = viewer.layers["osmFISH cells"].metadata["adata"]
+    other = adata[:50].copy()
+    other.obs_names = [f"cell_{i}" for i in range(50)]
+    with pytest.raises(InputError, match="do not match"):
+        SampleResult(other, adata.obs_names, adata.obsm["spatial"])
+    moved = adata[:50].copy()
+    moved.obsm["spatial"] = moved.obsm["spatial"] + 500.0
+    with pytest.raises(InputError, match="another slide"):
+        SampleResult(moved, adata.obs_names, adata.obsm["spatial"])
+
+
+def test_ten_thousand_categories_do_not_freeze(viewer_with_sample, qtbot):
+    viewer, w = viewer_with_sample
+    layer = viewer.layers["osmFISH cells"]
+    adata = layer.metadata["adata"]
+    adata.obs["clone"] = pd.Categorical([f"c{i % 10_000}" for i in range(adata.n_obs)],
+                                        categories=[f"c{i}" for i in range(10_000)])
+    from napari_spatial_impute.layers.sample_view import SampleView
+
+    w.colour.set_view(SampleView(viewer, layer))
+    t0 = time.perf_counter()
+    w.colour.show("obs:clone")
+    assert time.perf_counter() - t0 < 5.0
+    assert w.colour.legend.items.count() == 31  # 30 most frequent + "… and N more"
+    assert len({tuple(c) for c in np.round(layer.face_color, 3)}) > 3000
+
+
+def test_cancel_while_saving_leaves_no_file(viewer_with_sample, qtbot, tmp_path, monkeypatch):
+    viewer, w = viewer_with_sample
+    w.picker.select(["Gad2", "Vip"])
     w.run()
     _wait_idle(w, qtbot)
-    assert "not in the reference" in w.status.value
-    assert len(viewer.layers) == 1
-    np.testing.assert_array_equal(adata.X, before)  # the user's data is untouched
+    from napari_spatial_impute.layers import results
+
+    real = results.SampleResult.blocks
+
+    def slow_blocks(self, rows=65_536):
+        for item in real(self, rows=200):
+            time.sleep(0.05)
+            yield item
+
+    monkeypatch.setattr(results.SampleResult, "blocks", slow_blocks)
+    for name in ("big.zarr", "big.h5ad"):
+        out = tmp_path / name
+        w.save_results(out)
+        qtbot.waitUntil(lambda: w.progress_bar.value > 5, timeout=10_000)
+        w.cancel()
+        _wait_idle(w, qtbot)
+        assert not out.exists() and not (tmp_path / (name + ".partial")).exists(), name
 
 
-def test_layer_opened_after_docking_is_selected(make_napari_viewer):
+def test_choices_remembered(make_napari_viewer, tmp_path, qtbot):
+    from napari_spatial_impute._widgets import settings
+    from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
+
+    ref = str(sample_path("reference.h5ad", XENIUM_DIR))
+    settings.save(reference=ref, method="knn", colormap="viridis", device="cpu")
     viewer = make_napari_viewer()
     _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
-    viewer.open_sample(PLUGIN, "osmfish_allenssp")
-    assert w.spatial_layer.value == "osmFISH cells"
+    assert str(w.reference_file.value) == ref and w.method.value == "knn" and w.device.value == "cpu"
+    assert w.colour.colormap.value == "viridis"
 
 
-def test_stimpute_reliability_table_and_threshold(viewer_with_sample, qtbot):
+def test_evaluate_on_my_panel(viewer_with_sample, qtbot):
     viewer, w = viewer_with_sample
-    w.method.value = "stimpute"
-    w.genes.value = "Gad2, Vip, Plp1, Mfge8"
-    # a short schedule keeps the test fast; the full default schedule is measured in benchmarks/
-    w.extra_params.value = "ae_epochs=5, gnn_epochs=1, rounds=1, reliability_folds=2, max_train_cells=1000"
-    w.run()
-    _wait_idle(w, qtbot, timeout=300_000)
-    layer = w.output_layer
-    assert layer is not None, w.status.value
-    rel = layer.metadata["reliability"]
-    assert set(rel) == {"Gad2", "Vip", "Plp1", "Mfge8"}
-    assert all(np.isfinite(v) for v in rel.values())
-    # gene list sorted by reliability, best first; the table shows the same
-    best_first = sorted(rel, key=lambda g: -rel[g])
-    assert list(w.gene_select.choices) == best_first
-    assert not w.gene_table.native.isHidden() and w.gene_table.native.rowCount() == 4
-    # a threshold between the scores hides the less reliable genes
-    threshold = float(np.mean([rel[best_first[1]], rel[best_first[2]]]))
-    w.min_reliability.value = threshold
-    assert set(w.gene_select.choices) == {g for g in rel if rel[g] >= w.min_reliability.value}
-    # clicking a row shows that gene
-    w._on_table_click(0, 0)
-    assert w.gene_select.value == w.gene_table.native.item(0, 0).text()
-    assert "reliability" in w.result.var
+    ev = w.open_evaluate()
+    assert ev.spatial_layer.value == "osmFISH cells"
+    ev.folds.value = 3
+    ev.run()
+    _wait_idle(ev, qtbot)
+    assert "knn" in ev.results, ev.status.value
+    assert ev.table.native.rowCount() == 33 and "median per-gene PCC" in ev.status.value
+    assert ev.figure.axes

@@ -61,6 +61,7 @@ class ColourBy(Container):
         self.grid_on.changed.connect(self._on_grid)
         self.grid_gene.changed.connect(self._on_grid)
         self._quiet = False
+        self._grid_shown = None
         if view is not None:
             self.set_view(view)
 
@@ -129,4 +130,11 @@ class ColourBy(Container):
         if self.view is None or self._quiet:
             return
         gene = self.grid_gene.value if self.grid_on.value else None
-        self.view.grid(gene)
+        if gene == self._grid_shown:  # napari re-emits choices while layers are added: nothing to redo
+            return
+        self._quiet = True
+        try:
+            self.view.grid(gene)
+            self._grid_shown = gene
+        finally:
+            self._quiet = False

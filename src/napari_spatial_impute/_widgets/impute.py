@@ -210,6 +210,9 @@ class ImputeWidget(RunsInWorker, Container):
             if getattr(self, "_refused", None) and self._out_path() is None:
                 raise InputError(self._refused, "set 'Write to' to a .zarr path.")
             params = parse_key_values(self.extra_params.value.split(","), "ae_epochs=10, rounds=1")
+            from ..models.params_spec import validate_params
+
+            params = validate_params(self.method.value, params, seed=int(self.seed.value))  # before any work
         except InputError as err:
             self._fail(err)
             return
@@ -267,10 +270,24 @@ class ImputeWidget(RunsInWorker, Container):
         if self.sample_result is None or self._worker is not None:
             return
         settings.save(last_folder=str(Path(path).parent))
+        self._saving = Path(path)
         layer = self.output_layer
         prov = {"sample": str(layer.metadata.get("sample") or layer.metadata.get("source") or layer.name)}
         self._start(save_steps, self.sample_result, Path(path), overwrite=overwrite, provenance=prov,
                     desc="Saving results")
+
+    def _on_aborted(self) -> None:
+        """A cancelled save leaves nothing behind: the partial file is removed."""
+        from ..layers.results import remove_partial
+
+        super()._on_aborted()
+        if getattr(self, "_saving", None) is not None:
+            remove_partial(self._saving)
+            self.status.value = f"save cancelled; {self._saving.name} not written"
+
+    def _on_finished(self) -> None:
+        super()._on_finished()
+        self._saving = None
 
     def open_evaluate(self, _value=None):
         """Dock the "Evaluate on my panel" widget with this widget's cells and reference."""

@@ -214,8 +214,8 @@ class SampleView:
                     made.append(ly)
             else:
                 ly = self.viewer.add_points(np.asarray(self.cells.data), name=f"{gene} {label}",
-                                            size=self.cells.size, border_width=0, scale=self.cells.scale,
-                                            translate=self.cells.translate,
+                                            size=np.array(self.cells.size), border_width=0,
+                                            scale=tuple(self.cells.scale), translate=tuple(self.cells.translate),
                                             face_color=values_rgba(c.values, self.cmap, clim),
                                             metadata={"grid_of": gene, "unit": c.unit}, units=UM)
                 made.append(ly)
