@@ -78,7 +78,8 @@ def test_xenium_sample_imputes_truly_absent_genes_with_truth(make_napari_viewer,
     w.run()
     _wait_idle(w, qtbot)
     assert w.result is not None and w.result.n_vars == 98, w.status.value
-    assert len([g for g in w.colour.grid_gene.choices if g]) == 98  # every imputed gene has its held-out measurement (truth)
+    # every imputed gene has its held-out measurement (truth) for the grid
+    assert len([g for g in w.colour.grid_gene.choices if g]) == 98
     truth = viewer.layers["Xenium cells"].metadata["truth"]
     c = w.view.colouring("measured:" + truth.var_names[0])
     assert np.isfinite(c.values).all()

@@ -65,6 +65,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     w.method.value = "knn"
     w.run()
     _wait(w, qtbot)
+    qtbot.wait(50)  # the segmentation is painted in later event-loop turns (short GUI-thread steps)
     assert w.view is not None, w.status.value
     layer = viewer.layers["xenium cells"]
     assert {"Gfap", "Sst", "Pvalb"} <= set(layer.features.columns)  # imputed genes are features of the cells
@@ -74,6 +75,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     xy = sample.adata.obsm["spatial"]
     for gene in ("Gfap", "Sst"):
         w.colour.show(f"imputed:{gene}")
+        qtbot.wait(30)
         imputed = w.result[:, gene].X.ravel()
         for i in (0, 37, 399):
             got = _value_under(painted, viewer, (xy[i, 1], xy[i, 0]))
@@ -81,6 +83,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
         assert gene in viewer.text_overlay.text and "imputed" in viewer.text_overlay.text
     # colour by a categorical obs column: distinct colours per category, legend lists them
     w.colour.show("obs:cluster")
+    qtbot.wait(30)
     painted = w.view.painted["cells"]
     assert painted.rgb
     c0 = _value_under(painted, viewer, (xy[0, 1], xy[0, 0]))
@@ -116,6 +119,7 @@ def test_instrument_folder_through_reader(make_napari_viewer, qtbot, tmp_path):
     w.method.value = "knn"
     w.run()
     _wait(w, qtbot)
+    qtbot.wait(50)
     assert w.view is not None and w.view.masks, w.status.value
     painted = next(iter(w.view.painted.values()))
     labels = next(ly for ly in viewer.layers if type(ly).__name__ == "Labels")
@@ -124,6 +128,7 @@ def test_instrument_folder_through_reader(make_napari_viewer, qtbot, tmp_path):
     # the value under each of a few labelled cells is that cell's imputed value
     values = pd.Series(w.result[:, "Gfap"].X.ravel(), index=w.result.obs_names.astype(str))
     w.colour.show("imputed:Gfap")
+    qtbot.wait(30)
     data = np.asarray(labels.data)
     for lid, cell in list(zip(ids, obs))[:20:4]:
         rr, cc = np.nonzero(data == lid)

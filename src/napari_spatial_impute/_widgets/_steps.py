@@ -22,6 +22,9 @@ def _read(source, kind: str):
 def load_reference_steps(reference, panel: list[str]) -> ProgressGen[dict]:
     """The reference's genes the panel lacks / shares, and its size (a file is opened backed: X stays on disk)."""
     from ..layers.genes import gene_candidates
+    from ..layers.paint import colormap_lut
+
+    colormap_lut("magma")  # imports matplotlib off the GUI thread
 
     yield Progress(0, 1, "reading the reference's genes", "reference")
     if isinstance(reference, str | Path):
@@ -39,6 +42,7 @@ def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device
 
     from ..api import impute_steps
     from ..layers.cells import default_gene
+    from ..layers.paint import colormap_lut
     from ..layers.results import SampleResult
     from ..layers.sample_view import prepare_masks
 
@@ -54,6 +58,7 @@ def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device
                            _xy_for(spatial, ids))
     yield Progress(98, 100, "preparing the segmentation for colouring", "masks")
     masks = prepare_masks([dict(job, cell_ids=ids) for job in jobs])
+    colormap_lut("magma")  # imports matplotlib here, not in the GUI thread
     first = default_gene(result)
     return {"result": result, "aligned": aligned, "masks": masks, "spatial": spatial, "source": source,
             "first_gene": first}

@@ -35,6 +35,13 @@ if TYPE_CHECKING:
 FROM_FILE = "(from file)"
 
 
+def _later(func) -> None:
+    """Run ``func`` in a later event-loop turn (keeps each GUI-thread step short)."""
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, func)
+
+
 class ImputeWidget(RunsInWorker, Container):
     """Impute unmeasured genes from a scRNA-seq reference and paint them over the tissue."""
 
@@ -100,6 +107,7 @@ class ImputeWidget(RunsInWorker, Container):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.viewer.scale_bar.visible = True
+        self.viewer.text_overlay.visible = True  # created now, not in the middle of showing a result
         self._refresh_layers()
         self._on_spatial_changed()
 
@@ -242,10 +250,11 @@ class ImputeWidget(RunsInWorker, Container):
             layer = self.viewer.add_points(data, **kwargs)
         self.result, self.sample_result = out["result"], out["aligned"]
         self.view = SampleView(self.viewer, layer, out["masks"])
+        self.view.defer = _later
         self.view.attach(self.sample_result)
         self.output_layer = layer
         self.colour.set_view(self.view)
-        self.colour.show(f"imputed:{out['first_gene']}")
+        _later(lambda: self.colour.show(f"imputed:{out['first_gene']}"))
         info = self.result.uns.get("napari_spatial_impute", {})
         where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
         self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in {info.get('seconds', 0):.1f} s"

@@ -13,11 +13,15 @@ Nothing here imports napari or Qt.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
-#: value images are computed on the mask strided down to at most this many pixels (4096²: ~60 ms per switch)
+#: value images are computed on the mask strided down to at most this many pixels (4096²: ~60 ms per switch) …
 MAX_PAINT_PIXELS = 4096 * 4096
+#: … and to about this many pixels per labelled cell (each cell stays a patch of ~8×8 px; the full-resolution
+#: outlines remain on the Labels layer)
+PAINT_PIXELS_PER_CELL = 64
 NAN_RGBA = (0.55, 0.55, 0.55, 0.5)
 
 
@@ -44,6 +48,7 @@ def prepare_mask(mask, label_ids, label_obs, cell_ids, *, scale=(1.0, 1.0), tran
     link each label id (``label_ids`` → ``label_obs`` cell names) to its row in ``cell_ids``."""
     import pandas as pd
 
+    max_pixels = int(min(max_pixels, max(1 << 20, PAINT_PIXELS_PER_CELL * len(label_ids))))
     levels = mask if isinstance(mask, list | tuple) else [mask]
     level, level_step = levels[0], 1
     for i, lv in enumerate(levels):  # a pyramid: the finest level that fits (assumes 2× per level)
@@ -90,11 +95,15 @@ def paint_rgba(pm: PaintMask, cell_rgba) -> np.ndarray:
     return np.take(lut, pm.mask, axis=0)
 
 
+@lru_cache(maxsize=32)
 def colormap_lut(cmap: str = "magma", n: int = 256) -> np.ndarray:
-    """(n, 4) float32 RGBA samples of a matplotlib colormap."""
+    """(n, 4) float32 RGBA samples of a matplotlib colormap (cached; warm it in a worker: importing matplotlib
+    takes ~0.3 s)."""
     import matplotlib
 
-    return matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, n)).astype(np.float32)
+    lut = matplotlib.colormaps[cmap](np.linspace(0.0, 1.0, n)).astype(np.float32)
+    lut.flags.writeable = False
+    return lut
 
 
 def values_rgba(values, cmap: str = "magma", clim: tuple[float, float] = (0.0, 1.0), nan_rgba=NAN_RGBA) -> np.ndarray:

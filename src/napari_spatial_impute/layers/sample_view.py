@@ -17,7 +17,6 @@ from .colors import contrast_limits
 from .colour_by import Colouring, LibrarySizes, colouring, paired_genes
 from .paint import PaintMask, categories_rgba, paint_rgba, paint_values, prepare_mask, values_rgba
 
-
 UM = ("um", "um")
 
 
@@ -74,6 +73,9 @@ class SampleView:
         self._library: LibrarySizes | None = None
         self._grid_hidden: list = []
         self.timings: dict[str, float] = {}
+        #: runs a display step later (the widgets pass a Qt single-shot timer, so adding a layer and creating
+        #: its colorbar happen in separate event-loop turns); default: at once
+        self.defer = lambda f: f()
 
     # ---- data -------------------------------------------------------------------------------------
     @property
@@ -135,7 +137,7 @@ class SampleView:
             feats[c.name] = c.values
             self.cells.features = feats
         for pm in self.masks:
-            self._paint(pm, c, rgba)
+            self.defer(lambda pm=pm: self._paint(pm, c, rgba))
         show_um_scale_bar(self.viewer)
         self.viewer.text_overlay.text = c.title
         self.viewer.text_overlay.visible = True
@@ -166,7 +168,7 @@ class SampleView:
                 layer = self.viewer.add_image(data, rgb=True, **kwargs)
             else:
                 layer = self.viewer.add_image(data, colormap=self.cmap, contrast_limits=self.clim, **kwargs)
-                layer.colorbar.visible = True
+                self.defer(lambda ly=layer: setattr(ly.colorbar, "visible", True))
             self.painted[pm.name] = layer
             self._place_above(layer, pm.name)
         else:
