@@ -73,10 +73,10 @@ def pixel_grid_affine(pixel_size_um: float, corner_x_um: float = 0.0, corner_y_u
     """3×3 affine from pixel-centre indices (col, row) to (x, y) µm for a grid of ``pixel_size_um`` pixels whose
     top-left corner is at (``corner_x_um``, ``corner_y_um``): pixel i covers [corner + i·s, corner + (i+1)·s),
     so its centre (napari's data coordinate i) sits at corner + (i + ½)·s."""
+    _check_pixel_size(pixel_size_um)
+    _check_pixel_size(pixel_size_y_um if pixel_size_y_um is not None else pixel_size_um)
     sx = float(pixel_size_um)
     sy = float(pixel_size_y_um if pixel_size_y_um is not None else pixel_size_um)
-    _check_pixel_size(sx)
-    _check_pixel_size(sy)
     return np.array([[sx, 0.0, corner_x_um + sx / 2], [0.0, sy, corner_y_um + sy / 2], [0.0, 0.0, 1.0]])
 
 

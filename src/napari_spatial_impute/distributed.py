@@ -64,7 +64,10 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     from .models import get_method
 
     t0 = time.perf_counter()
+    from .models.params_spec import validate_params
+
     klass = get_method(method)
+    params = validate_params(klass.method, params, seed=seed)
     if not klass.cell_independent_predict:
         raise InputError(f"Method {method!r} predicts a whole slide at once and cannot be split over cells.",
                          "run it without --dask, or use knn / stimpute.")

@@ -79,3 +79,22 @@ def iter_chunks(n: int, size: int) -> Iterator[slice]:
     size = max(1, int(size))
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
+
+
+class Ticker:
+    """Tells a long inner loop when to yield a heartbeat, so a Cancel is answered within ``interval`` seconds
+    (``if tick.due(): yield Progress(...)``); cheap enough to call on every batch."""
+
+    def __init__(self, interval: float = 0.25):
+        import time
+
+        self._clock = time.perf_counter
+        self.interval = float(interval)
+        self._last = self._clock()
+
+    def due(self) -> bool:
+        now = self._clock()
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False

@@ -4,6 +4,13 @@
         [--genes FILE] [--epochs N] [--seed 0] [--device auto]
     napari-spatial-impute histology evaluate MODEL_DIR --section COUNTS SPOTS IMAGE --metrics OUT.json
     napari-spatial-impute histology predict MODEL_DIR --image IMAGE [--spots SPOTS] --out OUT.h5ad
+
+Training normalises stains (Macenko), augments stains / scans, and validates the contrastive model against the
+bundle's fallbacks (frozen-feature kNN, colour/texture ridge) by leaving each training section out; the bundle
+predicts with the winner or a blend (``--param predictor=contrastive`` forces the contrastive model,
+``--param stain=none`` turns normalisation off). ``evaluate`` writes the model's metrics (``pcc_mean_top50`` …)
+and, side by side, each predictor's (``pcc_mean_top50_contrastive``, ``…_feature_knn``, ``…_colour_ridge``).
+``predict`` reads tiled / pyramidal TIFFs region by region (any size) and takes their pixel size from the file.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ def add_parser(subparsers) -> None:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     t.add_argument("--backbone", default="lite0", help="lite0 (ImageNet, frozen) | resnet_small | resnet_large | "
                                                         "torchscript")
-    t.add_argument("--backbone-path", help="TorchScript file, or a state dict for lite0/resnet_*")
+    t.add_argument("--backbone-path", help="your own encoder: a TorchScript file (--backbone torchscript), or a "
+                                           "state dict for lite0 / resnet_small / resnet_large")
     t.add_argument("--finetune", action="store_true", help="train the image backbone end to end (GPU)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="other STco parameter")
     t.add_argument("--overwrite", action="store_true")
@@ -54,6 +62,7 @@ def add_parser(subparsers) -> None:
     q.add_argument("--pixel-size", type=float, help="µm per pixel of the image (default: from the spot "
                                                     "pitch, else the training sections')")
     q.add_argument("--tile-um", type=float, default=100.0, help="tile size for whole-slide prediction (100 µm)")
+    q.add_argument("--tta", type=int, help="test-time dihedral views per patch (default: the model's)")
     q.add_argument("--device", default="auto")
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true")
@@ -70,13 +79,16 @@ def run_train(args) -> int:
     from ..api.histology import train_histology
     from ..io.legacy_st import read_st_section
 
-    check_outputs([args.out], args.overwrite)
+    check_outputs([args.out], args.overwrite, folders=True)
     genes = read_gene_list(args.genes) if args.genes else None
     params = _params(args.param)
     params.update(backbone=args.backbone, backbone_path=args.backbone_path, finetune=args.finetune,
                   n_genes=args.n_genes)
     if args.epochs is not None:
         params["epochs"] = args.epochs
+    from ..models.params_spec import validate_params
+
+    params = validate_params("stco", params, seed=args.seed)  # before reading the sections
     sections = [read_st_section(*sec) for sec in args.section]
     cb, close = progress_bar(args.quiet, "train")
     try:
@@ -86,6 +98,9 @@ def run_train(args) -> int:
     model.save(args.out, overwrite=args.overwrite)
     print(f"trained on {sum(a.n_obs for a in sections)} spots of {len(sections)} sections, {len(model.genes)} "
           f"genes, backbone {model.backbone_name}, {model.fit_seconds:.0f} s → {args.out}")
+    from ..api.histology import describe_choice
+
+    print(describe_choice(model))
     return 0
 
 
@@ -104,6 +119,9 @@ def run_evaluate(args) -> int:
     write_json(metrics, args.metrics)
     print(f"{metrics['n_spots']} spots × {metrics['n_genes']} genes: mean PCC {metrics['pcc_mean_all']:.3f} "
           f"(top-50 genes {metrics['pcc_mean_top50']:.3f}), {metrics['seconds']:.1f} s → {args.metrics}")
+    side = ", ".join(f"{name} {row['pcc_mean_top50']:.3f}" for name, row in metrics.get("components", {}).items())
+    if side:
+        print(f"top-50 PCC of each predictor alone: {side}")
     return 0
 
 
@@ -117,11 +135,11 @@ def run_predict(args) -> int:
     ids, xy, px = (None, None, None)
     if args.spots:
         ids, xy, px = read_spots_table(args.spots)
-    pixel_size = args.pixel_size or px
+    pixel_size = args.pixel_size if args.pixel_size is not None else px  # 0 / negative: refused by the API
     cb, close = progress_bar(args.quiet, "predict")
     try:
         out = predict_histology(model, args.image, pixel_size, callback=cb, spots_xy=xy, obs_names=ids,
-                                tile_um=args.tile_um)
+                                tile_um=args.tile_um, tta=args.tta)
     finally:
         close()
     write_h5ad_safely(out, args.out, overwrite=args.overwrite)

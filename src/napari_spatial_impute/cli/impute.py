@@ -71,6 +71,9 @@ def run_impute(args) -> int:
         params["gene_embeddings"] = args.gene_embeddings
     if args.esm_checkpoint:
         params["esm_checkpoint"] = args.esm_checkpoint
+    from ..models.params_spec import validate_params
+
+    params = validate_params(args.method, params, seed=args.seed)  # before reading anything
     spatial = read_spatial(args.spatial)
     reference = read_reference(args.reference)
     genes = [g for g in args.genes.split(",") if g.strip()] if args.genes else None

@@ -113,6 +113,32 @@ def check_values(X, *, log1p_flag: bool = False, seed: int = 0) -> ValueCheck:
     return ValueCheck("linear", f"non-integer values up to {vals.max():.3g} (e.g. volume-normalised)")
 
 
+#: log1p values above this overflow float32 when turned back with expm1 (log(3.4e38) ≈ 88.7)
+_MAX_LOG1P = 80.0
+
+
+def check_declared(X, values: str, what: str, flag: str) -> None:
+    """Even declared values must be usable: finite, non-negative, not all zero, within float32; ``log1p``
+    values small enough for ``expm1``."""
+    vals = _sample_values(X, np.random.default_rng(0))
+    if vals.size == 0:
+        raise InputError(f"The {what} is all zeros: there is nothing to learn from.",
+                         "check that the right file / layer was exported.")
+    if not np.all(np.isfinite(vals)):
+        raise InputError(f"The {what} holds NaN or infinite values.", "fix or drop those cells / genes.")
+    if vals.max() > np.finfo(np.float32).max:
+        raise InputError(f"The {what} holds values up to {vals.max():.3g}, beyond float32's range "
+                         f"(≈ {np.finfo(np.float32).max:.3g}): they would become infinite.",
+                         "export the raw counts (integers) instead.")
+    if vals.min() < 0:
+        raise InputError(f"The {what} holds negative values (min {vals.min():.3g}): centred or scaled data, "
+                         f"neither {values} nor counts.", "keep raw counts in layers['counts'] or .raw.")
+    if values == "log1p" and vals.max() > _MAX_LOG1P:
+        raise InputError(f"The {what} is declared log1p-normalised ({flag} log1p) but holds values up to "
+                         f"{vals.max():.3g}: not log data (expm1 would overflow).",
+                         f"drop {flag} log1p (raw counts are found automatically) or declare {flag} counts.")
+
+
 def _candidates(adata) -> list[tuple[str, str | None]]:
     """(matrix label, layer key) candidates in the order scverse users keep counts."""
     out: list[tuple[str, str | None]] = []
@@ -150,6 +176,8 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
         raise InputError(f"The {what} is empty ({adata.n_obs} cells × {adata.n_vars} genes).",
                          "point at a file with cells in rows and genes in columns.")
     notes: list[str] = []
+    if values in ("counts", "log1p"):
+        check_declared(adata.X, values, what, flag)
     if values == "counts":
         return adata.X, adata.var_names, "X", "counts (declared)", notes
     if values == "log1p":
@@ -173,6 +201,9 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
         if check.kind == "linear":
             notes.append(f"{label} holds non-integer linear values ({check.reason}); accepted as counts-like.")
             return X, names, label, "linear", notes
+    if seen and all("every sampled value is zero" in s for s in seen):
+        raise InputError(f"The {what} is all zeros (" + "; ".join(seen) + "): there is nothing to learn from.",
+                         "check that the right file / layer was exported (the counts may have been dropped).")
     raise InputError(
         f"The {what} holds no raw counts: " + "; ".join(seen) + ".",
         "keep raw counts in layers['counts'] or .raw (scanpy: adata.layers['counts'] = adata.X.copy() before "

@@ -47,4 +47,42 @@ def section_to_sample(adata, platform: str, path: str = "", notes: list[str] | N
         sample.images.append(SampleImage(name="H&E", data=img, affine=pixel_grid_affine(float(info["pixel_size_um"])),
                                          rgb=img.ndim == 3 and img.shape[-1] in (3, 4),
                                          source=str(image) if not isinstance(image, np.ndarray) else "uns"))
+        if "spatial_px" in adata.obsm:
+            sample.notes += warn_geometry(np.asarray(adata.obsm["spatial_px"]), img)
     return sample
+
+
+#: her2st: 97–99 % of a section's spots lie on the tissue mask of its own image, 40–70 % on another section's
+ON_TISSUE_MIN = 0.8
+
+
+def warn_geometry(xy_px: np.ndarray, img: np.ndarray) -> list[str]:
+    """Warn (and return the messages) when spot pixels lie outside the H&E image or (almost) none lie on tissue:
+    the image belongs to another section, or the coordinates are in another scale. The layers still open, so
+    the mismatch can be seen."""
+    import warnings
+
+    xy = np.asarray(xy_px, dtype=np.float64)[:, :2]
+    h, w = img.shape[:2]
+    if len(xy) == 0 or h == 0 or w == 0:
+        return []
+    msgs = []
+    outside = ~np.isfinite(xy).all(axis=1) | (xy[:, 0] < 0) | (xy[:, 1] < 0) | (xy[:, 0] >= w) | (xy[:, 1] >= h)
+    if outside.any():
+        msgs.append(f"{int(outside.sum())} of {len(xy)} spots lie outside the {w}×{h} px H&E image: the image may "
+                    "belong to another section, or the spot pixels use another scale (hires / lowres?).")
+    inside = xy[~outside]
+    if len(inside) and img.ndim == 3 and img.shape[-1] in (3, 4):
+        from ..models.stco.tiling import tissue_mask
+
+        arr = img if img.dtype == np.uint8 else np.clip(img, 0, 255).astype(np.uint8)
+        mask, scale = tissue_mask(arr)
+        iy = np.clip((inside[:, 1] / scale).astype(int), 0, mask.shape[0] - 1)
+        ix = np.clip((inside[:, 0] / scale).astype(int), 0, mask.shape[1] - 1)
+        frac = float(mask[iy, ix].sum()) / len(xy)
+        if frac < ON_TISSUE_MIN:
+            msgs.append(f"Only {100 * frac:.0f}% of the spots lie on tissue in the H&E image (expected nearly all): "
+                        "the image may belong to another section.")
+    for m in msgs:
+        warnings.warn(m, UserWarning, stacklevel=3)
+    return msgs

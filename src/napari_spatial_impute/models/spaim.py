@@ -40,7 +40,7 @@ import numpy as np
 
 from ..clustering import cluster_means, reference_clusters
 from ..errors import InputError
-from ..progress import Progress, ProgressGen
+from ..progress import Progress, ProgressGen, Ticker
 from .base import ImputeData, Imputer
 from .spaim_network import adamw, build_network, check_memory, deterministic, estimate_memory, gram
 
@@ -148,6 +148,7 @@ class SpaIMImputer(Imputer):
         target = torch.from_numpy(np.ascontiguousarray(data.spatial.T)).to(dev)  # genes × cells
         opt = adamw(net.parameters(), self.lr, self.weight_decay, dev)
         history = np.zeros((self.epochs, 4), dtype=np.float32)
+        tick = Ticker()
         for epoch in range(self.epochs):
             with deterministic():
                 net.train()
@@ -170,6 +171,9 @@ class SpaIMImputer(Imputer):
                             for pe, pn in zip(ema.parameters(), net.parameters()):
                                 pe.lerp_(pn, 1.0 - self.ema)
                     total += torch.cat([loss.detach().reshape(1), parts]).cpu() * len(idx)
+                    if tick.due():  # a heartbeat between batches: Cancel answered within a second
+                        yield Progress(offset + epoch, total_epochs, f"model {member + 1}/{self.n_models}, epoch "
+                                       f"{epoch + 1}/{self.epochs}", "fit")
                 history[epoch] = (total / n_train).numpy()
             yield Progress(offset + epoch + 1, total_epochs, f"model {member + 1}/{self.n_models}, epoch "
                            f"{epoch + 1}/{self.epochs}, loss {history[epoch, 0]:.4f}", "fit")
