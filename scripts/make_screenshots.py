@@ -1,7 +1,10 @@
 """Screenshots for docs/: the widgets on real data. Run: ``make docs`` (xvfb-run … scripts/make_screenshots.py).
 
-Writes docs/images/impute_widget_<method>.png (osmFISH sample) and histology_widget_heatmap.png (her2st C6,
-needs ../shared/datasets); the format screenshots come from scripts/screenshot_formats.py.
+Writes docs/images/impute_widget_<method>.png (osmFISH sample), impute_segmentation_merscope.png (MERSCOPE mouse
+brain opened by the reader: DAPI, segmentation coloured per cell by a gene imputed from the Xenium mouse-brain
+reference, colorbar, µm scale bar), impute_grid_measured_vs_imputed.png (bundled Xenium sample: a held-out gene
+measured | imputed) and histology_widget_heatmap.png (her2st C6); the last two sections need ../shared/datasets.
+The format screenshots come from scripts/screenshot_formats.py.
 """
 
 from __future__ import annotations
@@ -22,6 +25,94 @@ def _wait(widget, app, timeout=600):
         time.sleep(0.05)
 
 
+MERSCOPE = ROOT.parent / "shared" / "datasets" / "merscope_mouse_brain_mini"
+
+
+def _settle(app, seconds: float = 0.5) -> None:
+    t0 = time.time()
+    while time.time() - t0 < seconds:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def segmentation_screenshot(gene: str = "Gfap") -> Path:
+    """MERSCOPE mouse-brain crop through the reader, genes imputed from the Xenium reference, painted per cell."""
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
+
+    viewer = napari.Viewer(show=False, title="napari-spatial-impute")
+    app = QApplication.instance()
+    viewer.open(str(MERSCOPE), plugin="napari-spatial-impute")
+    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
+    w.reference_file.value = str(sample_path("reference.h5ad", XENIUM_DIR))
+    while w.picker.list.count() == 0:
+        app.processEvents()
+    w.picker.select([gene, "Slc17a7", "Gad1", "Mbp", "Olig1"])
+    w.method.value = "knn"
+    w.run()
+    _wait(w, app)
+    if w.view is None:
+        raise SystemExit(f"imputation failed: {w.status.value}")
+    _settle(app)
+    w.colour.show(f"imputed:{gene}")
+    for ly in viewer.layers:
+        if type(ly).__name__ == "Points" or "polyT" in ly.name or "transcript" in ly.name:
+            ly.visible = False
+        if type(ly).__name__ == "Labels":
+            ly.contour = 1  # outlines over the painted values
+    _settle(app)
+    return _shot(viewer, "impute_segmentation_merscope.png")
+
+
+def grid_screenshot(gene: str | None = None) -> Path:
+    """Bundled Xenium sample: impute the 98 absent genes, show the best-predicted one measured | imputed."""
+    import napari
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=False, title="napari-spatial-impute")
+    app = QApplication.instance()
+    viewer.open_sample("napari-spatial-impute", "xenium_mouse_brain")
+    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
+    while w.picker.list.count() == 0:
+        app.processEvents()
+    w.picker.mode.value = "all genes the panel lacks"
+    w.method.value = "knn"
+    w.run()
+    _wait(w, app)
+    if w.view is None:
+        raise SystemExit(f"imputation failed: {w.status.value}")
+    _settle(app)
+    if gene is None:  # the gene whose imputation agrees best with its held-out measurement
+        r = {g: np.corrcoef(w.view.colouring(f"measured:{g}").values, w.view.colouring(f"imputed:{g}").values)[0, 1]
+             for g in w.view.paired()}
+        gene = max(r, key=r.get)
+        print(f"grid gene {gene}: Pearson r {r[gene]:.3f}")
+    w.colour.show(f"imputed:{gene}")
+    w.colour.grid_gene.value = gene
+    w.colour.grid_on.value = True
+    viewer.grid.spacing = 0.05
+    _settle(app)
+    viewer.window.resize(1500, 950)
+    viewer.reset_view()
+    viewer.camera.zoom *= 1.6
+    return _shot(viewer, "impute_grid_measured_vs_imputed.png", reset=False)
+
+
+def _shot(viewer, name: str, reset: bool = True) -> Path:
+    viewer.window.resize(1500, 950)
+    if reset:
+        viewer.reset_view()
+    viewer.screenshot(canvas_only=False)
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    out = IMAGES / name
+    viewer.screenshot(str(out), canvas_only=False)
+    viewer.close()
+    return out
+
+
 def impute_widget(method: str, genes: str, gene: str) -> Path:
     import napari
     from qtpy.QtWidgets import QApplication
@@ -30,14 +121,15 @@ def impute_widget(method: str, genes: str, gene: str) -> Path:
     app = QApplication.instance()
     _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
     viewer.open_sample("napari-spatial-impute", "osmfish_allenssp")
+    while w.picker.list.count() == 0:
+        app.processEvents()
     w.method.value = method
-    w.genes.value = genes
+    w.picker.select([g.strip() for g in genes.split(",")])
     w.run()
     _wait(w, app)
-    if w.output_layer is None:
+    if w.view is None:
         raise SystemExit(f"imputation failed: {w.status.value}")
-    viewer.layers["osmFISH cells"].visible = False
-    w.gene_select.value = gene
+    w.colour.show(f"imputed:{gene}")
     viewer.window.resize(1500, 950)
     viewer.reset_view()
     viewer.screenshot(canvas_only=False)
@@ -95,7 +187,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", nargs="+", default=["knn", "stimpute"])
     ap.add_argument("--no-histology", action="store_true")
+    ap.add_argument("--only-segmentation", action="store_true", help="only the segmentation and grid screenshots")
     args = ap.parse_args(argv)
+    if MERSCOPE.exists():
+        print(segmentation_screenshot())
+    print(grid_screenshot())
+    if args.only_segmentation:
+        return 0
     for method in args.methods:
         print(impute_widget(method, "Gad2, Vip, Plp1, Mfge8, Aldoc, Sox10", "Plp1"))
     if not args.no_histology and HER2ST.exists():

@@ -46,7 +46,7 @@ class ColourBy(Container):
         self.vmin = FloatSpinBox(label="Min", value=0.0, min=-1e9, max=1e9, step=0.1)
         self.vmax = FloatSpinBox(label="Max", value=1.0, min=-1e9, max=1e9, step=0.1)
         self.auto = PushButton(text="Auto contrast")
-        self.grid_gene = ComboBox(label="Measured vs imputed", choices=[], nullable=True,
+        self.grid_gene = ComboBox(label="Measured vs imputed", choices=self._paired_choices, nullable=True,
                                   tooltip="Genes both measured and imputed: shown side by side (grid)")
         self.grid_on = CheckBox(text="side by side", value=False)
         self.extend([self.what_label, self.colormap, self.vmin, self.vmax, self.auto, self.grid_gene, self.grid_on])
@@ -82,8 +82,12 @@ class ColourBy(Container):
         self.what.addItems([_label(k) for k in self._keys])  # one call: fast for 10,000+ choices
         if v.current is not None and v.current.key in self._keys:
             self.what.setCurrentIndex(self._keys.index(v.current.key) + 1)
-        self.grid_gene.choices = v.paired()
+        self.grid_gene.reset_choices()
         self._quiet = False
+
+    def _paired_choices(self, _w=None) -> list[str]:
+        # a callable: napari re-evaluates dock widgets' choices whenever layers are added or removed
+        return self.view.paired() if getattr(self, "view", None) is not None else []
 
     def _on_pick(self, index: int) -> None:
         if index >= 1:
@@ -136,5 +140,7 @@ class ColourBy(Container):
         try:
             self.view.grid(gene)
             self._grid_shown = gene
+            if gene is not None and self.grid_gene.value != gene:
+                self.grid_gene.value = gene  # napari resets dock widgets' choices while layers are added
         finally:
             self._quiet = False

@@ -152,7 +152,12 @@ class HistologyWidget(RunsInWorker, Container):
             raise InputError("No H&E image layer chosen.", "open the H&E image (RGB) and pick it.")
         img_layer = self.viewer.layers[name]
         data = img_layer.data[0] if img_layer.multiscale else img_layer.data
-        image = check_rgb(np.asarray(data), f"layer {name!r}")
+        if isinstance(data, np.ndarray):
+            image = check_rgb(data, f"layer {name!r}")
+        else:  # dask / zarr (e.g. a pyramid's base level): read region by region, never whole
+            from ..models.stco.slide import ArraySlide
+
+            image = ArraySlide(data, f"layer {name!r}")
         spots_xy = None
         if self.spots_layer.value not in (None, WHOLE_SLIDE):
             spots_xy = points_in_image_px(self.viewer.layers[self.spots_layer.value], img_layer)
@@ -202,7 +207,10 @@ class HistologyWidget(RunsInWorker, Container):
         self.gene_select.reset_choices()
         self.gene_select.value = gene
         what = "tiles" if is_tiled(prediction) else "spots"
+        from ..api.histology import describe_choice
+
         self.status.value = f"{len(self._genes)} genes predicted for {prediction.n_obs} {what}"
+        self.status.tooltip = describe_choice(model)
         self.progress_bar.value = 100
 
     def _show_gene(self, _value=None) -> None:

@@ -94,6 +94,9 @@ class ImputeWidget(RunsInWorker, Container):
                      self.run_button, self.cancel_button, self.progress_bar, self.status, self.save_button,
                      self.evaluate_button, self.colour])
 
+        for label in (self.estimate, self.status):
+            label.native.setWordWrap(True)
+        self.native.setMaximumWidth(520)  # long paths / estimates must not squeeze the canvas
         self.spatial_layer.changed.connect(self._on_spatial_changed)
         self.reference_file.changed.connect(self._on_reference_changed)
         self.method.changed.connect(self._update_estimate)

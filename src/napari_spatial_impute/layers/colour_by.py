@@ -34,7 +34,8 @@ class Colouring:
 
     @property
     def title(self) -> str:
-        return f"{self.name} ({self.unit})" if self.unit else self.name
+        """Two short lines for the canvas: the name, then the unit."""
+        return f"{self.name}\n{self.unit}" if self.unit else self.name
 
 
 def choices(adata, result=None, truth=None) -> list[str]:

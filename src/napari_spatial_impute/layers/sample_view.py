@@ -141,6 +141,7 @@ class SampleView:
         show_um_scale_bar(self.viewer)
         self.viewer.text_overlay.text = c.title
         self.viewer.text_overlay.visible = True
+        self.viewer.text_overlay.position = "top_left"
 
     def set_clim(self, clim: tuple[float, float]) -> None:
         if self.current is not None and self.current.kind == "continuous":
@@ -217,6 +218,7 @@ class SampleView:
             else:
                 ly = self.viewer.add_points(np.asarray(self.cells.data), name=f"{gene} {label}",
                                             size=np.array(self.cells.size), border_width=0,
+                                            border_color="transparent",
                                             scale=tuple(self.cells.scale), translate=tuple(self.cells.translate),
                                             face_color=values_rgba(c.values, self.cmap, clim),
                                             metadata={"grid_of": gene, "unit": c.unit}, units=UM)
@@ -226,6 +228,6 @@ class SampleView:
             ly.visible = False
         self.viewer.grid.stride = max(1, len(self.masks))
         self.viewer.grid.enabled = True
-        self.viewer.text_overlay.text = f"{gene}: measured (left) vs imputed (right), {measured.unit.split(' (')[0]}"
+        self.viewer.text_overlay.text = f"{gene}: measured | imputed\n{measured.unit.split(' (')[0]}"
         self.viewer.text_overlay.visible = True
         return made
