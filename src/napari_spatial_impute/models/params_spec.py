@@ -39,7 +39,10 @@ RANGES: dict[str, dict[str, Any]] = {
     "spaim": {"resolution": (0, _INF, False, False), "style_dim": (1, _INF, True, False),
               "scale_weight": (0, _INF, True, False), "n_models": (1, _INF, True, False),
               "ema": (0, 1, True, False)},
-    "stco": {"backbone": ("lite0", "resnet_small", "resnet_large", "torchscript"), "patch_um": (0, _INF, False, False),
+    "stco": {"backbone": ("lite0", "resnet_small", "resnet_large", "vit", "torchscript"),
+             "stain": ("macenko", "none"), "validation": ("loso", "last", "none"),
+             "predictor": ("auto", "contrastive", "feature_knn", "colour_ridge"), "knn_k": (1, _INF, True, False),
+             "patch_um": (0, _INF, False, False),
              "patch_px": (8, 4096, True, True), "n_genes": (1, _INF, True, False), "embed_dim": (1, _INF, True, False),
              "temperature": (0, _INF, False, False), "top_k": (1, _INF, True, False),
              "weighting": ("linear", "softmax", "uniform"), "n_views": (1, _INF, True, False),
@@ -158,9 +161,10 @@ def param_specs(method: str) -> dict[str, ParamSpec]:
     klass = get_method(method)
     key = str(getattr(klass, "method", method)).lower()
     ranges = {**_COMMON, **RANGES.get(key, {})}
-    if key == "stco":
-        from .stco.model import DEFAULTS
+    if key == "stco":  # STco declares its parameters in its module's DEFAULTS (looked up without a static import)
+        from importlib import import_module
 
+        DEFAULTS = import_module(klass.__module__).DEFAULTS  # noqa: N806
         items = [(n, "", d) for n, d in DEFAULTS.items()] + [("seed", "int", 0)]
         items = [(n, "str | None" if n == "backbone_path" else a, d) for n, a, d in items]
     else:
