@@ -51,7 +51,8 @@ def test_cli_dask_local(sample_paths, tmp_path):
 
     sp, ref = sample_paths
     out = tmp_path / "o.h5ad"
-    rc = main(["impute", str(sp), str(ref), "--genes", "Gad2,Vip", "--out", str(out), "--dask", "local:2",
+    rc = main(["impute", str(sp), str(ref), "--method", "knn", "--genes", "Gad2,Vip", "--out", str(out),
+               "--dask", "local:2",
                "--chunk-size", "1000", "--quiet"])
     assert rc == 0
     single = nsi.impute(ad.read_h5ad(sp), ad.read_h5ad(ref), "knn", ["Gad2", "Vip"], device="cpu")

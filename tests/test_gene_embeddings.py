@@ -1,6 +1,7 @@
 """Gene-embedding sources (table / ESM-2 from FASTA / none) and the gene graph built from them."""
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,7 +136,7 @@ def test_different_dimensions_are_rejected(tmp_path):
 
 
 def test_duplicate_symbols_are_rejected(tmp_path):
-    (tmp_path / "dup.csv").write_text("gene,d0,d1\nGad2,1,2\nVip,3,4\nGAD2,5,6\n")
+    (tmp_path / "dup.csv").write_text("gene,d0,d1\nGad2,1,2\nVip,3,4\nGad2,5,6\n")
     with pytest.raises(InputError, match="Duplicate gene symbols"):
         read_embedding_table(tmp_path / "dup.csv")
     (tmp_path / "dup.fa").write_text(">Gad2\nMKV\n>sp|P1|X GN=Gad2\nMKL\n")
@@ -154,3 +155,35 @@ def test_unreadable_or_missing_checkpoint(tmp_path):
         load_gene_embeddings(str(fasta), checkpoint=tmp_path / "esm2_missing.pt", cache_dir=tmp_path / "c")
     with pytest.raises(InputError, match="no ESM-2 checkpoint"):
         load_gene_embeddings(str(fasta))
+
+
+def test_case_duplicates_keep_exact_match_and_warn(tmp_path):
+    (tmp_path / "case.csv").write_text("gene,d0,d1\nGm10051,1,2\nVip,3,4\nGM10051,5,6\n")
+    with pytest.warns(UserWarning, match="repeat another ignoring case"):
+        emb = read_embedding_table(tmp_path / "case.csv")
+    vec, found, _ = emb.lookup(["GM10051", "Gm10051", "vip", "gm10051"])
+    assert found.all()
+    assert vec[0].tolist() == [5, 6] and vec[1].tolist() == [1, 2] and vec[2].tolist() == [3, 4]
+    assert vec[3].tolist() == [1, 2]  # no exact match: the first spelling ignoring case
+
+
+STIMPUTE_TABLES = Path(__file__).resolve().parents[2] / "shared/datasets/stimpute_esm2_gene_embeddings"
+
+
+@pytest.mark.skipif(not (STIMPUTE_TABLES / "osmFISH_emb.npz").exists(),
+                    reason="stImpute's original tables live in ../shared/datasets (absent on user clones)")
+def test_stimpute_original_osmfish_table_loads():
+    with pytest.warns(UserWarning, match="ignoring case"):
+        emb = read_embedding_table(STIMPUTE_TABLES / "osmFISH_emb.npz")
+    assert len(emb) == 275 and emb.dim == 2560
+    vec, found, _ = emb.lookup(["Gad2", "Vip", "Gfap"])
+    assert found.all() and np.isfinite(vec).all()
+
+
+def test_graph_warns_when_few_genes_have_a_protein():
+    from napari_spatial_impute.models.stimpute.gene_graph import build_gene_graph
+
+    emb = GeneEmbeddings.from_mapping({"g0": [1.0, 0.0], "g1": [0.0, 1.0]})
+    ref = np.random.default_rng(0).random((50, 6)).astype(np.float32)
+    with pytest.warns(UserWarning, match="protein vector"):
+        build_gene_graph([f"g{i}" for i in range(6)], ref, emb, 2)

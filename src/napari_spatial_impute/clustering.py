@@ -100,19 +100,36 @@ def leiden_labels(X: np.ndarray, *, resolution: float = 1.0, n_neighbors: int = 
 
         adata = ad.AnnData(Z)
         sc.tl.pca(adata, n_comps=n_comp, random_state=seed)
-        # Gaussian-kernel connectivities: no numba JIT (UMAP's costs ~20 s on first use in every process)
-        sc.pp.neighbors(adata, n_neighbors=int(min(n_neighbors, Z.shape[0] - 1)), use_rep="X_pca",
-                        method="gauss", random_state=seed)
+        n_nb = int(min(n_neighbors, Z.shape[0] - 1))
+        adjacency = None
+        if Z.shape[0] > 4096:
+            # scanpy's approximate-neighbour path hands scipy's csr_array to code that expects csr_matrix
+            # (AttributeError 'getnnz' with scipy ≥ 1.14): build the exact kNN graph here instead
+            adjacency = _knn_adjacency(np.asarray(adata.obsm["X_pca"], np.float32), n_nb)
+        else:
+            # Gaussian-kernel connectivities: no numba JIT (UMAP's costs ~20 s on first use in every process)
+            sc.pp.neighbors(adata, n_neighbors=n_nb, use_rep="X_pca", method="gauss", random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sc.tl.leiden(adata, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,
-                         directed=False)
+                         directed=False, adjacency=adjacency)
         labels = adata.obs["leiden"].astype(int).to_numpy().astype(np.int64)
         how = f"leiden (resolution {resolution:g}, {n_neighbors} gauss neighbours, {n_comp} PCs)"
     while len(_CLUSTER_CACHE) >= 8:  # a few seeds × one reference; labels are small
         _CLUSTER_CACHE.pop(next(iter(_CLUSTER_CACHE)))
     _CLUSTER_CACHE[key] = (labels.copy(), how)
     return labels, how
+
+
+def _knn_adjacency(P: np.ndarray, k: int):
+    """Symmetric binary kNN graph (exact Euclidean neighbours in PCA space, chunked) as scipy CSR."""
+    import scipy.sparse as sp
+    from sklearn.neighbors import NearestNeighbors
+
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(P).kneighbors(P, return_distance=False)[:, 1:]
+    rows = np.repeat(np.arange(P.shape[0]), k)
+    A = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, idx.ravel())), shape=(P.shape[0],) * 2)
+    return sp.csr_matrix(A.maximum(A.T))
 
 
 def _kmeans_labels(Z: np.ndarray, seed: int) -> np.ndarray:

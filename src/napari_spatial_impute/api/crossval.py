@@ -1,4 +1,12 @@
-"""K-fold cross-validation over the genes both sides measure: each fold's genes are hidden and predicted."""
+"""K-fold cross-validation over the genes both sides measure: each fold's genes are hidden and predicted.
+
+Honest folds: a fold's spatial inputs are normalised with the library size of the genes the fold *keeps*
+(every spatial gene except the held-out ones), exactly as :func:`~.impute.prepare` normalises a panel that
+never measured the target genes, so no part of a held-out gene's signal leaks into the inputs through the
+library size. The truth of the held-out genes is put on the same scale: their counts divided by that fold's
+input library size, times the fold's median input library size, log1p (the scale the inputs of the model
+had). Each gene is held out once, so its truth is defined by its own fold.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..models import ImputeData, get_imputer
+from ..models.params_spec import validate_params
 from ..progress import ProgressGen, relay, run_to_end
 from .impute import _jsonable, prepare, read_inputs
 
@@ -42,40 +51,83 @@ def fold_genes(genes: list[str], folds: int, seed: int = 0) -> list[list[str]]:
     return [[genes[i] for i in sorted(part)] for part in np.array_split(order, folds)]
 
 
+def fold_normalise(counts, input_cols, held_cols) -> tuple[np.ndarray, np.ndarray, float]:
+    """(inputs, held-out truth, target sum) of one fold from spatial ``counts`` (cells × all spatial genes).
+
+    Library size = the sum over every column *except* ``held_cols``; ``inputs`` are columns ``input_cols``
+    and ``truth`` columns ``held_cols``, both normalised to that library's median and log1p'd.
+    """
+    import scipy.sparse as sp
+
+    X = sp.csr_matrix(counts, dtype=np.float32) if sp.issparse(counts) else np.asarray(counts, np.float32)
+    total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    held_block = X[:, np.asarray(held_cols, np.int64)]
+    held_block = held_block.toarray() if sp.issparse(held_block) else np.asarray(held_block)
+    lib = total - held_block.sum(axis=1)
+    positive = lib > 0
+    target = float(np.median(lib[positive])) if positive.any() else 1.0
+    scale = np.divide(target, lib, out=np.zeros_like(lib), where=positive)[:, None]
+    inp = X[:, np.asarray(input_cols, np.int64)]
+    inp = inp.toarray() if sp.issparse(inp) else np.asarray(inp)
+    return (np.log1p(inp * scale).astype(np.float32), np.log1p(held_block * scale).astype(np.float32), target)
+
+
+def renormalise_log(spatial_log: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Log-normalised cells restricted to columns ``keep`` and normalised again over those columns only
+    (library size without the dropped genes; target = the median of the new library sizes). The inverse of
+    log1p gives counts / library × constant, so this equals normalising the counts of ``keep`` directly."""
+    scaled = np.expm1(np.asarray(spatial_log, np.float64)[:, keep])
+    lib = scaled.sum(axis=1)
+    positive = lib > 0
+    target = float(np.median(lib[positive])) if positive.any() else 1.0
+    scale = np.divide(target, lib, out=np.zeros_like(lib), where=positive)[:, None]
+    return np.log1p(scaled * scale).astype(np.float32)
+
+
 def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,
                          device: str = "auto", reference_values: str = "auto", spatial_values: str = "auto",
                          **params: Any) -> ProgressGen[CVResult]:
-    """K-fold CV over shared genes: each fold's genes are hidden from the spatial input and predicted."""
+    """K-fold CV over shared genes: each fold's genes are hidden from the spatial input (and from its library
+    size) and predicted; see the module docstring for the normalisation of inputs and truth."""
     from ..device import resolve_device
     from ..metrics import summarize
 
     t0 = time.perf_counter()
     klass = get_imputer(method)
+    params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
     dev = resolve_device(device)
     values = {"reference_values": reference_values, "spatial_values": spatial_values}
-    _, _, _, match = read_inputs(spatial, reference, **values)
+    sp_X, sp_names, _, match = read_inputs(spatial, reference, **values)
     genes = list(match.shared_reference)
+    sp_col = {g: i for i, g in enumerate(map(str, sp_names))}
+    spatial_col = {r: sp_col[s] for r, s in zip(match.shared_reference, match.shared_spatial)}
     parts = fold_genes(genes, folds, seed)
-    data, _ = prepare(spatial, reference, genes, hold_out=False, **values)
-    truth = data.spatial  # all shared genes, spatial normalisation, in `genes` order
+    data, _ = prepare(spatial, reference, genes, hold_out=False, **values)  # the reference, normalised once
+    truth = np.zeros((data.n_cells, len(genes)), np.float32)
     pred = np.zeros_like(truth)
     pos = {g: i for i, g in enumerate(genes)}
     annotations = []
     for f, part in enumerate(parts):
-        keep = [g for g in genes if g not in set(part)]
-        fold_data = ImputeData(truth[:, [pos[g] for g in keep]], data.reference, data.reference_genes, keep,
-                               part, data.spatial_obs_names, data.spatial_coords, data.reference_obs,
-                               dict(data.constants))
+        held = set(part)
+        keep = [g for g in genes if g not in held]
+        inputs, fold_truth, target = fold_normalise(sp_X, [spatial_col[g] for g in keep],
+                                                    [spatial_col[g] for g in part])
+        constants = dict(data.constants, spatial_target_sum=target)
+        fold_data = ImputeData(inputs, data.reference, data.reference_genes, keep, part, data.spatial_obs_names,
+                               data.spatial_coords, data.reference_obs, constants)
         model = klass(seed=seed, device=dev, **params)
         fold_pred = yield from relay(model.fit_predict_steps(fold_data), "", round(100 * f / len(parts)), 100,
                                      span=round(100 / len(parts)), prefix=f"fold {f + 1}/{len(parts)}: ")
-        pred[:, [pos[g] for g in part]] = fold_pred
+        cols = [pos[g] for g in part]
+        pred[:, cols] = fold_pred
+        truth[:, cols] = fold_truth
         ann = model.gene_annotations()
         if ann is not None:
             annotations.append(ann)
     metrics = summarize(truth, pred, genes)
     metrics = {"method": klass.method, "folds": len(parts), "seed": seed, "device": dev,
-               "seconds": time.perf_counter() - t0, "params": _jsonable(model.get_params()), **metrics}
+               "seconds": time.perf_counter() - t0, "params": _jsonable(model.get_params()),
+               "truth": "held-out counts / the fold's input-gene library size × its median, log1p", **metrics}
     ann_df = pd.concat(annotations) if annotations else None
     return CVResult(klass.method, genes, truth, pred, metrics, parts, ann_df)
 
@@ -85,5 +137,3 @@ def cross_validate(spatial, reference, method: str = "knn", folds: int = 5, *, s
     """K-fold cross-validation over shared genes (see :func:`cross_validate_steps`)."""
     return run_to_end(cross_validate_steps(spatial, reference, method, folds, seed=seed, device=device,
                                            **params), callback)
-
-

@@ -17,7 +17,9 @@ def add_parser(sub) -> None:
     p.add_argument("spatial", help="spatial AnnData .h5ad (counts in layers['counts'], .raw or X; obsm['spatial'])")
     p.add_argument("reference", help="scRNA-seq reference AnnData .h5ad as scverse keeps it (counts in "
                                      "layers['counts'], .raw or X; symbols or Ensembl ids, e.g. CELLxGENE / 10x)")
-    p.add_argument("--method", default="knn", help="knn | stimpute | spaim (default knn)")
+    p.add_argument("--method", default="auto",
+                   help="auto | knn | stimpute | spaim (default auto: inner cross-validation on the measured genes "
+                        "picks the method or blend, recorded in var['auto_method'] / var['expected_r'])")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--genes", help="comma-separated genes to impute (case-insensitive)")
     g.add_argument("--genes-file", metavar="FILE", help="text file with the genes to impute (one per line)")

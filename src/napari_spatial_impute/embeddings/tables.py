@@ -10,6 +10,7 @@ Accepted layouts (one row per gene):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -52,18 +53,26 @@ class GeneEmbeddings:
                 f"i.e. vectors of a different dimension (e.g. {self.genes[int(np.argmax(bad))]} has "
                 f"{int(lengths[int(np.argmax(bad))])} of {vec.shape[1]} values).",
                 "give every gene a complete vector of the same dimension.")
-        seen: dict[str, str] = {}
-        dups = []
-        for g in self.genes:
-            key = g.upper()
-            if key in seen:
-                dups.append(g)
-            seen[key] = g
-        if dups:
-            raise InputError(f"Duplicate gene symbols in {self.source or 'the gene embeddings'} "
-                             f"(case ignored): {dups[:5]}.", "keep one vector per gene symbol.")
+        if len(set(self.genes)) != len(self.genes):
+            seen_exact: set[str] = set()
+            dups = [g for g in self.genes if g in seen_exact or seen_exact.add(g)]
+            raise InputError(f"Duplicate gene symbols in {self.source or 'the gene embeddings'}: {dups[:5]}.",
+                             "keep one vector per gene symbol.")
         self.vectors = vec
-        self._pos = {g.upper(): i for i, g in enumerate(self.genes)}
+        self._exact = {g: i for i, g in enumerate(self.genes)}
+        self._pos: dict[str, int] = {}
+        case_dups = []
+        for i, g in enumerate(self.genes):
+            if g.upper() in self._pos:
+                case_dups.append(g)
+            else:
+                self._pos[g.upper()] = i
+        if case_dups:
+            # stImpute's own osmFISH table holds e.g. Gm10051 and GM10051: symbols match exactly first
+            warnings.warn(f"{len(case_dups)} symbol(s) in {self.source or 'the gene embeddings'} repeat another "
+                          f"ignoring case (e.g. {case_dups[:3]}): genes are matched with the exact spelling first, "
+                          "then ignoring case (the first such symbol wins).", stacklevel=2)
+        self.case_duplicates = case_dups
 
     @property
     def dim(self) -> int:
@@ -84,13 +93,15 @@ class GeneEmbeddings:
         return cls(genes, np.stack(vecs) if vecs else np.zeros((0, 0), np.float32), name)
 
     def lookup(self, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Vectors of ``genes`` (case-insensitive): (n × dim array, zero rows where missing), found mask,
-        missing symbols."""
+        """Vectors of ``genes`` (exact spelling first, then ignoring case): (n × dim array, zero rows where
+        missing), found mask, missing symbols."""
         out = np.zeros((len(genes), self.dim), dtype=np.float32)
         found = np.zeros(len(genes), dtype=bool)
         missing = []
         for i, g in enumerate(genes):
-            j = self._pos.get(str(g).upper())
+            j = self._exact.get(str(g))
+            if j is None:
+                j = self._pos.get(str(g).upper())
             if j is None:
                 missing.append(str(g))
             else:

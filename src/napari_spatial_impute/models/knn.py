@@ -30,26 +30,31 @@ def cosine_topk(query: np.ndarray, bank: np.ndarray, k: int, *, device: str = "c
                 max_bytes: int = 256 << 20) -> ProgressGen[tuple[np.ndarray, np.ndarray]]:
     """Top-``k`` cosine neighbours of every ``query`` row in ``bank``, in chunks of queries.
 
-    Yields progress; returns (indices (n, k) int64, similarities (n, k) float32).
+    Yields progress; returns (indices (n, k) int64, similarities (n, k) float32). Out of memory on the device:
+    smaller chunks, then the CPU (:func:`~napari_spatial_impute.device.chunks_with_fallback`).
     """
     import torch
 
-    dev = torch.device(device)
-    bank_t = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(bank, np.float32)).to(dev), dim=1)
+    from ..device import chunks_with_fallback
+
+    banks: dict = {}
+
+    def step(start: int, stop: int, dev: str):
+        if dev not in banks:
+            banks.clear()  # at most one copy of the bank: the device's, or the CPU's after a fallback
+            banks[dev] = torch.nn.functional.normalize(
+                torch.from_numpy(np.ascontiguousarray(bank, np.float32)).to(dev), dim=1)
+        q = torch.from_numpy(np.ascontiguousarray(query[start:stop], np.float32)).to(dev)
+        vals, inds = torch.topk(torch.nn.functional.normalize(q, dim=1) @ banks[dev].T, k, dim=1)
+        return inds.cpu().numpy(), vals.cpu().numpy()
+
     n = query.shape[0]
     chunk = int(max(1, min(n, max_bytes // max(1, 4 * bank.shape[0]))))
     idx_out = np.empty((n, k), dtype=np.int64)
     sim_out = np.empty((n, k), dtype=np.float32)
-    n_chunks = (n + chunk - 1) // chunk
-    for i, start in enumerate(range(0, n, chunk)):
-        stop = min(n, start + chunk)
-        q = torch.from_numpy(np.ascontiguousarray(query[start:stop], np.float32)).to(dev)
-        q = torch.nn.functional.normalize(q, dim=1)
-        sims = q @ bank_t.T
-        vals, inds = torch.topk(sims, k, dim=1)
-        idx_out[start:stop] = inds.cpu().numpy()
-        sim_out[start:stop] = vals.cpu().numpy()
-        yield Progress(i + 1, n_chunks, f"neighbours {stop}/{n} cells", "knn")
+    for start, stop, (inds, vals) in chunks_with_fallback(n, chunk, str(device), step, what="the neighbour search"):
+        idx_out[start:stop], sim_out[start:stop] = inds, vals
+        yield Progress(stop, n, f"neighbours {stop}/{n} cells", "knn")
     return idx_out, sim_out
 
 
@@ -73,14 +78,20 @@ class KNNImputer(Imputer):
     k : neighbours per spatial cell (default 30).
     n_components : joint PCA dimensions; ``None`` = PCA only when more than 50 shared genes.
     weighting : ``"similarity"`` (clipped cosine) or ``"uniform"``.
+    expected_r : estimate each target gene's expected Pearson r (``var["expected_r"]``) from inner
+        cross-validation over the measured genes (on at most ``cv_cells`` cells; see :mod:`.expected_r`).
     """
 
     method = "knn"
-    param_names = ("k", "n_components", "weighting", "chunk_size", "seed", "device")
+    param_names = ("k", "n_components", "weighting", "chunk_size", "expected_r", "cv_cells", "seed", "device")
 
     def __init__(self, k: int = 30, n_components: int | None = None, weighting: str = "similarity",
-                 chunk_size: int = 50_000, *, seed: int = 0, device: str = "auto"):
+                 chunk_size: int = 50_000, expected_r: bool = True, cv_cells: int = 3000, *, seed: int = 0,
+                 device: str = "auto"):
         super().__init__(seed=seed, device=device)
+        self.expected_r = bool(expected_r)
+        self.cv_cells = int(cv_cells)
+        self.expected_r_: np.ndarray | None = None
         self.chunk_size = int(chunk_size)
         self.k = int(k)
         self.n_components = n_components
@@ -124,7 +135,30 @@ class KNNImputer(Imputer):
         self.shared_genes_ = list(data.shared_genes)
         self.target_genes_ = list(data.target_genes)
         self.fitted_ = True
+        self.expected_r_ = None
+        if self.expected_r and len(data.shared_genes) >= 4 and data.target_genes:
+            yield from self._fit_expected_r(data)
         yield Progress(2, 2, "fitted", "fit")
+
+    def _fit_expected_r(self, data: ImputeData) -> ProgressGen[None]:
+        from ..progress import relay
+        from .expected_r import expected_r_for, inner_cv_steps, target_expected_r
+
+        params = {**self.get_params(), "expected_r": False}
+        cv = yield from relay(inner_cv_steps(lambda: KNNImputer(**params), data, max_cells=self.cv_cells,
+                                             seed=self.seed), "fit", 1, 2, span=1)
+        sample = run_to_end(self.predict_steps(data.subset_cells(cv.rows)))
+        self.expected_r_ = target_expected_r(expected_r_for(cv), data, sample).astype(np.float32)
+        self.inner_cv_ = cv.table()
+
+    def gene_annotations(self):
+        """``expected_r`` (and the same values as ``reliability``, which the viewer sorts by) per target gene."""
+        import pandas as pd
+
+        if self.expected_r_ is None or len(self.expected_r_) != len(self.target_genes_):
+            return None
+        return pd.DataFrame({"expected_r": self.expected_r_, "reliability": self.expected_r_},
+                            index=pd.Index(self.target_genes_))
 
     def predict_steps(self, data: ImputeData | None = None) -> ProgressGen[np.ndarray]:
         from ..device import resolve_device
@@ -180,7 +214,8 @@ class KNNImputer(Imputer):
         return {"reference_embedding": self.reference_embedding_, "reference_values": values,
                 "spatial_mean": self.spatial_mean_, "spatial_std": self.spatial_std_,
                 "reference_genes": list(self.reference_genes_),
-                "components": self.components_ if self.components_ is not None else np.zeros((0, 0), np.float32)}
+                "components": self.components_ if self.components_ is not None else np.zeros((0, 0), np.float32),
+                **({} if self.expected_r_ is None else {"expected_r": self.expected_r_})}
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.reference_embedding_ = state["reference_embedding"]
@@ -194,3 +229,4 @@ class KNNImputer(Imputer):
         self.reference_genes_ = list(state["reference_genes"])
         comp = state["components"]
         self.components_ = comp if comp.size else None
+        self.expected_r_ = state.get("expected_r")

@@ -8,13 +8,14 @@ from ..errors import InputError
 
 #: method name → "module:class" (relative to the models package)
 METHODS: dict[str, str] = {
+    "auto": ".auto:AutoImputer",
     "knn": ".knn:KNNImputer",
     "stimpute": ".stimpute:STImputer",
     "spaim": ".spaim:SpaIMImputer",
     "stco": ".stco:STco",
 }
 #: methods that impute genes from a scRNA-seq reference (the others predict from H&E images)
-IMPUTATION_METHODS: tuple[str, ...] = ("knn", "stimpute", "spaim")
+IMPUTATION_METHODS: tuple[str, ...] = ("auto", "knn", "stimpute", "spaim")
 
 
 def available_methods(kind: str = "impute") -> list[str]:

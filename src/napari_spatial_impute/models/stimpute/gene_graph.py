@@ -12,6 +12,7 @@ transcriptome at once) and stored as ``edge_index`` / ``edge_weight`` in torch-g
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,11 @@ def build_gene_graph(genes: list[str], reference: np.ndarray, embeddings: GeneEm
             prot[has] -= prot[has].mean(axis=0, keepdims=True)
         prot = _unit_rows(prot)
         source = embeddings.source
+        if has.sum() < 0.5 * n_genes:
+            warnings.warn(f"Only {int(has.sum())} of the gene graph's {n_genes} genes have a protein vector in "
+                          f"{source or 'the gene embeddings'}; the others are joined by expression similarity "
+                          "(give a table covering the panel and targets, e.g. embed their proteins with ESM-2).",
+                          stacklevel=2)
     else:
         prot, has, missing, source = None, np.zeros(n_genes, dtype=bool), list(genes), "none"
     k = int(max(0, min(top_k, n_genes - 1)))

@@ -12,14 +12,18 @@
    neighbours are searched without them, and the loss (stImpute eq. 10: cell- and gene-wise cosine + MSE)
    is taken on the masked genes — the same situation the model meets for a target gene. The paper's
    alternating rounds follow: GNN epochs, then AE epochs pulled towards the GNN's output.
-4. **Output** = α·GNN + (1−α)·neighbour mean, in reference log units (α 0.7 for small data, 0.5 large).
-5. **Reliability.** An MLP maps gene descriptors (no spatial truth needed) to the cosine similarity of the
-   gene's imputation; its training targets are *cross-validated* cosines of the input genes (inner folds
-   that retrain steps 1–4 without them), never in-sample fits.
+4. **Output** = α·GNN + (1−α)·neighbour mean (α 0.7 for small data, 0.5 large), in z-units mapped to the
+   spatial log scale (``output_scale="spatial"``): each gene's spatial mean / sd is predicted from its
+   reference mean / sd by a linear fit over the input genes, so the output sits on the scale of the truth
+   (``"reference"``: reference log units, as before 0.3).
+5. **Expected r.** Inner folds over the input genes retrain steps 1–4 without them (on at most ``cv_cells``
+   cells, half the GNN epochs) and score each held-out gene by its Pearson r; a ridge regression on gene
+   descriptors maps that to ``var["expected_r"]`` of the targets (:mod:`..expected_r`), never in-sample.
 
-Memory and time stay bounded: training (AE, GNN, the reliability folds) uses at most ``max_train_cells``
-spatial cells (a seeded subsample), and prediction embeds, searches neighbours and builds node features
-per block of cells, so only the (cells × imputed genes) output grows with the slide.
+Memory and time stay bounded: training uses at most ``max_train_cells`` spatial cells (a seeded subsample;
+``gnn_cells`` of them per GNN epoch), the autoencoder at most as many reference cells, and prediction embeds,
+searches neighbours and builds node features per block of cells, so only the (cells × imputed genes) output
+grows with the slide.
 
 Modules: :mod:`.training` (one pipeline's AE + GNN training), :mod:`.prediction` (blockwise imputation),
 :mod:`.reliability` (inner folds + MLP), :mod:`.gene_graph`, :mod:`.features`, :mod:`.network`.
@@ -33,13 +37,13 @@ import numpy as np
 import pandas as pd
 
 from ...errors import InputError
-from ...progress import Progress, ProgressGen, run_to_end
+from ...progress import Progress, ProgressGen
 from ..base import ImputeData, Imputer
 from ..knn import zscore_columns
-from .features import N_NODE_FEATURES, gene_descriptors
+from .features import N_NODE_FEATURES
 from .gene_graph import GeneGraph, build_gene_graph
 from .prediction import predict_cells_steps
-from .reliability import reliability_folds_steps, score_reliability
+from .reliability import fit_expected_r_steps
 from .training import relay_part, train_steps
 
 _EPS = 1e-6
@@ -60,23 +64,28 @@ class STImputer(Imputer):
     use_gnn : ``False`` = neighbour mean only (the ablation without the GNN).
     rounds, ae_epochs, gnn_epochs, ae_round_epochs : the paper's alternating schedule.
     mask_fraction : share of input genes masked per training batch (their neighbours are found without them).
-    reliability : train the reliability MLP (``reliability_folds`` inner folds over input genes).
-    max_train_cells : spatial cells used for training (autoencoder, GNN, reliability folds): a seeded
-        subsample of larger slides, so fitting time stops growing with the slide; every cell is predicted.
+    reliability : estimate ``expected_r`` per target gene (``reliability_folds`` inner folds over the input
+        genes on at most ``cv_cells`` cells); ``var["reliability"]`` repeats it for viewers that sort by it.
+    max_train_cells : spatial cells used for training (autoencoder, GNN): a seeded subsample of larger
+        slides, so fitting time stops growing with the slide; every cell is predicted.
+    gnn_cells : cells per GNN epoch (a fresh seeded draw from the training cells each epoch).
+    output_scale : ``"spatial"`` (default; the truth's scale, see step 4) or ``"reference"``.
     chunk_mb : memory budget of one chunk of cells (neighbour features) in MiB.
     """
 
     method = "stimpute"
     param_names = ("k", "gene_embeddings", "esm_checkpoint", "graph_k", "alpha", "use_gnn", "rounds", "ae_epochs",
                    "gnn_epochs", "ae_round_epochs", "hidden", "latent", "lr", "batch_size", "mask_fraction",
-                   "reliability", "reliability_folds", "max_train_cells", "chunk_mb", "seed", "device")
+                   "reliability", "reliability_folds", "max_train_cells", "chunk_mb", "gnn_cells", "cv_cells",
+                   "output_scale", "seed", "device")
 
     def __init__(self, k: int = 50, gene_embeddings: Any = "bundled", esm_checkpoint: str | None = None,
                  graph_k: int = 8, alpha: float | None = None, use_gnn: bool = True, rounds: int = 2,
                  ae_epochs: int = 30, gnn_epochs: int = 4, ae_round_epochs: int = 5, hidden: int = 32,
                  latent: int = 100, lr: float = 3e-3, batch_size: int = 256, mask_fraction: float = 0.25,
-                 reliability: bool = True, reliability_folds: int = 3, max_train_cells: int = 20000,
-                 chunk_mb: int = 64, *, seed: int = 0, device: str = "auto"):
+                 reliability: bool = True, reliability_folds: int = 3, max_train_cells: int = 8000,
+                 chunk_mb: int = 64, gnn_cells: int = 4000, cv_cells: int = 2000, output_scale: str = "spatial",
+                 *, seed: int = 0, device: str = "auto"):
         super().__init__(seed=seed, device=device)
         self.k = int(k)
         self.gene_embeddings = gene_embeddings
@@ -97,6 +106,12 @@ class STImputer(Imputer):
         self.reliability_folds = int(reliability_folds)
         self.max_train_cells = int(max_train_cells)
         self.chunk_mb = int(chunk_mb)
+        self.gnn_cells = int(gnn_cells)
+        self.cv_cells = int(cv_cells)
+        if output_scale not in ("spatial", "reference"):
+            raise InputError(f"Unknown output_scale {output_scale!r}.", "use 'spatial' or 'reference'.")
+        self.output_scale = output_scale
+        self.expected_r_: np.ndarray | None = None
         self.graph_: GeneGraph | None = None
         self.reliability_: np.ndarray | None = None
 
@@ -167,28 +182,33 @@ class STImputer(Imputer):
             sp_z, truth_sp = sp_z[rows], truth_sp[rows]
         n_shared = len(shared)
         inputs = np.arange(n_shared)
-
-        n_inner = min(self.reliability_folds, n_shared // 2) if self.reliability else 0
-        n_steps = 1 + max(0, n_inner)
+        self.out_mean_, self.out_sd_ = self._output_scale(n_shared)
+        run_cv = self.reliability and n_shared >= 4 and bool(self.target_genes_)
+        n_steps = 2 if run_cv else 1
         gen = train_steps(self, sp_z, inputs, seed=self.seed)
         self.ae_, self.gnn_ = yield from relay_part(gen, 0, n_steps, "train")
-
-        self.reliability_ = None
-        self.reliability_cv_ = None
-        self.reliability_model_ = None
-        if n_inner >= 2:
-            self.reliability_model_, self.reliability_cv_ = yield from reliability_folds_steps(
-                self, sp_z, truth_sp, ref, inputs, n_inner, n_steps)
         self._inputs = inputs
         self.fitted_ = True
-        # descriptors of the targets (on the training cells) → reliability
-        if self.reliability_model_ is not None and self.target_genes_:
-            gpos = {g: i for i, g in enumerate(genes)}
-            tcols = np.array([gpos[g] for g in self.target_genes_], dtype=np.int64)
-            _, knn_z, gnn_z = run_to_end(predict_cells_steps(self, self.ae_, self.gnn_, sp_z, inputs, tcols))
-            D = gene_descriptors(ref, inputs, tcols, knn_z, gnn_z, self.graph_.has_protein[tcols])
-            self.reliability_ = score_reliability(self, D)
+        self.expected_r_ = None
+        self.reliability_ = None
+        if run_cv:
+            yield from fit_expected_r_steps(self, data, n_steps)
+            self.reliability_ = self.expected_r_
         yield Progress(n_steps, n_steps, "fitted", "fit")
+
+    def _output_scale(self, n_shared: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per gene (mean, sd) of the output: reference units, or mapped to the spatial scale by a linear fit
+        of the input genes' spatial mean / sd on their reference mean / sd."""
+        mean, sd = self.ref_mean_.astype(np.float64), self.ref_sd_.astype(np.float64)
+        if self.output_scale == "reference" or n_shared < 3:
+            return mean.astype(np.float32), sd.astype(np.float32)
+        out = []
+        for ref_v, sp_v in ((mean, self.spatial_mean_), (sd, self.spatial_std_)):
+            A = np.column_stack([np.ones(n_shared), ref_v[:n_shared]])
+            coef, *_ = np.linalg.lstsq(A, np.asarray(sp_v, np.float64), rcond=None)
+            out.append(coef[0] + coef[1] * ref_v)
+        return (np.maximum(out[0], 0.0).astype(np.float32),
+                np.maximum(out[1], 0.05 * sd.mean()).astype(np.float32))
 
     # ------------------------------------------------------------------ prediction
     def _chunk_cells(self, n_genes: int) -> int:
@@ -209,6 +229,8 @@ class STImputer(Imputer):
         if not self.fitted_ or not self.target_genes_:
             return None
         df = pd.DataFrame(index=pd.Index(self.target_genes_))
+        if self.expected_r_ is not None:
+            df["expected_r"] = self.expected_r_
         if self.reliability_ is not None:
             df["reliability"] = self.reliability_
         graph = self.graph_
@@ -226,17 +248,17 @@ class STImputer(Imputer):
         """JSON-able facts about the fitted model (for ``uns`` of the output): graph sources, α, reliability CV."""
         self._check_fitted()
         out = {"gene_graph": self.graph_summary(), "alpha": float(self.alpha_), "use_gnn": self.gnn_ is not None}
-        table = getattr(self, "reliability_cv_", None)
+        table = getattr(self, "inner_cv_", None)
         if table is not None:
-            out["reliability_training_genes"] = int(len(table))
-            out["reliability_cv_cosine_mean"] = float(table["cv_cosine"].mean())
+            out["expected_r_training_genes"] = int(len(table))
+            out["inner_cv_median_r"] = float(table["cv_r"].median())
         return out
 
     # ------------------------------------------------------------------ save / load
     def _state(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "genes": list(self.genes_), "reference_log": self.reference_log_, "ref_mean": self.ref_mean_,
-            "ref_sd": self.ref_sd_, "alpha": float(self.alpha_),
+            "ref_sd": self.ref_sd_, "alpha": float(self.alpha_), "out_mean": self.out_mean_, "out_sd": self.out_sd_,
             "spatial_mean": self.spatial_mean_, "spatial_std": self.spatial_std_,
             "edge_index": self.graph_.edge_index, "edge_weight": self.graph_.edge_weight,
             "has_protein": self.graph_.has_protein.astype(np.uint8), "graph_missing": list(self.graph_.missing),
@@ -247,6 +269,8 @@ class STImputer(Imputer):
             state["gnn"] = {k: v.detach().cpu().numpy() for k, v in self.gnn_.state_dict().items()}
         if self.reliability_ is not None:
             state["reliability"] = self.reliability_
+        if self.expected_r_ is not None:
+            state["expected_r"] = self.expected_r_
         return state
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -276,3 +300,7 @@ class STImputer(Imputer):
             self.gnn_.load_state_dict(gnn_state)
             self.gnn_.to(dev).eval()
         self.reliability_ = state.get("reliability")
+        self.expected_r_ = state.get("expected_r")
+        # bundles before 0.3 predicted in reference units
+        self.out_mean_ = state.get("out_mean", self.ref_mean_)
+        self.out_sd_ = state.get("out_sd", self.ref_sd_)

@@ -1,4 +1,4 @@
-"""stImpute's networks: the shared-gene autoencoder, the gene-graph GraphSAGE predictor, the reliability MLP."""
+"""stImpute's networks: the shared-gene autoencoder, the gene-graph GraphSAGE predictor."""
 
 from __future__ import annotations
 
@@ -93,18 +93,6 @@ class GeneGraphPredictor(nn.Module):
         for conv, norm in zip(self.convs, self.norms):
             h = torch.relu(norm(conv(h, adj)))
         return x[..., 0] + self.head(torch.cat([h, x], dim=-1)).squeeze(-1)
-
-
-class ReliabilityMLP(nn.Module):
-    """Gene descriptors (standardised) → expected cosine similarity of the gene's imputation."""
-
-    def __init__(self, n_features: int, hidden: int = 32):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
 
 
 def stimpute_loss(pred: torch.Tensor, target: torch.Tensor, w_cos: float = 1.0, w_mse: float = 1.0) -> torch.Tensor:

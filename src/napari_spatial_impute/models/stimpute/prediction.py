@@ -54,7 +54,9 @@ def predict_cells_steps(model, ae, gnn, sp_in: np.ndarray, in_cols: np.ndarray,
                 gnn_z[s:s + len(idx)] = gnn(feats, adj)[torch.from_numpy(out_cols).to(dev)].T.cpu().numpy()
         yield Progress(c + 1, n_chunks, f"imputing {min(n, s + chunk)}/{n} cells", "predict")
     alpha = model.alpha_ if gnn is not None else 0.0
-    final = alpha * (mu + sd * gnn_z) + (1 - alpha) * (mu + sd * knn_z)
+    o_mu = getattr(model, "out_mean_", model.ref_mean_)[out_cols]
+    o_sd = getattr(model, "out_sd_", model.ref_sd_)[out_cols]
+    final = o_mu + o_sd * (alpha * gnn_z + (1 - alpha) * knn_z)
     return final.astype(np.float32), knn_z, gnn_z
 
 

@@ -9,6 +9,8 @@ from ..knn import zscore_columns
 from .features import N_NODE_FEATURES, node_features
 
 _EPS = 1e-6
+#: masked-input patterns per training round (each pattern's reference bank is embedded once per round)
+N_MASK_PATTERNS = 16
 
 
 def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
@@ -30,7 +32,12 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
     sp_t = torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev)
     ae = GeneAutoencoder(n_in, model.latent).to(dev)
     ae_opt = torch.optim.Adam(ae.parameters(), lr=1e-2, weight_decay=1e-4)
-    both = torch.cat([sp_t, ref_in])
+    # the autoencoder sees at most as many reference cells as training cells (≥ 4096): a large reference adds
+    # time, not a better joint space (the neighbour bank below is always the whole reference)
+    n_ae_ref = max(4096, sp_t.shape[0])
+    ae_ref = ref_in if ref_in.shape[0] <= n_ae_ref else ref_in[torch.from_numpy(
+        np.sort(rng.choice(ref_in.shape[0], n_ae_ref, replace=False)))]
+    both = torch.cat([sp_t, ae_ref])
     n_mask = max(1, int(round(model.mask_fraction * n_in))) if model.mask_fraction > 0 else 0
 
     def ae_epoch(extra_target=None):
@@ -66,9 +73,13 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
     opt = torch.optim.Adam(gnn.parameters(), lr=model.lr, weight_decay=1e-4)
     in_cols_t = torch.from_numpy(np.asarray(in_cols, dtype=np.int64)).to(dev)
     n_cells = sp_t.shape[0]
-    per_epoch = min(n_cells, model.max_train_cells)
+    per_epoch = min(n_cells, model.max_train_cells, model.gnn_cells)
     for r in range(model.rounds):
         ae.eval()
+        # the AE is frozen during a round: embed the reference bank once per mask pattern (a fixed set of
+        # patterns per round) instead of once per batch
+        patterns = mask_patterns(rng, n_in, n_mask, N_MASK_PATTERNS)
+        banks: dict[int, object] = {}
         for e in range(epochs):
             gnn.train()
             cells = torch.from_numpy(rng.permutation(n_cells)[:per_epoch])
@@ -76,17 +87,16 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
                 b = cells[s:s + model.batch_size].to(dev)
                 if len(b) < 2:
                     continue
-                if n_mask:
-                    masked = torch.from_numpy(np.sort(rng.choice(n_in, n_mask, replace=False))).to(dev)
-                else:
-                    masked = torch.arange(n_in, device=dev)
+                p = int(rng.integers(len(patterns)))
+                masked = torch.from_numpy(patterns[p]).to(dev)
                 keep = torch.ones(n_in, device=dev)
                 if n_mask:
                     keep[masked] = 0.0
                 with torch.no_grad():
                     q = ae.embed(sp_t[b] * keep)
-                    bank = ae.embed(ref_in * keep)
-                    idx, w = topk_weights(q, bank, model.k)
+                    if p not in banks:
+                        banks[p] = torch.nn.functional.normalize(ae.embed(ref_in * keep), dim=1)
+                    idx, w = topk_weights(q, banks[p], model.k, bank_normalised=True)
                 feats = node_features(ref_z, ref_on, idx, w)
                 pred = gnn(feats, adj)[in_cols_t[masked]].T  # batch × masked genes
                 loss = stimpute_loss(pred, sp_t[b][:, masked])
@@ -115,12 +125,19 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
     return ae, gnn
 
 
-def topk_weights(query, bank, k: int):
+def mask_patterns(rng: np.random.Generator, n_in: int, n_mask: int, n_patterns: int) -> list[np.ndarray]:
+    """``n_patterns`` seeded sets of ``n_mask`` masked input positions (all positions when nothing is masked)."""
+    if not n_mask:
+        return [np.arange(n_in)]
+    return [np.sort(rng.choice(n_in, n_mask, replace=False)) for _ in range(n_patterns)]
+
+
+def topk_weights(query, bank, k: int, bank_normalised: bool = False):
     """(indices, normalised non-negative cosine weights) of each query row's ``k`` nearest bank rows (torch)."""
     import torch
 
     q = torch.nn.functional.normalize(query, dim=1)
-    b = torch.nn.functional.normalize(bank, dim=1)
+    b = bank if bank_normalised else torch.nn.functional.normalize(bank, dim=1)
     sims, idx = torch.topk(q @ b.T, k, dim=1)
     w = sims.clamp_min(0) + _EPS
     return idx, w / w.sum(1, keepdim=True)
