@@ -172,8 +172,8 @@ class SpaIMImputer(Imputer):
                                 pe.lerp_(pn, 1.0 - self.ema)
                     total += torch.cat([loss.detach().reshape(1), parts]).cpu() * len(idx)
                     if tick.due():  # a heartbeat between batches: Cancel answered within a second
-                        yield Progress(offset + epoch, total_epochs, f"model {member + 1}/{self.n_models}, epoch "
-                                       f"{epoch + 1}/{self.epochs}", "fit")
+                        yield Progress(offset + epoch, total_epochs, f"model {member + 1}/{self.n_models}: "
+                                       "training", "fit")
                 history[epoch] = (total / n_train).numpy()
             yield Progress(offset + epoch + 1, total_epochs, f"model {member + 1}/{self.n_models}, epoch "
                            f"{epoch + 1}/{self.epochs}, loss {history[epoch, 0]:.4f}", "fit")
