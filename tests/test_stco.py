@@ -75,8 +75,9 @@ def test_bad_inputs_have_clear_messages(sections, tmp_path):
 
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((400, 300), 200, np.uint8)).save(gray)
-    with pytest.raises(InputError, match="grayscale"):
-        section_patches(gray, np.array([[100.0, 100.0]]), 0.7, out_px=16, use_cache=False)
+    with pytest.warns(UserWarning) as record:  # converted to RGB, with a note (and no tissue under the spot)
+        assert section_patches(gray, np.array([[100.0, 100.0]]), 0.7, out_px=16, use_cache=False).shape[-1] == 3
+    assert any("greyscale" in str(w.message) for w in record)
     rgba = np.full((50, 40, 4), 255, np.uint8)
     with pytest.warns(UserWarning, match="alpha"):
         assert check_rgb(rgba).shape == (50, 40, 3)

@@ -21,8 +21,10 @@ UNS_KEY = "napari_spatial_impute"
 def train_histology_steps(sections, *, genes: list[str] | None = None, seed: int = 0, device: str = "auto",
                           **params: Any) -> ProgressGen[Any]:
     """Train STco on sections (from :func:`~napari_spatial_impute.read_section`); yields progress, returns it."""
+    from ..models.params_spec import validate_params
     from ..models.stco import STco
 
+    params = validate_params("stco", params, seed=seed)  # before any work: names, types, ranges
     model = STco(genes=genes, seed=seed, device=device, **params)
     return (yield from model.fit_steps(list(sections)))
 
@@ -49,6 +51,17 @@ def as_histology_model(model, device: str = "auto"):
     return load_model(path, device=device)
 
 
+def describe_choice(model) -> str:
+    """One line: the validation scores and the predictor the bundle uses."""
+    choice = model.choice
+    if not choice.get("scores"):
+        return "predictor: the contrastive model (not validated)"
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in choice["scores"].items())
+    weights = " + ".join(f"{w:.2f}·{k}" for k, w in model.weights.items())
+    return (f"validation (top-50 PCC, sections {', '.join(choice['validated_on'])} held out in turn): {scores} → "
+            f"predicts {weights}, smoothing {choice['smoothing_um']:g} µm")
+
+
 def truth_for(model, adata) -> tuple[np.ndarray, list[str], Any]:
     """Log-normalised measured expression of the model's genes found in ``adata`` (ignoring case), those genes
     (model spelling) and the gene match."""
@@ -65,13 +78,25 @@ def truth_for(model, adata) -> tuple[np.ndarray, list[str], Any]:
     return section_expression(adata, genes, model.target_sum), genes, match
 
 
+def _pcc_summary(truth: np.ndarray, pred: np.ndarray, top: list[int]) -> dict[str, float]:
+    from ..models.stco.fallback import pcc_per_gene
+
+    r = pcc_per_gene(truth, pred)
+    return {"pcc_mean_all": float(np.mean(r)), "pcc_median_all": float(np.median(r)),
+            "pcc_mean_top50": float(np.mean(r[top])) if top else float("nan")}
+
+
 def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     """Predict a held-out section from its H&E and compare with its measured expression.
 
-    Returns metrics: n_spots, n_genes, n_genes_missing, pcc_mean_all, pcc_median_all, pcc_mean_top50 (the
-    model's top genes: most expressed on the training sections), spearman_mean_all, seconds; beside them the
-    names imputation uses (:func:`~napari_spatial_impute.metrics.summarize`: pcc_median, pcc_mean,
-    spearman_median, ssim_median, …), the gene match, and per_gene {gene: {pcc, spearman, …, top50}}.
+    Returns metrics of what the model predicts: n_spots, n_genes, n_genes_missing, pcc_mean_all,
+    pcc_median_all, pcc_mean_top50 (the model's top genes: most expressed on the training sections),
+    spearman_mean_all, seconds; beside them the names imputation uses
+    (:func:`~napari_spatial_impute.metrics.summarize`: pcc_median, pcc_mean, spearman_median, ssim_median, …),
+    the gene match and per_gene {gene: {pcc, spearman, …, top50}}. Side by side, every predictor the bundle
+    carries, unblended and unsmoothed: ``components`` {contrastive, feature_knn, colour_ridge: {pcc_mean_all,
+    pcc_median_all, pcc_mean_top50}} (also flat as ``pcc_mean_top50_<name>``, ``pcc_mean_all_<name>``), and
+    ``predictor``: the blend weights, smoothing and validation scores chosen at training time.
     """
     from ..metrics import summarize
 
@@ -79,14 +104,17 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     model = as_histology_model(model)
     adata = getattr(section, "adata", section)
     truth, genes, match = truth_for(model, adata)
-    pred = yield from model.predict_section_steps(adata)
-    pred = pred[:, [model.genes.index(g) for g in genes]]
+    out = yield from model.predict_section_steps(adata, parts=True)
+    cols = [model.genes.index(g) for g in genes]
+    pred = out.pop("model")[:, cols]
     shared = summarize(truth, pred, genes)
     pcc = np.array([shared["per_gene"][g]["pcc"] for g in genes])
     spr = np.array([shared["per_gene"][g]["spearman"] for g in genes])
     top_set = set(model.top_genes)
     top = [i for i, g in enumerate(genes) if g in top_set]
     per_gene = {g: {**row, "top50": g in top_set} for g, row in shared.pop("per_gene").items()}
+    components = {name: _pcc_summary(truth, values[:, cols], top) for name, values in out.items()}
+    flat = {f"{k}_{name}": v for name, row in components.items() for k, v in row.items() if k != "pcc_median_all"}
     return {
         "method": "stco", "n_spots": int(adata.n_obs), "n_genes": len(genes),
         "n_genes_missing": len(model.genes) - len(genes),
@@ -95,6 +123,10 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
         "spearman_mean_all": float(np.mean(spr)),
         "seconds": float(time.perf_counter() - t0),
         **{k: v for k, v in shared.items() if k != "n_genes"},
+        "components": components, **flat,
+        "predictor": {"weights": model.weights, "smoothing_um": float(model.choice.get("smoothing_um", 0.0)),
+                      "winner": model.choice.get("winner"), "validation_top50": model.choice.get("scores", {}),
+                      "validated_on": model.choice.get("validated_on", [])},
         "gene_match": match.as_dict(),
         "per_gene": per_gene,
     }
@@ -114,9 +146,17 @@ def predict_histology_steps(model, image, pixel_size_um: float | None = None, *,
     (path or RGB array) with optional ``spots_xy`` (x, y) in its pixels; without spots the tissue is tiled with
     ``tile_um`` tiles. ``model``: an STco model or a bundle folder.
     """
+    from ..coords import check_positive
     from ..device import resolve_device
 
     t0 = time.perf_counter()
+    check_positive(tile_um, "tile size (tile_um)", "µm", high=10_000, fix="e.g. tile_um=100 (--tile-um 100).")
+    if pixel_size_um is not None:
+        check_positive(pixel_size_um, "pixel size", "µm per pixel", high=100,
+                       fix="give the image's µm per pixel (e.g. 0.5 for a 20× scan), or leave it out.")
+    if not 0.0 <= float(min_tissue) <= 1.0:
+        raise InputError(f"min_tissue is {min_tissue!r}; it must lie in [0, 1] (share of a tile on tissue).",
+                         "e.g. min_tissue=0.5.")
     model = as_histology_model(model, device)
     adata = getattr(image, "adata", image)
     if hasattr(adata, "obsm"):  # a section
@@ -159,7 +199,8 @@ def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
                             "values": "log1p(normalised)"}
     if model is not None:
         info.update(params=_jsonable(model.cfg), seed=model.seed, top_genes=list(model.top_genes),
-                    target_sum=float(model.target_sum))
+                    target_sum=float(model.target_sum), predictor=dict(model.weights),
+                    smoothing_um=float(model.choice.get("smoothing_um", 0.0)))
     if grid is not None:
         rows, cols = np.nonzero(grid.keep)
         out.obs["tile_row"], out.obs["tile_col"] = rows, cols

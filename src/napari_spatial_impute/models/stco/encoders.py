@@ -180,7 +180,101 @@ class ScriptedBackbone(nn.Module):
         return y.mean(dim=(2, 3)) if y.ndim == 4 else y.flatten(1)
 
 
-BACKBONES = ("lite0", "resnet_small", "resnet_large", "torchscript")
+class _ViTBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, hidden: int, layer_scale: bool):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(dim, 3 * dim)
+        self.attn.proj = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(dim, hidden)
+        self.mlp.fc2 = nn.Linear(hidden, dim)
+        if layer_scale:
+            self.ls1, self.ls2 = nn.Module(), nn.Module()
+            self.ls1.gamma = nn.Parameter(torch.ones(dim))
+            self.ls2.gamma = nn.Parameter(torch.ones(dim))
+        self.layer_scale = layer_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, d = x.shape
+        q, k, v = self.attn.qkv(self.norm1(x)).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        a = self.attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, d))
+        x = x + (a * self.ls1.gamma if self.layer_scale else a)
+        m = self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
+        return x + (m * self.ls2.gamma if self.layer_scale else m)
+
+
+class VisionTransformer(nn.Module):
+    """A ViT in plain torch with timm's parameter names (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
+    ``blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}``, ``norm``), so state
+    dicts of timm ViT pathology encoders load. Input: RGB in [0, 1] (ImageNet-normalised inside); output: the
+    class token after the final norm. The position embedding is interpolated to the patch grid of the input."""
+
+    def __init__(self, dim: int = 384, depth: int = 12, heads: int | None = None, patch: int = 16,
+                 hidden: int | None = None, grid: int = 14, layer_scale: bool = False):
+        super().__init__()
+        self.patch_embed = nn.Module()
+        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
+        self.blocks = nn.ModuleList([_ViTBlock(dim, heads or max(1, dim // 64), hidden or 4 * dim, layer_scale)
+                                     for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out_dim = dim
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> VisionTransformer:
+        """The architecture a timm-style ViT state dict describes (heads = width / 64, as ViT-Ti/S/B/L)."""
+        w = state["patch_embed.proj.weight"]
+        depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+        grid = int(round(math.sqrt(state["pos_embed"].shape[1] - 1)))
+        return cls(dim=w.shape[0], depth=depth, patch=w.shape[2], hidden=state["blocks.0.mlp.fc1.weight"].shape[0],
+                   grid=grid, layer_scale="blocks.0.ls1.gamma" in state)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed.proj((x - self.mean) / self.std)
+        gh, gw = x.shape[-2:]
+        x = x.flatten(2).transpose(1, 2)
+        pos = self.pos_embed[:, 1:]
+        g = int(round(math.sqrt(pos.shape[1])))
+        if (gh, gw) != (g, g):
+            pos = F.interpolate(pos.reshape(1, g, g, -1).permute(0, 3, 1, 2), size=(gh, gw), mode="bicubic",
+                                align_corners=False).permute(0, 2, 3, 1).reshape(1, gh * gw, -1)
+        x = torch.cat([self.cls_token.expand(len(x), -1, -1) + self.pos_embed[:, :1], x + pos], dim=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)[:, 0]
+
+
+BACKBONES = ("lite0", "resnet_small", "resnet_large", "vit", "torchscript")
+
+
+def backbone_identity(name: str, path: str | None) -> str | None:
+    """A key naming a frozen backbone's exact weights (for the feature cache): the SHA-1 of its file."""
+    import hashlib
+
+    file = path if path is not None else (lite0_weights_path() if name == "lite0" else None)
+    if file is None or not Path(file).is_file():
+        return None
+    h = hashlib.sha1()
+    with open(file, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return f"{name}:{h.hexdigest()}"
+
+
+def _read_state(path) -> dict:
+    """A state dict from ``path`` (``module.`` prefixes and classifier heads dropped)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    drop = ("_fc.", "head.", "fc_norm.")
+    return {k.removeprefix("module."): v for k, v in state.items() if not k.removeprefix("module.").startswith(drop)}
 
 
 def build_backbone(name: str, path: str | None = None, *, pretrained: bool = True,
@@ -190,8 +284,16 @@ def build_backbone(name: str, path: str | None = None, *, pretrained: bool = Tru
     * ``lite0``: EfficientNet-Lite0 with ImageNet weights (falls back to ``resnet_small`` with a warning
       when the weights package is missing).
     * ``resnet_small`` / ``resnet_large``: :class:`CompactResNet` (random init).
-    * ``torchscript``: ``path`` is a ``torch.jit.save``-d module (see docs/histology.md).
-    A state-dict ``path`` for ``lite0`` / ``resnet_*`` replaces the weights (e.g. a histology-pretrained Lite0).
+    * ``torchscript``: ``path`` is a ``torch.jit.save``-d module taking (N, 3, H, W) RGB normalised with the
+      ImageNet mean / std and returning (N, D) features (or (N, D, h, w), average-pooled; a tuple: its first
+      item). Any architecture works (a ViT, a ResNet-50, …): script or trace it in its own environment, e.g.
+      ``torch.jit.save(torch.jit.trace(encoder.eval(), torch.rand(1, 3, 224, 224)), "encoder.pt")``. It is
+      copied into the model bundle and frozen (``finetune=True`` trains it).
+    * A state-dict ``path`` for ``lite0`` / ``resnet_small`` / ``resnet_large`` replaces the weights (e.g. a
+      histology-pretrained Lite0); keys may carry a ``module.`` prefix or sit under ``"state_dict"``.
+    * ``vit``: ``path`` is a state dict of a timm-style ViT (:class:`VisionTransformer`: any width / depth /
+      patch size, optional LayerScale; e.g. a ViT-S/B/L pathology encoder saved with
+      ``torch.save(model.state_dict(), path)``); frozen like ``lite0`` unless ``finetune``.
     """
     if name == "lite0":
         if pretrained and path is None:
@@ -206,6 +308,10 @@ def build_backbone(name: str, path: str | None = None, *, pretrained: bool = Tru
         model = CompactResNet(32, 1)
     elif name == "resnet_large":
         model = CompactResNet(64, 2)
+    elif name == "vit":
+        if not path or not Path(path).is_file():
+            raise InputError(f"ViT weights {path!r} not found.", "give backbone_path=STATE_DICT.pt (timm names).")
+        model = VisionTransformer.from_state_dict(_read_state(path))
     elif name == "torchscript":
         if not path or not Path(path).is_file():
             raise InputError(f"TorchScript backbone file {path!r} not found.", "give backbone_path=FILE.pt.")
@@ -225,10 +331,7 @@ def build_backbone(name: str, path: str | None = None, *, pretrained: bool = Tru
     if path is not None:
         if not Path(path).is_file():
             raise InputError(f"Backbone weights {path} not found.", "check the path.")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-        state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("_fc.")}
+        state = _read_state(path)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:

@@ -1,5 +1,5 @@
 """STco re-implemented: contrastive learning of H&E patches against spot expression, prediction by
-retrieval over a bank of training spots.
+retrieval over a bank of training spots — made to travel to other slides, scanners and labs.
 
 What differs from the public STco code (and why):
 
@@ -7,37 +7,48 @@ What differs from the public STco code (and why):
   temperature 1);
 * the spot position enters as a **sinusoidal encoding of physical µm** relative to the section's centre
   (STco: learned embeddings of array indices < 128, meaningless across platforms);
-* patches are cut at a fixed **physical size** (µm via the image's pixel size), so scanners differ safely;
+* patches are cut at a fixed **physical size** (µm via the image's pixel size, checked: nonsense refused,
+  another magnification rescaled with a message), so scanners differ safely;
+* **stain normalisation** (Macenko, per section / slide, into a reference fitted on the training sections and
+  kept in the bundle) at training and prediction time, and **stain / scanner augmentation** of the training
+  views (:mod:`.stain`);
 * the default image backbone is a frozen ImageNet EfficientNet-Lite0 (plain torch) whose features are
-  computed once per augmented view (D4 flips/rotations + colour jitter), so training runs in minutes on a
-  CPU; ``finetune=True`` (or a ``resnet_*`` backbone) trains the image encoder end to end instead (GPU).
+  computed once per augmented view and cached, so training runs in minutes on a CPU; ``finetune=True`` (or a
+  ``resnet_*`` backbone) trains the image encoder end to end instead (GPU);
+* the bundle carries **simple fallbacks** (frozen-feature kNN, colour/texture ridge, :mod:`.fallback`);
+  leave-one-training-section-out validation weighs them against the contrastive model and chooses a blend and
+  a spatial smoothing radius, so the model is never knowingly worse than its baselines.
 
-Prediction for a query patch: its image embedding (averaged over ``tta`` rotations) → cosine similarity to
-the spot embeddings of every training spot → the ``top_k`` most similar → softmax-weighted (learned
-temperature) mean of their log-normalised expression.
+Prediction for a query patch: its image embedding (averaged over ``tta`` dihedral views) → cosine similarity
+to the spot embeddings of every training spot → the ``top_k`` most similar → similarity-weighted mean of their
+log-normalised expression; blended with the fallbacks by the validated weights.
 """
 
 from __future__ import annotations
 
-import math
 import time
-import warnings
 
 import numpy as np
 
 from ...errors import InputError
-from ...progress import Progress, ProgressGen, iter_chunks, relay, run_to_end
+from ...progress import Progress, ProgressGen, relay, run_to_end
 from .expression import gene_columns, section_expression, section_name
-from .network import augment, build_heads, clip_loss, position_encoding, to_tensor
+from .fallback import Ridge, blend, colour_texture_features, knn_predict, smooth
+from .network import build_heads, position_encoding
+from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
 
 DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
-                temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=4, use_position=True,
-                dropout=0.5, feature_batch=64)
+                temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
+                dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
+                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
-#: temperature) or "uniform". Defaults were chosen on her2st (train C2–C5, test C6; benchmarks/histology_her2st.md):
-#: few epochs + strong dropout / weight decay, because ~700 training spots are memorised within ~50 epochs.
+#: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
+#: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
+#: (the validated blend) or one of "contrastive", "feature_knn", "colour_ridge". Defaults were chosen by
+#: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
+PREDICTORS = ("auto", "contrastive", "feature_knn", "colour_ridge")
 
 
 def _torch_device(device: str):
@@ -49,11 +60,18 @@ def _torch_device(device: str):
 
 
 class STco:
-    """Contrastive H&E ↔ expression model with retrieval prediction (see module docstring).
+    """Contrastive H&E ↔ expression model with retrieval prediction and validated fallbacks (module docstring).
 
     Parameters are plain values (see :data:`DEFAULTS`); ``genes`` fixes the panel (else the ``n_genes``
     most expressed genes shared by all training sections). ``fit_steps`` / ``predict_*_steps`` are
     generators yielding :class:`~napari_spatial_impute.progress.Progress`.
+
+    Own backbones: ``backbone="torchscript", backbone_path="encoder.pt"`` (any ``torch.jit.save``-d module
+    mapping (N, 3, H, W) ImageNet-normalised RGB to (N, D) or (N, D, h, w) features), or
+    ``backbone="vit" | "lite0" | "resnet_small" | "resnet_large", backbone_path="weights.pt"`` for a state dict
+    of those plain-torch architectures (``vit``: timm parameter names, size read from the weights; see
+    :func:`~.encoders.build_backbone`). Pretrained encoders (lite0, vit, torchscript) stay frozen unless
+    ``finetune=True``.
     """
 
     n_top = N_TOP
@@ -62,8 +80,11 @@ class STco:
         unknown = set(params) - set(DEFAULTS)
         if unknown:
             raise InputError(f"Unknown STco parameters {sorted(unknown)}.", f"use any of {sorted(DEFAULTS)}.")
-        if params.get("weighting", "linear") not in ("linear", "softmax", "uniform"):
-            raise InputError(f"Unknown weighting {params['weighting']!r}.", "use linear, softmax or uniform.")
+        checks = {"weighting": ("linear", "softmax", "uniform"), "stain": ("macenko", "none"),
+                  "validation": ("loso", "last", "none"), "predictor": PREDICTORS}
+        for key, allowed in checks.items():
+            if key in params and params[key] not in allowed:
+                raise InputError(f"Unknown {key} {params[key]!r}.", f"use one of {', '.join(allowed)}.")
         self.cfg = {**DEFAULTS, **params}
         self.requested_genes = list(genes) if genes is not None else None
         self.seed = int(seed)
@@ -73,8 +94,12 @@ class STco:
         self.target_sum = 1.0
         self.expr_mean = self.expr_std = None
         self.backbone = self.heads = None
-        self.backbone_name = None
+        self.backbone_name = self.backbone_key = None
         self.bank_emb = self.bank_expr = None
+        self.knn_features = self.ridge = None
+        self.stain_reference = None  # StainEstimate of the training sections (None: no normalisation)
+        self.choice: dict = {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {},
+                             "winner": "contrastive", "validated_on": []}
         self.train_pixel_size_um = None
         self.history: list[float] = []
         self.fit_seconds = 0.0
@@ -87,7 +112,7 @@ class STco:
     @property
     def frozen(self) -> bool:
         """Pretrained backbones stay frozen unless ``finetune``; ``resnet_*`` always train end to end."""
-        return self.backbone_name in ("lite0", "torchscript") and not self.cfg["finetune"]
+        return self.backbone_name in ("lite0", "vit", "torchscript") and not self.cfg["finetune"]
 
     def _choose_genes(self, sections) -> None:
         first = list(map(str, sections[0].var_names))
@@ -122,43 +147,41 @@ class STco:
         self.expr_std = expr.std(0) + 1e-3
 
     def _make_backbone(self):
-        from .encoders import build_backbone
+        from .encoders import backbone_identity, build_backbone
 
         bb, name = build_backbone(self.cfg["backbone"], self.cfg["backbone_path"], patch_px=self.cfg["patch_px"])
-        self.backbone_name = name
-        self.backbone = bb
+        self.backbone_name, self.backbone = name, bb
+        self.backbone_key = backbone_identity(name, self.cfg["backbone_path"]) if self.frozen else None
 
     def section_inputs(self, adata, *, check_tissue: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """(patches uint8, spot positions (x, y) in µm) of a section read by :mod:`napari_spatial_impute.io`."""
-        from .patches import section_geometry, section_patches
+        """(patches uint8 as cut — before stain normalisation —, spot positions (x, y) in µm) of a section read
+        by :mod:`napari_spatial_impute.io`; its pixel size is checked against the model's."""
+        from .patches import check_pixel_size, section_geometry, section_patches
 
         info, xy_px, xy_um = section_geometry(adata)
-        patches = section_patches(info["image"], xy_px, float(info["pixel_size_um"]), patch_um=self.cfg["patch_um"],
+        px = float(info["pixel_size_um"])
+        check_pixel_size(px, self.train_pixel_size_um, self.cfg["patch_um"], self.cfg["patch_px"],
+                         section_name(adata))
+        patches = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"],
                                   out_px=self.cfg["patch_px"], check_tissue=check_tissue)
         return patches, xy_um
 
-    # ---- features ---------------------------------------------------------------------------------
-    def _features_steps(self, patches: np.ndarray, views, rng, label: str) -> ProgressGen[np.ndarray]:
-        """Backbone features (len(views), n, D) for the given dihedral views, batched."""
-        import torch
+    def normalise(self, patches: np.ndarray, source=None) -> np.ndarray:
+        """Stain-normalised patches (``source``: the image's :class:`~.stain.StainEstimate`; estimated from
+        the patches themselves when None). A model without a stain reference returns them unchanged."""
+        from .stain import estimate_stains, normalize_stains
 
-        dev = _torch_device(self.device)
-        self.backbone.to(dev).eval()
-        n, bs = len(patches), self.cfg["feature_batch"]
-        out = None
-        total = len(views) * math.ceil(n / bs)
-        step = 0
-        with torch.no_grad():
-            for vi, view in enumerate(views):
-                for sl in iter_chunks(n, bs):
-                    x = augment(to_tensor(patches[sl], dev), view, rng if (rng is not None and view > 0) else None)
-                    f = self.backbone(x).float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((len(views), n, f.shape[1]), np.float32)
-                    out[vi, sl] = f
-                    step += 1
-                    yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
-        return out
+        if self.stain_reference is None or len(patches) == 0:
+            return patches
+        source = source if source is not None else estimate_stains(patches)
+        return normalize_stains(patches, source, self.stain_reference)
+
+    def _features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True):
+        from .features import features_steps
+
+        return features_steps(self.backbone, patches, views, device=_torch_device(self.device),
+                              batch=self.cfg["feature_batch"], augment=augment, backbone_key=self.backbone_key,
+                              label=label, use_cache=use_cache)
 
     # ---- training ---------------------------------------------------------------------------------
     def fit_steps(self, sections) -> ProgressGen[STco]:
@@ -166,85 +189,64 @@ class STco:
         returns self."""
         import torch
 
+        from .stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
+
         t0 = time.perf_counter()
         if not sections:
             raise InputError("No training sections given.", "pass at least one --section COUNTS SPOTS IMAGE.")
         sections = [getattr(a, "adata", a) for a in sections]
+        cfg = self.cfg
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self._choose_genes(sections)
         self._make_backbone()
-        cfg = self.cfg
-        patches, pos, expr = [], [], []
-        for a in sections:
+        self.train_pixel_size_um = None  # sections are checked against each other below, not a model
+        raw, pos, expr, xy, groups = [], [], [], [], []
+        for i, a in enumerate(sections):
             p, xy_um = self.section_inputs(a)
-            patches.append(p)
+            raw.append(p)
+            xy.append(xy_um)
             pos.append(position_encoding(xy_um))
             expr.append(section_expression(a, self.genes, self.target_sum))
-        patches = np.concatenate(patches)
-        pos = np.concatenate(pos)
-        expr = np.concatenate(expr)
+            groups.append(np.full(len(p), i))
         self.train_pixel_size_um = float(np.mean([a.uns["histology"]["pixel_size_um"] for a in sections]))
-        n = len(patches)
+        if cfg["stain"] == "macenko":  # one estimate per section, into the fixed reference
+            self.stain_reference = DEFAULT_REFERENCE
+            raw = [normalize_stains(p, estimate_stains(p), self.stain_reference) for p in raw]
+        patches, groups = np.concatenate(raw), np.concatenate(groups)
+        pos, expr, xy = np.concatenate(pos), np.concatenate(expr), np.concatenate(xy)
         dev = _torch_device(self.device)
         expr_z = torch.from_numpy((expr - self.expr_mean) / self.expr_std).to(dev)
-        pos_t = torch.from_numpy(pos).to(dev)
-        trainable_backbone = not self.frozen
+        pos_t = torch.from_numpy(pos).to(dev) if cfg["use_position"] else None
         n_views = max(1, int(cfg["n_views"]))
-        feat_total = 0 if trainable_backbone else n_views * math.ceil(n / cfg["feature_batch"])
-        total = feat_total + cfg["epochs"] + 1
-        feats = None
-        if not trainable_backbone:
-            feats = yield from relay(self._features_steps(patches, list(range(n_views)), rng, "training patches"),
-                                     "features", 0, total, span=feat_total)
-            feats = torch.from_numpy(feats).to(dev)
-            in_dim = feats.shape[2]
+        validate = self.frozen and cfg["validation"] != "none" and len(sections) > 1
+        n_folds = (len(sections) if cfg["validation"] == "loso" else 1) if validate else 0
+        feat_total = len(sections) if self.frozen else 0
+        total = feat_total + n_folds + cfg["epochs"] + 1
+        colour = colour_texture_features(patches)
+        self.ridge = Ridge().fit(colour, expr)
+        if self.frozen:
+            feats = []
+            for i, p in enumerate(raw):  # per section, so each section's features are cached on their own
+                f = yield from relay(self._features_steps(p, range(n_views), cfg["stain_augment"],
+                                                          f"section {i + 1}/{len(raw)}"),
+                                     "features", i, total, span=1)
+                feats.append(f)
+            feats = torch.from_numpy(np.concatenate(feats, axis=1)).to(dev)
+            self.knn_features = feats[0].cpu().numpy()
+            if validate:
+                top_idx = [self.genes.index(g) for g in self.top_genes]
+                self.choice = yield from validate_steps(feats, colour, expr, expr_z, pos_t, groups, xy, top_idx,
+                                                        cfg, self.seed, (feat_total, total))
+                self.choice["validated_on"] = [section_name(sections[int(i)]) for i in self.choice["validated_on"]]
+            self.heads, self.history = yield from train_heads_steps(feats, expr_z, pos_t, cfg, self.seed,
+                                                                    progress=(feat_total + n_folds, total))
         else:
-            in_dim = self.backbone.out_dim
-        self.heads = build_heads(in_dim, len(self.genes), cfg).to(dev)
-        params = list(self.heads.parameters())
-        if trainable_backbone:
-            self.backbone.to(dev)
-            params += list(self.backbone.parameters())
-        opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"]))
-        bs = min(cfg["batch_size"], n)
-        self.history = []
-        for epoch in range(cfg["epochs"]):
-            self.heads.train()
-            if trainable_backbone:
-                self.backbone.train()
-            perm = rng.permutation(n)
-            losses = []
-            for start in range(0, n - bs + 1 if n >= bs else 1, bs):
-                idx = perm[start:start + bs]
-                if len(idx) < 2:
-                    continue
-                idx_t = torch.from_numpy(idx).to(dev)
-                if trainable_backbone:
-                    view = int(rng.integers(8))
-                    x = augment(to_tensor(patches[idx], dev), view, rng)
-                    f = self.backbone(x)
-                else:
-                    views = torch.from_numpy(rng.integers(n_views, size=len(idx))).to(dev)
-                    f = feats[views, idx_t]
-                img = self.heads.image(f)
-                spot = self.heads.spot(expr_z[idx_t], pos_t[idx_t] if cfg["use_position"] else None)
-                loss = clip_loss(img, spot, self.heads.logit_scale)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-            sched.step()
-            self.history.append(float(np.mean(losses)) if losses else float("nan"))
-            yield Progress(feat_total + epoch + 1, total, f"epoch {epoch + 1}/{cfg['epochs']} "
-                           f"loss {self.history[-1]:.3f}", "train")
-        # reference bank: spot embeddings of every training spot (eval mode)
-        self.heads.eval()
-        with torch.no_grad():
-            bank = [self.heads.spot(expr_z[sl], pos_t[sl] if cfg["use_position"] else None)
-                    for sl in iter_chunks(n, 1024)]
-            self.bank_emb = torch.nn.functional.normalize(torch.cat(bank), dim=1).cpu().numpy()
+            self.heads = build_heads(self.backbone.out_dim, len(self.genes), cfg).to(dev)
+            self.history = yield from train_end_to_end_steps(self, patches, expr_z, pos_t, rng, (0, total))
+        if cfg["predictor"] != "auto":
+            self.choice = {**self.choice, "weights": {cfg["predictor"]: 1.0}, "smoothing_um": 0.0}
+        self.bank_emb = spot_bank(self.heads, expr_z, pos_t)
         self.bank_expr = expr
         self.fit_seconds = time.perf_counter() - t0
         yield Progress(total, total, "reference bank built", "train")
@@ -258,107 +260,87 @@ class STco:
         if not self.fitted:
             raise InputError("The model is not trained.", "train it (fit / histology train) or load a bundle.")
 
-    def embed_patches_steps(self, patches: np.ndarray, tta: int | None = None) -> ProgressGen[np.ndarray]:
-        """L2-normalised image embeddings (n, embed_dim), averaged over ``tta`` rotations."""
+    @property
+    def weights(self) -> dict[str, float]:
+        """Blend weights of the predictors (see :mod:`.fallback`)."""
+        return {k: float(v) for k, v in self.choice["weights"].items() if v > 0}
+
+    def embed_patches_steps(self, patches: np.ndarray, tta: int | None = None, *, feats=None,
+                            use_cache: bool = False) -> ProgressGen[np.ndarray]:
+        """L2-normalised image embeddings (n, embed_dim) of (normalised) patches, averaged over ``tta`` views."""
         import torch
 
         self._check_fitted()
-        tta = max(1, int(self.cfg["tta"] if tta is None else tta))
-        views = list(range(min(tta, 8)))
-        feats = yield from self._features_steps(patches, views, None, "patches")
-        dev = _torch_device(self.device)
-        self.heads.to(dev).eval()
-        with torch.no_grad():
-            emb = 0
-            for v in range(len(views)):
-                e = self.heads.image(torch.from_numpy(feats[v]).to(dev))
-                emb = emb + torch.nn.functional.normalize(e, dim=1)
-            emb = torch.nn.functional.normalize(emb, dim=1)
-        return emb.cpu().numpy()
+        if feats is None:
+            tta = max(1, int(self.cfg["tta"] if tta is None else tta))
+            feats = yield from self._features_steps(patches, range(min(tta, 8)), False, "patches", use_cache)
+        self.heads.to(_torch_device(self.device)).eval()
+        return image_embedding(self.heads, torch.from_numpy(feats).to(_torch_device(self.device)))
 
     def retrieve(self, emb: np.ndarray, top_k: int | None = None) -> np.ndarray:
         """Expression (n, genes) as the similarity-weighted mean over the ``top_k`` nearest bank spots."""
         self._check_fitted()
-        k = min(int(self.cfg["top_k"] if top_k is None else top_k), len(self.bank_emb))
-        scale = float(np.exp(min(self._logit_scale(), math.log(100.0))))
-        out = np.empty((len(emb), len(self.genes)), np.float32)
-        for sl in iter_chunks(len(emb), 2048):
-            sims = emb[sl] @ self.bank_emb.T
-            idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            s = np.take_along_axis(sims, idx, axis=1)
-            if self.cfg["weighting"] == "softmax":
-                w = np.exp(scale * (s - s.max(axis=1, keepdims=True)))
-            elif self.cfg["weighting"] == "uniform":
-                w = np.ones_like(s)
-            else:
-                w = np.clip(s, 0.0, None) + 1e-6
-            w /= w.sum(axis=1, keepdims=True)
-            out[sl] = np.einsum("nk,nkg->ng", w, self.bank_expr[idx])
+        return retrieve(emb, self.bank_emb, self.bank_expr, self.cfg["top_k"] if top_k is None else top_k,
+                        self.cfg["weighting"], float(self.heads.logit_scale.detach().cpu()))
+
+    def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,
+                            parts=None, use_cache: bool = False) -> ProgressGen[dict[str, np.ndarray]]:
+        """Each predictor's expression (n, genes) for raw RGB uint8 patches (n, px, px, 3): those with a blend
+        weight, or ``parts`` (names of :data:`~.fallback.COMPONENTS`)."""
+        self._check_fitted()
+        wanted = set(parts or self.weights)
+        if self.knn_features is None:
+            wanted.discard("feature_knn")
+        if self.ridge is None:
+            wanted.discard("colour_ridge")
+        patches = self.normalise(patches, source)
+        out: dict[str, np.ndarray] = {}
+        if wanted & {"contrastive", "feature_knn"}:
+            tta = max(1, int(self.cfg["tta"] if tta is None else tta))
+            views = range(min(tta, 8)) if "contrastive" in wanted else [0]
+            feats = yield from self._features_steps(patches, views, False, "patches", use_cache)
+            if "contrastive" in wanted:
+                out["contrastive"] = self.retrieve((yield from self.embed_patches_steps(patches, feats=feats)))
+            if "feature_knn" in wanted:
+                out["feature_knn"] = knn_predict(self.knn_features, self.bank_expr, feats[0], self.cfg["knn_k"])
+        if "colour_ridge" in wanted:
+            out["colour_ridge"] = self.ridge.predict(colour_texture_features(patches))
         return out
 
-    def _logit_scale(self) -> float:
-        return float(self.heads.logit_scale.detach().cpu())
+    def combine(self, parts: dict[str, np.ndarray], xy_um: np.ndarray | None = None) -> np.ndarray:
+        """The validated blend of :meth:`predict_parts_steps`' output, smoothed over positions ``xy_um``."""
+        weights = {k: w for k, w in self.weights.items() if k in parts}
+        if not weights:
+            weights = {next(iter(parts)): 1.0}
+        total = sum(weights.values())
+        values = blend(parts, {k: w / total for k, w in weights.items()})
+        return smooth(values, xy_um, float(self.choice.get("smoothing_um", 0.0)))
 
-    def predict_patches_steps(self, patches: np.ndarray, tta: int | None = None) -> ProgressGen[np.ndarray]:
-        """Predicted log-normalised expression (n, genes) for RGB uint8 patches (n, px, px, 3)."""
-        emb = yield from self.embed_patches_steps(patches, tta)
-        return self.retrieve(emb)
+    def predict_patches_steps(self, patches: np.ndarray, tta: int | None = None, *,
+                              xy_um: np.ndarray | None = None) -> ProgressGen[np.ndarray]:
+        """Predicted log-normalised expression (n, genes) for raw RGB uint8 patches of one image (its stain is
+        estimated from them); ``xy_um`` (positions) enables the validated spatial smoothing."""
+        parts = yield from self.predict_parts_steps(patches, tta)
+        return self.combine(parts, xy_um)
 
-    def predict_section_steps(self, adata) -> ProgressGen[np.ndarray]:
-        """Predict every spot of a section read by :mod:`napari_spatial_impute.io` (its counts are not used)."""
-        patches, _ = self.section_inputs(adata)
-        return (yield from self.predict_patches_steps(patches))
+    def predict_section_steps(self, adata, *, parts: bool = False) -> ProgressGen:
+        """Predict every spot of a section read by :mod:`napari_spatial_impute.io` (its counts are not used).
+        With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts)."""
+        patches, xy_um = self.section_inputs(adata)
+        wanted = ["contrastive", "feature_knn", "colour_ridge"] if parts else None
+        out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True)
+        final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
+        return {**out, "model": final} if parts else final
 
     def predict_section(self, adata, callback=None) -> np.ndarray:
         return run_to_end(self.predict_section_steps(adata), callback)
 
-    def predict_image_steps(self, image, pixel_size_um: float | None = None, *, spots_xy=None, tile_um: float = 100.0,
-                            min_tissue: float = 0.5, tta: int | None = None) -> ProgressGen[dict]:
-        """Whole-slide (no ``spots_xy``: tissue tiles of ``tile_um``) or per-spot prediction from an image.
+    def predict_image_steps(self, image, pixel_size_um: float | None = None, **kwargs) -> ProgressGen[dict]:
+        """Whole-slide (tissue tiles) or per-spot prediction from an image path / array / TIFF, read region by
+        region (see :func:`.wholeslide.predict_image_steps`)."""
+        from .wholeslide import predict_image_steps
 
-        Returns a dict: ``values`` (n, genes), ``centres_xy`` (full-res px), ``genes``, and for tiles
-        ``grid`` (:class:`~.tiling.TileGrid`, whose ``to_grid`` / ``scale`` / ``translate`` place a heat map
-        over the image layer). ``tta`` rotations per patch default to the model's ``tta``.
-        """
-        from .patches import crop_patches, image_size, load_rgb
-        from .tiling import make_grid, tissue_mask
-
-        self._check_fitted()
-        if pixel_size_um is None:
-            pixel_size_um = self.train_pixel_size_um
-            warnings.warn(f"No pixel size given; assuming the training sections' {pixel_size_um:.3f} µm/px.",
-                          stacklevel=2)
-        width, height = image_size(image)
-        size_full = self.cfg["patch_um"] / pixel_size_um
-        reduce = 1
-        while reduce * 2 <= size_full / self.cfg["patch_px"]:
-            reduce *= 2
-        arr, factor = load_rgb(image, reduce)
-        yield Progress(0, 1, "image decoded", "tiles")
-        grid = None
-        mask, mscale = tissue_mask(arr, factor)
-        if spots_xy is None:
-            grid = make_grid(mask, mscale, width, height, tile_um / pixel_size_um, min_tissue)
-            centres = grid.centres_xy()
-            if len(centres) == 0:
-                raise InputError("No tissue found in the image.", "check the image, or lower min_tissue.")
-        else:
-            from .patches import _warn_off_tissue, check_spots_in_image
-
-            centres = np.asarray(spots_xy, dtype=np.float64)
-            check_spots_in_image(centres, width, height)
-            iy = np.clip((centres[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
-            ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
-            _warn_off_tissue(mask[iy, ix])
-        values = np.empty((len(centres), len(self.genes)), np.float32)
-        chunk = 256
-        n_chunks = math.ceil(len(centres) / chunk)
-        for ci, sl in enumerate(iter_chunks(len(centres), chunk)):
-            patches = crop_patches(arr, centres[sl] / factor, size_full / factor, self.cfg["patch_px"])
-            values[sl] = run_to_end(self.predict_patches_steps(patches, tta))
-            yield Progress(ci + 1, n_chunks, f"tile batch {ci + 1}/{n_chunks}", "predict")
-        return {"values": values, "centres_xy": centres, "genes": list(self.genes), "grid": grid,
-                "pixel_size_um": float(pixel_size_um)}
+        return (yield from predict_image_steps(self, image, pixel_size_um, **kwargs))
 
     def predict_image(self, image, pixel_size_um=None, callback=None, **kwargs) -> dict:
         return run_to_end(self.predict_image_steps(image, pixel_size_um, **kwargs), callback)

@@ -1,4 +1,4 @@
-"""STco's networks and training pieces: position encoding, D4 + colour augmentation, the projection heads
+"""STco's networks and training pieces: position encoding, the projection heads
 (image head, spot encoder, learnable temperature) and the symmetric CLIP loss. torch is imported on use."""
 
 from __future__ import annotations
@@ -14,29 +14,6 @@ def position_encoding(xy_um: np.ndarray, n_freq: int = 8) -> np.ndarray:
     freqs = 2 * math.pi / (0.1 * 2.0 ** np.arange(n_freq))
     ang = xy[:, :, None] * freqs[None, None, :]
     return np.concatenate([np.sin(ang), np.cos(ang)], axis=2).reshape(len(xy), -1).astype(np.float32)
-
-
-def augment(x, view: int, rng: np.random.Generator | None = None):
-    """View ``view`` of the dihedral group (rot90 × flip) of a (N, 3, H, W) batch in [0, 1], with a random
-    colour jitter (brightness, contrast, saturation, per-channel stain shift) when ``rng`` is given."""
-    import torch
-
-    if view % 8 >= 4:
-        x = torch.flip(x, dims=(3,))
-    x = torch.rot90(x, view % 4, dims=(2, 3))
-    if rng is not None:
-        n = x.shape[0]
-
-        def r(lo, hi, *shape):
-            return torch.as_tensor(rng.uniform(lo, hi, size=(n, *shape)), dtype=x.dtype, device=x.device)
-
-        grey = x.mean(dim=1, keepdim=True)
-        x = grey + (x - grey) * r(0.8, 1.2, 1, 1, 1)  # saturation
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = mean + (x - mean) * r(0.85, 1.15, 1, 1, 1)  # contrast
-        x = x * r(0.9, 1.1, 1, 1, 1) + r(-0.04, 0.04, 3, 1, 1)  # brightness, stain shift
-        x = x.clamp(0.0, 1.0)
-    return x
 
 
 def to_tensor(patches_u8: np.ndarray, device):

@@ -37,25 +37,39 @@ def section_geometry(adata) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def check_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
-    """Validate an image array as RGB uint8 (H, W, 3); RGBA loses its alpha (with a warning)."""
-    arr = np.asarray(arr)
-    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 1):
-        raise InputError(f"The {name} is grayscale ({arr.shape}); an RGB H&E image is needed.",
-                         "give the colour H&E scan (RGB).")
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise InputError(f"The {name} has shape {arr.shape}; expected (height, width, 3) RGB.",
-                         "give a 2-D colour H&E image.")
-    if arr.shape[-1] == 4:
-        alpha = arr[..., 3]
-        if alpha.min() < alpha.max() * 0.99 and np.mean(alpha < alpha.max()) > 0.5:
-            raise InputError(f"The {name} is RGBA and mostly transparent.", "export the H&E as RGB.")
-        warnings.warn(f"The {name} is RGBA; the alpha channel is ignored.", stacklevel=3)
-        arr = arr[..., :3]
-    if arr.dtype != np.uint8:
-        a = arr.astype(np.float32)
-        hi = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else float(a.max()))
-        arr = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
-    return arr
+    """An image array as RGB uint8 (H, W, 3): RGBA loses its alpha, greyscale is replicated (each with a warning)."""
+    from .slide import as_rgb
+
+    return as_rgb(arr, name)
+
+
+#: pixel sizes outside this range (µm/px) are not an H&E scan at any magnification
+PIXEL_SIZE_RANGE_UM = (0.05, 20.0)
+
+
+def check_pixel_size(pixel_size_um, model_pixel_size_um: float | None = None, patch_um: float = 150.0,
+                     patch_px: int = 112, what: str = "the image") -> float:
+    """Refuse a nonsense pixel size; say when ``what`` has another magnification than the model (its patches
+    are cut at ``patch_um`` µm and rescaled) or too few pixels per patch. Returns the pixel size."""
+    try:
+        px = float(pixel_size_um)
+    except (TypeError, ValueError):
+        px = float("nan")
+    lo, hi = PIXEL_SIZE_RANGE_UM
+    if not np.isfinite(px) or not lo <= px <= hi:
+        raise InputError(f"The pixel size of {what} is {pixel_size_um!r} µm/px, which is no H&E scan "
+                         f"(expected {lo}–{hi}; 40× ≈ 0.25, 20× ≈ 0.5).",
+                         "give the physical pixel size in µm per pixel (--pixel-size / pixel_size_um).")
+    if model_pixel_size_um:
+        ratio = px / float(model_pixel_size_um)
+        if ratio > 1.25 or ratio < 0.8:
+            warnings.warn(f"{what.capitalize()} has {px:.3f} µm/px, the model was trained at "
+                          f"{model_pixel_size_um:.3f} µm/px ({1 / ratio:.2g}× its magnification): patches are cut "
+                          f"at {patch_um:g} µm and rescaled to the model's {patch_px} px.", stacklevel=3)
+    if patch_um / px < patch_px / 4:
+        warnings.warn(f"{what.capitalize()} has only {patch_um / px:.0f} px per {patch_um:g} µm patch (the model "
+                      f"uses {patch_px}): patches are upsampled > 4×, predictions will be weak.", stacklevel=3)
+    return px
 
 
 def image_size(image) -> tuple[int, int]:
@@ -89,13 +103,12 @@ def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
         raise InputError(f"Could not open {path} as an image: {err}", "give a JPEG/PNG/TIFF H&E image.") from err
     with im:
         full_w = im.size[0]
-        if im.mode in ("L", "I", "I;16", "F", "1", "LA"):
-            raise InputError(f"The image {path.name} is grayscale (mode {im.mode}); an RGB H&E image is needed.",
-                             "give the colour H&E scan (RGB).")
         if reduce > 1 and im.format == "JPEG":
-            im.draft("RGB", (im.size[0] // reduce, im.size[1] // reduce))
-        if im.mode == "RGBA":
-            arr = check_rgb(np.asarray(im), f"image {path.name}")
+            im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (im.size[0] // reduce, im.size[1] // reduce))
+        if im.mode in ("L", "I", "I;16", "F", "1", "LA", "RGBA"):
+            grey = im.mode not in ("RGBA",)
+            data = np.asarray(im.convert("L") if grey and im.mode != "L" else im)
+            arr = check_rgb(data, f"image {path.name}")
         else:
             arr = np.asarray(im.convert("RGB"))
     factor = full_w / arr.shape[1]

@@ -1,9 +1,12 @@
 """STco ↔ bundle files (the folder layout and checks are :mod:`napari_spatial_impute.models.bundle`'s).
 
 Files: ``config.json`` (parameters, gene panel, top genes, normalisation target sum, expression mean/std,
-training pixel size, backbone name and, for the frozen stock EfficientNet-Lite0, the SHA-1 of its weights);
+training pixel size, backbone name and, for the frozen stock EfficientNet-Lite0, the SHA-1 of its weights; the
+stain reference; the predictor blend chosen by validation with its scores);
 ``weights.pt`` (projection heads + spot encoder, and the image backbone unless it is the stock Lite0, which is
-re-read from its package); ``bank.npz`` (spot embeddings and log-normalised expression of the training spots);
+re-read from its package); ``bank.npz`` (spot embeddings and log-normalised expression of the training spots,
+and the fallbacks: frozen backbone features of the training spots for the kNN, the colour/texture ridge's
+coefficients);
 ``backbone.torchscript.pt`` for a TorchScript backbone.
 """
 
@@ -44,6 +47,9 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
         "backbone": {"name": model.backbone_name, "in_weights": not stock,
                      "lite0_sha1": _sha1(lite0_weights_path()) if stock else None},
         "history": model.history, "fit_seconds": model.fit_seconds,
+        "stain": {"method": model.cfg["stain"] if model.stain_reference is not None else "none",
+                  "reference": model.stain_reference.as_dict() if model.stain_reference is not None else None},
+        "predictor": model.choice,
     }
 
     def write_files(folder: Path) -> None:
@@ -55,8 +61,11 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
         if not stock and model.backbone_name != "torchscript":
             weights["backbone"] = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
         torch.save(weights, folder / "weights.pt")
+        extra = {} if model.ridge is None else model.ridge.state()
+        if model.knn_features is not None:
+            extra["knn_features"] = model.knn_features.astype(np.float32)
         np.savez(folder / "bank.npz", embeddings=model.bank_emb.astype(np.float32),
-                 expression=model.bank_expr.astype(np.float32))
+                 expression=model.bank_expr.astype(np.float32), **extra)
 
     return write_bundle(path, "stco", config, write_files, overwrite=overwrite)
 
@@ -76,8 +85,10 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
     :func:`..bundle.load_model`)."""
     import torch
 
-    from .encoders import CompactResNet, EfficientNetLite0, build_backbone, lite0_weights_path
+    from .encoders import CompactResNet, EfficientNetLite0, VisionTransformer, build_backbone, lite0_weights_path
+    from .fallback import Ridge
     from .network import build_heads
+    from .stain import StainEstimate
 
     path = Path(path)
     cfg = _legacy_config(config)
@@ -107,7 +118,8 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
         model.backbone_file = str(path / "backbone.torchscript.pt")
     else:
         backbone = {"lite0": EfficientNetLite0, "resnet_small": lambda: CompactResNet(32, 1),
-                    "resnet_large": lambda: CompactResNet(64, 2)}[name]()
+                    "resnet_large": lambda: CompactResNet(64, 2),
+                    "vit": lambda: VisionTransformer.from_state_dict(weights["backbone"])}[name]()
         backbone.load_state_dict(weights["backbone"])
     model.backbone, model.backbone_name = backbone.eval(), name
     in_dim = weights["heads"]["image.proj.weight"].shape[1]
@@ -116,4 +128,18 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
     model.heads.eval()
     with np.load(path / "bank.npz") as z:
         model.bank_emb, model.bank_expr = z["embeddings"], z["expression"]
+        model.knn_features = z["knn_features"] if "knn_features" in z.files else None
+        model.ridge = Ridge.from_state(z) if "ridge_w" in z.files else None
+    stain = cfg.get("stain") or {"method": "none"}
+    model.cfg["stain"] = stain["method"]
+    model.stain_reference = StainEstimate.from_dict(stain["reference"]) if stain.get("reference") else None
+    if "predictor" in cfg:
+        model.choice = cfg["predictor"]
+    else:  # bundles before fallbacks: the contrastive model alone, unsmoothed
+        model.cfg.update(predictor="contrastive", validation="none")
+    if model.frozen:
+        from .encoders import backbone_identity
+
+        model.backbone_key = backbone_identity(name, getattr(model, "backbone_file", None)
+                                               or params.get("backbone_path"))
     return model

@@ -24,12 +24,13 @@ def tissue_mask(arr: np.ndarray, factor: float = 1.0, max_side: int = 1024) -> t
     ``factor`` = full-resolution pixels per pixel of ``arr``. Returns (mask, full-res pixels per mask pixel).
     """
     from scipy import ndimage
-    from skimage import color, filters
+    from skimage import filters
 
     step = max(1, int(np.ceil(max(arr.shape[:2]) / max_side)))
     small = arr[::step, ::step, :3]
-    hsv = color.rgb2hsv(small)
-    sat, val = hsv[..., 1], hsv[..., 2]
+    hi = small.max(axis=2).astype(np.float32)  # HSV value and saturation, in float32 (as skimage's rgb2hsv)
+    sat = np.divide(hi - small.min(axis=2), hi, out=np.zeros_like(hi), where=hi > 0)
+    val = hi / (255.0 if small.dtype == np.uint8 else 1.0)
     t_sat = filters.threshold_otsu(sat) if sat.max() > sat.min() else 1.0
     t_val = filters.threshold_otsu(val) if val.max() > val.min() else 0.0
     mask = (sat > max(t_sat, 0.05)) | (val < min(t_val, 0.5))
@@ -93,12 +94,14 @@ def make_grid(mask: np.ndarray, mask_scale: float, width: int, height: int, step
               min_tissue: float = 0.5) -> TileGrid:
     """Tile a ``width`` × ``height`` image with ``step``-px tiles; keep those ≥ ``min_tissue`` tissue."""
     rows, cols = int(np.ceil(height / step)), int(np.ceil(width / step))
-    # tissue fraction per tile: average the mask over each tile's footprint (mask pixels → tile index)
-    my, mx = np.indices(mask.shape)
-    ty = np.minimum(((my + 0.5) * mask_scale / step).astype(int), rows - 1)
-    tx = np.minimum(((mx + 0.5) * mask_scale / step).astype(int), cols - 1)
-    flat = ty.ravel() * cols + tx.ravel()
-    tot = np.bincount(flat, minlength=rows * cols)
-    fg = np.bincount(flat, weights=mask.ravel().astype(float), minlength=rows * cols)
-    frac = np.divide(fg, tot, out=np.zeros_like(fg), where=tot > 0).reshape(rows, cols)
+    # tissue fraction per tile: average the mask over each tile's footprint (mask rows / columns → tile index),
+    # summed separably so memory stays O(tiles + one mask row per tile row)
+    ty = np.minimum(((np.arange(mask.shape[0]) + 0.5) * mask_scale / step).astype(int), rows - 1)
+    tx = np.minimum(((np.arange(mask.shape[1]) + 0.5) * mask_scale / step).astype(int), cols - 1)
+    per_row = np.zeros((rows, mask.shape[1]), np.int64)
+    np.add.at(per_row, ty, mask.astype(np.int64))
+    fg = np.zeros((cols, rows), np.int64)
+    np.add.at(fg, tx, per_row.T)
+    tot = np.outer(np.bincount(ty, minlength=rows), np.bincount(tx, minlength=cols))
+    frac = np.divide(fg.T, tot, out=np.zeros((rows, cols)), where=tot > 0)
     return TileGrid(origin=(0.0, 0.0), step=float(step), shape=(rows, cols), keep=frac >= min_tissue)

@@ -1,0 +1,148 @@
+"""Simple predictors the STco bundle carries beside the contrastive model, and how they are combined.
+
+* ``colour_ridge``: 30 colour / texture numbers per patch (RGB and HED mean / std, a 16-bin grey histogram,
+  gradient-energy statistics) → ridge regression (α = 10 on standardised features);
+* ``feature_knn``: the frozen backbone's pooled features of the (stain-normalised, unrotated) patch → the mean
+  expression of the ``k`` most cosine-similar training spots (for the default backbone: ImageNet Lite0);
+* ``contrastive``: the STco retrieval itself.
+
+At training time each training section is predicted by models fitted on the other sections (leave one section
+out); :func:`choose_blend` picks convex weights of the three predictions (grid of quarters) and a spatial
+smoothing radius that maximise the held-out top-gene Pearson. Prediction then returns that blend.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+COMPONENTS = ("contrastive", "feature_knn", "colour_ridge")
+SMOOTHING_UM = (0.0, 100.0, 200.0)
+
+
+def colour_texture_features(patches_u8: np.ndarray) -> np.ndarray:
+    """(n, 30) hand-made features of RGB uint8 patches."""
+    from .stain import HED_FROM_RGB, optical_density
+
+    x = np.asarray(patches_u8, np.float32) / 255.0
+    n = len(x)
+    hed = optical_density(patches_u8) @ HED_FROM_RGB.astype(np.float32)
+    grey = x.mean(axis=3)
+    gy, gx = np.gradient(grey, axis=(1, 2))
+    mag = np.hypot(gx, gy).reshape(n, -1)
+    hist = np.stack([np.histogram(g, bins=16, range=(0, 1))[0] for g in grey]) / grey[0].size
+    return np.concatenate([x.mean((1, 2)), x.std((1, 2)), hed.mean((1, 2)), hed.std((1, 2)), hist,
+                           np.column_stack([mag.mean(1), mag.std(1), np.percentile(mag, 90, axis=1),
+                                            (mag > 0.1).mean(1)])], axis=1).astype(np.float32)
+
+
+class Ridge:
+    """Ridge regression on standardised features (closed form)."""
+
+    def __init__(self, alpha: float = 10.0):
+        self.alpha = float(alpha)
+        self.mu = self.sd = self.w = self.ym = None
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> Ridge:
+        x = np.asarray(x, np.float64)
+        self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
+        a = (x - self.mu) / self.sd
+        self.ym = y.mean(0)
+        self.w = np.linalg.solve(a.T @ a + self.alpha * np.eye(a.shape[1]), a.T @ (y - self.ym))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return (((np.asarray(x, np.float64) - self.mu) / self.sd) @ self.w + self.ym).astype(np.float32)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"ridge_mu": self.mu, "ridge_sd": self.sd, "ridge_w": self.w, "ridge_ym": self.ym}
+
+    @classmethod
+    def from_state(cls, z) -> Ridge:
+        r = cls()
+        r.mu, r.sd, r.w, r.ym = (np.asarray(z[k], np.float64) for k in ("ridge_mu", "ridge_sd", "ridge_w", "ridge_ym"))
+        return r
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
+
+
+def knn_predict(bank_feats: np.ndarray, bank_expr: np.ndarray, feats: np.ndarray, k: int = 50) -> np.ndarray:
+    """Mean expression of the ``k`` most cosine-similar bank rows (unweighted), in chunks."""
+    bank = _unit(bank_feats)
+    k = min(k, len(bank))
+    out = np.empty((len(feats), bank_expr.shape[1]), np.float32)
+    for s in range(0, len(feats), 1024):
+        sims = _unit(feats[s:s + 1024]) @ bank.T
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out[s:s + 1024] = bank_expr[idx].mean(1)
+    return out
+
+
+def smooth(values: np.ndarray, xy_um: np.ndarray | None, sigma_um: float) -> np.ndarray:
+    """Gaussian-weighted mean of each point's and its neighbours' values (within 3σ µm): image context at the
+    scale of several spots, for spots or tiles of one section."""
+    if not sigma_um or xy_um is None or len(values) < 2:
+        return values
+    from scipy.sparse import csr_matrix, identity
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(np.asarray(xy_um, np.float64))
+    d = tree.sparse_distance_matrix(tree, 3 * sigma_um, output_type="coo_matrix")
+    w = csr_matrix((np.exp(-0.5 * (d.data / sigma_um) ** 2), (d.row, d.col)), shape=(len(values),) * 2)
+    w = w + identity(len(values), format="csr") * (1.0 - w.diagonal())  # the point itself weighs 1
+    norm = np.asarray(w.sum(axis=1)).ravel()
+    return (np.asarray(w @ values) / norm[:, None]).astype(np.float32)
+
+
+def pcc_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Pearson r per column; 0 for (numerically) constant columns."""
+    t = truth - truth.mean(0)
+    p = pred - pred.mean(0)
+    den = np.sqrt((t ** 2).sum(0) * (p ** 2).sum(0))
+    varying = (p.std(0) > 1e-5 * (np.abs(pred.mean(0)) + 1e-3)) & (den > 1e-12)
+    return np.divide((t * p).sum(0), den, out=np.zeros(t.shape[1]), where=varying)
+
+
+def blend(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Σ weight · prediction over the components with a non-zero weight."""
+    used = [(parts[k], w) for k, w in weights.items() if w > 0]
+    return sum(w * p for p, w in used).astype(np.float32)
+
+
+def _weight_grid(names: list[str], step: float = 0.25):
+    ticks = np.arange(0, 1 + 1e-9, step)
+    for combo in itertools.product(ticks, repeat=len(names)):
+        if abs(sum(combo) - 1.0) < 1e-9:
+            yield dict(zip(names, map(float, combo)))
+
+
+def choose_blend(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.ndarray, xy_um: np.ndarray,
+                 top_idx: list[int], smoothing_um=SMOOTHING_UM, margin: float = 0.002) -> dict:
+    """Weights and smoothing maximising the mean over held-out sections of the mean top-gene Pearson of
+    out-of-fold predictions ``oof`` {component: (n, genes)}. Returns {weights, smoothing_um, scores:
+    {component and "blend": held-out top-gene PCC}, winner}."""
+    names = [c for c in COMPONENTS if c in oof]
+    sections = np.unique(groups)
+
+    def score(pred: np.ndarray, sigma: float) -> float:
+        vals = []
+        for s in sections:
+            m = groups == s
+            p = smooth(pred[m], xy_um[m], sigma)
+            vals.append(pcc_per_gene(truth[m][:, top_idx], p[:, top_idx]).mean())
+        return float(np.mean(vals))
+
+    single = {c: score(oof[c], 0.0) for c in names}
+    winner = max(single, key=single.get)
+    best = (single[winner], {c: float(c == winner) for c in names}, 0.0)
+    for sigma in smoothing_um:  # a blend or smoothing replaces the best single predictor only when it is
+        for w in _weight_grid(names):  # clearly better (by `margin`), so a useless component gets no weight
+            s = score(blend(oof, w), sigma)
+            if s > best[0] + margin:
+                best = (s, w, float(sigma))
+    return {"weights": best[1], "smoothing_um": best[2], "scores": {**single, "blend": best[0]},
+            "winner": winner, "validated_on": [str(s) for s in sections]}

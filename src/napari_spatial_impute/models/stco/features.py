@@ -1,0 +1,123 @@
+"""Backbone features of patch views, fast and cached.
+
+View ``v`` (0–7) of a patch is its dihedral transform ``v`` (rot90 × flip); with ``augment`` every view but 0
+is also re-stained / re-scanned by :func:`.stain.stain_augment` with a generator seeded by (view, patch bytes),
+so the same patches always give the same views. For a frozen backbone with a known identity (stock Lite0,
+a TorchScript or state-dict file: its SHA-1) the features are cached on disk by (patch bytes, views, augment,
+backbone), so retraining, other seeds and other head settings reuse them. A frozen EfficientNet-Lite0 runs with
+its batch norms folded into the convolutions and channels-last memory (≈ 1.5–2× faster on CPU, same output to
+1e-5).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+
+import numpy as np
+
+from ...cache import cache_dir
+from ...progress import Progress, ProgressGen, iter_chunks
+
+FEATURE_VERSION = "v2"
+
+
+def fold_batchnorm(model):
+    """An inference copy of an :class:`~.encoders.EfficientNetLite0` with every BatchNorm folded into the
+    convolution before it (other modules are returned as they are)."""
+    import torch
+    from torch import nn
+
+    from .encoders import EfficientNetLite0
+
+    if not isinstance(model, EfficientNetLite0):
+        return model
+    fused = copy.deepcopy(model).eval()
+
+    def fold(conv, bn):
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight = nn.Parameter((conv.weight * s.view(-1, 1, 1, 1)).detach())
+        conv.bias = nn.Parameter((bn.bias - bn.running_mean * s).detach())
+        return nn.Identity()
+
+    with torch.no_grad():
+        fused._bn0 = fold(fused._conv_stem, fused._bn0)
+        for b in fused._blocks:
+            if b.expand:
+                b._bn0 = fold(b._expand_conv, b._bn0)
+            b._bn1 = fold(b._depthwise_conv, b._bn1)
+            b._bn2 = fold(b._project_conv, b._bn2)
+        fused._bn1 = fold(fused._conv_head, fused._bn1)
+    return fused.to(memory_format=torch.channels_last)
+
+
+def _view_rng(view: int, patches: np.ndarray) -> np.random.Generator:
+    digest = hashlib.sha1(np.ascontiguousarray(patches).tobytes()).digest()[:8]
+    return np.random.default_rng([view, int.from_bytes(digest, "little")])
+
+
+def _cache_key(patches: np.ndarray, views, augment: bool, backbone_key: str) -> str:
+    h = hashlib.sha1(np.ascontiguousarray(patches).tobytes())
+    h.update(f"{list(views)}|{augment}|{backbone_key}|{FEATURE_VERSION}".encode())
+    return h.hexdigest()
+
+
+def view_batch(patches_u8: np.ndarray, view: int, device, augment: bool, rng=None):
+    """Float tensor (n, 3, px, px) in [0, 1] of dihedral view ``view`` (re-stained first when ``augment``)."""
+    import torch
+
+    from .network import to_tensor
+
+    if augment and view > 0:
+        from .stain import stain_augment
+
+        patches_u8 = stain_augment(patches_u8, rng)
+    x = to_tensor(patches_u8, device)
+    if view % 8 >= 4:
+        x = torch.flip(x, dims=(3,))
+    return torch.rot90(x, view % 4, dims=(2, 3))
+
+
+def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int = 64, augment: bool = False,
+                   backbone_key: str | None = None, label: str = "patches",
+                   use_cache: bool = True) -> ProgressGen[np.ndarray]:
+    """Features (len(views), n, D) of ``backbone`` (frozen, eval) for the given views, batched and cached."""
+    import torch
+
+    views = list(views)
+    path = None
+    if use_cache and backbone_key:
+        path = cache_dir("features") / f"{_cache_key(patches, views, augment, backbone_key)}.npy"
+        if path.is_file():
+            try:
+                out = np.load(path)
+                yield Progress(1, 1, f"{label}: cached features", "features")
+                return out
+            except (OSError, ValueError):
+                pass
+    net = fold_batchnorm(backbone).to(device).eval()
+    n = len(patches)
+    out = None
+    total = max(1, len(views) * math.ceil(n / batch))
+    step = 0
+    with torch.inference_mode():
+        for vi, view in enumerate(views):
+            rng = _view_rng(view, patches) if augment else None
+            for sl in iter_chunks(n, batch):
+                x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
+                f = net(x).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(views), n, f.shape[1]), np.float32)
+                out[vi, sl] = f
+                step += 1
+                yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
+    if out is None:
+        out = np.empty((len(views), 0, getattr(backbone, "out_dim", 1)), np.float32)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".{os.getpid()}.partial.npy")
+        np.save(tmp, out)
+        tmp.replace(path)
+    return out

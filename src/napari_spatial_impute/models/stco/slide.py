@@ -1,0 +1,265 @@
+"""Region access to H&E slides of any size: numpy arrays, plain images (JPEG / PNG: decoded once, reduced by
+PIL's DCT ``draft`` when patches are downsampled anyway) and tiled / pyramidal TIFF (tifffile; only the TIFF
+tiles or strips under a requested region are read and decoded, so a 40k × 40k slide never sits in memory).
+
+Every reader answers :meth:`Slide.read` (a region in full-resolution pixels, returned at ≈ 1/``reduce`` scale
+from the finest pyramid level that is not finer than needed)
+and :meth:`Slide.overview` (a small whole-slide image for the tissue mask). ``regions`` records the regions
+requested (full-resolution (x0, y0, x1, y1)), so tests can check that reading stays local.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
+#: pixel sizes a file may state that are taken as they are (µm/px); others are ignored with a warning
+PIXEL_SIZE_NOTE = (0.05, 20.0)
+
+
+def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
+    """RGB uint8 (H, W, 3) from RGB, RGBA (alpha dropped) or greyscale (replicated), each with a warning
+    for the conversions; other shapes raise :class:`InputError`."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 2)):
+        warnings.warn(f"The {name} is greyscale; it is converted to RGB (grey H&E loses the stain colours the "
+                      "model relies on: expect weaker predictions).", stacklevel=3)
+        arr = np.repeat(arr[..., :1] if arr.ndim == 3 else arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise InputError(f"The {name} has shape {arr.shape}; expected (height, width, 3) RGB.",
+                         "give a 2-D colour H&E image.")
+    if arr.shape[-1] == 4:
+        alpha = arr[..., 3]
+        if alpha.min() < alpha.max() * 0.99 and np.mean(alpha < alpha.max()) > 0.5:
+            raise InputError(f"The {name} is RGBA and mostly transparent.", "export the H&E as RGB.")
+        warnings.warn(f"The {name} is RGBA; the alpha channel is ignored.", stacklevel=3)
+        arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float32)
+        hi = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else float(a.max()))
+        arr = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+    return arr
+
+
+def _white_window(get, h: int, w: int, sx: int, sy: int, ex: int, ey: int) -> np.ndarray:
+    """Window [sy, ey) × [sx, ex) of an (h, w) image read through ``get(y0, y1, x0, x1)`` (in-bounds only),
+    white outside."""
+    out = np.full((max(0, ey - sy), max(0, ex - sx), 3), 255, np.uint8)
+    a, b, c, d = max(0, sy), min(h, ey), max(0, sx), min(w, ex)
+    if a < b and c < d:
+        out[a - sy:b - sy, c - sx:d - sx] = get(a, b, c, d)
+    return out
+
+
+class Slide:
+    """A whole-slide image: ``width`` / ``height`` in full-resolution pixels, ``pixel_size_um`` when the file
+    states it. Subclasses give :meth:`factor_for` and :meth:`_window`."""
+
+    width: int
+    height: int
+    pixel_size_um: float | None = None
+
+    def __init__(self):
+        self.regions: list[tuple[int, int, int, int]] = []
+
+    def factor_for(self, reduce: int) -> float:
+        """Full-res pixels per pixel of the image :meth:`read` returns for ``reduce``."""
+        raise NotImplementedError
+
+    def _window(self, sx: int, sy: int, ex: int, ey: int, reduce: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def read(self, x0: float, y0: float, x1: float, y1: float, reduce: int = 1):
+        """RGB uint8 covering full-res region [x0, x1) × [y0, y1) (white outside the slide) at ≈ 1/``reduce``
+        scale. Returns (array, factor, (ox, oy)): full-res point p lies at array pixel p / factor − (ox, oy)."""
+        self.regions.append((int(x0), int(y0), int(math.ceil(x1)), int(math.ceil(y1))))
+        f = self.factor_for(reduce)
+        sx, sy = int(math.floor(x0 / f)), int(math.floor(y0 / f))
+        ex, ey = int(math.ceil(x1 / f)), int(math.ceil(y1 / f))
+        return self._window(sx, sy, ex, ey, reduce), f, (sx, sy)
+
+    def overview(self, max_side: int = 2048) -> tuple[np.ndarray, float]:
+        """The whole slide reduced to ≤ ~``max_side`` pixels; (array, full-res pixels per array pixel)."""
+        raise NotImplementedError
+
+
+class ArraySlide(Slide):
+    """An RGB array at full resolution: numpy, or any lazily sliced array (dask, zarr), converted per read."""
+
+    def __init__(self, arr, name: str = "image"):
+        super().__init__()
+        self.name = name
+        self.arr = as_rgb(arr, name) if isinstance(arr, np.ndarray) else arr
+        self.height, self.width = int(self.arr.shape[0]), int(self.arr.shape[1])
+
+    def factor_for(self, reduce):
+        return float(reduce)
+
+    def _window(self, sx, sy, ex, ey, reduce):
+        r = int(reduce)
+        h, w = math.ceil(self.height / r), math.ceil(self.width / r)
+        return _white_window(lambda a, b, c, d: as_rgb(np.asarray(self.arr[a * r:b * r:r, c * r:d * r:r]), self.name),
+                             h, w, sx, sy, ex, ey)
+
+    def overview(self, max_side=2048):
+        step = max(1, math.ceil(max(self.width, self.height) / max_side))
+        return as_rgb(np.asarray(self.arr[::step, ::step]), self.name), float(step)
+
+
+class DecodedSlide(Slide):
+    """A JPEG / PNG / plain image decoded once at ≈ 1/``reduce`` (JPEG DCT scaling)."""
+
+    def __init__(self, path: Path, reduce: int = 1):
+        from .patches import load_rgb
+
+        super().__init__()
+        self.arr, self.factor = load_rgb(path, reduce)
+        self.width, self.height = image_size_of(path)
+
+    def factor_for(self, reduce):
+        return self.factor
+
+    def _window(self, sx, sy, ex, ey, reduce):
+        h, w = self.arr.shape[:2]
+        return _white_window(lambda a, b, c, d: self.arr[a:b, c:d], h, w, sx, sy, ex, ey)
+
+    def overview(self, max_side=2048):
+        step = max(1, math.ceil(max(self.arr.shape[:2]) / max_side))
+        return self.arr[::step, ::step], self.factor * step
+
+
+def image_size_of(path) -> tuple[int, int]:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(path) as im:
+        return im.size
+
+
+class TiffSlide(Slide):
+    """A (tiled or stripped, optionally pyramidal) RGB TIFF read segment by segment with tifffile."""
+
+    def __init__(self, path: Path):
+        import tifffile
+
+        super().__init__()
+        self.path = Path(path)
+        self.tif = tifffile.TiffFile(self.path)
+        series = self.tif.series[0]
+        self.levels = [lvl.keyframe for lvl in series.levels]
+        base = self.levels[0]
+        if base.samplesperpixel not in (1, 3, 4) or base.imagedepth > 1:
+            raise InputError(f"{self.path.name}: TIFF pages of shape {base.shape} are not an RGB H&E.",
+                             "give an RGB (brightfield) H&E TIFF.")
+        self.height, self.width = base.imagelength, base.imagewidth
+        self.pixel_size_um = tiff_pixel_size_um(self.tif)
+
+    def close(self) -> None:
+        self.tif.close()
+
+    def _level(self, reduce: int):
+        """The coarsest pyramid level at most ``reduce``× smaller than the base, its downsampling, and the
+        extra integer step to reach ``reduce``."""
+        best, fac = self.levels[0], 1.0
+        for page in self.levels[1:]:
+            f = self.width / page.imagewidth
+            if fac < f <= reduce * 1.01:
+                best, fac = page, f
+        return best, fac, max(1, int(round(reduce / fac)))
+
+    def factor_for(self, reduce):
+        _, fac, step = self._level(reduce)
+        return fac * step
+
+    def _read_page(self, page, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        """Pixels [y0, y1) × [x0, x1) (inside ``page``) decoding only the TIFF tiles / strips under them."""
+        out = np.empty((y1 - y0, x1 - x0, page.samplesperpixel), page.dtype)
+        if page.is_tiled:
+            th, tw = page.tilelength, page.tilewidth
+        else:
+            th, tw = page.rowsperstrip or page.imagelength, page.imagewidth
+        per_row = math.ceil(page.imagewidth / tw)
+        fh = self.tif.filehandle
+        for ty in range(y0 // th, (y1 - 1) // th + 1):
+            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                index = ty * per_row + tx
+                sy, sx = ty * th, tx * tw
+                a, b, c, d = max(y0, sy), min(y1, sy + th), max(x0, sx), min(x1, sx + tw)
+                count = page.databytecounts[index]
+                if not count:
+                    out[a - y0:b - y0, c - x0:d - x0] = 255
+                    continue
+                fh.seek(page.dataoffsets[index])
+                seg, _, shape = page.decode(fh.read(count), index, jpegtables=page.jpegtables)
+                seg = np.asarray(seg).reshape(shape[-3], shape[-2], shape[-1])
+                out[a - y0:b - y0, c - x0:d - x0] = seg[a - sy:b - sy, c - sx:d - sx]
+        return out
+
+    def _window(self, sx, sy, ex, ey, reduce):
+        page, _, step = self._level(reduce)
+        h, w = math.ceil(page.imagelength / step), math.ceil(page.imagewidth / step)
+
+        def get(a, b, c, d):
+            arr = self._read_page(page, c * step, a * step, min(d * step, page.imagewidth),
+                                  min(b * step, page.imagelength))
+            return as_rgb(arr[::step, ::step], self.path.name)
+
+        return _white_window(get, h, w, sx, sy, ex, ey)
+
+    def overview(self, max_side=2048):
+        page = self.levels[-1]
+        for lvl in self.levels:  # the finest level that fits, else the coarsest, streamed in bands
+            if max(lvl.imagewidth, lvl.imagelength) <= max_side * 2:
+                page = lvl
+                break
+        fac = self.width / page.imagewidth
+        step = max(1, math.ceil(max(page.imagewidth, page.imagelength) / max_side))
+        band = max(step, (2048 // step) * step)
+        rows = [as_rgb(self._read_page(page, 0, y, page.imagewidth, min(y + band, page.imagelength)),
+                       self.path.name)[::step, ::step] for y in range(0, page.imagelength, band)]
+        return np.concatenate(rows, axis=0), fac * step
+
+
+def tiff_pixel_size_um(tif) -> float | None:
+    """µm per pixel stated by a TIFF (OME PhysicalSizeX, else XResolution in cm / inch), or None."""
+    import re
+
+    page = tif.pages.first
+    if tif.is_ome and tif.ome_metadata:
+        m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
+        if m:
+            return float(m.group(1))
+    try:
+        unit = int(page.resolutionunit)
+        xres = page.resolution[0]
+    except (AttributeError, TypeError, ValueError, IndexError):
+        return None
+    if not xres:
+        return None
+    per_unit = {2: 25_400.0, 3: 10_000.0}.get(unit)  # inch, centimetre
+    return per_unit / xres if per_unit else None
+
+
+def open_slide(image, reduce: int = 1) -> Slide:
+    """A :class:`Slide` for an RGB array, a TIFF (read lazily) or another image file (decoded at 1/``reduce``)."""
+    if isinstance(image, Slide):
+        return image
+    if isinstance(image, np.ndarray):
+        return ArraySlide(image)
+    path = Path(image)
+    if not path.is_file():
+        raise InputError(f"The image file {path} does not exist.", "check the path.")
+    if path.name.lower().endswith(TIFF_SUFFIXES):
+        try:
+            return TiffSlide(path)
+        except InputError:
+            raise
+        except Exception:  # noqa: BLE001  (a TIFF tifffile cannot read: let PIL try)
+            pass
+    return DecodedSlide(path, reduce)

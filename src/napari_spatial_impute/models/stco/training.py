@@ -1,0 +1,167 @@
+"""STco training pieces: the contrastive heads on cached backbone features (frozen backbone), end-to-end
+training (trainable backbone), retrieval, and the leave-one-section-out validation that weighs the contrastive
+model against the simple predictors of :mod:`.fallback`."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...progress import Progress, ProgressGen, iter_chunks
+from .fallback import COMPONENTS, Ridge, choose_blend, knn_predict
+from .network import build_heads, clip_loss
+
+
+def retrieve(emb: np.ndarray, bank_emb: np.ndarray, bank_expr: np.ndarray, k: int, weighting: str,
+             logit_scale: float) -> np.ndarray:
+    """Expression (n, genes): the weighted mean over the ``k`` bank spots most similar to each embedding."""
+    k = min(int(k), len(bank_emb))
+    scale = float(np.exp(min(logit_scale, math.log(100.0))))
+    out = np.empty((len(emb), bank_expr.shape[1]), np.float32)
+    for sl in iter_chunks(len(emb), 2048):
+        sims = emb[sl] @ bank_emb.T
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        s = np.take_along_axis(sims, idx, axis=1)
+        if weighting == "softmax":
+            w = np.exp(scale * (s - s.max(axis=1, keepdims=True)))
+        elif weighting == "uniform":
+            w = np.ones_like(s)
+        else:
+            w = np.clip(s, 0.0, None) + 1e-6
+        w /= w.sum(axis=1, keepdims=True)
+        out[sl] = np.einsum("nk,nkg->ng", w, bank_expr[idx])
+    return out
+
+
+def train_heads_steps(feats, expr_z, pos, cfg: dict, seed: int, label: str = "train",
+                      progress: tuple[int, int] = (0, 0)) -> ProgressGen[tuple]:
+    """Contrastive heads on fixed features ``feats`` (views, n, D) (torch); returns (heads, loss history)."""
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    n_views, n = feats.shape[0], feats.shape[1]
+    heads = build_heads(feats.shape[2], expr_z.shape[1], cfg).to(feats.device)
+    opt = torch.optim.AdamW(heads.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"]))
+    bs = min(cfg["batch_size"], n)
+    history = []
+    for epoch in range(cfg["epochs"]):
+        heads.train()
+        perm = rng.permutation(n)
+        losses = []
+        for start in range(0, n - bs + 1 if n >= bs else 1, bs):
+            idx = perm[start:start + bs]
+            if len(idx) < 2:
+                continue
+            idx_t = torch.from_numpy(idx).to(feats.device)
+            views = torch.from_numpy(rng.integers(n_views, size=len(idx))).to(feats.device)
+            img = heads.image(feats[views, idx_t])
+            spot = heads.spot(expr_z[idx_t], pos[idx_t] if pos is not None else None)
+            loss = clip_loss(img, spot, heads.logit_scale)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        if progress[1]:
+            yield Progress(progress[0] + epoch + 1, progress[1], f"{label}: epoch {epoch + 1}/{cfg['epochs']} "
+                           f"loss {history[-1]:.3f}", "train")
+    heads.eval()
+    return heads, history
+
+
+def spot_bank(heads, expr_z, pos) -> np.ndarray:
+    """L2-normalised spot embeddings of every (expression, position) row."""
+    import torch
+
+    with torch.no_grad():
+        bank = [heads.spot(expr_z[sl], pos[sl] if pos is not None else None) for sl in iter_chunks(len(expr_z), 1024)]
+        return torch.nn.functional.normalize(torch.cat(bank), dim=1).cpu().numpy()
+
+
+def image_embedding(heads, feats_views) -> np.ndarray:
+    """L2-normalised image embedding averaged over the views of ``feats_views`` (views, n, D) (torch)."""
+    import torch
+
+    with torch.no_grad():
+        emb = 0
+        for v in range(feats_views.shape[0]):
+            emb = emb + torch.nn.functional.normalize(heads.image(feats_views[v]), dim=1)
+        return torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
+
+
+def validate_steps(feats, colour, expr, expr_z, pos, groups, xy_um, top_idx, cfg: dict, seed: int,
+                   progress: tuple[int, int]) -> ProgressGen[dict]:
+    """Leave each training section out in turn: fit the heads, the feature kNN and the colour ridge on the
+    others, predict it; choose the blend on these out-of-fold predictions (see
+    :func:`~.fallback.choose_blend`). ``feats`` (torch) may be None (trainable backbone: no kNN)."""
+    import torch
+
+    sections = list(dict.fromkeys(groups.tolist()))
+    held = sections if cfg["validation"] == "loso" else sections[-1:]
+    oof = {c: np.zeros_like(expr) for c in COMPONENTS}
+    done = np.zeros(len(expr), bool)
+    start, total = progress
+    for fi, h in enumerate(held):
+        te = groups == h
+        tr = ~te
+        tr_t, te_t = torch.from_numpy(np.flatnonzero(tr)), torch.from_numpy(np.flatnonzero(te))
+        p_tr = pos[tr_t] if pos is not None else None
+        heads, _ = yield from train_heads_steps(feats[:, tr_t], expr_z[tr_t], p_tr, cfg, seed)
+        bank = spot_bank(heads, expr_z[tr_t], p_tr)
+        emb = image_embedding(heads, feats[:1, te_t])
+        oof["contrastive"][te] = retrieve(emb, bank, expr[tr], cfg["top_k"], cfg["weighting"],
+                                          float(heads.logit_scale.detach()))
+        f0 = feats[0].cpu().numpy()
+        oof["feature_knn"][te] = knn_predict(f0[tr], expr[tr], f0[te], cfg["knn_k"])
+        oof["colour_ridge"][te] = Ridge().fit(colour[tr], expr[tr]).predict(colour[te])
+        done |= te
+        yield Progress(start + fi + 1, total, f"validation: section {h} held out", "validate")
+    choice = choose_blend({c: v[done] for c, v in oof.items()}, expr[done], groups[done], xy_um[done], top_idx,
+                          smoothing_um=cfg["smoothing_choices"])
+    return choice
+
+
+def train_end_to_end_steps(model, patches, expr_z, pos, rng, progress: tuple[int, int]) -> ProgressGen[list]:
+    """Train backbone + heads end to end on patches (GPU advised); returns the loss history."""
+    import torch
+
+    from .features import view_batch
+
+    cfg = model.cfg
+    dev = expr_z.device
+    model.backbone.to(dev)
+    params = list(model.heads.parameters()) + list(model.backbone.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"]))
+    n = len(patches)
+    bs = min(cfg["batch_size"], n)
+    history = []
+    for epoch in range(cfg["epochs"]):
+        model.heads.train()
+        model.backbone.train()
+        perm = rng.permutation(n)
+        losses = []
+        for s in range(0, n - bs + 1 if n >= bs else 1, bs):
+            idx = perm[s:s + bs]
+            if len(idx) < 2:
+                continue
+            idx_t = torch.from_numpy(idx).to(dev)
+            x = view_batch(patches[idx], int(rng.integers(8)), dev, True, rng)
+            img = model.heads.image(model.backbone(x))
+            spot = model.heads.spot(expr_z[idx_t], pos[idx_t] if pos is not None else None)
+            loss = clip_loss(img, spot, model.heads.logit_scale)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        sched.step()
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        yield Progress(progress[0] + epoch + 1, progress[1], f"epoch {epoch + 1}/{cfg['epochs']} "
+                       f"loss {history[-1]:.3f}", "train")
+    model.backbone.eval()
+    model.heads.eval()
+    return history

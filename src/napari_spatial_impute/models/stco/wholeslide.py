@@ -1,0 +1,118 @@
+"""Prediction from an H&E image of any size, region by region.
+
+The slide (:mod:`.slide`: array, JPEG / PNG, tiled or pyramidal TIFF) gives a small overview for the tissue
+mask; tissue tiles of ``tile_um`` (or the given spots) are grouped into square blocks of ``block_px`` full-res
+pixels, and each block's region (plus half a patch of margin) is read at the resolution the patches need, cut
+into patches and predicted. Memory holds one block's pixels and the predictions, never the slide. The stain of
+the slide is estimated once from up to ``stain_sample`` tissue patches spread over it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ...errors import InputError
+from ...progress import Progress, ProgressGen, run_to_end
+from .patches import check_pixel_size, check_spots_in_image, crop_patches
+from .slide import PIXEL_SIZE_NOTE, open_slide
+from .tiling import make_grid, tissue_mask
+
+
+def _reduce_for(size_full: float, out_px: int) -> int:
+    reduce = 1
+    while reduce * 2 <= size_full / out_px:
+        reduce *= 2
+    return reduce
+
+
+def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
+    """Indices of ``centres_xy`` grouped by square blocks of ``block_px`` (row-major over blocks)."""
+    key = (centres_xy[:, 1] // block_px).astype(np.int64) * 1_000_000 + (centres_xy[:, 0] // block_px).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    cuts = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, cuts)
+
+
+def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int) -> np.ndarray:
+    """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read."""
+    half = size_full / 2 + 1
+    x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
+    x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
+    region, factor, origin = slide.read(x0, y0, x1, y1, reduce)
+    return crop_patches(region, centres_xy / factor - np.asarray(origin, float), size_full / factor, out_px)
+
+
+def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spots_xy=None, tile_um: float = 100.0,
+                        min_tissue: float = 0.5, tta: int | None = None, block_px: float = 2048.0,
+                        stain_sample: int = 256) -> ProgressGen[dict]:
+    """Whole-slide (no ``spots_xy``: tissue tiles of ``tile_um``) or per-spot prediction from an image.
+
+    ``image``: path (TIFF read lazily; JPEG / PNG decoded at the resolution the patches need), RGB array or
+    :class:`~.slide.Slide`. ``pixel_size_um``: µm per pixel (default: the TIFF's own, else the training
+    sections'). Returns a dict: ``values`` (n, genes), ``centres_xy`` (full-res px), ``genes``,
+    ``pixel_size_um``, ``weights`` (the blend used) and for tiles ``grid`` (:class:`~.tiling.TileGrid`, whose
+    ``scale`` / ``translate`` put a heat map over the image layer).
+    """
+    model._check_fitted()
+    cfg = model.cfg
+    slide = open_slide(image, 1)
+    if pixel_size_um is None:
+        if slide.pixel_size_um is not None and PIXEL_SIZE_NOTE[0] <= slide.pixel_size_um <= PIXEL_SIZE_NOTE[1]:
+            pixel_size_um = slide.pixel_size_um
+        else:
+            pixel_size_um = model.train_pixel_size_um
+            warnings.warn(f"No pixel size given; assuming the training sections' {pixel_size_um:.3f} µm/px.",
+                          stacklevel=2)
+    check_pixel_size(pixel_size_um, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"])
+    size_full = cfg["patch_um"] / pixel_size_um
+    reduce = _reduce_for(size_full, cfg["patch_px"])
+    if not isinstance(image, np.ndarray) and type(slide).__name__ == "DecodedSlide" and reduce > 1:
+        slide = open_slide(image, reduce)  # JPEG: decode once at the reduced DCT scale
+    width, height = slide.width, slide.height
+    overview, oscale = slide.overview(1024)
+    yield Progress(0, 1, "image decoded", "tiles")
+    mask, mscale = tissue_mask(overview, oscale)
+    grid = None
+    if spots_xy is None:
+        grid = make_grid(mask, mscale, width, height, tile_um / pixel_size_um, min_tissue)
+        centres = grid.centres_xy()
+        if len(centres) == 0:
+            raise InputError("No tissue found in the image.", "check the image, or lower min_tissue.")
+    else:
+        from .patches import _warn_off_tissue
+
+        centres = np.asarray(spots_xy, dtype=np.float64)
+        check_spots_in_image(centres, width, height)
+        iy = np.clip((centres[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
+        ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
+        _warn_off_tissue(mask[iy, ix])
+    blocks = blocks_of(centres, max(block_px, 2 * size_full))
+    source = None
+    if model.stain_reference is not None:
+        from .stain import estimate_stains
+
+        picked = centres[np.unique(np.linspace(0, len(centres) - 1, min(stain_sample, len(centres))).astype(int))]
+        sample = np.empty((len(picked), cfg["patch_px"], cfg["patch_px"], 3), np.uint8)
+        for b in blocks_of(picked, max(block_px, 2 * size_full)):  # read by block, kept in a fixed order
+            sample[b] = cut_patches(slide, picked[b], size_full, cfg["patch_px"], reduce)
+        source = estimate_stains(sample)
+    values = np.empty((len(centres), len(model.genes)), np.float32)
+    weights = model.weights
+    for bi, idx in enumerate(blocks):
+        patches = cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce)
+        parts = run_to_end(model.predict_parts_steps(patches, tta, source=source))
+        values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
+        yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
+    sigma = float(model.choice.get("smoothing_um", 0.0))
+    if sigma:
+        from .fallback import smooth
+
+        values = smooth(values, centres * pixel_size_um, sigma)
+    if hasattr(slide, "close") and not isinstance(image, type(slide)):
+        slide.close()
+    return {"values": values, "centres_xy": centres, "genes": list(model.genes), "grid": grid,
+            "pixel_size_um": float(pixel_size_um), "weights": weights, "smoothing_um": sigma}
+

@@ -1,0 +1,252 @@
+"""STco made to travel (issue 14), on synthetic H&E (no ../shared needed): stain normalisation undoes a
+re-stain, the bundle's fallback takes over when the contrastive model loses on validation, a user TorchScript
+backbone, pyramidal TIFFs predicted region by region in bounded memory with the heat map on the image, and bad
+input (pixel size, greyscale / RGBA, spots off tissue)."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+PX_UM = 1.0  # synthetic slides: 1 µm per pixel
+SMALL = dict(patch_um=60.0, patch_px=32, n_views=2, epochs=5, tta=1, batch_size=32, top_k=10, knn_k=10,
+             smoothing_choices=[0.0], backbone="torchscript")
+
+
+def he_image(conc_h: np.ndarray, conc_e: np.ndarray, stains=None) -> np.ndarray:
+    """RGB uint8 H&E from haematoxylin / eosin concentration maps (Beer–Lambert with Macenko's vectors)."""
+    from napari_spatial_impute.models.stco.stain import DEFAULT_STAINS, from_optical_density
+
+    stains = DEFAULT_STAINS if stains is None else stains
+    od = conc_h[..., None] * stains[:, 0] + conc_e[..., None] * stains[:, 1]
+    return from_optical_density(od)
+
+
+def blobs(shape, rng, n=40, scale=1.0, sigma=6.0) -> np.ndarray:
+    from scipy import ndimage
+
+    field = np.zeros(shape, np.float32)
+    field[rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)] = 1
+    field = ndimage.gaussian_filter(field, sigma)
+    return scale * field / field.max()
+
+
+@pytest.fixture(scope="module")
+def backbone_file(tmp_path_factory):
+    """A small randomly initialised encoder saved as TorchScript (how a user brings their own)."""
+    import torch
+
+    from napari_spatial_impute.models.stco.encoders import CompactResNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("bb") / "encoder.pt"
+    torch.jit.save(torch.jit.script(CompactResNet(8, 1).eval()), str(path))
+    return path
+
+
+def synthetic_section(seed: int, name: str, n_side: int = 9, pitch: int = 100):
+    """Spots on a grid; around each spot the haematoxylin density sets gene A..E's level, eosin genes F..J."""
+    import anndata as ad
+    import pandas as pd
+
+    from napari_spatial_impute.io.sections import set_spot_coordinates
+
+    rng = np.random.default_rng(seed)
+    size = n_side * pitch + pitch
+    h = 0.3 + blobs((size, size), rng, 30, 1.2, 30) + 0.3 * blobs((size, size), rng, 3000, 1.0, 2)
+    e = 0.4 + blobs((size, size), rng, 30, 0.8, 30)
+    xy = np.array([(pitch + i * pitch, pitch + j * pitch) for j in range(n_side) for i in range(n_side)], float)
+    hs, es = (np.array([m[y - 30:y + 30, x - 30:x + 30].mean() for x, y in xy.astype(int)]) for m in (h, e))
+    lam = np.column_stack([np.exp(2 * hs)] * 5 + [np.exp(2 * es)] * 5 + [np.full(len(xy), 3.0)] * 10) * 5
+    genes = [f"G{c}" for c in "ABCDEFGHIJ"] + [f"N{i}" for i in range(10)]
+    adata = ad.AnnData(X=rng.poisson(lam).astype(np.float32), var=pd.DataFrame(index=genes),
+                       obs=pd.DataFrame(index=[f"{name}_{i}" for i in range(len(xy))]))
+    set_spot_coordinates(adata, xy, PX_UM, image=he_image(h, e), section=name, platform="synthetic")
+    return adata
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return [synthetic_section(s, f"S{s}") for s in range(3)]
+
+
+def test_stain_normalisation_undoes_a_restain():
+    from napari_spatial_impute.models.stco import stain
+
+    def normalised(x):
+        return stain.normalize_stains(x, stain.estimate_stains(x), stain.DEFAULT_REFERENCE).astype(float)
+
+    def dist(a, b):
+        return np.abs(a.astype(float) - b).mean()
+
+    rng = np.random.default_rng(0)
+    h, e = 0.2 + blobs((96, 96), rng, 12, 1.5), 0.3 + blobs((96, 96), rng, 12, 0.8)
+    patch = he_image(h, e)
+    # re-stained in the haematoxylin-eosin space: more H, less E, a shift
+    restained = stain.hed_jitter(patch, [1.35, 0.7, 1.0], [0.02, -0.02, 0.0])
+    assert dist(patch, restained) > 5
+    assert dist(normalised(patch), normalised(restained)) < 0.15 * dist(patch, restained)
+    # another lab: other stain colours and intensities for the same tissue
+    other = he_image(0.8 * h, 1.2 * e, np.array([[0.70, 0.15], [0.65, 0.90], [0.30, 0.41]]))
+    assert dist(normalised(patch), normalised(other)) < 0.15 * dist(patch, other)
+
+
+def test_fallback_engages_when_the_contrastive_model_loses(synthetic, backbone_file, tmp_path):
+    from napari_spatial_impute import evaluate_histology, load_model, train_histology
+    from napari_spatial_impute.progress import run_to_end
+
+    # a crippled contrastive model: the uniform mean of every training spot = one constant prediction
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic, seed=0, device="cpu", backbone_path=str(backbone_file),
+                                **{**SMALL, "top_k": 10_000, "weighting": "uniform"})
+    scores = model.choice["scores"]
+    assert model.choice["validated_on"] == ["S0", "S1", "S2"]
+    assert abs(scores["contrastive"]) < 1e-6 and scores["colour_ridge"] > 0.15
+    assert model.choice["winner"] != "contrastive" and "contrastive" not in model.weights
+    held = synthetic_section(8, "S8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the synthetic tissue is pale: the on-tissue check is unsure
+        metrics = evaluate_histology(model, held)
+    assert metrics["pcc_mean_top50_contrastive"] == pytest.approx(0.0, abs=1e-6)
+    # what the model predicts is the winning fallback (the old keys), reported beside the contrastive model
+    assert metrics["pcc_mean_top50"] == pytest.approx(metrics[f"pcc_mean_top50_{model.choice['winner']}"])
+    assert metrics["pcc_mean_top50"] > 0.15
+    assert metrics["predictor"]["weights"] == model.weights
+    # the choice travels in the bundle, with the user's TorchScript backbone
+    model.save(tmp_path / "bundle")
+    assert (tmp_path / "bundle" / "backbone.torchscript.pt").is_file()
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    assert loaded.weights == model.weights
+    patches, xy = model.section_inputs(held)
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches, xy_um=xy)),
+                               run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_model(synthetic, backbone_file):
+    from napari_spatial_impute import train_histology
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file), **SMALL)
+
+
+def write_pyramid(path, image: np.ndarray, tile: int = 128) -> None:
+    import tifffile
+
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(image, tile=(tile, tile), subifds=2, compression="zlib", resolution=(1e4 / PX_UM, 1e4 / PX_UM),
+                  resolutionunit="CENTIMETER")
+        for k in (2, 4):
+            tif.write(image[::k, ::k], tile=(tile, tile), subfiletype=1, compression="zlib")
+
+
+def test_pyramidal_tiff_is_predicted_region_by_region(small_model, tmp_path):
+    from napari_spatial_impute.api.histology import prediction_to_anndata
+    from napari_spatial_impute.layers.histology import heatmap_layer
+    from napari_spatial_impute.models.stco.slide import TiffSlide
+
+    rng = np.random.default_rng(3)
+    size = 4096
+    image = np.full((size, size, 3), 245, np.uint8)  # glass
+    y0, y1, x0, x1 = 400, 1700, 2300, 3500  # tissue only here
+    image[y0:y1, x0:x1] = he_image(0.3 + blobs((y1 - y0, x1 - x0), rng, 60, 1.2),
+                                   0.4 + blobs((y1 - y0, x1 - x0), rng, 60, 0.8))
+    path = tmp_path / "slide.tif"
+    write_pyramid(path, image, tile=256)
+    slide = TiffSlide(path)
+    assert slide.pixel_size_um == pytest.approx(PX_UM) and len(slide.levels) == 3
+    peaks = []
+
+    def on_progress(p):  # memory of the tile loop, which is what grows with the slide
+        if p.message.startswith("tile batch"):
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.reset_peak()
+
+    tracemalloc.start()
+    res = small_model.predict_image(slide, tile_um=60.0, block_px=256, callback=on_progress)
+    overall = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    # never the whole slide: every read is one block plus half a patch each side
+    biggest = max(max(x1_ - x0_, y1_ - y0_) for x0_, y0_, x1_, y1_ in slide.regions)
+    assert biggest <= 256 + 60 + 4 and len(slide.regions) > 10
+    assert max(peaks[1:]) < image.nbytes / 4, peaks
+    assert overall < image.nbytes, overall  # the overview + tissue mask are ≤ 1024 px a side, whatever the slide
+    assert np.isfinite(res["values"]).all() and res["pixel_size_um"] == pytest.approx(PX_UM)  # from the TIFF
+    # the same tiles and values as the slide held in memory
+    ref = small_model.predict_image(image, PX_UM, tile_um=60.0)
+    np.testing.assert_array_equal(res["centres_xy"], ref["centres_xy"])
+    np.testing.assert_allclose(res["values"], ref["values"], rtol=1e-4, atol=1e-4)
+    # heat map over the image: each element's world position is its tile centre, on tissue
+    pred = prediction_to_anndata(res, model=small_model)
+    grid, kwargs, _ = heatmap_layer(pred, small_model.genes[0])
+    r, c = pred.obs["tile_row"].to_numpy(), pred.obs["tile_col"].to_numpy()
+    world_yx = np.asarray(kwargs["translate"]) + np.column_stack([r, c]) * np.asarray(kwargs["scale"])
+    np.testing.assert_allclose(world_yx[:, ::-1], pred.obsm["spatial_px"])
+    iy, ix = np.round(world_yx).astype(int).T
+    assert ((iy >= y0 - 30) & (iy < y1 + 30) & (ix >= x0 - 30) & (ix < x1 + 30)).all()
+    assert np.isfinite(grid[r, c]).all() and np.isnan(grid).sum() == grid.size - len(r)
+
+
+def test_bad_input_is_said_and_handled(small_model, synthetic):
+    from napari_spatial_impute.errors import InputError
+    from napari_spatial_impute.models.stco.patches import check_pixel_size, section_patches
+
+    held = synthetic[2]
+    image = held.uns["histology"]["image"]
+    xy = held.obsm["spatial_px"]
+    for nonsense in (0.0, -1.0, float("nan"), 352.8, None):  # 352.8 µm/px = a 72-dpi default
+        with pytest.raises(InputError, match="pixel size"):
+            check_pixel_size(nonsense)
+    # another magnification: said, and patches are cut at the model's physical size
+    half = image[::2, ::2]
+    with pytest.warns(UserWarning, match="magnification"):
+        coarse = small_model.predict_image(half, 2 * PX_UM, spots_xy=xy / 2)
+    fine = small_model.predict_image(image, PX_UM, spots_xy=xy)
+    assert np.corrcoef(coarse["values"][:, 0], fine["values"][:, 0])[0, 1] > 0.5
+    # greyscale and RGBA are converted with a note
+    with pytest.warns(UserWarning, match="greyscale"):
+        small_model.predict_image(image.mean(axis=2).astype(np.uint8), PX_UM, spots_xy=xy)
+    rgba = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
+    with pytest.warns(UserWarning, match="alpha"):
+        small_model.predict_image(rgba, PX_UM, spots_xy=xy)
+    # an image of another section: no spot on tissue
+    glass = np.full_like(image, 245)
+    glass[:200, :200] = image[:200, :200]
+    with pytest.warns(UserWarning, match="on tissue"):
+        section_patches(glass, xy, PX_UM, patch_um=60, out_px=16, use_cache=False)
+
+
+def test_user_vit_state_dict_backbone(synthetic, tmp_path):
+    """A pathology ViT saved as a timm-style state dict plugs in as ``backbone="vit"`` (size read from the
+    weights), trains frozen, and its bundle predicts the same after loading."""
+    import torch
+
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.models.stco.encoders import VisionTransformer, build_backbone
+    from napari_spatial_impute.progress import run_to_end
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(dim=64, depth=2, patch=8, grid=4, layer_scale=True)
+    state = {f"module.{k}": v for k, v in vit.state_dict().items()} | {"head.weight": torch.zeros(10, 64)}
+    path = tmp_path / "vit.pt"
+    torch.save(state, path)
+    net, name = build_backbone("vit", str(path))
+    assert name == "vit" and net.out_dim == 64 and len(net.blocks) == 2 and net.blocks[0].layer_scale
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x).numpy(), vit(x).numpy(), rtol=1e-5, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu", **{**SMALL, "backbone": "vit",
+                                                                        "backbone_path": str(path)})
+    assert model.frozen and model.backbone_name == "vit"
+    model.save(tmp_path / "bundle")
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches, xy_um=xy)),
+                               run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)
