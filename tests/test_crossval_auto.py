@@ -55,6 +55,12 @@ class RidgeImputer(Imputer):
         Z = (data.spatial - data.spatial.mean(0)) / (data.spatial.std(0) + 1e-6)
         return (Z * self.x_sd_ @ self.coef_ + self.y_mean_).astype(np.float32)
 
+    def _state(self):
+        return {"x_mean": self.x_mean_, "x_sd": self.x_sd_, "y_mean": self.y_mean_, "coef": self.coef_}
+
+    def _load_state(self, state):
+        self.x_mean_, self.x_sd_, self.y_mean_, self.coef_ = (state[k] for k in ("x_mean", "x_sd", "y_mean", "coef"))
+
 
 def _register(monkeypatch, name: str, klass: type) -> None:
     monkeypatch.setitem(registry.METHODS, name, f"{__name__}:{klass.__name__}")
@@ -159,3 +165,24 @@ def test_auto_is_registered(method):
 
     assert method in available_methods()
     assert get_imputer(method).method == method
+
+
+def test_auto_bundle_round_trip(monkeypatch, tmp_path):
+    from napari_spatial_impute.api import prepare
+    from napari_spatial_impute.models import get_imputer, load_model
+    from napari_spatial_impute.progress import run_to_end
+
+    spatial, reference = _pair(linear=True)
+    _register(monkeypatch, "ridge", RidgeImputer)
+    from napari_spatial_impute.models import auto
+
+    monkeypatch.setitem(auto.CANDIDATE_PARAMS, "ridge", {})
+    monkeypatch.setitem(auto.FINAL_PARAMS, "ridge", {})
+    data, _ = prepare(spatial, reference, ["G0", "G5"])
+    model = get_imputer("auto")(candidates="knn,ridge", folds=4, seed=0, device="cpu")
+    pred = run_to_end(model.fit_predict_steps(data))
+    model.save(tmp_path / "auto")
+    back = load_model(tmp_path / "auto")
+    np.testing.assert_allclose(run_to_end(back.predict_steps(data)), pred, rtol=1e-6)
+    assert back.describe() == model.describe()
+    np.testing.assert_array_equal(back.gene_annotations()["expected_r"], model.gene_annotations()["expected_r"])
