@@ -79,6 +79,10 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     yield Progress(0, 100, "fitting on the driver", "fit")
     model = klass(seed=seed, device="cpu" if device == "auto" else device, **params)
     run_to_end(model.fit_steps(fit_data))
+    if not model.cell_independent_predict:  # e.g. "auto" that chose a per-slide method (SpaIM)
+        raise InputError(f"The fitted {method!r} model uses a per-slide method and predicts the whole slide at "
+                         "once: it cannot be split over cells.",
+                         "run it without --dask (results can still go to --out x.zarr), or use --method knn.")
     client, owned = _client(scheduler, connect_timeout)
     try:
         if out_zarr is not None:

@@ -18,7 +18,9 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io.reference import find_counts, ingest
+from ..io.results import check_finite
 from ..models import ImputeData, get_imputer
+from ..models.params_spec import validate_params
 from ..preprocessing import GeneMatch, match_genes, normalize_log1p, resolve_genes, select_variable_genes
 from ..progress import Progress, ProgressGen, relay, run_to_end
 from .plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
@@ -68,20 +70,28 @@ def choose_targets(ref, match: GeneMatch, genes: list[str] | None, *, all_genes:
     return select_variable_genes(ref, candidates, int(n_top_genes), counts_are_integers=integer)
 
 
-def prepare(spatial, reference, genes: list[str] | None = None, *, hold_out: bool = True, all_genes: bool = False,
-            n_top_genes: int = DEFAULT_N_TOP_GENES, spatial_values: str = "auto",
-            reference_values: str = "auto") -> tuple[ImputeData, GeneMatch]:
-    """Validate, normalise (median library size + log1p) and match genes.
+def prepare(spatial, reference, genes: list[str] | None = None, **kwargs) -> tuple[ImputeData, GeneMatch]:
+    """Validate, normalise (median library size + log1p) and match genes (see :func:`prepare_steps`)."""
+    return run_to_end(prepare_steps(spatial, reference, genes, **kwargs))
+
+
+def prepare_steps(spatial, reference, genes: list[str] | None = None, *, hold_out: bool = True,
+                  all_genes: bool = False, n_top_genes: int = DEFAULT_N_TOP_GENES, spatial_values: str = "auto",
+                  reference_values: str = "auto") -> ProgressGen[tuple[ImputeData, GeneMatch]]:
+    """Validate, normalise (median library size + log1p) and match genes; yields between phases (cancel points).
 
     ``genes``: genes to impute (reference spelling resolved case-insensitively); ``None`` = the reference's
     ``n_top_genes`` most variable genes the spatial data lacks (``all_genes``: all of them). With ``hold_out`` a
     requested gene that the spatial data *does* measure is removed from the input features, so it is predicted,
     not copied. Only the shared and target genes of the reference are kept (sparse when large).
     """
+    yield Progress(0, 4, "finding the counts and the gene identifiers", "prepare")
     sp_X, sp_names, ref, match = read_inputs(spatial, reference, spatial_values=spatial_values,
                                              reference_values=reference_values)
+    yield Progress(1, 4, "choosing the genes to impute", "prepare")
     targets, how = choose_targets(ref, match, genes, all_genes=all_genes, n_top_genes=n_top_genes)
     match.notes.append(f"targets: {how}")
+    yield Progress(2, 4, "normalising the spatial cells", "prepare")
     shared_ref, shared_sp = list(match.shared_reference), list(match.shared_spatial)
     if hold_out:
         held = set(targets)
@@ -93,6 +103,7 @@ def prepare(spatial, reference, genes: list[str] | None = None, *, hold_out: boo
                          "request fewer measured genes.")
     sp_pos = {g: i for i, g in enumerate(map(str, sp_names))}
     sp_norm, sp_total = normalize_log1p(sp_X, columns=[sp_pos[g] for g in shared_sp])
+    yield Progress(3, 4, "normalising the reference", "prepare")
     ref_pos = {g: i for i, g in enumerate(map(str, ref.var_names))}
     ref_genes = list(dict.fromkeys(shared_ref + targets))
     dense = 4 * ref.n_obs * len(ref_genes) <= _DENSE_REFERENCE_LIMIT
@@ -145,11 +156,12 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
 
     t0 = time.perf_counter()
     klass = get_imputer(method)
+    params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
     dev = resolve_device(device)
     to_disk = out is not None and str(out).rstrip("/").endswith(".zarr")
-    yield Progress(0, 100, "reading the reference and choosing genes", "prepare")
-    data, match = prepare(spatial, reference, genes, all_genes=all_genes, n_top_genes=n_top_genes,
-                          reference_values=reference_values, spatial_values=spatial_values)
+    data, match = yield from relay(prepare_steps(spatial, reference, genes, all_genes=all_genes,
+                                                 n_top_genes=n_top_genes, reference_values=reference_values,
+                                                 spatial_values=spatial_values), "prepare", 0, 100, span=1)
     plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), klass.method,
                     to_disk=to_disk)
     check_plan(plan)
@@ -161,6 +173,7 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
            "input_genes": list(data.shared_genes), "values": "log1p(counts / total * median total) of reference"}
     if not to_disk:
         pred = yield from relay(model.fit_predict_steps(data), "", 2, 100, span=98)
+        check_finite(pred, klass.method)
         uns.update(_model_uns(model, t0))
         return to_anndata(pred, spatial, data.target_genes, var=_gene_var(model, data), uns=uns)
     return (yield from _impute_to_zarr(model, data, spatial, uns, Path(out), overwrite, t0))

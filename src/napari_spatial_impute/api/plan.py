@@ -9,8 +9,11 @@ from ..errors import InputError
 
 #: default number of target genes when none are named: the reference's most variable genes the panel lacks
 DEFAULT_N_TOP_GENES = 2000
-#: rough CPU seconds per (spatial cell × 1,000 target genes) and per spatial cell, from benchmarks/README.md
-_SECONDS_PER_CELL = {"knn": 6.5e-5, "stimpute": 8e-4, "spaim": 2.5e-2, "auto": 2e-4}
+#: rough CPU seconds: fixed cost (training, inner CV), per spatial cell, and per cell × 1,000 target genes;
+#: from benchmarks/README.md and benchmarks/accuracy.md (kNN 1 M cells 85 s; stImpute 1.3 M cells 1,042 s;
+#: auto on 18k cells 89 s, of which its inner CV is most; SpaIM trains on the slide itself)
+_FIXED_SECONDS = {"knn": 1.0, "stimpute": 40.0, "spaim": 60.0, "auto": 80.0}
+_SECONDS_PER_CELL = {"knn": 6.5e-5, "stimpute": 8e-4, "spaim": 8e-3, "auto": 8e-4}
 _SECONDS_PER_CELL_KGENE = 1.5e-5
 
 
@@ -66,7 +69,8 @@ def plan_run(n_cells: int, n_genes: int, n_reference: int, n_shared: int, method
     inputs = 4 * (n_cells * n_shared + n_reference * (n_shared + n_genes))
     peak = inputs + (min(output, chunk_bytes) if to_disk else output) + (256 << 20)
     method = str(method).lower()
-    seconds = n_cells * (_SECONDS_PER_CELL.get(method, 1e-3) + _SECONDS_PER_CELL_KGENE * n_genes / 1000)
+    seconds = _FIXED_SECONDS.get(method, 60.0) + n_cells * (_SECONDS_PER_CELL.get(method, 1e-3)
+                                                            + _SECONDS_PER_CELL_KGENE * n_genes / 1000)
     return RunPlan(n_cells, n_genes, n_reference, method, output, peak, seconds, to_disk, available_memory_bytes())
 
 

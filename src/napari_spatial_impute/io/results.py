@@ -26,12 +26,24 @@ def choose_cell_chunk(n_genes: int, budget_bytes: int = 512 << 20, *, lo: int = 
     return int(np.clip(budget_bytes // max(1, 4 * n_genes), lo, hi))
 
 
+def check_finite(pred: np.ndarray, method: str) -> None:
+    """Refuse to hand out predictions with NaN / inf (the sign of inputs the checks did not catch)."""
+    bad = ~np.isfinite(np.asarray(pred))
+    if bad.any():
+        raise InputError(f"{method} produced {int(bad.sum())} non-finite (NaN/inf) predictions; nothing was "
+                         "written.", "check the inputs' values (counts, no NaN/inf, not all zero) and report "
+                         "this if they are fine.")
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"The output folder {parent} does not exist.", "create it or choose another path.")
+    from ..atomic import check_writable
+
+    check_writable(path, "result store", folder=True)
 
 
 class ResultWriter:
@@ -73,6 +85,11 @@ class ResultWriter:
         (rows, cols) region is written once."""
         cols = slice(0, self.shape[1]) if cols is None else cols
         block = np.asarray(block, dtype=np.float32)
+        try:
+            check_finite(block, "this model")
+        except InputError:
+            self.abort()
+            raise
         if block.shape != (rows.stop - rows.start, cols.stop - cols.start):
             raise ValueError(f"block shape {block.shape} does not fit rows {rows} × cols {cols}")
         try:
@@ -92,10 +109,16 @@ class ResultWriter:
             self.abort()
             raise RuntimeError(f"only {self._written} of {total} values ({self.shape[0]} cells × {self.shape[1]} "
                                "genes) were written")
-        zarr.consolidate_metadata(str(self.tmp))
-        if self.path.exists():
-            shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-        self.tmp.replace(self.path)
+        try:
+            zarr.consolidate_metadata(str(self.tmp))
+            if self.path.exists():
+                shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
+            self.tmp.replace(self.path)
+        except OSError as err:
+            from ..atomic import os_error
+
+            self.abort()
+            raise os_error(err, self.path, "result store") from err
         return self.path
 
     def abort(self) -> None:
