@@ -1,9 +1,10 @@
 """Screenshots for docs/: the widgets on real data. Run: ``make docs`` (xvfb-run … scripts/make_screenshots.py).
 
-Writes docs/images/impute_widget_<method>.png (osmFISH sample), impute_segmentation_merscope.png (MERSCOPE mouse
-brain opened by the reader: DAPI, segmentation coloured per cell by a gene imputed from the Xenium mouse-brain
-reference, colorbar, µm scale bar), impute_grid_measured_vs_imputed.png (bundled Xenium sample: a held-out gene
-measured | imputed) and histology_widget_heatmap.png (her2st C6); the last two sections need ../shared/datasets.
+Writes docs/images/impute_widget_<method>.png (bundled real Xenium sample, its 98 absent genes),
+impute_segmentation_merscope.png (MERSCOPE mouse brain opened by the reader: DAPI, segmentation coloured per
+cell by a gene imputed from the Xenium mouse-brain reference, colorbar, µm scale bar),
+impute_grid_measured_vs_imputed.png (bundled Xenium sample: a held-out gene measured | imputed) and
+histology_widget_heatmap.png (her2st C6); the segmentation and histology sections need ../shared/datasets.
 The format screenshots come from scripts/screenshot_formats.py.
 """
 
@@ -113,23 +114,27 @@ def _shot(viewer, name: str, reset: bool = True) -> Path:
     return out
 
 
-def impute_widget(method: str, genes: str, gene: str) -> Path:
+def impute_widget(method: str, gene: str) -> Path:
+    """Bundled real Xenium sample: impute the 98 genes its panel lacks with ``method``, colour the cells by
+    ``gene`` (imputed; its measurement is in the sample's truth)."""
     import napari
     from qtpy.QtWidgets import QApplication
 
     viewer = napari.Viewer(show=False, title="napari-spatial-impute")
     app = QApplication.instance()
+    viewer.open_sample("napari-spatial-impute", "xenium_mouse_brain")
     _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    viewer.open_sample("napari-spatial-impute", "osmfish_allenssp")
     while w.picker.list.count() == 0:
         app.processEvents()
+    w.picker.mode.value = "all genes the panel lacks"
     w.method.value = method
-    w.picker.select([g.strip() for g in genes.split(",")])
     w.run()
     _wait(w, app)
     if w.view is None:
         raise SystemExit(f"imputation failed: {w.status.value}")
+    _settle(app)
     w.colour.show(f"imputed:{gene}")
+    _settle(app)
     viewer.window.resize(1500, 950)
     viewer.reset_view()
     viewer.screenshot(canvas_only=False)
@@ -188,14 +193,19 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=["knn", "stimpute"])
     ap.add_argument("--no-histology", action="store_true")
     ap.add_argument("--only-segmentation", action="store_true", help="only the segmentation and grid screenshots")
+    ap.add_argument("--only-widgets", action="store_true", help="only the impute_widget_<method> screenshots")
     args = ap.parse_args(argv)
+    if args.only_widgets:
+        for method in args.methods:
+            print(impute_widget(method, {"knn": "Rorb"}.get(method, "Satb2")))
+        return 0
     if MERSCOPE.exists():
         print(segmentation_screenshot())
     print(grid_screenshot())
     if args.only_segmentation:
         return 0
     for method in args.methods:
-        print(impute_widget(method, "Gad2, Vip, Plp1, Mfge8, Aldoc, Sox10", "Plp1"))
+        print(impute_widget(method, {"knn": "Rorb"}.get(method, "Satb2")))
     if not args.no_histology and HER2ST.exists():
         print(histology_widget())
     return 0

@@ -42,6 +42,10 @@ def test_sample_opens_as_points_with_adata(make_napari_viewer):
 def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot):
     viewer, w = viewer_with_sample
     assert w.spatial_layer.value == "osmFISH cells"
+    # the sample's paired reference: an empty field with a placeholder, not the current folder
+    assert w.reference_file.line_edit.value == ""
+    assert w.reference_file.line_edit.native.placeholderText() == "(paired reference of the sample)"
+    assert w.out_file.line_edit.value == ""
     # the reference measures nothing the panel lacks: held-out genes are pre-selected, and the widget says so
     assert w.picker.missing == [] and "held out" in w.picker.note.value
     assert sorted(w.picker.chosen()) == sorted(["Gad2", "Vip", "Plp1", "Mfge8", "Aldoc", "Sox10"])
@@ -53,11 +57,12 @@ def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot
     assert [ly.name for ly in viewer.layers] == ["osmFISH cells"]
     assert {"Gad2", "Vip", "Plp1"} <= set(layer.features.columns)
     w.colour.show("imputed:Plp1")
+    qtbot.waitUntil(lambda: layer.metadata.get("colour_by") == "imputed:Plp1")  # short GUI turns, in order
     hi, lo = int(np.argmax(layer.features["Plp1"])), int(np.argmin(layer.features["Plp1"]))
     assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()
     before = layer.face_color.copy()
     w.colour.show("imputed:Vip")
-    assert not np.allclose(before, layer.face_color)  # recoloured without recomputing
+    qtbot.waitUntil(lambda: not np.allclose(before, layer.face_color))  # recoloured without recomputing
     # measured vs imputed side by side for a gene that has both
     assert "Plp1" in w.colour.grid_gene.choices
     w.colour.grid_gene.value = "Plp1"

@@ -17,6 +17,11 @@ def _config(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CONFIG", str(tmp_path / "config"))
 
 
+def _settled(widget, qtbot):
+    """Wait until the widget's queued display steps (one per event-loop turn) have all run."""
+    qtbot.waitUntil(lambda: not widget._turns._busy, timeout=10_000)
+
+
 def _wait(widget, qtbot, timeout=120_000):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
 
@@ -56,6 +61,12 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     reference.write_h5ad(ref_path)
     _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
     assert w.spatial_layer.value == "xenium cells"
+    # the value image of the segmentation is made (hidden, no memory) when the sample is chosen, not in the run
+    _settled(w, qtbot)
+    spare = next(ly for ly in viewer.layers if ly.metadata.get("painted_from") == "cells")
+    assert not spare.visible and spare.colorbar.visible and spare.data.strides == (0, 0)
+    names = [ly.name for ly in viewer.layers]
+    assert names.index(spare.name) == names.index("cells") + 1  # just above its Labels layer
     assert w.device.choices[0] == "auto" and "cpu" in w.device.choices
     w.reference_file.value = str(ref_path)
     qtbot.waitUntil(lambda: w.picker.list.count() > 0, timeout=30_000)
@@ -65,17 +76,17 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     w.method.value = "knn"
     w.run()
     _wait(w, qtbot)
-    qtbot.wait(50)  # the segmentation is painted in later event-loop turns (short GUI-thread steps)
+    _settled(w, qtbot)  # the segmentation is painted in later event-loop turns (short GUI-thread steps)
     assert w.view is not None, w.status.value
     layer = viewer.layers["xenium cells"]
     assert {"Gfap", "Sst", "Pvalb"} <= set(layer.features.columns)  # imputed genes are features of the cells
     painted = w.view.painted["cells"]
-    assert painted in viewer.layers and painted.colorbar.visible
+    assert painted is spare and painted.visible and painted.colorbar.visible and painted.name != "cells: colour by"
     assert viewer.scale_bar.visible and all(str(u) == "micrometer" for ly in viewer.layers for u in ly.units)
     xy = sample.adata.obsm["spatial"]
     for gene in ("Gfap", "Sst"):
         w.colour.show(f"imputed:{gene}")
-        qtbot.wait(30)
+        _settled(w, qtbot)
         imputed = w.result[:, gene].X.ravel()
         for i in (0, 37, 399):
             got = _value_under(painted, viewer, (xy[i, 1], xy[i, 0]))
@@ -83,7 +94,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
         assert gene in viewer.text_overlay.text and "imputed" in viewer.text_overlay.text
     # colour by a categorical obs column: distinct colours per category, legend lists them
     w.colour.show("obs:cluster")
-    qtbot.wait(30)
+    _settled(w, qtbot)
     painted = w.view.painted["cells"]
     assert painted.rgb
     c0 = _value_under(painted, viewer, (xy[0, 1], xy[0, 0]))
@@ -119,7 +130,7 @@ def test_instrument_folder_through_reader(make_napari_viewer, qtbot, tmp_path):
     w.method.value = "knn"
     w.run()
     _wait(w, qtbot)
-    qtbot.wait(50)
+    _settled(w, qtbot)
     assert w.view is not None and w.view.masks, w.status.value
     painted = next(iter(w.view.painted.values()))
     labels = next(ly for ly in viewer.layers if type(ly).__name__ == "Labels")
@@ -128,7 +139,7 @@ def test_instrument_folder_through_reader(make_napari_viewer, qtbot, tmp_path):
     # the value under each of a few labelled cells is that cell's imputed value
     values = pd.Series(w.result[:, "Gfap"].X.ravel(), index=w.result.obs_names.astype(str))
     w.colour.show("imputed:Gfap")
-    qtbot.wait(30)
+    _settled(w, qtbot)
     data = np.asarray(labels.data)
     for lid, cell in list(zip(ids, obs))[:20:4]:
         rr, cc = np.nonzero(data == lid)

@@ -20,9 +20,10 @@ COLORMAPS = ["magma", "viridis", "inferno", "plasma", "turbo", "cividis"]
 PROMPT = "(choose what colours the cells)"
 
 
-def _label(key: str) -> str:
+def _label(key: str, reliability: dict | None = None) -> str:
     kind, _, name = key.partition(":")
-    return f"{name}  [{kind}]"
+    r = (reliability or {}).get(name) if kind == "imputed" else None
+    return f"{name}  [{kind}, reliability {r:.2f}]" if r is not None and r == r else f"{name}  [{kind}]"
 
 
 class ColourBy(Container):
@@ -79,7 +80,8 @@ class ColourBy(Container):
         self._quiet = True
         self.what.clear()
         self.what.addItem(PROMPT)
-        self.what.addItems([_label(k) for k in self._keys])  # one call: fast for 10,000+ choices
+        reliability = getattr(v.result, "reliability", None)  # stImpute: predicted Pearson r per gene
+        self.what.addItems([_label(k, reliability) for k in self._keys])  # one call: fast for 10,000+ choices
         if v.current is not None and v.current.key in self._keys:
             self.what.setCurrentIndex(self._keys.index(v.current.key) + 1)
         self.grid_gene.reset_choices()
@@ -108,6 +110,8 @@ class ColourBy(Container):
         self._quiet = True
         if key in self._keys:
             self.what.setCurrentIndex(self._keys.index(key) + 1)
+        if c.key.startswith("imputed:") and not self.grid_on.value and c.name in self.grid_gene.choices:
+            self.grid_gene.value = c.name  # ready to be shown side by side with its measurement
         if c.kind == "continuous":
             self.vmin.value, self.vmax.value = self.view.clim
         self._quiet = False

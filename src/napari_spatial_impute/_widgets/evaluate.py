@@ -6,7 +6,6 @@ per-gene Pearson correlation says how far to trust each method on this panel and
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -14,6 +13,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 
 from ._steps import evaluate_steps
 from ._worker import RunsInWorker
+from .fields import PAIRED_REFERENCE, path_or_none, placeholder
 
 if TYPE_CHECKING:
     import napari
@@ -29,8 +29,9 @@ class EvaluateWidget(RunsInWorker, Container):
         self.viewer = napari_viewer
         self.results: dict = {}
         self.spatial_layer = ComboBox(label="Spatial cells", choices=self._choices)
-        self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad", value="",
+        self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad", value=None,
                                        tooltip="Empty: the sample's paired reference")
+        placeholder(self.reference_file, PAIRED_REFERENCE)
         methods = available_methods()
         self.methods = Select(label="Methods", choices=methods, value=[m for m in methods if m == "knn"] or methods[:1])
         self.folds = SpinBox(label="Folds", value=5, min=2, max=50)
@@ -66,8 +67,8 @@ class EvaluateWidget(RunsInWorker, Container):
             return
         name = self.spatial_layer.value
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        path = str(self.reference_file.value)
-        reference = Path(path) if path not in ("", ".") and Path(path).is_file() else (
+        path = path_or_none(self.reference_file)
+        reference = path if path is not None and path.is_file() else (
             layer.metadata.get("reference") if layer is not None else None)
         if layer is None or reference is None or not self.methods.value:
             self._fail(InputError("Choose a cells layer, a reference and at least one method.",

@@ -27,6 +27,7 @@ from . import settings
 from ._steps import load_reference_steps, run_steps
 from ._worker import RunsInWorker
 from .colour_by import ColourBy
+from .fields import NO_OUTPUT, PAIRED_REFERENCE, path_or_none, placeholder, set_path
 from .gene_picker import GenePicker
 
 if TYPE_CHECKING:
@@ -36,10 +37,38 @@ FROM_FILE = "(from file)"
 
 
 def _later(func) -> None:
-    """Run ``func`` in a later event-loop turn (keeps each GUI-thread step short)."""
+    """Run ``func`` in a later event-loop turn (keeps each GUI-thread step short). A 1 ms timer, not 0: Qt runs
+    0 ms single shots as posted events ahead of every timer, so a chain of them would starve other timers."""
     from qtpy.QtCore import QTimer
 
-    QTimer.singleShot(0, func)
+    QTimer.singleShot(1, func)
+
+
+class Turns:
+    """Runs queued callables one per event-loop turn, each scheduled only once the previous one has run, so
+    timers, input and repaints get their turn between any two steps (a :class:`SampleView`'s ``defer``)."""
+
+    def __init__(self):
+        from collections import deque
+
+        self._queue = deque()
+        self._busy = False
+
+    def __call__(self, func) -> None:
+        self._queue.append(func)
+        if not self._busy:
+            self._busy = True
+            _later(self._next)
+
+    def _next(self) -> None:
+        try:
+            if self._queue:
+                self._queue.popleft()()
+        finally:
+            if self._queue:
+                _later(self._next)
+            else:
+                self._busy = False
 
 
 class ImputeWidget(RunsInWorker, Container):
@@ -56,6 +85,7 @@ class ImputeWidget(RunsInWorker, Container):
         self.output_layer = None  # the cells layer the result was attached to
         self._ref_info = None
         self._ref_worker = None
+        self._turns = Turns()  # short GUI-thread display steps, one per event-loop turn
         remembered = settings.load()
         methods = available_methods()
 
@@ -63,7 +93,7 @@ class ImputeWidget(RunsInWorker, Container):
                                       tooltip="A cells layer from the reader or a sample, or a file below.")
         self.spatial_file = FileEdit(label="Spatial .h5ad", mode="r", filter="*.h5ad", visible=False)
         self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad",
-                                       value=remembered["reference"] or "",
+                                       value=remembered["reference"] or None,
                                        tooltip="scRNA-seq reference (counts in layers['counts'], .raw or X). "
                                                "Empty: the sample's paired reference.")
         self.method = ComboBox(label="Method", choices=methods, value=settings.default_method(methods),
@@ -78,7 +108,7 @@ class ImputeWidget(RunsInWorker, Container):
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
         self.extra_params = LineEdit(label="Parameters", tooltip="More method parameters as key=value, comma-"
                                                                   "separated, e.g. 'ae_epochs=10, rounds=1'")
-        self.out_file = FileEdit(label="Write to", mode="w", filter="*.zarr", value="",
+        self.out_file = FileEdit(label="Write to", mode="w", filter="*.zarr", value=None,
                                  tooltip="Optional .zarr: results written chunk by chunk (for results larger than "
                                          "memory); values are then read one gene at a time.")
         self.estimate = Label(label="Estimate", value="")
@@ -94,6 +124,8 @@ class ImputeWidget(RunsInWorker, Container):
                      self.run_button, self.cancel_button, self.progress_bar, self.status, self.save_button,
                      self.evaluate_button, self.colour])
 
+        placeholder(self.reference_file, PAIRED_REFERENCE)
+        placeholder(self.out_file, NO_OUTPUT)
         for label in (self.estimate, self.status):
             label.native.setWordWrap(True)
         self.native.setMaximumWidth(520)  # long paths / estimates must not squeeze the canvas
@@ -142,9 +174,9 @@ class ImputeWidget(RunsInWorker, Container):
         return self.viewer.layers[name]
 
     def _reference_source(self):
-        path = str(self.reference_file.value)
-        if path not in ("", ".") and Path(path).is_file():
-            return Path(path)
+        path = path_or_none(self.reference_file)
+        if path is not None and path.is_file():
+            return path
         layer = self._source_layer()
         return layer.metadata.get("reference") if layer is not None else None
 
@@ -152,7 +184,12 @@ class ImputeWidget(RunsInWorker, Container):
         self.spatial_file.visible = self.spatial_layer.value == FROM_FILE
         layer = self._source_layer()
         if layer is not None and layer.metadata.get("reference") is not None:
-            self.reference_file.value = ""  # the sample's paired reference
+            set_path(self.reference_file, None)  # the sample's paired reference (placeholder shown)
+        if layer is not None:  # the value-image layers of its segmentation, made now (hidden), not during a run
+            from ..layers.sample_view import paint_layer_steps
+
+            for step in paint_layer_steps(self.viewer, layer, self.colour.colormap.value):
+                self._turns(step)
         self._on_reference_changed()
 
     def _on_reference_changed(self, _value=None) -> None:
@@ -194,8 +231,8 @@ class ImputeWidget(RunsInWorker, Container):
         self._refused = refusal
 
     def _out_path(self) -> Path | None:
-        out = str(self.out_file.value)
-        return Path(out) if out not in ("", ".") and out.rstrip("/").endswith(".zarr") else None
+        out = path_or_none(self.out_file)
+        return out if out is not None and str(out).rstrip("/").endswith(".zarr") else None
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -253,11 +290,17 @@ class ImputeWidget(RunsInWorker, Container):
             layer = self.viewer.add_points(data, **kwargs)
         self.result, self.sample_result = out["result"], out["aligned"]
         self.view = SampleView(self.viewer, layer, out["masks"])
-        self.view.defer = _later
+        self.view.defer = self._turns
         self.view.attach(self.sample_result)
         self.output_layer = layer
         self.colour.set_view(self.view)
-        _later(lambda: self.colour.show(f"imputed:{out['first_gene']}"))
+        view = self.view
+
+        def first():  # unless the user coloured by something meanwhile
+            if view.current is None:
+                self.colour.show(f"imputed:{out['first_gene']}")
+
+        self._turns(first)
         info = self.result.uns.get("napari_spatial_impute", {})
         where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
         self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in {info.get('seconds', 0):.1f} s"
@@ -306,5 +349,5 @@ class ImputeWidget(RunsInWorker, Container):
         _, w = self.viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Evaluate on my panel")
         if self.spatial_layer.value in w.spatial_layer.choices:
             w.spatial_layer.value = self.spatial_layer.value
-        w.reference_file.value = str(self.reference_file.value)
+        set_path(w.reference_file, path_or_none(self.reference_file))
         return w

@@ -48,16 +48,8 @@ def prepare_mask(mask, label_ids, label_obs, cell_ids, *, scale=(1.0, 1.0), tran
     link each label id (``label_ids`` → ``label_obs`` cell names) to its row in ``cell_ids``."""
     import pandas as pd
 
-    max_pixels = int(min(max_pixels, max(1 << 20, PAINT_PIXELS_PER_CELL * len(label_ids))))
-    levels = mask if isinstance(mask, list | tuple) else [mask]
-    level, level_step = levels[0], 1
-    for i, lv in enumerate(levels):  # a pyramid: the finest level that fits (assumes 2× per level)
-        level, level_step = lv, 2 ** i
-        if int(np.prod(lv.shape[-2:])) <= max_pixels:
-            break
-    h, w = level.shape[-2:]
-    step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
-    off = step // 2
+    g = paint_geometry(mask, len(label_ids), scale=scale, translate=translate, max_pixels=max_pixels)
+    level, step, off = g.level, g.step, g.step // 2
     small = np.asarray(level[off::step, off::step] if step > 1 else level)
     if small.dtype.kind not in "iu" or small.dtype.itemsize > 4:
         small = small.astype(np.int32 if int(small.max(initial=0)) < 2**31 else np.int64)
@@ -68,11 +60,42 @@ def prepare_mask(mask, label_ids, label_obs, cell_ids, *, scale=(1.0, 1.0), tran
     ok = (ids >= 0) & (ids <= top)
     rows[ids[ok]] = pos[ok]
     rows[0] = -1
+    return PaintMask(small, rows, g.total, g.scale, g.translate, name)
+
+
+@dataclass
+class PaintGeometry:
+    """Where the value image of a mask goes: the pyramid ``level`` used, its ``step`` (stride), the overall
+    stride ``total`` and the napari ``scale`` / ``translate`` of the strided image (``shape`` pixels)."""
+
+    level: object
+    step: int
+    total: int
+    shape: tuple[int, int]
+    scale: tuple[float, float]
+    translate: tuple[float, float]
+
+
+def paint_geometry(mask, n_labels: int, *, scale=(1.0, 1.0), translate=(0.0, 0.0),
+                   max_pixels: int = MAX_PAINT_PIXELS) -> PaintGeometry:
+    """The stride and placement :func:`prepare_mask` uses, from shapes alone (cheap: no pixel is read), so the
+    value-image layer can be created with its final geometry before any result exists."""
+    max_pixels = int(min(max_pixels, max(1 << 20, PAINT_PIXELS_PER_CELL * int(n_labels))))
+    levels = mask if isinstance(mask, list | tuple) else [mask]
+    level, level_step = levels[0], 1
+    for i, lv in enumerate(levels):  # a pyramid: the finest level that fits (assumes 2× per level)
+        level, level_step = lv, 2 ** i
+        if int(np.prod(lv.shape[-2:])) <= max_pixels:
+            break
+    h, w = (int(v) for v in level.shape[-2:])
+    step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
+    off = step // 2
     total = step * level_step
-    sy, sx = (float(s) for s in scale)
-    ty, tx = (float(t) for t in translate)
+    sy, sx = (float(v) for v in scale)
+    ty, tx = (float(v) for v in translate)
     o = off * level_step + (level_step - 1) / 2
-    return PaintMask(small, rows, total, (sy * total, sx * total), (ty + sy * o, tx + sx * o), name)
+    shape = (len(range(off, h, step)), len(range(off, w, step)))
+    return PaintGeometry(level, step, total, shape, (sy * total, sx * total), (ty + sy * o, tx + sx * o))
 
 
 def paint_values(pm: PaintMask, values) -> np.ndarray:

@@ -15,7 +15,15 @@ import numpy as np
 
 from .colors import contrast_limits
 from .colour_by import Colouring, LibrarySizes, colouring, paired_genes
-from .paint import PaintMask, categories_rgba, paint_rgba, paint_values, prepare_mask, values_rgba
+from .paint import (
+    PaintMask,
+    categories_rgba,
+    paint_geometry,
+    paint_rgba,
+    paint_values,
+    prepare_mask,
+    values_rgba,
+)
 
 UM = ("um", "um")
 
@@ -56,6 +64,66 @@ def prepare_masks(jobs: list[dict]) -> list[PaintMask]:
     return [prepare_mask(**job) for job in jobs]
 
 
+PAINT_KWARGS = {"blending": "translucent", "opacity": 0.85, "units": UM}
+
+
+def find_paint_layer(viewer, labels_name: str, key, rgb: bool = False):
+    """The value-image layer painted from ``labels_name`` of sample ``key`` (``rgb``: the categories one)."""
+    for ly in viewer.layers:
+        md = ly.metadata
+        if (type(ly).__name__ == "Image" and md.get("painted_from") == labels_name and md.get("sample") == key
+                and bool(ly.rgb) == rgb):
+            return ly
+    return None
+
+
+def paint_layer_steps(viewer, cells_layer, cmap: str = "magma") -> list:
+    """Steps (callables, each one short GUI-thread turn) that create the hidden value-image layer of every
+    label mask of ``cells_layer``'s sample before any result exists: napari builds a layer's controls, vispy
+    node and colorbar when the layer is added (~0.15–0.25 s of GUI thread), so doing it here (when the sample is
+    chosen) keeps a run's display to swapping ``data`` and contrast limits. The image is a zero-stride
+    broadcast of one pixel with the final shape, scale and translate (no memory; nothing is uploaded while
+    hidden)."""
+    key = sample_key(cells_layer)
+    steps = []
+    for labels in find_labels(viewer, cells_layer):
+        if find_paint_layer(viewer, labels.name, key) is not None:
+            continue
+
+        def add(labels=labels):
+            if labels not in viewer.layers or find_paint_layer(viewer, labels.name, key) is not None:
+                return
+            g = paint_geometry(labels.data, len(labels.metadata["label_ids"]), scale=tuple(labels.scale)[-2:],
+                               translate=tuple(labels.translate)[-2:])
+            selected = viewer.layers.selection.active
+            layer = viewer.add_image(np.broadcast_to(np.zeros(1, np.float32), g.shape), name=f"{labels.name}: "
+                                     "colour by", scale=g.scale, translate=g.translate, colormap=cmap,
+                                     contrast_limits=(0.0, 1.0), visible=False,
+                                     metadata={"painted_from": labels.name, "sample": key, "colour_by": None,
+                                               "unit": ""}, **PAINT_KWARGS)
+            _move_above(viewer, layer, labels.name)
+            if selected is not None and selected in viewer.layers:
+                viewer.layers.selection.active = selected  # adding a layer selects it: keep the user's choice
+
+        def colorbar(labels=labels):
+            layer = find_paint_layer(viewer, labels.name, key)
+            if layer is not None:
+                layer.colorbar.visible = True  # shown with the layer; created now, not during a run
+
+        steps += [add, colorbar]
+    return steps
+
+
+def _move_above(viewer, layer, labels_name: str) -> None:
+    """Move a painted layer just above its Labels layer (below transcripts and cells)."""
+    layers = viewer.layers
+    if labels_name in layers and layer in layers:
+        src, dst = layers.index(layer), layers.index(layers[labels_name])
+        dst += 1 if src > dst else 0
+        if src != dst:
+            layers.move(src, dst)
+
+
 class SampleView:
     """The cells layer of a sample, its label masks prepared for painting, and the attached result."""
 
@@ -65,13 +133,16 @@ class SampleView:
         self.adata = cells_layer.metadata["adata"]
         self.truth = cells_layer.metadata.get("truth")
         self.masks = list(masks or [])
-        self.painted: dict[str, object] = {}  # labels layer name → its value-image layer
+        self.painted: dict[str, object] = {}  # labels layer name → its value-image layer now shown
+        self._layers: dict[tuple[str, bool], object] = {}  # (labels name, categorical) → value-image layer
         self.result = None
         self.current: Colouring | None = None
         self.cmap = "magma"
         self.clim: tuple[float, float] | None = None
         self._library: LibrarySizes | None = None
         self._grid_hidden: list = []
+        self._pending_cells = None  # (colouring, rgba) waiting for the hidden cells layer to be shown
+        self._watching_visible = False
         self.timings: dict[str, float] = {}
         #: runs a display step later (the widgets pass a Qt single-shot timer, so adding a layer and creating
         #: its colorbar happen in separate event-loop turns); default: at once
@@ -130,18 +201,43 @@ class SampleView:
         self.clim = tuple(clim) if clim is not None else c.clim
         self.current = c
         rgba = self._cell_rgba(c)
-        self.cells.face_color = rgba
+        # one short GUI-thread turn each (napari's Points colouring and an image swap take ~30–60 ms apiece at
+        # 18k cells on 2 shared cores); a step whose colouring was replaced meanwhile is skipped
+        self.defer(lambda: self._colour_cells(c, rgba))
+        for pm in self.masks:
+            self.defer(lambda pm=pm: self._paint(pm, c, rgba))
+        show_um_scale_bar(self.viewer)
+        overlay = self.viewer.text_overlay
+        overlay.text = c.title
+        if not overlay.visible or str(overlay.position) != "top_left":  # each set re-lays the canvas overlays
+            overlay.visible, overlay.position = True, "top_left"
+
+    def _colour_cells(self, c: Colouring, rgba: np.ndarray) -> None:
+        if c is not self.current:
+            return
         self.cells.metadata["colour_by"] = c.key
+        if not self.cells.visible:  # hidden (e.g. the segmentation is shown): recoloured when shown again
+            self._pending_cells = (c, rgba)
+            if not self._watching_visible:
+                self.cells.events.visible.connect(self._on_cells_visible)
+                self._watching_visible = True
+        else:
+            self._pending_cells = None
+            # napari redoes the whole vispy markers update for both of the events a face_color assignment
+            # emits; the layer's own face_color event has no other listener, so it is blocked (half the time)
+            with self.cells.events.face_color.blocker():
+                self.cells.face_color = rgba
         if c.kind == "continuous" and c.key.startswith("imputed:") and c.name not in self.cells.features:
             feats = self.cells.features.copy()
             feats[c.name] = c.values
             self.cells.features = feats
-        for pm in self.masks:
-            self.defer(lambda pm=pm: self._paint(pm, c, rgba))
-        show_um_scale_bar(self.viewer)
-        self.viewer.text_overlay.text = c.title
-        self.viewer.text_overlay.visible = True
-        self.viewer.text_overlay.position = "top_left"
+
+    def _on_cells_visible(self, _event=None) -> None:
+        pending = self._pending_cells
+        if pending is not None and self.cells.visible:
+            self._pending_cells = None
+            with self.cells.events.face_color.blocker():
+                self.cells.face_color = pending[1]
 
     def set_clim(self, clim: tuple[float, float]) -> None:
         if self.current is not None and self.current.kind == "continuous":
@@ -153,41 +249,46 @@ class SampleView:
         return values_rgba(c.values, self.cmap, self.clim)
 
     def _paint(self, pm: PaintMask, c: Colouring, rgba: np.ndarray) -> None:
+        """Show ``c`` on the value image of ``pm``: reuse its layer (made hidden beforehand by
+        :func:`paint_layer_steps`, or here the first time) and swap data / colormap / contrast only."""
+        if c is not self.current:
+            return
         categorical = c.kind == "categorical"
         data = paint_rgba(pm, rgba) if categorical else paint_values(pm, c.values)
-        name = f"{pm.name}: {c.name}"
-        layer = self.painted.get(pm.name)
-        if layer is not None and (layer not in self.viewer.layers or layer.rgb != categorical):
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-            layer = None
-        meta = {"painted_from": pm.name, "colour_by": c.key, "unit": c.unit, "sample": sample_key(self.cells)}
+        key = sample_key(self.cells)
+        other = self._layers.get((pm.name, not categorical))
+        if other is not None and other in self.viewer.layers:
+            other.visible = False  # the other kind (values ↔ categories) keeps its layer, hidden
+        layer = self._layers.get((pm.name, categorical))
+        if layer is None or layer not in self.viewer.layers:
+            layer = find_paint_layer(self.viewer, pm.name, key, rgb=categorical)
+        meta = {"painted_from": pm.name, "colour_by": c.key, "unit": c.unit, "sample": key}
         if layer is None:
-            kwargs = {"name": name, "scale": pm.scale, "translate": pm.translate, "metadata": meta, "units": UM,
-                      "blending": "translucent", "opacity": 0.85}
+            kwargs = {"name": f"{pm.name}: {c.name}", "scale": pm.scale, "translate": pm.translate,
+                      "metadata": meta, **PAINT_KWARGS}
             if categorical:
                 layer = self.viewer.add_image(data, rgb=True, **kwargs)
             else:
                 layer = self.viewer.add_image(data, colormap=self.cmap, contrast_limits=self.clim, **kwargs)
                 self.defer(lambda ly=layer: setattr(ly.colorbar, "visible", True))
-            self.painted[pm.name] = layer
-            self._place_above(layer, pm.name)
+            _move_above(self.viewer, layer, pm.name)
         else:
             layer.metadata.update(meta)
-            layer.data = data
-            layer.name = name
-            if not categorical:
-                layer.colormap = self.cmap
+            if not categorical:  # colormap and contrast first: on the old (or placeholder) image they are cheap
+                if layer.colormap.name != self.cmap:
+                    layer.colormap = self.cmap
                 layer.contrast_limits = self.clim
-                layer.colorbar.visible = True
+            if tuple(layer.scale)[-2:] != tuple(pm.scale) or tuple(layer.translate)[-2:] != tuple(pm.translate):
+                layer.scale, layer.translate = pm.scale, pm.translate
+            layer.data = data
+            self.defer(lambda ly=layer, n=f"{pm.name}: {c.name}": self._reveal(ly, n, c))
+        self._layers[(pm.name, categorical)] = layer
+        self.painted[pm.name] = layer
 
-    def _place_above(self, layer, labels_name: str) -> None:
-        """Move a painted layer just above its Labels layer (below transcripts and cells)."""
-        layers = self.viewer.layers
-        if labels_name in layers:
-            src, dst = layers.index(layer), layers.index(layers[labels_name]) + 1
-            if src != dst:
-                layers.move(src, dst)
+    def _reveal(self, layer, name: str, c: Colouring) -> None:
+        if c is self.current and layer in self.viewer.layers:
+            layer.visible = True
+            layer.name = name
 
     # ---- measured vs imputed ------------------------------------------------------------------------
     def grid(self, gene: str | None) -> list:
