@@ -1,11 +1,17 @@
-"""Whole-slide H&E prediction time: her2st C6 (9288 × 9907 px JPEG), tissue tiles, no spots.
+"""Whole-slide H&E prediction time, tissue tiles, no spots, on three images (``--image``):
 
-A small STco model is trained on her2st C2–C5 with few epochs / views (the point is timing, not accuracy) and
-cached as a bundle in ``benchmarks/out/wholeslide_model`` (reused on later runs; ``--retrain`` to rebuild).
-The prediction runs in a fresh subprocess (clean peak RSS) and is timed end to end: image decode + tissue
-mask + tile grid + patch cutting + Lite0 features + heads + retrieval. Bundle loading is timed apart.
+* ``c6``: her2st C6 (9288 × 9907 px JPEG, 16 % tissue);
+* ``full10k``: 10240 × 10240 px JPEG fully covered with tissue (C6's densest 2048 px window, mirror-tiled);
+* ``tiff40k``: 40960 × 40960 px pyramidal tiled TIFF (glass with C6 placed inside; zlib, 512 px tiles, 4
+  levels, pixel size in the resolution tags; 4.8 GB as RGB), read region by region — never whole.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_wholeslide.py [--tta 1 4] [--threads 1]
+The synthetic images are written once to ``benchmarks/out``. An STco model with the package defaults is
+trained on her2st C2–C5 and cached as a bundle in ``benchmarks/out/wholeslide_model`` (``--retrain`` to
+rebuild; the training features are cached too). The prediction runs in a fresh subprocess (clean peak RSS) and
+is timed end to end: decode / region reads + tissue mask + tile grid + stain estimate + patch cutting + Lite0
+features + heads + retrieval + fallbacks. Bundle loading is timed apart.
+
+    .venv/bin/python benchmarks/bench_wholeslide.py --image full10k --threads 2 [--tta 0 1 4]
 
 Prints a markdown table and writes ``benchmarks/out/wholeslide.json``.
 """
@@ -29,7 +35,75 @@ TEST_IMAGE = DATA / "ST-imgs" / "C6_5714_HE_BT_E2.jpg"
 MODEL_DIR = ROOT / "benchmarks" / "out" / "wholeslide_model"
 
 
-def train_model(epochs: int, n_views: int, seed: int = 0) -> float:
+IMAGES = {"c6": TEST_IMAGE, "full10k": ROOT / "benchmarks" / "out" / "c6_full_10k.jpg",
+          "tiff40k": ROOT / "benchmarks" / "out" / "c6_on_glass_40k.tif"}
+
+
+def make_full_10k(path: Path, side: int = 10240, window: int = 2048) -> None:
+    """A fully covered slide: C6's most tissue-dense window, mirror-tiled (no seams) to side × side."""
+    import numpy as np
+    from PIL import Image
+
+    from napari_spatial_impute.models.stco.tiling import tissue_mask
+
+    Image.MAX_IMAGE_PIXELS = None
+    img = np.asarray(Image.open(TEST_IMAGE).convert("RGB"))
+    mask, scale = tissue_mask(img[::8, ::8], 8.0)
+    w = int(window / scale)
+    best, where = -1.0, (0, 0)
+    for y in range(0, mask.shape[0] - w, max(1, w // 8)):
+        for x in range(0, mask.shape[1] - w, max(1, w // 8)):
+            f = mask[y:y + w, x:x + w].mean()
+            if f > best:
+                best, where = f, (int(y * scale), int(x * scale))
+    tile = img[where[0]:where[0] + window, where[1]:where[1] + window]
+    block = np.concatenate([np.concatenate([tile, tile[:, ::-1]], 1),
+                            np.concatenate([tile[::-1], tile[::-1, ::-1]], 1)], 0)
+    reps = -(-side // block.shape[0])
+    full = np.tile(block, (reps, reps, 1))[:side, :side]
+    Image.fromarray(full).save(path, quality=90)
+    print(f"wrote {path.name}: window tissue fraction {best:.2f}", flush=True)
+
+
+def make_tiff_40k(path: Path, side: int = 40960, tile: int = 512, at: tuple[int, int] = (15000, 12000)) -> None:
+    """A 40960 × 40960 px pyramidal tiled TIFF: glass with C6 (9288 × 9907 px) placed at (x, y) = ``at``, written
+    tile by tile (level 0 is never in memory), 4 levels, zlib, the pixel size in the resolution tags."""
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from napari_spatial_impute.io import read_st_section
+
+    Image.MAX_IMAGE_PIXELS = None
+    src = Image.open(TEST_IMAGE).convert("RGB")
+    px = read_st_section(DATA / "ST-cnts/C6.tsv.gz", DATA / "ST-spotfiles/C6_selection.tsv",
+                         TEST_IMAGE).uns["histology"]["pixel_size_um"]
+    w0, h0 = src.size
+
+    def tiles(base: np.ndarray, n: int, ox: int, oy: int):
+        h, w = base.shape[:2]
+        for y in range(0, n, tile):
+            for x in range(0, n, tile):
+                out = np.full((tile, tile, 3), 245, np.uint8)
+                a, b = max(y, oy), min(y + tile, oy + h)
+                c, d = max(x, ox), min(x + tile, ox + w)
+                if a < b and c < d:
+                    out[a - y:b - y, c - x:d - x] = base[a - oy:b - oy, c - ox:d - ox]
+                yield out
+
+    with tifffile.TiffWriter(path, bigtiff=True) as tif:
+        for level in range(4):
+            f = 2 ** level
+            base = np.asarray(src if f == 1 else src.resize((w0 // f, h0 // f), Image.BOX))
+            n = side // f
+            kw = dict(subifds=3, resolution=(1e4 / px, 1e4 / px), resolutionunit="CENTIMETER") if level == 0 else \
+                dict(subfiletype=1)
+            tif.write(tiles(base, n, at[0] // f, at[1] // f), shape=(n, n, 3), dtype=np.uint8, tile=(tile, tile),
+                      compression="zlib", compressionargs={"level": 1}, photometric="rgb", **kw)
+    print(f"wrote {path.name}: {side} × {side} px, {path.stat().st_size / 1e9:.2f} GB", flush=True)
+
+
+def train_model(epochs: int | None, n_views: int | None, seed: int = 0) -> float:
     """Train the small STco model on C2–C5 and save it to MODEL_DIR; returns the training seconds."""
     from napari_spatial_impute import train_histology as train
     from napari_spatial_impute.io import read_st_section
@@ -37,20 +111,21 @@ def train_model(epochs: int, n_views: int, seed: int = 0) -> float:
     secs = [read_st_section(DATA / f"ST-cnts/{s}.tsv.gz", DATA / f"ST-spotfiles/{s}_selection.tsv",
                             DATA / "ST-imgs" / img) for s, img in TRAIN.items()]
     t0 = time.perf_counter()
-    model = train(secs, seed=seed, device="cpu", epochs=epochs, n_views=n_views)
+    params = {k: v for k, v in (("epochs", epochs), ("n_views", n_views)) if v is not None}
+    model = train(secs, seed=seed, device="cpu", **params)
     seconds = time.perf_counter() - t0
     model.save(MODEL_DIR, overwrite=True)
     return seconds
 
 
-def worker(tta: int | None, tile_um: float, threads: int) -> dict:
-    """Load the bundle, predict the whole C6 slide; time, CPU time, peak RSS, stage times."""
+def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMAGE) -> dict:
+    """Load the bundle, predict the whole slide; time, CPU time, peak RSS, stage times."""
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
     from napari_spatial_impute import load_model
-    from napari_spatial_impute.models.stco.patches import image_size
+    from napari_spatial_impute.models.stco.slide import TiffSlide, image_size_of
 
     t0 = time.perf_counter()
     model = load_model(MODEL_DIR, device="cpu")
@@ -66,13 +141,15 @@ def worker(tta: int | None, tile_um: float, threads: int) -> dict:
         elif p.message.startswith("tile batch 1/") and "first_batch" not in stages:
             stages["first_batch"] = time.perf_counter() - t1
 
-    res = model.predict_image(TEST_IMAGE, pixel_size_um=model.train_pixel_size_um, callback=on_progress,
-                              tile_um=tile_um, tta=tta)
+    tiff = image.suffix == ".tif"  # the TIFF states its pixel size; a JPEG does not
+    res = model.predict_image(image, pixel_size_um=None if tiff else model.train_pixel_size_um,
+                              callback=on_progress, tile_um=tile_um, tta=tta)
     wall = time.perf_counter() - t1
     cpu = time.process_time() - c1
-    width, height = image_size(TEST_IMAGE)
+    width, height = (TiffSlide(image).width, TiffSlide(image).height) if tiff else image_size_of(image)
     grid = res["grid"]
-    return {"image": TEST_IMAGE.name, "width": width, "height": height, "tile_um": tile_um,
+    return {"image": image.name, "pixel_size_um": res["pixel_size_um"], "predictor": res["weights"],
+            "width": width, "height": height, "tile_um": tile_um,
             "tile_px": float(grid.step), "grid_shape": list(grid.shape), "n_tiles": int(len(res["values"])),
             "n_genes": len(res["genes"]), "tta": tta if tta is not None else int(model.cfg["tta"]),
             "model_tta": int(model.cfg["tta"]), "seconds": wall, "cpu_seconds": cpu, "load_seconds": t_load,
@@ -87,18 +164,23 @@ def main(argv=None) -> int:
                     help="test-time rotations per tile; 0 = the default of predict_image")
     ap.add_argument("--tile-um", type=float, default=100.0)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--n-views", type=int, default=1)
+    ap.add_argument("--image", choices=list(IMAGES), default="full10k")
+    ap.add_argument("--epochs", type=int, default=None, help="default: the package's")
+    ap.add_argument("--n-views", type=int, default=None, help="default: the package's")
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "wholeslide.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         tta = args.tta[0] or None
-        print(json.dumps(worker(tta, args.tile_um, args.threads)))
+        print(json.dumps(worker(tta, args.tile_um, args.threads, IMAGES[args.image])))
         return 0
     if not TEST_IMAGE.is_file():
         raise SystemExit(f"{TEST_IMAGE} not found: the benchmark needs ../shared/datasets/her2st_subset")
+    image = IMAGES[args.image]
+    if not image.is_file():
+        image.parent.mkdir(parents=True, exist_ok=True)
+        (make_full_10k if args.image == "full10k" else make_tiff_40k)(image)
     train_s = None
     if args.retrain or not (MODEL_DIR / "config.json").is_file():
         import torch
@@ -109,7 +191,7 @@ def main(argv=None) -> int:
     rows = []
     for tta in args.tta:
         cmd = [sys.executable, __file__, "--worker", "--tta", str(tta), "--tile-um", str(args.tile_um),
-               "--threads", str(args.threads)]
+               "--threads", str(args.threads), "--image", args.image]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)

@@ -62,7 +62,8 @@ def add_parser(subparsers) -> None:
     q.add_argument("--pixel-size", type=float, help="µm per pixel of the image (default: from the spot "
                                                     "pitch, else the training sections')")
     q.add_argument("--tile-um", type=float, default=100.0, help="tile size for whole-slide prediction (100 µm)")
-    q.add_argument("--tta", type=int, help="test-time dihedral views per patch (default: the model's)")
+    q.add_argument("--tta", type=int, help="test-time dihedral views per patch (default: the model's for spots, 1 "
+                                                  "for whole-slide tiles)")
     q.add_argument("--device", default="auto")
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true")

@@ -113,17 +113,29 @@ class ArraySlide(Slide):
 
 
 class DecodedSlide(Slide):
-    """A JPEG / PNG / plain image decoded once at ≈ 1/``reduce`` (JPEG DCT scaling)."""
+    """A JPEG / PNG / plain image decoded once, on first use, at ≈ 1/``reduce`` (JPEG DCT scaling)."""
 
     def __init__(self, path: Path, reduce: int = 1):
-        from .patches import load_rgb
-
         super().__init__()
-        self.arr, self.factor = load_rgb(path, reduce)
+        self.path, self.reduce = Path(path), int(reduce)
         self.width, self.height = image_size_of(path)
+        self._arr = None
+
+    def set_reduce(self, reduce: int) -> None:
+        """Decode at ≈ 1/``reduce`` (only before the first read)."""
+        if self._arr is None:
+            self.reduce = int(reduce)
+
+    @property
+    def arr(self) -> np.ndarray:
+        if self._arr is None:
+            from .patches import load_rgb
+
+            self._arr, self.factor = load_rgb(self.path, self.reduce)
+        return self._arr
 
     def factor_for(self, reduce):
-        return self.factor
+        return self.width / self.arr.shape[1]
 
     def _window(self, sx, sy, ex, ey, reduce):
         h, w = self.arr.shape[:2]

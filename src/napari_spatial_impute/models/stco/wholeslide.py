@@ -17,8 +17,12 @@ import numpy as np
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, run_to_end
 from .patches import check_pixel_size, check_spots_in_image, crop_patches
-from .slide import PIXEL_SIZE_NOTE, open_slide
+from .slide import PIXEL_SIZE_NOTE, DecodedSlide, open_slide
 from .tiling import make_grid, tissue_mask
+
+#: test-time views per whole-slide tile unless asked: one, so a fully covered 10k × 10k px slide (≈ 4,900 tiles)
+#: stays near 2 min on 2 cores (benchmarks/wholeslide.md); spots keep the model's ``tta``
+TILE_TTA = 1
 
 
 def _reduce_for(size_full: float, out_px: int) -> int:
@@ -52,12 +56,15 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
 
     ``image``: path (TIFF read lazily; JPEG / PNG decoded at the resolution the patches need), RGB array or
     :class:`~.slide.Slide`. ``pixel_size_um``: µm per pixel (default: the TIFF's own, else the training
-    sections'). Returns a dict: ``values`` (n, genes), ``centres_xy`` (full-res px), ``genes``,
+    sections'). ``tta``: test-time views per patch (default: the model's for spots, :data:`TILE_TTA` for
+    tiles). Returns a dict: ``values`` (n, genes), ``centres_xy`` (full-res px), ``genes``,
     ``pixel_size_um``, ``weights`` (the blend used) and for tiles ``grid`` (:class:`~.tiling.TileGrid`, whose
     ``scale`` / ``translate`` put a heat map over the image layer).
     """
     model._check_fitted()
     cfg = model.cfg
+    if tta is None and spots_xy is None:
+        tta = TILE_TTA
     slide = open_slide(image, 1)
     if pixel_size_um is None:
         if slide.pixel_size_um is not None and PIXEL_SIZE_NOTE[0] <= slide.pixel_size_um <= PIXEL_SIZE_NOTE[1]:
@@ -69,8 +76,8 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
     check_pixel_size(pixel_size_um, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"])
     size_full = cfg["patch_um"] / pixel_size_um
     reduce = _reduce_for(size_full, cfg["patch_px"])
-    if not isinstance(image, np.ndarray) and type(slide).__name__ == "DecodedSlide" and reduce > 1:
-        slide = open_slide(image, reduce)  # JPEG: decode once at the reduced DCT scale
+    if isinstance(slide, DecodedSlide):
+        slide.set_reduce(reduce)  # JPEG: decoded once, at the reduced DCT scale when patches are downsampled
     width, height = slide.width, slide.height
     overview, oscale = slide.overview(1024)
     yield Progress(0, 1, "image decoded", "tiles")

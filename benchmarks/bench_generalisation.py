@@ -1,0 +1,215 @@
+"""Benchmark: does H&E prediction travel? her2st patient C (sections C2–C6), no choice made on C6.
+
+Stages (each appends to benchmarks/out/generalisation.json; the markdown tables go to stdout):
+
+* ``select``  — hyper-parameters by leave-one-section-out **within C2–C5** (train on three, score the fourth):
+  stain normalisation / augmentation on or off, head epochs, test-time views. The best mean top-50 Pearson of
+  what the model predicts picks the defaults (C6 never seen).
+* ``final``   — train C2–C5 → predict C6 and perturbed C6 copies (HED re-stain, JPEG quality 30, Gaussian
+  blur σ = 2 px, 0.5× resolution), for every variant and the bundle's baselines (its feature kNN and colour
+  ridge, unblended), seeds 0–2: mean ± sd, train and predict seconds.
+* ``loso``    — leave-one-section-out within C2–C6 with the defaults (seed 0).
+
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generalisation.py select final loso
+Features are cached (NAPARI_SPATIAL_IMPUTE_CACHE, default the user cache): the first stage pays for them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "datasets" / "her2st_subset"
+OUT = ROOT / "benchmarks" / "out"
+IMAGES = {"C2": "C2_5714_HE_BT_C2.jpg", "C3": "C3_5714_HE_BT_D1.jpg", "C4": "C4_5714_HE_BT_D2.jpg",
+          "C5": "C5_5714_HE_BT_E1.jpg", "C6": "C6_5714_HE_BT_E2.jpg"}
+VARIANTS = {  # name: STco parameters (on top of the package defaults)
+    "default (stain norm + aug, validated blend)": {},
+    "contrastive only": {"predictor": "contrastive"},
+    "no stain normalisation": {"stain": "none"},
+    "no stain augmentation": {"stain_augment": False},
+    "as before #14 (no norm / aug, contrastive, tta 4)": {"stain": "none", "stain_augment": False,
+                                                          "predictor": "contrastive", "tta": 4},
+}
+
+
+def sections() -> dict:
+    from napari_spatial_impute.io import read_st_section
+
+    return {s: read_st_section(DATA / f"ST-cnts/{s}.tsv.gz", DATA / f"ST-spotfiles/{s}_selection.tsv",
+                               DATA / "ST-imgs" / img) for s, img in IMAGES.items()}
+
+
+def perturbed_c6(c6) -> dict:
+    """C6 re-stained / re-scanned in silico (written once to benchmarks/out/perturbed)."""
+    from PIL import Image
+
+    from napari_spatial_impute.io.sections import set_spot_coordinates
+    from napari_spatial_impute.models.stco.stain import blur, hed_jitter
+
+    Image.MAX_IMAGE_PIXELS = None
+    folder = OUT / "perturbed"
+    folder.mkdir(parents=True, exist_ok=True)
+    info = c6.uns["histology"]
+    px = info["pixel_size_um"]
+    out = {"C6": c6}
+    specs = {"HED re-stain": ("hed.png", 1.0), "JPEG q30": ("jpeg30.jpg", 1.0), "blur σ=2": ("blur2.png", 1.0),
+             "0.5× resolution": ("half.png", 2.0)}
+    img = None
+    for name, (fname, scale) in specs.items():
+        path = folder / fname
+        if not path.is_file():
+            if img is None:
+                img = np.asarray(Image.open(info["image"]).convert("RGB"))
+            if name == "HED re-stain":  # stronger haematoxylin, paler eosin, a bluish shift
+                arr = np.concatenate([hed_jitter(img[i:i + 512], [1.3, 0.75, 1.0], [0.03, -0.02, 0.0])
+                                      for i in range(0, len(img), 512)])
+                Image.fromarray(arr).save(path)
+            elif name == "JPEG q30":
+                Image.fromarray(img).save(path, quality=30)
+            elif name == "blur σ=2":
+                Image.fromarray(blur(img, 2.0)).save(path)
+            else:
+                Image.fromarray(img).resize((img.shape[1] // 2, img.shape[0] // 2), Image.LANCZOS).save(path)
+        a = c6.copy()
+        rest = {k: v for k, v in info.items() if k not in ("pixel_size_um", "image")}
+        set_spot_coordinates(a, c6.obsm["spatial_px"] / scale, px * scale, image=str(path), **rest)
+        out[name] = a
+    return out
+
+
+def train(secs, names, seed, params):
+    from napari_spatial_impute import train_histology
+
+    t0 = time.perf_counter()
+    model = train_histology([secs[s] for s in names], seed=seed, device="cpu", **params)
+    return model, time.perf_counter() - t0
+
+
+def evaluate(model, section) -> dict:
+    from napari_spatial_impute import evaluate_histology
+
+    t0 = time.perf_counter()
+    m = evaluate_histology(model, section)
+    row = {k: v for k, v in m.items() if k not in ("per_gene", "gene_match")}
+    return row | {"predict_s": time.perf_counter() - t0}
+
+
+def save(key: str, value) -> None:
+    path = OUT / "generalisation.json"
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = value
+    path.write_text(json.dumps(data, indent=1, default=float))
+
+
+def stage_select(secs) -> dict:
+    """LOSO within C2–C5 for a small grid; returns the chosen parameters."""
+    inner = ["C2", "C3", "C4", "C5"]
+    grid = {"stain+aug, 30 ep": {}, "no stain norm": {"stain": "none"}, "no aug": {"stain_augment": False},
+            "neither": {"stain": "none", "stain_augment": False}, "15 ep": {"epochs": 15}, "60 ep": {"epochs": 60}}
+    results = {}
+    for name, params in grid.items():
+        scores = {"model": [], "contrastive": [], "tta1": [], "tta4": []}
+        for held in inner:
+            model, _ = train(secs, [s for s in inner if s != held], 0, params)
+            m = evaluate(model, secs[held])
+            scores["model"].append(m["pcc_mean_top50"])
+            scores["contrastive"].append(m["pcc_mean_top50_contrastive"])
+            for tta in (1, 4):  # test-time views: only the contrastive part changes
+                model.cfg["tta"] = tta
+                scores[f"tta{tta}"].append(evaluate(model, secs[held])["pcc_mean_top50"])
+        results[name] = {k: float(np.mean(v)) for k, v in scores.items()} | {"per_fold": scores}
+        print(name, {k: round(v, 3) for k, v in results[name].items() if k != "per_fold"}, flush=True)
+    save("select", results)
+    print("\n| setting (LOSO within C2–C5) | model top-50 | contrastive top-50 | model, tta 1 | model, tta 4 |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['model']:.3f} | {r['contrastive']:.3f} | {r['tta1']:.3f} | {r['tta4']:.3f} |")
+    return results
+
+
+def stage_final(secs, seeds=(0, 1, 2)) -> dict:
+    tests = perturbed_c6(secs["C6"])
+    results = {}
+    for vname, params in VARIANTS.items():
+        runs = []
+        for seed in seeds:
+            model, t_train = train(secs, ["C2", "C3", "C4", "C5"], seed, params)
+            run = {"train_s": t_train, "weights": model.weights, "smoothing_um": model.choice["smoothing_um"]}
+            for tname, sec in tests.items():
+                run[tname] = evaluate(model, sec)
+            runs.append(run)
+            print(vname, seed, {t: round(run[t]["pcc_mean_top50"], 3) for t in tests}, f"{t_train:.0f}s",
+                  run["weights"], flush=True)
+        results[vname] = runs
+    save("final", results)
+    table(results, list(tests))
+    return results
+
+
+def _ms(values) -> str:
+    v = np.asarray(values, float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f}"
+
+
+def table(results: dict, tests: list[str]) -> None:
+    print("\n| variant / baseline (train C2–C5) | " + " | ".join(tests) + " | train s | predict s (C6) |")
+    print("|---|" + "---|" * (len(tests) + 2))
+    for vname, runs in results.items():
+        cells = [_ms([r[t]["pcc_mean_top50"] for r in runs]) for t in tests]
+        print(f"| {vname} | " + " | ".join(cells) + f" | {np.mean([r['train_s'] for r in runs]):.0f} "
+              f"| {np.mean([r['C6']['predict_s'] for r in runs]):.1f} |")
+    runs = results[next(iter(results))]  # the baselines the default bundle carries (same for every seed)
+    for comp, label in (("feature_knn", "baseline: frozen Lite0 kNN (k=50)"),
+                        ("colour_ridge", "baseline: colour/texture ridge")):
+        cells = [_ms([r[t][f"pcc_mean_top50_{comp}"] for r in runs]) for t in tests]
+        print(f"| {label} | " + " | ".join(cells) + " | — | — |")
+
+
+def stage_loso(secs) -> dict:
+    names = list(IMAGES)
+    results = {}
+    for held in names:
+        model, t_train = train(secs, [s for s in names if s != held], 0, {})
+        m = evaluate(model, secs[held])
+        results[held] = {"model": m["pcc_mean_top50"], "contrastive": m["pcc_mean_top50_contrastive"],
+                         "feature_knn": m["pcc_mean_top50_feature_knn"],
+                         "colour_ridge": m["pcc_mean_top50_colour_ridge"], "train_s": t_train,
+                         "weights": model.weights}
+        print(held, results[held], flush=True)
+    save("loso", results)
+    print("\n| held-out section (train on the other four) | model | contrastive | Lite0 kNN | colour ridge |")
+    print("|---|---|---|---|---|")
+    for held, r in results.items():
+        print(f"| {held} | {r['model']:.3f} | {r['contrastive']:.3f} | {r['feature_knn']:.3f} "
+              f"| {r['colour_ridge']:.3f} |")
+    mean = {k: np.mean([r[k] for r in results.values()]) for k in ("model", "contrastive", "feature_knn",
+                                                                    "colour_ridge")}
+    print(f"| mean | {mean['model']:.3f} | {mean['contrastive']:.3f} | {mean['feature_knn']:.3f} "
+          f"| {mean['colour_ridge']:.3f} |")
+    return results
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    if not DATA.is_dir():
+        raise SystemExit(f"{DATA} not found: the benchmark needs ../shared/datasets/her2st_subset")
+    OUT.mkdir(parents=True, exist_ok=True)
+    secs = sections()
+    stages = argv or ["select", "final", "loso"]
+    for stage in stages:
+        t0 = time.perf_counter()
+        {"select": stage_select, "final": stage_final, "loso": stage_loso}[stage](secs)
+        print(f"[{stage}: {time.perf_counter() - t0:.0f} s]", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
