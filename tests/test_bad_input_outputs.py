@@ -29,7 +29,8 @@ def files(osmfish, tmp_path):
 
 
 def _impute(files, *extra):
-    return ["impute", files[0], files[1], "--genes", "Gad2", "--quiet", *extra]
+    """The CLI on the bundled osmFISH pair with kNN (fast; a later --method in ``extra`` wins)."""
+    return ["impute", files[0], files[1], "--genes", "Gad2", "--quiet", "--method", "knn", *extra]
 
 
 # ---- outputs that cannot be written ---------------------------------------------------------------------------
@@ -251,7 +252,8 @@ def test_ctrl_c_leaves_no_partial_output(files, tmp_path, capsys, monkeypatch, o
     out.mkdir()
     from napari_spatial_impute.cli import main
 
-    rc = main([str(a) for a in ["impute", *files, "--genes", "Gad2", "--out", out / out_name, "--device", "cpu"]])
+    rc = main([str(a) for a in ["impute", *files, "--genes", "Gad2", "--out", out / out_name, "--device", "cpu",
+                                "--method", "knn"]])
     assert rc == 130 and "nothing written" in capsys.readouterr().err
     assert list(out.iterdir()) == []
 

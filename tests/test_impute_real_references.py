@@ -101,7 +101,7 @@ def test_cli_gene_list_file_zarr_out_and_report(xenium3, tmp_path, capsys):
     genes.write_text("# my genes\nAcsbg1\nacta2, Adgrl4\n")
     out = tmp_path / "r.zarr"
     args = ["impute", str(sample_path("spatial.h5ad", XENIUM_DIR)), str(sample_path("reference.h5ad", XENIUM_DIR)),
-            "--genes-file", str(genes), "--out", str(out), "--quiet", "--device", "cpu"]
+            "--genes-file", str(genes), "--out", str(out), "--quiet", "--device", "cpu", "--method", "knn"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "plan: 7,621 cells × 3 genes" in err and "Reference counts from X (counts)" in err
