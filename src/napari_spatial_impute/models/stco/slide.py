@@ -147,11 +147,16 @@ class DecodedSlide(Slide):
 
 
 def image_size_of(path) -> tuple[int, int]:
+    """(width, height) of an image file, without decoding it."""
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
-    with Image.open(path) as im:
-        return im.size
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as err:  # noqa: BLE001
+        raise InputError(f"Could not open {Path(path).name} as an image: {err}",
+                         "give a JPEG/PNG/TIFF H&E image.") from err
 
 
 class TiffSlide(Slide):
