@@ -148,6 +148,24 @@ def reference_clusters(reference: np.ndarray, obs: pd.DataFrame | None = None, k
     Cells without a label are ignored; clusters with fewer than ``min_cells`` cells are dropped (warning).
     Raises :class:`InputError` when fewer than two clusters remain (a single cluster carries no content).
     """
+    from .progress import run_to_end
+
+    return run_to_end(reference_clusters_steps(reference, obs, key, resolution=resolution, seed=seed,
+                                               min_cells=min_cells))
+
+
+def reference_clusters_steps(reference: np.ndarray, obs: pd.DataFrame | None = None, key: str | None = None, *,
+                             resolution: float = 1.0, seed: int = 0, min_cells: int = MIN_CLUSTER_CELLS,
+                             progress=None):
+    """Generator version of :func:`reference_clusters`: the Leiden clustering (one scanpy / igraph call, and on
+    first use the ``import scanpy`` of a few seconds) runs on a worker thread while this yields ``progress``
+    (a :class:`~napari_spatial_impute.progress.Progress`) every 0.1 s, so a Cancel is answered meanwhile
+    (the abandoned call finishes in the background; its labels only fill the session cache). Same labels
+    as the direct call."""
+    from .progress import Progress, wait_for
+
+    if progress is None:
+        progress = Progress(0, 1, "clustering the reference", "fit")
     notes: list[str] = []
     if key:
         codes, names = labels_from_obs(obs, key)
@@ -159,7 +177,8 @@ def reference_clusters(reference: np.ndarray, obs: pd.DataFrame | None = None, k
             notes.append(f"{n_missing} reference cells without a {key!r} label are ignored")
         source = f"obs[{key!r}]"
     else:
-        codes, source = leiden_labels(reference, resolution=resolution, seed=seed)
+        codes, source = yield from wait_for(lambda: leiden_labels(reference, resolution=resolution, seed=seed),
+                                            progress)
         names = [str(i) for i in range(int(codes.max()) + 1)]
     sizes = np.bincount(codes[codes >= 0], minlength=len(names))
     small = [i for i in range(len(names)) if 0 < sizes[i] < min_cells]

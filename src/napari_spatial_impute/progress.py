@@ -98,3 +98,31 @@ class Ticker:
             self._last = now
             return True
         return False
+
+
+def wait_for(fn: Callable[[], T], progress: Progress, interval: float = 0.1) -> Generator[Progress, None, T]:
+    """Run ``fn()`` (one long library call that cannot yield, e.g. a first ``import scanpy`` or a Leiden
+    clustering) on a daemon thread and yield ``progress`` every ``interval`` seconds until it is done; returns
+    its value (or raises its exception here). Closing the generator abandons the wait: the call finishes in
+    the background and its result is dropped. Only for calls that release the GIL often (Python code, numpy,
+    BLAS): a C call holding the GIL still delays the heartbeat by its own length."""
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="nsi-wait-for", daemon=True)
+    thread.start()
+    while True:
+        thread.join(interval)
+        if not thread.is_alive():
+            break
+        yield progress
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..progress import Progress, ProgressGen, relay, run_to_end
+from ..progress import Progress, ProgressGen, relay
 from .base import ImputeData, Imputer
 from .expected_r import (
     DESCRIPTORS,
@@ -158,7 +158,7 @@ class AutoImputer(Imputer):
         self.fitted_ = True
         self.expected_r_ = None
         if data.target_genes:
-            sample = self._predict_sample(data, rows)
+            sample = yield from relay(self._predict_sample(data, rows), "auto", 95, 100, span=5)
             D = gene_descriptors(data, list(data.target_genes), list(data.shared_genes), sample)
             self.expected_r_ = er_model.predict(D).astype(np.float32)
         evidence["cv_median_r"] = {n: float(np.median(_aligned_r(cvs[n], genes_cv))) for n in cvs}
@@ -188,13 +188,17 @@ class AutoImputer(Imputer):
         weights = self.weights_ if weights is None else weights
         return sum(weights[n] * preds[n] for n in weights)
 
-    def _predict_sample(self, data: ImputeData, rows: np.ndarray) -> np.ndarray:
+    def _predict_sample(self, data: ImputeData, rows: np.ndarray) -> ProgressGen[np.ndarray]:
         preds = {}
-        for name, model in self.models_.items():
+        for n, (name, model) in enumerate(self.models_.items()):
+            span = (round(100 * n / len(self.models_)), 100, round(100 / len(self.models_)))
             if model.cell_independent_predict:
-                preds[name] = run_to_end(model.predict_steps(data.subset_cells(rows)))
+                preds[name] = yield from relay(model.predict_steps(data.subset_cells(rows)), "auto", span[0],
+                                               span[1], span=span[2], prefix=f"{name}: ")
             else:
-                preds[name] = run_to_end(model.predict_steps(data))[rows]
+                full = yield from relay(model.predict_steps(data), "auto", span[0], span[1], span=span[2],
+                                        prefix=f"{name}: ")
+                preds[name] = full[rows]
         return self._blend(preds)
 
     def describe(self) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..progress import Progress, ProgressGen, run_to_end
+from ..progress import Progress, ProgressGen, relay
 from .base import ImputeData
 
 #: gene descriptors (per gene, from the reference and from the method's own prediction)
@@ -173,7 +173,9 @@ def inner_cv_steps(factory: Callable[[], object], data: ImputeData, *, folds: in
         keep = np.setdiff1d(all_idx, held)
         sub, t = fold_data(data, rows, keep, held)
         model = factory()
-        p = run_to_end(model.fit_predict_steps(sub))
+        # the fold's own progress is relayed (a Cancel lands within its epochs / batches, not after the fold)
+        p = yield from relay(model.fit_predict_steps(sub), "cv", 100 * f, 100 * len(parts), span=100,
+                             prefix=f"{label}: fold {f + 1}/{len(parts)}: ")
         sl = slice(at, at + len(held))
         truth[:, sl], pred[:, sl] = t, p
         desc[sl] = gene_descriptors(data, sub.target_genes, sub.shared_genes, p)

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..progress import Progress, ProgressGen, run_to_end
+from ..progress import Progress, ProgressGen, relay, run_to_end
 from .base import ImputeData, Imputer
 
 
@@ -141,13 +141,12 @@ class KNNImputer(Imputer):
         yield Progress(2, 2, "fitted", "fit")
 
     def _fit_expected_r(self, data: ImputeData) -> ProgressGen[None]:
-        from ..progress import relay
         from .expected_r import expected_r_for, inner_cv_steps, target_expected_r
 
         params = {**self.get_params(), "expected_r": False}
         cv = yield from relay(inner_cv_steps(lambda: KNNImputer(**params), data, max_cells=self.cv_cells,
                                              seed=self.seed), "fit", 1, 2, span=1)
-        sample = run_to_end(self.predict_steps(data.subset_cells(cv.rows)))
+        sample = yield from relay(self.predict_steps(data.subset_cells(cv.rows)), "fit", 2, 2, span=0)
         self.expected_r_ = target_expected_r(expected_r_for(cv), data, sample).astype(np.float32)
         self.inner_cv_ = cv.table()
 
@@ -173,8 +172,9 @@ class KNNImputer(Imputer):
         device = resolve_device(self.device)
         for i, start in enumerate(range(0, n, chunk)):  # bounded memory: one chunk of cells at a time
             stop = min(n, start + chunk)
-            idx, sim = run_to_end(cosine_topk(self._embed_spatial(data.spatial[start:stop]),
-                                              self.reference_embedding_, self.k, device=device))
+            idx, sim = yield from relay(cosine_topk(self._embed_spatial(data.spatial[start:stop]),
+                                                    self.reference_embedding_, self.k, device=device),
+                                        "predict", 100 * i, 100 * n_chunks, span=100)
             W = neighbour_weights(idx, sim, self.reference_embedding_.shape[0], self.weighting)
             block = W @ targets
             out[start:stop] = block.toarray() if sp.issparse(block) else block

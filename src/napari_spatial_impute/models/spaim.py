@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from ..clustering import cluster_means, reference_clusters
+from ..clustering import cluster_means, reference_clusters_steps
 from ..errors import InputError
 from ..progress import Progress, ProgressGen, Ticker
 from .base import ImputeData, Imputer
@@ -128,10 +128,13 @@ class SpaIMImputer(Imputer):
         seed = self.seed + 1000 * member
         total_epochs = self.epochs * self.n_models
         offset = member * self.epochs
-        yield Progress(offset, total_epochs, f"model {member + 1}/{self.n_models}: clustering the reference", "fit")
+        clustering = Progress(offset, total_epochs, f"model {member + 1}/{self.n_models}: clustering the reference",
+                              "fit")
+        yield clustering
         key = self.cluster_key or None
-        clusters = reference_clusters(data.reference_dense(), data.reference_obs, key, resolution=self.resolution,
-                                      seed=seed)
+        # Leiden (and the first import of scanpy) runs on a worker thread; heartbeats meanwhile (Cancel)
+        clusters = yield from reference_clusters_steps(data.reference_dense(), data.reference_obs, key,
+                                                       resolution=self.resolution, seed=seed, progress=clustering)
         k = clusters.n_clusters
         n_cells, n_train = data.spatial.shape
         if member == 0:

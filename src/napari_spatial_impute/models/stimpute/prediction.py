@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...progress import Progress, ProgressGen, run_to_end
+from ...progress import Progress, ProgressGen, relay
 from ..knn import cosine_topk, zscore_columns
 from .features import node_features
 
@@ -36,12 +36,15 @@ def predict_cells_steps(model, ae, gnn, sp_in: np.ndarray, in_cols: np.ndarray,
     chunk = model._chunk_cells(len(model.genes_))
     block = max(chunk, (_BLOCK_CELLS // chunk) * chunk)  # cells embedded + searched at once
     n_chunks = (n + chunk - 1) // chunk
+    yield Progress(0, n_chunks, f"imputing 0/{n} cells", "predict")
     for c, s in enumerate(range(0, n, chunk)):
         if s % block == 0:
             with torch.no_grad():
                 q = torch.from_numpy(np.ascontiguousarray(sp_in[s:s + block], dtype=np.float32)).to(dev)
                 query = ae.embed(q).cpu().numpy()
-            idx_blk, sim_blk = run_to_end(cosine_topk(query, bank, model.k, device=str(dev)))
+            yield Progress(c, n_chunks, f"neighbours of {min(n, s + block)}/{n} cells", "predict")
+            idx_blk, sim_blk = yield from relay(cosine_topk(query, bank, model.k, device=str(dev)), "predict", c,
+                                                n_chunks, span=0)
         idx = idx_blk[s % block:s % block + chunk]
         w = similarity_weights(sim_blk[s % block:s % block + chunk])
         knn = np.einsum("ck,ckg->cg", w, ref_out[idx])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...progress import ProgressGen, run_to_end
+from ...progress import ProgressGen, relay
 from ..expected_r import expected_r_for, inner_cv_steps, target_expected_r
 from .training import relay_part
 
@@ -17,6 +17,6 @@ def fit_expected_r_steps(model, data, n_steps: int) -> ProgressGen[None]:
     cv = yield from relay_part(inner_cv_steps(factory, data, folds=model.reliability_folds,
                                               max_cells=model.cv_cells, seed=model.seed, label="expected r"),
                                1, n_steps, "expected r")
-    sample = run_to_end(model.predict_steps(data.subset_cells(cv.rows)))
+    sample = yield from relay(model.predict_steps(data.subset_cells(cv.rows)), "fit", n_steps, n_steps, span=0)
     model.expected_r_ = target_expected_r(expected_r_for(cv), data, sample).astype(np.float32)
     model.inner_cv_ = cv.table()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...progress import Progress, ProgressGen, relay
+from ...progress import Progress, ProgressGen, Ticker, relay, wait_for
 from ..knn import zscore_columns
 from .features import N_NODE_FEATURES, node_features
 
@@ -31,7 +31,6 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
     ref_in = torch.from_numpy(np.ascontiguousarray(ref_in_z)).to(dev)
     sp_t = torch.from_numpy(np.ascontiguousarray(sp_in, dtype=np.float32)).to(dev)
     ae = GeneAutoencoder(n_in, model.latent).to(dev)
-    ae_opt = torch.optim.Adam(ae.parameters(), lr=1e-2, weight_decay=1e-4)
     # the autoencoder sees at most as many reference cells as training cells (≥ 4096): a large reference adds
     # time, not a better joint space (the neighbour bank below is always the whole reference)
     n_ae_ref = max(4096, sp_t.shape[0])
@@ -40,7 +39,17 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
     both = torch.cat([sp_t, ae_ref])
     n_mask = max(1, int(round(model.mask_fraction * n_in))) if model.mask_fraction > 0 else 0
 
-    def ae_epoch(extra_target=None):
+    epochs = model.gnn_epochs if gnn_epochs is None else gnn_epochs
+    total = model.ae_epochs + (model.rounds * epochs if model.use_gnn else 0)
+    # heartbeats between batches (a Cancel lands within a batch, not an epoch); they only yield: the random
+    # draws and the results are those of a run without them
+    tick = Ticker(0.1)
+
+    def beat(done: int, what: str):
+        if tick.due():
+            yield Progress(done, total, what, "train")
+
+    def ae_epoch(done: int, extra_target=None):
         order = torch.randperm(both.shape[0], generator=gen)
         for s in range(0, len(order), 512):
             b = order[s:s + 512].to(dev)
@@ -56,12 +65,15 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
             ae_opt.zero_grad()
             loss.backward()
             ae_opt.step()
+            yield from beat(done, "autoencoder")
 
-    epochs = model.gnn_epochs if gnn_epochs is None else gnn_epochs
-    total = model.ae_epochs + (model.rounds * epochs if model.use_gnn else 0)
+    # the first optimiser of a process imports torch._dynamo (~3 s): on a worker thread, with heartbeats
+    ae_opt = yield from wait_for(lambda: torch.optim.Adam(ae.parameters(), lr=1e-2, weight_decay=1e-4),
+                                 Progress(0, total, "autoencoder", "train"))
+    yield Progress(0, total, "autoencoder", "train")
     ae.train()
     for e in range(model.ae_epochs):
-        ae_epoch()
+        yield from ae_epoch(e)
         yield Progress(e + 1, total, "autoencoder", "train")
     if not model.use_gnn:
         return ae.eval(), None
@@ -81,6 +93,7 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
         patterns = mask_patterns(rng, n_in, n_mask, N_MASK_PATTERNS)
         banks: dict[int, object] = {}
         for e in range(epochs):
+            done = model.ae_epochs + r * epochs + e
             gnn.train()
             cells = torch.from_numpy(rng.permutation(n_cells)[:per_epoch])
             for s in range(0, per_epoch, model.batch_size):
@@ -97,13 +110,20 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
                     if p not in banks:
                         banks[p] = torch.nn.functional.normalize(ae.embed(ref_in * keep), dim=1)
                     idx, w = topk_weights(q, banks[p], model.k, bank_normalised=True)
+                what = f"GNN round {r + 1}/{model.rounds}, epoch {e + 1}/{epochs}"
+                # one batch costs ~0.3–0.5 s on one CPU thread (Xenium, 248 genes × k neighbours):
+                # heartbeats also between its parts
                 feats = node_features(ref_z, ref_on, idx, w)
+                yield from beat(done, what)
                 pred = gnn(feats, adj)[in_cols_t[masked]].T  # batch × masked genes
                 loss = stimpute_loss(pred, sp_t[b][:, masked])
+                yield from beat(done, what)
                 opt.zero_grad()
                 loss.backward()
+                yield from beat(done, what)
                 opt.step()
-            yield Progress(model.ae_epochs + r * epochs + e + 1, total,
+                yield from beat(done, what)
+            yield Progress(done + 1, total,
                            f"GNN round {r + 1}/{model.rounds}, epoch {e + 1}/{epochs}", "train")
         if r == model.rounds - 1 or model.ae_round_epochs <= 0:
             break
@@ -113,13 +133,15 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
         with torch.no_grad():
             bank = ae.embed(ref_in)
             q_all = ae.embed(sp_t)
-            step = model._chunk_cells(len(graph.genes))
-            for s in range(0, n_cells, step):
+        step = model._chunk_cells(len(graph.genes))
+        for s in range(0, n_cells, step):
+            with torch.no_grad():  # closed before each heartbeat: the caller never runs in no-grad mode
                 idx, w = topk_weights(q_all[s:s + step], bank, model.k)
                 target[s:s + len(idx)] = gnn(node_features(ref_z, ref_on, idx, w), adj)[in_cols_t].T
+            yield from beat(done + 1, f"GNN round {r + 1}/{model.rounds}: targets for the autoencoder")
         ae.train()
         for _ in range(model.ae_round_epochs):
-            ae_epoch(target)
+            yield from ae_epoch(done + 1, target)
     ae.eval()
     gnn.eval()
     return ae, gnn
