@@ -36,10 +36,32 @@ def section_geometry(adata) -> tuple[dict, np.ndarray, np.ndarray]:
     return info, xy_px, xy_um
 
 
+def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
+    """RGB uint8 (H, W, 3) from RGB, RGBA (alpha dropped) or greyscale (replicated), each with a warning
+    for the conversions; other shapes raise :class:`InputError`."""
+    arr = np.asarray(arr)
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 2)):
+        warnings.warn(f"The {name} is greyscale; it is converted to RGB (grey H&E loses the stain colours the "
+                      "model relies on: expect weaker predictions).", stacklevel=3)
+        arr = np.repeat(arr[..., :1] if arr.ndim == 3 else arr[..., None], 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        raise InputError(f"The {name} has shape {arr.shape}; expected (height, width, 3) RGB.",
+                         "give a 2-D colour H&E image.")
+    if arr.shape[-1] == 4:
+        alpha = arr[..., 3]
+        if alpha.min() < alpha.max() * 0.99 and np.mean(alpha < alpha.max()) > 0.5:
+            raise InputError(f"The {name} is RGBA and mostly transparent.", "export the H&E as RGB.")
+        warnings.warn(f"The {name} is RGBA; the alpha channel is ignored.", stacklevel=3)
+        arr = arr[..., :3]
+    if arr.dtype != np.uint8:
+        a = arr.astype(np.float32)
+        hi = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else float(a.max()))
+        arr = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+    return arr
+
+
 def check_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
     """An image array as RGB uint8 (H, W, 3): RGBA loses its alpha, greyscale is replicated (each with a warning)."""
-    from .slide import as_rgb
-
     return as_rgb(arr, name)
 
 

@@ -11,40 +11,16 @@ requested (full-resolution (x0, y0, x1, y1)), so tests can check that reading st
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import InputError
+from .patches import as_rgb, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
 #: pixel sizes a file may state that are taken as they are (µm/px); others are ignored with a warning
 PIXEL_SIZE_NOTE = (0.05, 20.0)
-
-
-def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
-    """RGB uint8 (H, W, 3) from RGB, RGBA (alpha dropped) or greyscale (replicated), each with a warning
-    for the conversions; other shapes raise :class:`InputError`."""
-    arr = np.asarray(arr)
-    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 2)):
-        warnings.warn(f"The {name} is greyscale; it is converted to RGB (grey H&E loses the stain colours the "
-                      "model relies on: expect weaker predictions).", stacklevel=3)
-        arr = np.repeat(arr[..., :1] if arr.ndim == 3 else arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
-        raise InputError(f"The {name} has shape {arr.shape}; expected (height, width, 3) RGB.",
-                         "give a 2-D colour H&E image.")
-    if arr.shape[-1] == 4:
-        alpha = arr[..., 3]
-        if alpha.min() < alpha.max() * 0.99 and np.mean(alpha < alpha.max()) > 0.5:
-            raise InputError(f"The {name} is RGBA and mostly transparent.", "export the H&E as RGB.")
-        warnings.warn(f"The {name} is RGBA; the alpha channel is ignored.", stacklevel=3)
-        arr = arr[..., :3]
-    if arr.dtype != np.uint8:
-        a = arr.astype(np.float32)
-        hi = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else float(a.max()))
-        arr = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
-    return arr
 
 
 def _white_window(get, h: int, w: int, sx: int, sy: int, ex: int, ey: int) -> np.ndarray:
@@ -129,8 +105,6 @@ class DecodedSlide(Slide):
     @property
     def arr(self) -> np.ndarray:
         if self._arr is None:
-            from .patches import load_rgb
-
             self._arr, self.factor = load_rgb(self.path, self.reduce)
         return self._arr
 
