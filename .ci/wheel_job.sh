@@ -107,6 +107,7 @@ cp -r "$ROOT/tests" "$WORK/floor-tests/tests"
 cd "$WORK/floor-tests"
 "$F" -m pytest -q -p no:cacheprovider tests/test_knn.py tests/test_stimpute.py tests/test_metrics.py \
     tests/test_preprocessing.py tests/test_cli.py tests/test_readers_xenium.py tests/test_readers_anndata.py \
+    tests/test_reference_layouts.py tests/test_impute_real_references.py tests/test_results_zarr.py \
     --deselect tests/test_stimpute.py::test_unreadable_checkpoint_is_a_clear_error  # needs [esm]; step 2 checks the hint
 cd "$WORK"
 

@@ -9,8 +9,11 @@ import pytest
 import napari_spatial_impute as nsi
 from napari_spatial_impute.cli import main
 from napari_spatial_impute.errors import InputError
+from napari_spatial_impute.io.results import zarr_support
 from napari_spatial_impute.metrics import pearson_per_gene
 from test_reference_layouts import _log_cp10k, cellxgene_layout, scanpy_layout, tenx_layout
+
+needs_zarr = pytest.mark.skipif(zarr_support() is not None, reason=f".zarr results unavailable: {zarr_support()}")
 
 # kNN (k=30, seed 0) on this sample: median PCC 0.558 over the 98 hidden genes; the train-mean predictor is 0.
 FLOOR = 0.45
@@ -72,6 +75,7 @@ def test_default_targets_are_the_most_variable(xenium3):
     assert "top 10 of 98 by scanpy seurat" in report
 
 
+@needs_zarr
 def test_zarr_result_equals_in_memory(xenium3, plain, tmp_path):
     spatial, reference, _ = xenium3
     path = tmp_path / "result.zarr"
@@ -94,6 +98,7 @@ def test_run_that_cannot_fit_is_refused_unless_on_disk(xenium3, monkeypatch, tmp
     assert not list(tmp_path.iterdir())
 
 
+@needs_zarr
 def test_cli_gene_list_file_zarr_out_and_report(xenium3, tmp_path, capsys):
     from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
 

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 
 from napari_spatial_impute.errors import InputError
-from napari_spatial_impute.io.results import ResultWriter, choose_cell_chunk, open_result, read_gene
+from napari_spatial_impute.io.results import ResultWriter, choose_cell_chunk, open_result, read_gene, zarr_support
+
+needs_zarr = pytest.mark.skipif(zarr_support() is not None, reason=f".zarr results unavailable: {zarr_support()}")
 
 
 def _frames(n=5000, g=37):
@@ -18,6 +20,7 @@ def _frames(n=5000, g=37):
     return obs, var, X
 
 
+@needs_zarr
 def test_written_block_by_block_reads_back_as_anndata(tmp_path):
     obs, var, X = _frames()
     xy = np.random.default_rng(1).random((len(obs), 2))
@@ -39,6 +42,7 @@ def test_written_block_by_block_reads_back_as_anndata(tmp_path):
         read_gene(path, "nope")
 
 
+@needs_zarr
 def test_failure_midway_leaves_no_output(tmp_path):
     obs, var, X = _frames(1000, 5)
     path = tmp_path / "result.zarr"
@@ -49,6 +53,7 @@ def test_failure_midway_leaves_no_output(tmp_path):
     assert not path.exists() and not (tmp_path / "result.zarr.partial").exists()
 
 
+@needs_zarr
 def test_incomplete_result_is_not_published(tmp_path):
     obs, var, X = _frames(1000, 5)
     w = ResultWriter(tmp_path / "r.zarr", obs, var, cell_chunk=500)
@@ -58,6 +63,7 @@ def test_incomplete_result_is_not_published(tmp_path):
     assert not (tmp_path / "r.zarr").exists()
 
 
+@needs_zarr
 def test_existing_output_and_missing_folder_refused(tmp_path):
     obs, var, _ = _frames(10, 2)
     (tmp_path / "there.zarr").mkdir()
@@ -72,6 +78,7 @@ def test_cell_chunk_bounds_memory():
     assert choose_cell_chunk(10) == 262_144
 
 
+@needs_zarr
 def test_disk_full_midway_names_the_problem_and_removes_the_partial_output(tmp_path, monkeypatch):
     import errno
 
@@ -88,3 +95,13 @@ def test_disk_full_midway_names_the_problem_and_removes_the_partial_output(tmp_p
     with pytest.raises(InputError, match="No space left on device.*partial output was removed"):
         w.write(slice(500, 1000), X[500:])
     assert not path.exists() and not (tmp_path / "r.zarr.partial").exists()
+
+
+def test_missing_zarr_support_is_a_clear_error(monkeypatch, tmp_path):
+    from napari_spatial_impute.io import results
+
+    monkeypatch.setattr(results, "zarr_support", lambda: "anndata 0.11.0 cannot write zarr 3 stores (needs ≥ 0.12)")
+    obs, var, _ = _frames(10, 2)
+    with pytest.raises(InputError, match=r"need zarr ≥ 3 and anndata ≥ 0.12.*pip install"):
+        ResultWriter(tmp_path / "r.zarr", obs, var)
+    assert not list(tmp_path.iterdir())

@@ -159,6 +159,10 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
     params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
     dev = resolve_device(device)
     to_disk = out is not None and str(out).rstrip("/").endswith(".zarr")
+    if to_disk:
+        from ..io.results import check_zarr_support
+
+        check_zarr_support()  # before any work
     data, match = yield from relay(prepare_steps(spatial, reference, genes, all_genes=all_genes,
                                                  n_top_genes=n_top_genes, reference_values=reference_values,
                                                  spatial_values=spatial_values), "prepare", 0, 100, span=1)

@@ -35,6 +35,31 @@ def check_finite(pred: np.ndarray, method: str) -> None:
                          "this if they are fine.")
 
 
+def zarr_support() -> str | None:
+    """``None`` when ``.zarr`` results can be written here, else why not (zarr ≥ 3 with anndata ≥ 0.12)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        z, a = version("zarr"), version("anndata")
+    except PackageNotFoundError:
+        return "the zarr package is not installed"
+    if int(z.split(".")[0]) < 3:
+        return f"zarr {z} is older than 3"
+    major_minor = tuple(int(x) for x in a.split(".")[:2] if x.isdigit())
+    if major_minor < (0, 12):
+        return f"anndata {a} cannot write zarr 3 stores (needs ≥ 0.12)"
+    return None
+
+
+def check_zarr_support() -> None:
+    """Raise a clear :class:`InputError` when ``.zarr`` results cannot be written with the installed packages."""
+    reason = zarr_support()
+    if reason is not None:
+        raise InputError(f"Results in .zarr need zarr ≥ 3 and anndata ≥ 0.12 ({reason}).",
+                         "pip install -U 'anndata>=0.12' 'zarr>=3' (Python ≥ 3.11), or write .h5ad for results "
+                         "that fit in memory.")
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
@@ -56,6 +81,7 @@ class ResultWriter:
 
     def __init__(self, path, obs: pd.DataFrame, var: pd.DataFrame, *, obsm: dict | None = None,
                  uns: dict | None = None, cell_chunk: int = 65_536, overwrite: bool = False):
+        check_zarr_support()
         import anndata as ad
         import zarr
 
