@@ -36,27 +36,49 @@ def _settle(app, seconds: float = 0.5) -> None:
         time.sleep(0.02)
 
 
-def segmentation_screenshot(gene: str = "Gfap") -> Path:
-    """MERSCOPE mouse-brain crop through the reader, genes imputed from the Xenium reference, painted per cell."""
+def _viewer(widget: str, load):
+    """Hidden viewer, ``load(viewer)`` to add the data, then the plugin's ``widget`` docked: (viewer, app, widget)."""
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
-
     viewer = napari.Viewer(show=False, title="napari-spatial-impute")
     app = QApplication.instance()
-    viewer.open(str(MERSCOPE), plugin="napari-spatial-impute")
-    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    w.reference_file.value = str(sample_path("reference.h5ad", XENIUM_DIR))
-    while w.picker.list.count() == 0:
-        app.processEvents()
-    w.picker.select([gene, "Slc17a7", "Gad1", "Mbp", "Olig1"])
-    w.method.value = "knn"
+    load(viewer)
+    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", widget)
+    return viewer, app, w
+
+
+def _impute(w, app, method: str) -> None:
+    """Run the impute widget with ``method`` to the end; exit if it failed."""
+    w.method.value = method
     w.run()
     _wait(w, app)
     if w.view is None:
         raise SystemExit(f"imputation failed: {w.status.value}")
     _settle(app)
+
+
+def _sample_imputed(method: str):
+    """Bundled Xenium sample with all the genes its panel lacks imputed by ``method``: (viewer, app, widget)."""
+    viewer, app, w = _viewer("Impute genes",
+                             lambda v: v.open_sample("napari-spatial-impute", "xenium_mouse_brain"))
+    while w.picker.list.count() == 0:
+        app.processEvents()
+    w.picker.mode.value = "all genes the panel lacks"
+    _impute(w, app, method)
+    return viewer, app, w
+
+
+def segmentation_screenshot(gene: str = "Gfap") -> Path:
+    """MERSCOPE mouse-brain crop through the reader, genes imputed from the Xenium reference, painted per cell."""
+    from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
+
+    viewer, app, w = _viewer("Impute genes", lambda v: v.open(str(MERSCOPE), plugin="napari-spatial-impute"))
+    w.reference_file.value = str(sample_path("reference.h5ad", XENIUM_DIR))
+    while w.picker.list.count() == 0:
+        app.processEvents()
+    w.picker.select([gene, "Slc17a7", "Gad1", "Mbp", "Olig1"])
+    _impute(w, app, "knn")
     w.colour.show(f"imputed:{gene}")
     for ly in viewer.layers:
         if type(ly).__name__ == "Points" or "polyT" in ly.name or "transcript" in ly.name:
@@ -69,23 +91,9 @@ def segmentation_screenshot(gene: str = "Gfap") -> Path:
 
 def grid_screenshot(gene: str | None = None) -> Path:
     """Bundled Xenium sample: impute the 98 absent genes, show the best-predicted one measured | imputed."""
-    import napari
     import numpy as np
-    from qtpy.QtWidgets import QApplication
 
-    viewer = napari.Viewer(show=False, title="napari-spatial-impute")
-    app = QApplication.instance()
-    viewer.open_sample("napari-spatial-impute", "xenium_mouse_brain")
-    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    while w.picker.list.count() == 0:
-        app.processEvents()
-    w.picker.mode.value = "all genes the panel lacks"
-    w.method.value = "knn"
-    w.run()
-    _wait(w, app)
-    if w.view is None:
-        raise SystemExit(f"imputation failed: {w.status.value}")
-    _settle(app)
+    viewer, app, w = _sample_imputed("knn")
     if gene is None:  # the gene whose imputation agrees best with its held-out measurement
         r = {g: np.corrcoef(w.view.colouring(f"measured:{g}").values, w.view.colouring(f"imputed:{g}").values)[0, 1]
              for g in w.view.paired()}
@@ -117,32 +125,10 @@ def _shot(viewer, name: str, reset: bool = True) -> Path:
 def impute_widget(method: str, gene: str) -> Path:
     """Bundled real Xenium sample: impute the 98 genes its panel lacks with ``method``, colour the cells by
     ``gene`` (imputed; its measurement is in the sample's truth)."""
-    import napari
-    from qtpy.QtWidgets import QApplication
-
-    viewer = napari.Viewer(show=False, title="napari-spatial-impute")
-    app = QApplication.instance()
-    viewer.open_sample("napari-spatial-impute", "xenium_mouse_brain")
-    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    while w.picker.list.count() == 0:
-        app.processEvents()
-    w.picker.mode.value = "all genes the panel lacks"
-    w.method.value = method
-    w.run()
-    _wait(w, app)
-    if w.view is None:
-        raise SystemExit(f"imputation failed: {w.status.value}")
-    _settle(app)
+    viewer, app, w = _sample_imputed(method)
     w.colour.show(f"imputed:{gene}")
     _settle(app)
-    viewer.window.resize(1500, 950)
-    viewer.reset_view()
-    viewer.screenshot(canvas_only=False)
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    out = IMAGES / f"impute_widget_{method}.png"
-    viewer.screenshot(str(out), canvas_only=False)
-    viewer.close()
-    return out
+    return _shot(viewer, f"impute_widget_{method}.png")
 
 
 HER2ST = ROOT.parent / "shared" / "datasets" / "her2st_subset"
@@ -152,10 +138,8 @@ TRAIN = {"C2": "C2_5714_HE_BT_C2.jpg", "C3": "C3_5714_HE_BT_D1.jpg", "C4": "C4_5
 
 def histology_widget(gene: str = "ERBB2", epochs: int = 10, n_views: int = 2) -> Path:
     """Train a small STco on her2st C2–C5 (or reuse benchmarks/out/histology_docs_model), predict C6 whole-slide."""
-    import napari
     import numpy as np
     from PIL import Image
-    from qtpy.QtWidgets import QApplication
 
     from napari_spatial_impute import train_histology as train
     from napari_spatial_impute.io import read_st_section
@@ -167,10 +151,7 @@ def histology_widget(gene: str = "ERBB2", epochs: int = 10, n_views: int = 2) ->
         train(secs, seed=0, device="cpu", epochs=epochs, n_views=n_views).save(model_dir, overwrite=True)
     Image.MAX_IMAGE_PIXELS = None
     image = np.asarray(Image.open(HER2ST / "ST-imgs" / "C6_5714_HE_BT_E2.jpg").convert("RGB"))
-    viewer = napari.Viewer(show=False, title="napari-spatial-impute")
-    app = QApplication.instance()
-    viewer.add_image(image, name="C6 H&E", rgb=True)
-    _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Predict genes from H&E")
+    viewer, app, w = _viewer("Predict genes from H&E", lambda v: v.add_image(image, name="C6 H&E", rgb=True))
     w.model_dir.value = str(model_dir)
     w.image_layer.value = "C6 H&E"
     w.run()
@@ -179,13 +160,7 @@ def histology_widget(gene: str = "ERBB2", epochs: int = 10, n_views: int = 2) ->
         raise SystemExit(f"histology prediction failed: {w.status.value}")
     if gene in w.gene_select.choices:
         w.gene_select.value = gene
-    viewer.window.resize(1500, 950)
-    viewer.reset_view()
-    viewer.screenshot(canvas_only=False)
-    out = IMAGES / "histology_widget_heatmap.png"
-    viewer.screenshot(str(out), canvas_only=False)
-    viewer.close()
-    return out
+    return _shot(viewer, "histology_widget_heatmap.png")
 
 
 def main(argv=None) -> int:

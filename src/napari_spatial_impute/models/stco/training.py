@@ -34,6 +34,31 @@ def retrieve(emb: np.ndarray, bank_emb: np.ndarray, bank_expr: np.ndarray, k: in
     return out
 
 
+def _optimiser(params, cfg: dict):
+    """AdamW over ``params`` with a cosine schedule across ``cfg["epochs"]``."""
+    import torch
+
+    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"]))
+
+
+def _epoch(opt, n: int, bs: int, rng, batch_loss) -> float:
+    """One epoch over a fresh permutation of ``n`` rows in batches of ``bs`` (batches under 2 rows skipped);
+    ``batch_loss(idx)`` gives each batch's loss. Returns the mean loss (nan if no batch ran)."""
+    perm = rng.permutation(n)
+    losses = []
+    for start in range(0, n - bs + 1 if n >= bs else 1, bs):
+        idx = perm[start:start + bs]
+        if len(idx) < 2:
+            continue
+        loss = batch_loss(idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return float(np.mean(losses)) if losses else float("nan")
+
+
 def train_heads_steps(feats, expr_z, pos, cfg: dict, seed: int, label: str = "train",
                       progress: tuple[int, int] = (0, 0)) -> ProgressGen[tuple]:
     """Contrastive heads on fixed features ``feats`` (views, n, D) (torch); returns (heads, loss history)."""
@@ -43,29 +68,21 @@ def train_heads_steps(feats, expr_z, pos, cfg: dict, seed: int, label: str = "tr
     rng = np.random.default_rng(seed)
     n_views, n = feats.shape[0], feats.shape[1]
     heads = build_heads(feats.shape[2], expr_z.shape[1], cfg).to(feats.device)
-    opt = torch.optim.AdamW(heads.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"]))
+    opt, sched = _optimiser(heads.parameters(), cfg)
     bs = min(cfg["batch_size"], n)
+
+    def batch_loss(idx):
+        idx_t = torch.from_numpy(idx).to(feats.device)
+        views = torch.from_numpy(rng.integers(n_views, size=len(idx))).to(feats.device)
+        img = heads.image(feats[views, idx_t])
+        spot = heads.spot(expr_z[idx_t], pos[idx_t] if pos is not None else None)
+        return clip_loss(img, spot, heads.logit_scale)
+
     history = []
     for epoch in range(cfg["epochs"]):
         heads.train()
-        perm = rng.permutation(n)
-        losses = []
-        for start in range(0, n - bs + 1 if n >= bs else 1, bs):
-            idx = perm[start:start + bs]
-            if len(idx) < 2:
-                continue
-            idx_t = torch.from_numpy(idx).to(feats.device)
-            views = torch.from_numpy(rng.integers(n_views, size=len(idx))).to(feats.device)
-            img = heads.image(feats[views, idx_t])
-            spot = heads.spot(expr_z[idx_t], pos[idx_t] if pos is not None else None)
-            loss = clip_loss(img, spot, heads.logit_scale)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        history.append(_epoch(opt, n, bs, rng, batch_loss))
         sched.step()
-        history.append(float(np.mean(losses)) if losses else float("nan"))
         if progress[1]:
             yield Progress(progress[0] + epoch + 1, progress[1], f"{label}: epoch {epoch + 1}/{cfg['epochs']} "
                            f"loss {history[-1]:.3f}", "train")
@@ -134,32 +151,23 @@ def train_end_to_end_steps(model, patches, expr_z, pos, rng, progress: tuple[int
     cfg = model.cfg
     dev = expr_z.device
     model.backbone.to(dev)
-    params = list(model.heads.parameters()) + list(model.backbone.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"]))
+    opt, sched = _optimiser(list(model.heads.parameters()) + list(model.backbone.parameters()), cfg)
     n = len(patches)
     bs = min(cfg["batch_size"], n)
+
+    def batch_loss(idx):
+        idx_t = torch.from_numpy(idx).to(dev)
+        x = view_batch(patches[idx], int(rng.integers(8)), dev, True, rng)
+        img = model.heads.image(model.backbone(x))
+        spot = model.heads.spot(expr_z[idx_t], pos[idx_t] if pos is not None else None)
+        return clip_loss(img, spot, model.heads.logit_scale)
+
     history = []
     for epoch in range(cfg["epochs"]):
         model.heads.train()
         model.backbone.train()
-        perm = rng.permutation(n)
-        losses = []
-        for s in range(0, n - bs + 1 if n >= bs else 1, bs):
-            idx = perm[s:s + bs]
-            if len(idx) < 2:
-                continue
-            idx_t = torch.from_numpy(idx).to(dev)
-            x = view_batch(patches[idx], int(rng.integers(8)), dev, True, rng)
-            img = model.heads.image(model.backbone(x))
-            spot = model.heads.spot(expr_z[idx_t], pos[idx_t] if pos is not None else None)
-            loss = clip_loss(img, spot, model.heads.logit_scale)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        history.append(_epoch(opt, n, bs, rng, batch_loss))
         sched.step()
-        history.append(float(np.mean(losses)) if losses else float("nan"))
         yield Progress(progress[0] + epoch + 1, progress[1], f"epoch {epoch + 1}/{cfg['epochs']} "
                        f"loss {history[-1]:.3f}", "train")
     model.backbone.eval()
