@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,18 @@ def log_normalised(X) -> np.ndarray:
 def leftovers(folder: Path, before: set[str]) -> set[str]:
     """Names in ``folder`` that were not there before (outputs, ``.partial`` files)."""
     return {p.name for p in Path(folder).iterdir()} - before
+
+
+def longest_gaps(gen) -> dict[str, float]:
+    """Per stage: the longest time between two events of the generator (from its first event on)."""
+    next(gen)
+    gaps: dict[str, float] = {}
+    last = time.perf_counter()
+    try:
+        while True:
+            event = next(gen)
+            now = time.perf_counter()
+            gaps[event.stage] = max(gaps.get(event.stage, 0.0), now - last)
+            last = now
+    except StopIteration:
+        return gaps

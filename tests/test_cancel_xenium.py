@@ -14,10 +14,10 @@ imports in reading / normalising, ~3–4 s), paid in the fixture.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
+
+from _badinput import longest_gaps
 
 CONFIGS = {
     "knn": dict(cv_cells=1000),
@@ -47,21 +47,6 @@ def xenium():
     # models, see the module docstring): paid here, so the phases themselves are measured
     run_to_end(prepare_steps(spatial, reference, None))
     return spatial, reference
-
-
-def longest_gaps(gen) -> dict[str, float]:
-    """Per stage: the longest time between two events of the generator (from its first event on)."""
-    next(gen)
-    gaps: dict[str, float] = {}
-    last = time.perf_counter()
-    try:
-        while True:
-            event = next(gen)
-            now = time.perf_counter()
-            gaps[event.stage] = max(gaps.get(event.stage, 0.0), now - last)
-            last = now
-    except StopIteration:
-        return gaps
 
 
 @pytest.mark.parametrize("method", list(CONFIGS))

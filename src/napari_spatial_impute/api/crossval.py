@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..models import ImputeData, get_imputer
 from ..models.params_spec import validate_params
 from ..progress import ProgressGen, relay, run_to_end
-from .impute import _jsonable, prepare, read_inputs
+from .impute import _jsonable, build_data, read_inputs
 
 
 @dataclass
@@ -97,12 +97,12 @@ def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5
     params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
     dev = resolve_device(device)
     values = {"reference_values": reference_values, "spatial_values": spatial_values}
-    sp_X, sp_names, _, match = read_inputs(spatial, reference, **values)
+    sp_X, sp_names, ref, match = read_inputs(spatial, reference, **values)
     genes = list(match.shared_reference)
     sp_col = {g: i for i, g in enumerate(map(str, sp_names))}
     spatial_col = {r: sp_col[s] for r, s in zip(match.shared_reference, match.shared_spatial)}
     parts = fold_genes(genes, folds, seed)
-    data, _ = prepare(spatial, reference, genes, hold_out=False, **values)  # the reference, normalised once
+    data = run_to_end(build_data(spatial, sp_X, sp_names, ref, match, genes, hold_out=False))  # reference, once
     truth = np.zeros((data.n_cells, len(genes)), np.float32)
     pred = np.zeros_like(truth)
     pos = {g: i for i, g in enumerate(genes)}

@@ -91,6 +91,14 @@ def prepare_steps(spatial, reference, genes: list[str] | None = None, *, hold_ou
     yield Progress(1, 4, "choosing the genes to impute", "prepare")
     targets, how = choose_targets(ref, match, genes, all_genes=all_genes, n_top_genes=n_top_genes)
     match.notes.append(f"targets: {how}")
+    data = yield from build_data(spatial, sp_X, sp_names, ref, match, targets, hold_out=hold_out)
+    return data, match
+
+
+def build_data(spatial, sp_X, sp_names, ref, match: GeneMatch, targets: list[str], *,
+               hold_out: bool = True) -> ProgressGen[ImputeData]:
+    """Normalise the inputs already read by :func:`read_inputs` for ``targets`` (shared + target reference genes
+    kept, sparse when large); with ``hold_out`` targets the spatial side measures are removed from its inputs."""
     yield Progress(2, 4, "normalising the spatial cells", "prepare")
     shared_ref, shared_sp = list(match.shared_reference), list(match.shared_spatial)
     if hold_out:
@@ -120,7 +128,7 @@ def prepare_steps(spatial, reference, genes: list[str] | None = None, *, hold_ou
         constants={"spatial_target_sum": sp_total, "reference_target_sum": ref_total},
         reference_var=ref.var.loc[targets],
     )
-    return data, match
+    return data
 
 
 def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame | None = None,
@@ -213,22 +221,13 @@ def _impute_to_zarr(model, data: ImputeData, spatial, uns: dict, path: Path, ove
         yield from relay(model.predict_into_steps(data, lambda rows, cols, block: writer.write(rows, block, cols),
                                                   chunk), "predict", 30, 100, span=68)
         uns.update(_model_uns(model, t0))
-        _store_uns(writer, {"napari_spatial_impute": uns})
-        writer.close()
+        writer.close(uns={"napari_spatial_impute": uns})
     except BaseException:
         writer.abort()
         raise
     yield Progress(100, 100, f"written to {path}", "write")
     result, _ = open_result(path)
     return result
-
-
-def _store_uns(writer, uns: dict) -> None:
-    import anndata as ad
-    import zarr
-
-    root = zarr.open_group(str(writer.tmp), mode="r+", use_consolidated=False)
-    ad.io.write_elem(root, "uns", uns)
 
 
 def impute(spatial, reference, method: str = "knn", genes: list[str] | None = None, *, seed: int = 0,

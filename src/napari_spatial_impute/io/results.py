@@ -126,8 +126,9 @@ class ResultWriter:
                              "free space or choose another output folder; the partial output was removed.") from err
         self._written += block.size
 
-    def close(self) -> Path:
-        """Check every cell was written, then move the store into place."""
+    def close(self, uns: dict | None = None) -> Path:
+        """Check every cell was written, store ``uns`` (known only at the end, e.g. run time), then move the
+        store into place."""
         import zarr
 
         total = self.shape[0] * self.shape[1]
@@ -136,6 +137,10 @@ class ResultWriter:
             raise RuntimeError(f"only {self._written} of {total} values ({self.shape[0]} cells × {self.shape[1]} "
                                "genes) were written")
         try:
+            if uns is not None:
+                import anndata as ad
+
+                ad.io.write_elem(zarr.open_group(str(self.tmp), mode="r+", use_consolidated=False), "uns", uns)
             zarr.consolidate_metadata(str(self.tmp))
             if self.path.exists():
                 shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
