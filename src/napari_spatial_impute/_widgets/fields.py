@@ -27,3 +27,32 @@ def set_path(field, value) -> None:
 
 def placeholder(field, text: str) -> None:
     field.line_edit.native.setPlaceholderText(text)
+
+
+def fill_devices(combo, remembered: str | None = None):
+    """Offer ``auto`` and ``cpu`` in ``combo`` at once and add the other devices (cuda, mps) from a worker:
+    listing them imports torch, seconds that must not block the dock. ``remembered`` is selected once it is
+    known to exist, unless the user picked something meanwhile. Returns the worker (keep a reference)."""
+    from napari.qt.threading import create_worker
+
+    from ..device import available_devices
+
+    known = ["auto", "cpu"]  # a callable, so napari's reset_choices keeps what the worker found
+    combo.choices = lambda _widget=None: list(known)
+    if remembered in combo.choices:
+        combo.value = remembered
+
+    def _fill(devices: list[str]) -> None:
+        try:
+            untouched = combo.value in ("auto", remembered)
+            known[:] = ["auto", *devices]
+            combo.reset_choices()
+            if untouched and remembered in combo.choices:
+                combo.value = remembered
+        except RuntimeError:  # the widget was closed before the worker returned
+            pass
+
+    worker = create_worker(available_devices)
+    worker.returned.connect(_fill)
+    worker.start()
+    return worker

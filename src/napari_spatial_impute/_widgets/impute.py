@@ -27,7 +27,7 @@ from . import settings
 from ._steps import load_reference_steps, run_steps
 from ._worker import RunsInWorker
 from .colour_by import ColourBy
-from .fields import NO_OUTPUT, PAIRED_REFERENCE, path_or_none, placeholder, set_path
+from .fields import NO_OUTPUT, PAIRED_REFERENCE, fill_devices, path_or_none, placeholder, set_path
 from .gene_picker import GenePicker
 
 if TYPE_CHECKING:
@@ -100,9 +100,8 @@ class ImputeWidget(RunsInWorker, Container):
                                tooltip="auto: chosen per panel · knn: fast baseline · stimpute: gene-graph GNN with "
                                        "reliability · spaim: style transfer (trains per slide, slower)")
         self.picker = GenePicker()
-        self.device = ComboBox(label="Device", choices=self._devices(), tooltip="Only devices that exist here")
-        if remembered["device"] in self.device.choices:
-            self.device.value = remembered["device"]
+        self.device = ComboBox(label="Device", choices=["auto"], tooltip="Only devices that exist here")
+        self._device_worker = fill_devices(self.device, remembered["device"])  # torch is imported off the GUI thread
         self.k = SpinBox(label="Neighbours k", value=30, min=1, max=1000,
                          tooltip="Reference neighbours per cell (knn, stimpute)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
@@ -147,12 +146,6 @@ class ImputeWidget(RunsInWorker, Container):
         self._on_spatial_changed()
 
     # ---- inputs ----------------------------------------------------------------------------------
-    @staticmethod
-    def _devices() -> list[str]:
-        from ..device import available_devices
-
-        return ["auto", *available_devices()]
-
     def _spatial_choices(self, _widget=None) -> list:
         return [ly.name for ly in self.viewer.layers
                 if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None

@@ -18,6 +18,12 @@ import numpy as np
 import pandas as pd
 
 
+def _pixel_size_um(affine) -> float:
+    """Mean µm per pixel (x and y) of a pixel → µm affine (square root of its 2×2 determinant)."""
+    a = np.asarray(affine)
+    return float(np.sqrt(abs(np.linalg.det(a[:2, :2]))))
+
+
 @dataclass
 class SampleImage:
     """One image of a sample: ``data`` (rows, cols[, channels]) or a list of pyramid levels (finest first)."""
@@ -33,8 +39,7 @@ class SampleImage:
     @property
     def pixel_size_um(self) -> float:
         """Mean µm per pixel (x and y) of the finest level."""
-        a = np.asarray(self.affine)
-        return float(np.sqrt(abs(np.linalg.det(a[:2, :2]))))
+        return _pixel_size_um(self.affine)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -54,8 +59,8 @@ class SampleLabels:
 
     @property
     def pixel_size_um(self) -> float:
-        a = np.asarray(self.affine)
-        return float(np.sqrt(abs(np.linalg.det(a[:2, :2]))))
+        """Mean µm per pixel (x and y)."""
+        return _pixel_size_um(self.affine)
 
 
 @dataclass
