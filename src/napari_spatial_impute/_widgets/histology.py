@@ -25,6 +25,7 @@ from magicgui.widgets import (
 )
 
 from ._worker import RunsInWorker
+from .fields import fill_devices
 
 if TYPE_CHECKING:
     import napari
@@ -80,8 +81,9 @@ class HistologyWidget(RunsInWorker, Container):
         self.pixel_size = FloatSpinBox(label="µm per pixel", value=0.0, min=0.0, max=100.0, step=0.01,
                                        tooltip="0 = the training sections' pixel size")
         self.tile_um = FloatSpinBox(label="Tile (µm)", value=100.0, min=10.0, max=2000.0, step=10.0)
-        self.device = ComboBox(label="Device", choices=self._device_choices, value="auto",
+        self.device = ComboBox(label="Device", choices=["auto"], value="auto",
                                tooltip="auto picks a GPU when there is one")
+        self._device_worker = fill_devices(self.device)  # torch is imported off the GUI thread
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
@@ -113,12 +115,6 @@ class HistologyWidget(RunsInWorker, Container):
 
         return [WHOLE_SLIDE] + [ly.name for ly in self.viewer.layers
                                 if isinstance(ly, Points) and ly is not self.output_layer]
-
-    @staticmethod
-    def _device_choices(_w=None) -> list[str]:
-        from ..device import available_devices
-
-        return ["auto", *available_devices()]
 
     def _gene_choices(self, _w=None) -> list[str]:
         return list(self._genes)
