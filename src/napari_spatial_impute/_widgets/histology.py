@@ -199,6 +199,8 @@ class HistologyWidget(RunsInWorker, Container):
         data, kwargs, kind = prediction_layer(prediction, gene, image_scale=scale, image_translate=translate)
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
+        if kind == "image":
+            self.output_layer.colorbar.visible = True  # gene values of the heat map, like the impute results
         self._genes = list(map(str, prediction.var_names))
         self.gene_select.reset_choices()
         self.gene_select.value = gene
