@@ -70,7 +70,16 @@ def widget() -> None:
         assert dock is not None and w is not None
         n_layers = len(viewer.layers)
         assert n_layers >= 1, "the sample opened no layer"
-        print(f"widget OK: napari {napari.__version__}, {type(w).__name__} docked, sample gave {n_layers} layer(s)")
+        # as napari's own event loop does on quit (aboutToQuit -> wait_for_workers_to_quit): let the dock's
+        # background reads (paired reference, device list) finish and deliver before the viewer goes
+        from napari.qt import get_qapp
+        from napari.qt.threading import WorkerBase
+
+        WorkerBase.await_workers(120_000)
+        get_qapp().processEvents()
+        devices = list(w.device.choices) if hasattr(w, "device") else "?"
+        print(f"widget OK: napari {napari.__version__}, {type(w).__name__} docked, sample gave {n_layers} "
+              f"layer(s), devices {devices}")
     finally:
         viewer.close()
 
