@@ -126,6 +126,7 @@ def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMA
     torch.set_num_threads(threads)
     from napari_spatial_impute import load_model
     from napari_spatial_impute.models.stco.slide import TiffSlide, image_size_of
+    from napari_spatial_impute.models.stco.wholeslide import TILE_TTA
 
     t0 = time.perf_counter()
     model = load_model(MODEL_DIR, device="cpu")
@@ -151,10 +152,11 @@ def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMA
     return {"image": image.name, "pixel_size_um": res["pixel_size_um"], "predictor": res["weights"],
             "width": width, "height": height, "tile_um": tile_um,
             "tile_px": float(grid.step), "grid_shape": list(grid.shape), "n_tiles": int(len(res["values"])),
-            "n_genes": len(res["genes"]), "tta": tta if tta is not None else int(model.cfg["tta"]),
+            "n_genes": len(res["genes"]), "tta": tta if tta is not None else TILE_TTA,
             "model_tta": int(model.cfg["tta"]), "seconds": wall, "cpu_seconds": cpu, "load_seconds": t_load,
             "stage_seconds": stages, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
             "rss_after_load_gb": rss_after_load, "threads": torch.get_num_threads(),
+            "load_average_1min_end": os.getloadavg()[0],
             "finite": bool(np.isfinite(res["values"]).all())}
 
 

@@ -15,6 +15,7 @@ import copy
 import hashlib
 import math
 import os
+import weakref
 
 import numpy as np
 
@@ -51,6 +52,25 @@ def fold_batchnorm(model):
             b._bn2 = fold(b._project_conv, b._bn2)
         fused._bn1 = fold(fused._conv_head, fused._bn1)
     return fused.to(memory_format=torch.channels_last)
+
+
+_INFERENCE_COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def inference_net(backbone, device):
+    """:func:`fold_batchnorm` of ``backbone`` on ``device``, in eval mode, made once and reused while the
+    backbone's parameters and buffers are unchanged (whole-slide prediction asks for it once per block)."""
+    state = tuple((t.data_ptr(), t._version) for t in (*backbone.parameters(), *backbone.buffers()))
+    key = (str(device), state)
+    cached = _INFERENCE_COPIES.get(backbone)
+    if cached is not None and cached[0] == key:
+        return cached[1].eval()
+    net = fold_batchnorm(backbone).to(device).eval()
+    try:
+        _INFERENCE_COPIES[backbone] = (key, net)
+    except TypeError:  # not weak-referenceable: no reuse
+        pass
+    return net
 
 
 def _view_rng(view: int, patches: np.ndarray) -> np.random.Generator:
@@ -97,7 +117,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
                 return out
             except (OSError, ValueError):
                 pass
-    net = fold_batchnorm(backbone).to(device).eval()
+    net = inference_net(backbone, device)
     n = len(patches)
     out = None
     total = max(1, len(views) * math.ceil(n / batch))

@@ -149,15 +149,18 @@ def _resize(patch: np.ndarray, out_px: int) -> np.ndarray:
     return np.asarray(Image.fromarray(patch).resize((out_px, out_px), Image.BILINEAR))
 
 
-def crop_patches(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, out_px: int) -> np.ndarray:
-    """Square crops of ``size_px`` (in ``arr`` pixels) centred on (x, y) points, resized to ``out_px``;
-    parts outside the image are white."""
+def crop_patches(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, out_px: int,
+                 origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Square crops of ``size_px`` pixels centred on (x, y) points, resized to ``out_px``; parts outside
+    ``arr`` are white. ``arr`` is the window of an image starting at integer pixel ``origin`` (x, y), the
+    points are in that image's pixels, so a crop from a window equals the crop from the whole image."""
     h, w = arr.shape[:2]
     half = size_px / 2.0
     n_side = max(1, int(round(size_px)))
     out = np.empty((len(centres_xy), out_px, out_px, 3), np.uint8)
+    ox, oy = int(origin[0]), int(origin[1])
     for i, (x, y) in enumerate(np.asarray(centres_xy, dtype=np.float64)):
-        x0, y0 = int(round(x - half)), int(round(y - half))
+        x0, y0 = int(round(x - half)) - ox, int(round(y - half)) - oy
         patch = np.full((n_side, n_side, 3), 255, np.uint8)
         sx0, sy0 = max(0, x0), max(0, y0)
         sx1, sy1 = min(w, x0 + n_side), min(h, y0 + n_side)
@@ -194,14 +197,15 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     tissue, the sign of an image from another section.
     """
     centres_xy = np.asarray(centres_xy, dtype=np.float64)
-    width, height = image_size(image)
+    slide = _tiff_slide(image)
+    width, height = (slide.width, slide.height) if slide is not None else image_size(image)
     check_spots_in_image(centres_xy, width, height)
     key = None
     if use_cache and not isinstance(image, np.ndarray):
         h = hashlib.sha1()
         h.update(_file_hash(Path(image)).encode())
         h.update(np.round(centres_xy, 3).tobytes())
-        h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|v1".encode())
+        h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'v1' if slide is None else 'tiff-v2'}".encode())
         key = cache_dir("patches") / f"{h.hexdigest()}.npz"
         if key.is_file():
             with np.load(key) as z:
@@ -213,11 +217,18 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     reduce = 1
     while reduce * 2 <= size_full / out_px:
         reduce *= 2
-    arr, factor = load_rgb(image, reduce)
-    patches = crop_patches(arr, centres_xy / factor, size_full / factor, out_px)
     from .tiling import tissue_mask
 
-    mask, mscale = tissue_mask(arr, factor)
+    if slide is not None:  # a TIFF: only the tiles / strips under the spots are read (pyramid level if any)
+        try:
+            patches = region_patches(slide, centres_xy, size_full, out_px, reduce)
+            mask, mscale = tissue_mask(*slide.overview(1024))
+        finally:
+            slide.close()
+    else:
+        arr, factor = load_rgb(image, reduce)
+        patches = crop_patches(arr, centres_xy / factor, size_full / factor, out_px)
+        mask, mscale = tissue_mask(arr, factor)
     iy = np.clip((centres_xy[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
     ix = np.clip((centres_xy[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
     on_tissue = mask[iy, ix]
@@ -229,6 +240,28 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     if check_tissue:
         _warn_off_tissue(on_tissue)
     return patches
+
+
+def _tiff_slide(image):
+    """A :class:`~.slide.TiffSlide` for a TIFF path tifffile can read region by region, else None."""
+    from .slide import TIFF_SUFFIXES, TiffSlide, open_slide
+
+    if isinstance(image, np.ndarray) or not str(image).lower().endswith(TIFF_SUFFIXES):
+        return None
+    slide = open_slide(image)
+    return slide if isinstance(slide, TiffSlide) else None
+
+
+def region_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
+                   block_px: float = 2048.0) -> np.ndarray:
+    """Patches of ``size_full`` full-res pixels around ``centres_xy`` from a :class:`~.slide.Slide`, read block
+    by block (squares of ``block_px`` full-res pixels plus half a patch), never whole; in the input order."""
+    from .wholeslide import blocks_of, cut_patches
+
+    out = np.empty((len(centres_xy), out_px, out_px, 3), np.uint8)
+    for idx in blocks_of(centres_xy, max(block_px, 2 * size_full)):
+        out[idx] = cut_patches(slide, centres_xy[idx], size_full, out_px, reduce)
+    return out
 
 
 def _warn_off_tissue(on_tissue: np.ndarray) -> None:

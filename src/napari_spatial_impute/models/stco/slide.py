@@ -19,6 +19,8 @@ from ...errors import InputError
 from .patches import as_rgb, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
+#: the extra that installs imagecodecs (compressed TIFF tiles), named in the error when it is missing
+CODECS_EXTRA = "wsi"
 #: pixel sizes a file may state that are taken as they are (µm/px); others are ignored with a warning
 PIXEL_SIZE_NOTE = (0.05, 20.0)
 
@@ -150,6 +152,13 @@ class TiffSlide(Slide):
                              "give an RGB (brightfield) H&E TIFF.")
         self.height, self.width = base.imagelength, base.imagewidth
         self.pixel_size_um = tiff_pixel_size_um(self.tif)
+        for page in self.levels:
+            missing = missing_codec(page)
+            if missing:
+                self.tif.close()
+                raise InputError(f"{self.path.name}: {missing} (the TIFF's tiles cannot be decoded).",
+                                 f'install the TIFF codecs: pip install "napari-spatial-impute[{CODECS_EXTRA}]" '
+                                 "(or pip install imagecodecs).")
 
     def close(self) -> None:
         self.tif.close()
@@ -177,6 +186,8 @@ class TiffSlide(Slide):
             th, tw = page.rowsperstrip or page.imagelength, page.imagewidth
         per_row = math.ceil(page.imagewidth / tw)
         fh = self.tif.filehandle
+        # built before seeking: for JPEG tiles, building the decoder reads the file (moves its position)
+        decode, tables = page.decode, page.jpegtables
         for ty in range(y0 // th, (y1 - 1) // th + 1):
             for tx in range(x0 // tw, (x1 - 1) // tw + 1):
                 index = ty * per_row + tx
@@ -187,7 +198,7 @@ class TiffSlide(Slide):
                     out[a - y0:b - y0, c - x0:d - x0] = 255
                     continue
                 fh.seek(page.dataoffsets[index])
-                seg, _, shape = page.decode(fh.read(count), index, jpegtables=page.jpegtables)
+                seg, _, shape = decode(fh.read(count), index, jpegtables=tables)
                 seg = np.asarray(seg).reshape(shape[-3], shape[-2], shape[-1])
                 out[a - y0:b - y0, c - x0:d - x0] = seg[a - sy:b - sy, c - sx:d - sx]
         return out
@@ -215,6 +226,21 @@ class TiffSlide(Slide):
         rows = [as_rgb(self._read_page(page, 0, y, page.imagewidth, min(y + band, page.imagelength)),
                        self.path.name)[::step, ::step] for y in range(0, page.imagelength, band)]
         return np.concatenate(rows, axis=0), fac * step
+
+
+def missing_codec(page) -> str | None:
+    """Why tifffile cannot decode ``page``'s compression / predictor here (scanners write JPEG, JPEG 2000 or
+    LZW tiles, which need imagecodecs), or None."""
+    import tifffile
+
+    try:
+        if page.compression != 1:
+            tifffile.TIFF.DECOMPRESSORS[page.compression]
+        if page.predictor != 1:
+            tifffile.TIFF.UNPREDICTORS[page.predictor]
+    except KeyError as err:
+        return str(err.args[0]) if err.args else repr(err)
+    return None
 
 
 def tiff_pixel_size_um(tif) -> float | None:

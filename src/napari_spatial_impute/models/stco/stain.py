@@ -33,9 +33,18 @@ DEFAULT_MAX_CONC = np.array([1.9705, 1.0308])
 STAIN_METHODS = ("macenko", "none")
 
 
+def _od(values: np.ndarray) -> np.ndarray:
+    return -np.log((np.asarray(values, np.float32) + 1.0) / 256.0)
+
+
+#: OD of every uint8 value (the same float32 numbers as computing it pixel by pixel)
+_OD_LUT = _od(np.arange(256, dtype=np.uint8))
+
+
 def optical_density(rgb_u8: np.ndarray) -> np.ndarray:
-    """OD = −ln((I + 1) / 256) per channel, float32, same shape."""
-    return -np.log((np.asarray(rgb_u8, np.float32) + 1.0) / 256.0)
+    """OD = −ln((I + 1) / 256) per channel, float32, same shape (a table look-up for uint8)."""
+    rgb_u8 = np.asarray(rgb_u8)
+    return _OD_LUT[rgb_u8] if rgb_u8.dtype == np.uint8 else _od(rgb_u8)
 
 
 def from_optical_density(od: np.ndarray) -> np.ndarray:
@@ -105,8 +114,9 @@ def normalize_stains(images_u8: np.ndarray, source: StainEstimate | None, refere
     out = np.empty_like(images_u8)
     flat_in = images_u8.reshape(-1, *images_u8.shape[-3:]) if images_u8.ndim >= 3 else images_u8
     flat_out = out.reshape(flat_in.shape)
-    for s in range(0, len(flat_in), chunk):
-        flat_out[s:s + chunk] = from_optical_density(optical_density(flat_in[s:s + chunk]) @ mix)
+    for s in range(0, len(flat_in), chunk):  # (pixels, 3) @ (3, 3): one BLAS product per chunk
+        block = flat_in[s:s + chunk]
+        flat_out[s:s + chunk] = from_optical_density(optical_density(block).reshape(-1, 3) @ mix).reshape(block.shape)
     return out
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, run_to_end
-from .patches import check_pixel_size, check_spots_in_image, crop_patches
+from .patches import check_pixel_size, check_spots_in_image, crop_patches, region_patches
 from .slide import PIXEL_SIZE_NOTE, DecodedSlide, open_slide
 from .tiling import make_grid, tissue_mask
 
@@ -46,7 +46,7 @@ def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, re
     x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
     x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
     region, factor, origin = slide.read(x0, y0, x1, y1, reduce)
-    return crop_patches(region, centres_xy / factor - np.asarray(origin, float), size_full / factor, out_px)
+    return crop_patches(region, centres_xy / factor, size_full / factor, out_px, origin)
 
 
 def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spots_xy=None, tile_um: float = 100.0,
@@ -102,10 +102,7 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
         from .stain import estimate_stains
 
         picked = centres[np.unique(np.linspace(0, len(centres) - 1, min(stain_sample, len(centres))).astype(int))]
-        sample = np.empty((len(picked), cfg["patch_px"], cfg["patch_px"], 3), np.uint8)
-        for b in blocks_of(picked, max(block_px, 2 * size_full)):  # read by block, kept in a fixed order
-            sample[b] = cut_patches(slide, picked[b], size_full, cfg["patch_px"], reduce)
-        source = estimate_stains(sample)
+        source = estimate_stains(region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px))
     values = np.empty((len(centres), len(model.genes)), np.float32)
     weights = model.weights
     for bi, idx in enumerate(blocks):

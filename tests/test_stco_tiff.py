@@ -1,0 +1,113 @@
+"""TIFF H&E for STco (issue 14) on a real her2st crop: training / evaluation patches of a TIFF section are read
+region by region and equal those of the whole image; compressed tiles (JPEG, as scanners write them) decode with
+imagecodecs, and without it the error names the extra to install."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_dataset
+
+
+@pytest.fixture(scope="module")
+def crop():
+    """A 2048 × 2048 px crop of her2st C6 (0.687 µm/px) and its spot centres inside the crop."""
+    from PIL import Image
+
+    from napari_spatial_impute.io import read_st_section
+
+    root = shared_dataset("her2st_subset")
+    c6 = read_st_section(root / "ST-cnts/C6.tsv.gz", root / "ST-spotfiles/C6_selection.tsv",
+                         root / "ST-imgs/C6_5714_HE_BT_E2.jpg")
+    xy = c6.obsm["spatial_px"]
+    x0, y0 = (np.median(xy, axis=0) - 1024).astype(int)
+    Image.MAX_IMAGE_PIXELS = None
+    with Image.open(c6.uns["histology"]["image"]) as im:
+        arr = np.asarray(im.crop((x0, y0, x0 + 2048, y0 + 2048)).convert("RGB"))
+    local = xy - [x0, y0]
+    inside = ((local > 150) & (local < 2048 - 150)).all(axis=1)
+    assert inside.sum() > 20
+    return arr, local[inside], float(c6.uns["histology"]["pixel_size_um"])
+
+
+@pytest.mark.parametrize("out_px", [112, 32])  # read at full resolution / at 1/4 (strided, as the whole read)
+def test_tiff_section_patches_are_read_by_region_and_equal_the_whole_read(crop, tmp_path, monkeypatch, out_px):
+    import tifffile
+
+    from napari_spatial_impute.models.stco import slide as slide_mod
+    from napari_spatial_impute.models.stco.patches import section_patches
+
+    arr, xy, px = crop
+    path = tmp_path / "c6.tif"
+    tifffile.imwrite(path, arr, tile=(256, 256), compression="zlib", photometric="rgb")
+    regions = []
+    real_read = slide_mod.TiffSlide.read
+
+    def spy(self, *args, **kwargs):
+        out = real_read(self, *args, **kwargs)
+        regions.append(self.regions[-1])
+        return out
+
+    monkeypatch.setattr(slide_mod.TiffSlide, "read", spy)
+    whole = section_patches(arr, xy, px, patch_um=150, out_px=out_px, use_cache=False,
+                            check_tissue=False)
+    tiled = section_patches(path, xy, px, patch_um=150, out_px=out_px, use_cache=False,
+                            check_tissue=False)
+    np.testing.assert_array_equal(tiled, whole)
+    # one block of spots here: the window around them (plus half a patch), not the whole image
+    assert regions and all(x1 - x0 < 2048 and y1 - y0 < 2048 for x0, y0, x1, y1 in regions)
+
+
+def test_tiff_patches_reads_stay_local(crop, tmp_path):
+    import tifffile
+
+    from napari_spatial_impute.models.stco.patches import region_patches
+    from napari_spatial_impute.models.stco.slide import TiffSlide
+
+    arr, xy, px = crop
+    path = tmp_path / "c6.tif"
+    tifffile.imwrite(path, arr, tile=(256, 256), compression="zlib", photometric="rgb")
+    slide = TiffSlide(path)
+    size = 150 / px
+    got = region_patches(slide, xy, size, 64, 2, block_px=512)
+    slide.close()
+    assert max(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in slide.regions) <= 512 + size + 4
+    from napari_spatial_impute.models.stco.patches import crop_patches
+
+    np.testing.assert_array_equal(got, crop_patches(arr[::2, ::2], xy / 2, size / 2, 64))
+
+
+def test_compressed_tiff_tiles_decode_or_name_the_extra(crop, tmp_path, monkeypatch):
+    import tifffile
+
+    from napari_spatial_impute.errors import InputError
+    from napari_spatial_impute.models.stco.slide import CODECS_EXTRA, TiffSlide, open_slide
+
+    arr = crop[0][:1024, :1024]
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        imagecodecs = None
+    if imagecodecs is not None:  # what a scanner writes: JPEG tiles (YCbCr)
+        path = tmp_path / "jpeg.tif"
+        tifffile.imwrite(path, arr, tile=(256, 256), compression="jpeg", photometric="rgb")
+        slide = TiffSlide(path)
+        got, factor, origin = slide.read(100, 200, 700, 900)
+        ref = tifffile.imread(path)
+        slide.close()
+        assert factor == 1 and origin == (100, 200)
+        np.testing.assert_array_equal(got, ref[200:900, 100:700])
+        assert np.abs(got.astype(int) - arr[200:900, 100:700]).mean() < 6  # lossy, close
+    path = tmp_path / "zlib.tif"
+    tifffile.imwrite(path, arr, tile=(256, 256), compression="zlib", photometric="rgb")
+
+    class NoCodecs(dict):
+        def __getitem__(self, key):
+            raise KeyError(f"<COMPRESSION.{key}> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", NoCodecs())
+    with pytest.raises(InputError) as err:
+        open_slide(path)
+    text = str(err.value) + " " + str(getattr(err.value, "hint", ""))
+    assert "imagecodecs" in text and f"napari-spatial-impute[{CODECS_EXTRA}]" in text and "zlib.tif" in text
