@@ -138,3 +138,44 @@ def test_prediction_of_a_cell_subset_equals_those_rows(osmfish):
     whole = model.predict(data)
     rows = slice(100, 400)
     np.testing.assert_allclose(model.predict(data.subset_cells(rows)), whole[rows], rtol=1e-5, atol=1e-5)
+
+
+def test_prediction_fast_paths_equal_the_full_computation(osmfish):
+    """Prediction gathers node features gene-major (fraction expressed from the zero z-value) and runs the GNN
+    only on the genes the targets need: the same values as node_features + the full GNN at the targets."""
+    import torch
+
+    from napari_spatial_impute.models.stimpute.features import GeneMajorReference, node_features
+    from napari_spatial_impute.models.stimpute.network import sparse_adjacency
+    from napari_spatial_impute.models.stimpute.prediction import GraphRows
+
+    spatial, reference = osmfish
+    data, _ = nsi.prepare(spatial, reference, ["Gad2", "Vip", "Sox10"])
+    model = STImputer(device="cpu", **TINY).fit(data)
+    ref_z = torch.from_numpy((model.reference_log_ - model.ref_mean_) / model.ref_sd_)
+    ref_on = torch.from_numpy((model.reference_log_ > 0).astype(np.float32))
+    rng = np.random.default_rng(0)
+    idx = torch.from_numpy(rng.integers(0, ref_z.shape[0], (40, model.k)))
+    w = torch.rand(40, model.k, generator=torch.Generator().manual_seed(0))
+    w = w / w.sum(1, keepdim=True)
+    full = node_features(ref_z, ref_on, idx, w)
+    out_cols = np.array([model.genes_.index(g) for g in ["Sox10", "Gad2", "Vip"]])  # not in graph order
+    rows = GraphRows(model.graph_.edge_index, model.graph_.edge_weight, len(model.genes_), out_cols, "cpu")
+    fast = GeneMajorReference(ref_z, ref_on, rows.genes[0])
+    assert fast.zero_z is not None  # log counts: every expressed value lies above the zero
+    sub = torch.from_numpy(rows.genes[0])
+    assert torch.equal(fast.features(idx, w), full[sub])
+    zero_rows = np.flatnonzero(model.reference_log_[:, 0] == 0)
+    assert len(zero_rows) > 1
+    odd_on = ref_on.clone()
+    odd_on[zero_rows[0], 0] = 1.0  # a zero marked expressed: the on/off matrix is gathered instead
+    slow = GeneMajorReference(ref_z, odd_on)
+    assert slow.zero_z is None
+    assert torch.equal(slow.features(idx, w), node_features(ref_z, odd_on, idx, w))
+    adj = sparse_adjacency(torch.from_numpy(model.graph_.edge_index), torch.from_numpy(model.graph_.edge_weight),
+                           len(model.genes_))
+    with torch.inference_mode():
+        want = model.gnn_(full, adj)[torch.from_numpy(out_cols)]
+        got = rows.forward(model.gnn_, fast.features(idx, w))
+    assert got.shape == (3, 40)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
