@@ -9,6 +9,9 @@ Stages (each appends to benchmarks/out/generalisation.json; the markdown tables 
   blur σ = 2 px, 0.5× resolution), for every variant and the bundle's baselines (its feature kNN and colour
   ridge, unblended), seeds 0–2: mean ± sd, train and predict seconds.
 * ``loso``    — leave-one-section-out within C2–C6 with the defaults (seed 0).
+* ``context-select`` / ``context-final`` — the multi-scale context idea (``context=2``: a 300 µm patch's
+  features beside the 150 µm patch's) against the default: LOSO within C2–C5, then C6 with seeds 0–2;
+  ``context-select:default`` runs one arm.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generalisation.py select final loso
 Features are cached (NAPARI_SPATIAL_IMPUTE_CACHE, default the user cache): the first stage pays for them.
@@ -195,6 +198,49 @@ def stage_loso(secs) -> dict:
     return results
 
 
+CONTEXT_ARMS = {"default": {}, "context 2x": {"context": 2.0}}
+
+
+def stage_context_select(secs, arms=None) -> dict:
+    """Multi-scale context (a 2× patch beside the patch) against the default, LOSO within C2–C5, seed 0."""
+    inner = ["C2", "C3", "C4", "C5"]
+    results = {}
+    for name in arms or list(CONTEXT_ARMS):
+        per_fold, contrastive = {}, {}
+        for held in inner:
+            model, t_train = train(secs, [s for s in inner if s != held], 0, CONTEXT_ARMS[name])
+            m = evaluate(model, secs[held])
+            per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
+            print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
+                  flush=True)
+        results[name] = {"model": float(np.mean(list(per_fold.values()))),
+                         "contrastive": float(np.mean(list(contrastive.values()))), "per_fold": per_fold,
+                         "per_fold_contrastive": contrastive}
+        save(f"context_select_{name}", results[name])
+    print("\n| arm (LOSO within C2–C5, seed 0) | model top-50 | contrastive | " + " | ".join(inner) + " |")
+    print("|---|---|---|" + "---|" * len(inner))
+    for name, r in results.items():
+        print(f"| {name} | {r['model']:.3f} | {r['contrastive']:.3f} | "
+              + " | ".join(f"{r['per_fold'][h]:.3f}" for h in inner) + " |")
+    return results
+
+
+def stage_context_final(secs, arms=None, seeds=(0, 1, 2)) -> dict:
+    """Train C2–C5 → C6 (unperturbed), seeds 0–2, per arm."""
+    results = {}
+    for name in arms or list(CONTEXT_ARMS):
+        runs = []
+        for seed in seeds:
+            model, t_train = train(secs, ["C2", "C3", "C4", "C5"], seed, CONTEXT_ARMS[name])
+            runs.append(evaluate(model, secs["C6"]) | {"train_s": t_train, "weights": model.weights})
+            print(name, seed, round(runs[-1]["pcc_mean_top50"], 3), f"{t_train:.0f}s", flush=True)
+        results[name] = runs
+        save(f"context_final_{name}", runs)
+        print(f"| {name} | {_ms([r['pcc_mean_top50'] for r in runs])} "
+              f"| {_ms([r['pcc_mean_top50_contrastive'] for r in runs])} |", flush=True)
+    return results
+
+
 def main(argv: list[str]) -> int:
     import torch
 
@@ -206,7 +252,11 @@ def main(argv: list[str]) -> int:
     stages = argv or ["select", "final", "loso"]
     for stage in stages:
         t0 = time.perf_counter()
-        {"select": stage_select, "final": stage_final, "loso": stage_loso}[stage](secs)
+        stage, _, arms = stage.partition(":")  # context-select:default,context 2x runs those arms only
+        arms = [a for a in arms.split(",") if a] or None
+        {"select": stage_select, "final": stage_final, "loso": stage_loso,
+         "context-select": lambda s, a=arms: stage_context_select(s, a),
+         "context-final": lambda s, a=arms: stage_context_final(s, a)}[stage](secs)
         print(f"[{stage}: {time.perf_counter() - t0:.0f} s]", flush=True)
     return 0
 

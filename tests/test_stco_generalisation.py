@@ -250,3 +250,27 @@ def test_user_vit_state_dict_backbone(synthetic, tmp_path):
     patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches, xy_um=xy)),
                                run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)
+
+
+def test_context_patches_travel_with_the_bundle(synthetic, backbone_file, tmp_path):
+    """``context=2``: a 2× patch around each spot beside the patch (channels 3–5), its features concatenated;
+    the bundle keeps it, and whole-image prediction at the spots agrees with the section prediction."""
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.progress import run_to_end
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
+                                **{**SMALL, "context": 2.0, "validation": "none"})
+        patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+        from_image = model.predict_image(synthetic[2].uns["histology"]["image"], PX_UM,
+                                         spots_xy=synthetic[2].obsm["spatial_px"])
+    assert patches.shape[-1] == 6 and model.knn_features.shape[1] == 2 * model.backbone.out_dim
+    model.save(tmp_path / "bundle")
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    assert loaded.cfg["context"] == 2.0
+    by_section = run_to_end(model.predict_patches_steps(patches))
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
+    # the context patch is cut at another JPEG/array reduction per section than per block: close, not equal
+    assert np.isfinite(from_image["values"]).all()
+    assert np.corrcoef(from_image["values"].ravel(), by_section.ravel())[0, 1] > 0.9

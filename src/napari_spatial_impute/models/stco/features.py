@@ -93,7 +93,13 @@ def view_batch(patches_u8: np.ndarray, view: int, device, augment: bool, rng=Non
     if augment and view > 0:
         from .stain import stain_augment
 
-        patches_u8 = stain_augment(patches_u8, rng)
+        if patches_u8.shape[-1] > 3:  # patch + context: the same re-staining draws for both
+            state = copy.deepcopy(rng.bit_generator.state)
+            first = stain_augment(patches_u8[..., :3], rng)
+            rng.bit_generator.state = state
+            patches_u8 = np.concatenate([first, stain_augment(patches_u8[..., 3:], rng)], axis=-1)
+        else:
+            patches_u8 = stain_augment(patches_u8, rng)
     x = to_tensor(patches_u8, device)
     if view % 8 >= 4:
         x = torch.flip(x, dims=(3,))
@@ -127,7 +133,12 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
             rng = _view_rng(view, patches) if augment else None
             for sl in iter_chunks(n, batch):
                 x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
-                f = net(x).float().cpu().numpy()
+                if x.shape[1] > 3:  # patch + context patch: their features side by side
+                    x = torch.cat([net(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
+                                   for i in range(0, x.shape[1], 3)], dim=1)
+                    f = x.float().cpu().numpy()
+                else:
+                    f = net(x).float().cpu().numpy()
                 if out is None:
                     out = np.empty((len(views), n, f.shape[1]), np.float32)
                 out[vi, sl] = f

@@ -41,11 +41,13 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
-                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto")
+                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=0.0)
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
 #: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
-#: (the validated blend) or one of "contrastive", "feature_knn", "colour_ridge". Defaults were chosen by
+#: (the validated blend) or one of "contrastive", "feature_knn", "colour_ridge". ``context``: > 1 adds a
+#: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
+#: concatenated to the patch's; frozen backbones only), 0 = none. Defaults were chosen by
 #: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
 PREDICTORS = ("auto", "contrastive", "feature_knn", "colour_ridge")
@@ -85,6 +87,10 @@ class STco:
         for key, allowed in checks.items():
             if key in params and params[key] not in allowed:
                 raise InputError(f"Unknown {key} {params[key]!r}.", f"use one of {', '.join(allowed)}.")
+        ctx = params.get("context", 0.0)
+        if not isinstance(ctx, (int, float)) or not (ctx == 0 or 1.0 < ctx <= 8.0):
+            raise InputError(f"context {ctx!r} is not valid.",
+                             "use 0 (no context patch) or a factor in (1, 8], e.g. 2.")
         self.cfg = {**DEFAULTS, **params}
         self.requested_genes = list(genes) if genes is not None else None
         self.seed = int(seed)
@@ -164,6 +170,10 @@ class STco:
                          section_name(adata))
         patches = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"],
                                   out_px=self.cfg["patch_px"], check_tissue=check_tissue)
+        if self.cfg["context"]:  # channels 3–5: the context patch
+            wide = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"] * self.cfg["context"],
+                                   out_px=self.cfg["patch_px"], check_tissue=False)
+            patches = np.concatenate([patches, wide], axis=-1)
         return patches, xy_um
 
     def normalise(self, patches: np.ndarray, source=None) -> np.ndarray:
@@ -223,7 +233,7 @@ class STco:
         n_folds = (len(sections) if cfg["validation"] == "loso" else 1) if validate else 0
         feat_total = len(sections) if self.frozen else 0
         total = feat_total + n_folds + cfg["epochs"] + 1
-        colour = colour_texture_features(patches)
+        colour = colour_texture_features(patches[..., :3])
         self.ridge = Ridge().fit(colour, expr)
         if self.frozen:
             feats = []
@@ -242,6 +252,8 @@ class STco:
             self.heads, self.history = yield from train_heads_steps(feats, expr_z, pos_t, cfg, self.seed,
                                                                     progress=(feat_total + n_folds, total))
         else:
+            if cfg["context"]:
+                raise InputError("Context patches need a frozen backbone.", "set context=0, or finetune=False.")
             self.heads = build_heads(self.backbone.out_dim, len(self.genes), cfg).to(dev)
             self.history = yield from train_end_to_end_steps(self, patches, expr_z, pos_t, rng, (0, total))
         if cfg["predictor"] != "auto":
@@ -304,7 +316,7 @@ class STco:
             if "feature_knn" in wanted:
                 out["feature_knn"] = knn_predict(self.knn_features, self.bank_expr, feats[0], self.cfg["knn_k"])
         if "colour_ridge" in wanted:
-            out["colour_ridge"] = self.ridge.predict(colour_texture_features(patches))
+            out["colour_ridge"] = self.ridge.predict(colour_texture_features(patches[..., :3]))
         return out
 
     def combine(self, parts: dict[str, np.ndarray], xy_um: np.ndarray | None = None) -> np.ndarray:

@@ -253,14 +253,14 @@ def _tiff_slide(image):
 
 
 def region_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
-                   block_px: float = 2048.0) -> np.ndarray:
+                   block_px: float = 2048.0, context: float = 0.0) -> np.ndarray:
     """Patches of ``size_full`` full-res pixels around ``centres_xy`` from a :class:`~.slide.Slide`, read block
     by block (squares of ``block_px`` full-res pixels plus half a patch), never whole; in the input order."""
     from .wholeslide import blocks_of, cut_patches
 
-    out = np.empty((len(centres_xy), out_px, out_px, 3), np.uint8)
-    for idx in blocks_of(centres_xy, max(block_px, 2 * size_full)):
-        out[idx] = cut_patches(slide, centres_xy[idx], size_full, out_px, reduce)
+    out = np.empty((len(centres_xy), out_px, out_px, 6 if context else 3), np.uint8)
+    for idx in blocks_of(centres_xy, max(block_px, 2 * size_full * max(1.0, context))):
+        out[idx] = cut_patches(slide, centres_xy[idx], size_full, out_px, reduce, context)
     return out
 
 

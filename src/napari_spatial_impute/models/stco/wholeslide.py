@@ -40,13 +40,19 @@ def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
     return np.split(order, cuts)
 
 
-def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int) -> np.ndarray:
-    """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read."""
-    half = size_full / 2 + 1
+def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
+                context: float = 0.0) -> np.ndarray:
+    """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read; with
+    ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5."""
+    half = size_full * max(1.0, context) / 2 + 1
     x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
     x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
     region, factor, origin = slide.read(x0, y0, x1, y1, reduce)
-    return crop_patches(region, centres_xy / factor, size_full / factor, out_px, origin)
+    out = crop_patches(region, centres_xy / factor, size_full / factor, out_px, origin)
+    if context:
+        wide = crop_patches(region, centres_xy / factor, size_full * context / factor, out_px, origin)
+        out = np.concatenate([out, wide], axis=-1)
+    return out
 
 
 def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spots_xy=None, tile_um: float = 100.0,
@@ -96,17 +102,18 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
         iy = np.clip((centres[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
         ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
         _warn_off_tissue(mask[iy, ix])
-    blocks = blocks_of(centres, max(block_px, 2 * size_full))
+    blocks = blocks_of(centres, max(block_px, 2 * size_full * max(1.0, cfg["context"])))
     source = None
     if model.stain_reference is not None:
         from .stain import estimate_stains
 
         picked = centres[np.unique(np.linspace(0, len(centres) - 1, min(stain_sample, len(centres))).astype(int))]
-        source = estimate_stains(region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px))
+        source = estimate_stains(region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px,
+                                                cfg["context"]))
     values = np.empty((len(centres), len(model.genes)), np.float32)
     weights = model.weights
     for bi, idx in enumerate(blocks):
-        patches = cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce)
+        patches = cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"])
         parts = run_to_end(model.predict_parts_steps(patches, tta, source=source))
         values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
         yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
