@@ -11,7 +11,7 @@ Stages (each appends to benchmarks/out/generalisation.json; the markdown tables 
 * ``loso``    — leave-one-section-out within C2–C6 with the defaults (seed 0).
 * ``context-select`` / ``context-final`` — the multi-scale context idea (``context=2``: a 300 µm patch's
   features beside the 150 µm patch's) against the default: LOSO within C2–C5, then C6 with seeds 0–2;
-  ``context-select:default`` runs one arm.
+  ``context-select:default`` runs one arm, ``context-select@1`` with seed 1.
 
 Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_generalisation.py select final loso
 Features are cached (NAPARI_SPATIAL_IMPUTE_CACHE, default the user cache): the first stage pays for them.
@@ -201,14 +201,14 @@ def stage_loso(secs) -> dict:
 CONTEXT_ARMS = {"default": {}, "context 2x": {"context": 2.0}}
 
 
-def stage_context_select(secs, arms=None) -> dict:
-    """Multi-scale context (a 2× patch beside the patch) against the default, LOSO within C2–C5, seed 0."""
+def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
+    """Multi-scale context (a 2× patch beside the patch) against the default, LOSO within C2–C5."""
     inner = ["C2", "C3", "C4", "C5"]
     results = {}
     for name in arms or list(CONTEXT_ARMS):
         per_fold, contrastive = {}, {}
         for held in inner:
-            model, t_train = train(secs, [s for s in inner if s != held], 0, CONTEXT_ARMS[name])
+            model, t_train = train(secs, [s for s in inner if s != held], seed, CONTEXT_ARMS[name])
             m = evaluate(model, secs[held])
             per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
             print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
@@ -216,8 +216,8 @@ def stage_context_select(secs, arms=None) -> dict:
         results[name] = {"model": float(np.mean(list(per_fold.values()))),
                          "contrastive": float(np.mean(list(contrastive.values()))), "per_fold": per_fold,
                          "per_fold_contrastive": contrastive}
-        save(f"context_select_{name}", results[name])
-    print("\n| arm (LOSO within C2–C5, seed 0) | model top-50 | contrastive | " + " | ".join(inner) + " |")
+        save(f"context_select_{name}_seed{seed}", results[name])
+    print(f"\n| arm (LOSO within C2–C5, seed {seed}) | model top-50 | contrastive | " + " | ".join(inner) + " |")
     print("|---|---|---|" + "---|" * len(inner))
     for name, r in results.items():
         print(f"| {name} | {r['model']:.3f} | {r['contrastive']:.3f} | "
@@ -253,9 +253,10 @@ def main(argv: list[str]) -> int:
     for stage in stages:
         t0 = time.perf_counter()
         stage, _, arms = stage.partition(":")  # context-select:default,context 2x runs those arms only
-        arms = [a for a in arms.split(",") if a] or None
+        stage, _, seed = stage.partition("@")  # context-select@1: seed 1
+        arms, seed = [a for a in arms.split(",") if a] or None, int(seed or 0)
         {"select": stage_select, "final": stage_final, "loso": stage_loso,
-         "context-select": lambda s, a=arms: stage_context_select(s, a),
+         "context-select": lambda s, a=arms, sd=seed: stage_context_select(s, a, sd),
          "context-final": lambda s, a=arms: stage_context_final(s, a)}[stage](secs)
         print(f"[{stage}: {time.perf_counter() - t0:.0f} s]", flush=True)
     return 0

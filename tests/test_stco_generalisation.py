@@ -254,7 +254,7 @@ def test_user_vit_state_dict_backbone(synthetic, tmp_path):
 
 def test_context_patches_travel_with_the_bundle(synthetic, backbone_file, tmp_path):
     """``context=2``: a 2× patch around each spot beside the patch (channels 3–5), its features concatenated;
-    the bundle keeps it, and whole-image prediction at the spots agrees with the section prediction."""
+    the bundle keeps it, and whole-image prediction at the spots equals the section prediction."""
     from napari_spatial_impute import load_model, train_histology
     from napari_spatial_impute.progress import run_to_end
 
@@ -271,6 +271,5 @@ def test_context_patches_travel_with_the_bundle(synthetic, backbone_file, tmp_pa
     assert loaded.cfg["context"] == 2.0
     by_section = run_to_end(model.predict_patches_steps(patches))
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
-    # the context patch is cut at another JPEG/array reduction per section than per block: close, not equal
-    assert np.isfinite(from_image["values"]).all()
-    assert np.corrcoef(from_image["values"].ravel(), by_section.ravel())[0, 1] > 0.9
+    # both patches of a spot are read at the patch's resolution, per section as per whole-image block
+    np.testing.assert_allclose(from_image["values"], by_section, rtol=1e-5, atol=1e-5)

@@ -162,7 +162,7 @@ class STco:
     def section_inputs(self, adata, *, check_tissue: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(patches uint8 as cut — before stain normalisation —, spot positions (x, y) in µm) of a section read
         by :mod:`napari_spatial_impute.io`; its pixel size is checked against the model's."""
-        from .patches import check_pixel_size, section_geometry, section_patches
+        from .patches import check_pixel_size, reduce_for, section_geometry, section_patches
 
         info, xy_px, xy_um = section_geometry(adata)
         px = float(info["pixel_size_um"])
@@ -170,9 +170,10 @@ class STco:
                          section_name(adata))
         patches = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"],
                                   out_px=self.cfg["patch_px"], check_tissue=check_tissue)
-        if self.cfg["context"]:  # channels 3–5: the context patch
+        if self.cfg["context"]:  # channels 3–5: the context patch, read as the patch (as whole-slide blocks are)
             wide = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"] * self.cfg["context"],
-                                   out_px=self.cfg["patch_px"], check_tissue=False)
+                                   out_px=self.cfg["patch_px"], check_tissue=False,
+                                   reduce=reduce_for(self.cfg["patch_um"] / px, self.cfg["patch_px"]))
             patches = np.concatenate([patches, wide], axis=-1)
         return patches, xy_um
 

@@ -190,8 +190,10 @@ def _file_hash(path: Path) -> str:
 
 
 def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patch_um: float = 150.0,
-                    out_px: int = 96, use_cache: bool = True, check_tissue: bool = True) -> np.ndarray:
-    """Patches (n, out_px, out_px, 3) uint8 of ``patch_um`` µm around each (x, y) full-res pixel centre.
+                    out_px: int = 96, use_cache: bool = True, check_tissue: bool = True,
+                    reduce: int | None = None) -> np.ndarray:
+    """Patches (n, out_px, out_px, 3) uint8 of ``patch_um`` µm around each (x, y) full-res pixel centre, cut
+    from the image read at 1/``reduce`` (default: the largest power of 2 that keeps ≥ ``out_px`` pixels).
 
     Raises :class:`InputError` when a centre lies outside the image; warns when (almost) no spot sits on
     tissue, the sign of an image from another section.
@@ -206,6 +208,8 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         h.update(_file_hash(Path(image)).encode())
         h.update(np.round(centres_xy, 3).tobytes())
         h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'v1' if slide is None else 'tiff-v2'}".encode())
+        if reduce is not None:
+            h.update(f"|reduce {reduce}".encode())
         key = cache_dir("patches") / f"{h.hexdigest()}.npz"
         if key.is_file():
             with np.load(key) as z:
@@ -214,9 +218,8 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
                 _warn_off_tissue(on_tissue)
             return patches
     size_full = patch_um / pixel_size_um
-    reduce = 1
-    while reduce * 2 <= size_full / out_px:
-        reduce *= 2
+    if reduce is None:
+        reduce = reduce_for(size_full, out_px)
     from .tiling import tissue_mask
 
     if slide is not None:  # a TIFF: only the tiles / strips under the spots are read (pyramid level if any)
@@ -240,6 +243,14 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     if check_tissue:
         _warn_off_tissue(on_tissue)
     return patches
+
+
+def reduce_for(size_full: float, out_px: int) -> int:
+    """The largest power of 2 by which a patch of ``size_full`` pixels can be read and keep ≥ ``out_px``."""
+    reduce = 1
+    while reduce * 2 <= size_full / out_px:
+        reduce *= 2
+    return reduce
 
 
 def _tiff_slide(image):

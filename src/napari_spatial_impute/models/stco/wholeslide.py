@@ -16,20 +16,13 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, run_to_end
-from .patches import check_pixel_size, check_spots_in_image, crop_patches, region_patches
+from .patches import check_pixel_size, check_spots_in_image, crop_patches, reduce_for, region_patches
 from .slide import PIXEL_SIZE_NOTE, DecodedSlide, open_slide
 from .tiling import make_grid, tissue_mask
 
 #: test-time views per whole-slide tile unless asked: one, so a fully covered 10k × 10k px slide (≈ 4,900 tiles)
 #: stays near 2 min on 2 cores (benchmarks/wholeslide.md); spots keep the model's ``tta``
 TILE_TTA = 1
-
-
-def _reduce_for(size_full: float, out_px: int) -> int:
-    reduce = 1
-    while reduce * 2 <= size_full / out_px:
-        reduce *= 2
-    return reduce
 
 
 def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
@@ -81,7 +74,7 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
                           stacklevel=2)
     check_pixel_size(pixel_size_um, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"])
     size_full = cfg["patch_um"] / pixel_size_um
-    reduce = _reduce_for(size_full, cfg["patch_px"])
+    reduce = reduce_for(size_full, cfg["patch_px"])
     if isinstance(slide, DecodedSlide):
         slide.set_reduce(reduce)  # JPEG: decoded once, at the reduced DCT scale when patches are downsampled
     width, height = slide.width, slide.height
