@@ -12,7 +12,7 @@ SMALL = {
     "knn": dict(k=10),
     "stimpute": dict(k=10, gene_embeddings="none", rounds=1, ae_epochs=2, gnn_epochs=1, ae_round_epochs=1,
                      hidden=8, latent=8, reliability=False, max_train_cells=400),
-    "spaim": dict(hidden=(32, 16), style_dim=8, epochs=3, n_models=2, batch_size=8),
+    "spaim": dict(hidden=(32, 16), style_dim=8, epochs=3, n_models=2, batch_size=8, anchor_weight=0.5),
 }
 GENES = ["Gad2", "Vip", "Plp1"]
 

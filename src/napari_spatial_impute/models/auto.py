@@ -41,13 +41,13 @@ from .expected_r import (
 CANDIDATE_PARAMS: dict[str, dict[str, Any]] = {
     "knn": {"expected_r": False},
     "stimpute": {"reliability": False, "ae_epochs": 20, "gnn_epochs": 3},
-    "spaim": {"n_models": 1, "epochs": 40},
+    "spaim": {"n_models": 1, "epochs": 40, "expected_r": False, "anchor": "none"},
 }
 #: the fitted (final) candidates: SpaIM keeps its 3-network ensemble
 FINAL_PARAMS: dict[str, dict[str, Any]] = {
     "knn": {"expected_r": False},
     "stimpute": {"reliability": False},
-    "spaim": {},
+    "spaim": {"expected_r": False, "anchor": "none"},
 }
 
 

@@ -76,8 +76,12 @@ def check_memory(need: int, device: str, what: str) -> None:
                       stacklevel=3)
 
 
-def build_network(n_cells: int, n_clusters: int, hidden: tuple[int, int], style_dim: int):
-    """The SpaIM network (ST autoencoder + ST generator sharing one decoder) for ``n_cells`` spatial cells."""
+def build_network(n_cells: int, n_clusters: int, hidden: tuple[int, int], style_dim: int,
+                  zero_output: bool = False):
+    """The SpaIM network (ST autoencoder + ST generator sharing one decoder) for ``n_cells`` spatial cells.
+
+    ``zero_output``: the last decoder layer starts at zero (an untrained network outputs 0: with the kNN
+    anchor, a residual of 0 = the kNN imputation)."""
     import torch
     from torch import nn
 
@@ -105,6 +109,9 @@ def build_network(n_cells: int, n_clusters: int, hidden: tuple[int, int], style_
             self.gen_style2, self.gen_style1 = Block(style_dim, h2), Block(style_dim, h1)
             self.dec2 = Block(h2, h1)
             self.dec1 = nn.Linear(h1, n_cells)
+            if zero_output:
+                nn.init.zeros_(self.dec1.weight)
+                nn.init.zeros_(self.dec1.bias)
 
         def decode(self, c1, c2, s1, s2):
             """Two-level fusion: the deep code is decoded, then the shallow one is added before the output."""
@@ -133,7 +140,6 @@ def gram(feat):
     """Gram matrix of a batch of codes, normalised by its size (as in neural style transfer)."""
     b, d = feat.shape
     return feat @ feat.T / (b * d)
-
 
 
 def adamw(params, lr: float, weight_decay: float, dev):
