@@ -198,7 +198,7 @@ def stage_loso(secs) -> dict:
     return results
 
 
-CONTEXT_ARMS = {"default": {}, "context 2x": {"context": 2.0}}
+CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}}  # "default": before the switch
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:

@@ -41,14 +41,15 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
-                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=0.0)
+                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=2.0)
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
 #: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
 #: (the validated blend) or one of "contrastive", "feature_knn", "colour_ridge". ``context``: > 1 adds a
 #: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
-#: concatenated to the patch's; frozen backbones only), 0 = none. Defaults were chosen by
-#: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
+#: concatenated to the patch's; frozen backbones only), 0 = none (bundles from before it load with 0).
+#: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),
+#: never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
 PREDICTORS = ("auto", "contrastive", "feature_knn", "colour_ridge")
 
@@ -211,6 +212,8 @@ class STco:
         rng = np.random.default_rng(self.seed)
         self._choose_genes(sections)
         self._make_backbone()
+        if not self.frozen:  # context patches need a frozen backbone: end-to-end training uses the patch only
+            cfg["context"] = 0.0
         self.train_pixel_size_um = None  # sections are checked against each other below, not a model
         raw, pos, expr, xy, groups = [], [], [], [], []
         for i, a in enumerate(sections):
@@ -253,8 +256,6 @@ class STco:
             self.heads, self.history = yield from train_heads_steps(feats, expr_z, pos_t, cfg, self.seed,
                                                                     progress=(feat_total + n_folds, total))
         else:
-            if cfg["context"]:
-                raise InputError("Context patches need a frozen backbone.", "set context=0, or finetune=False.")
             self.heads = build_heads(self.backbone.out_dim, len(self.genes), cfg).to(dev)
             self.history = yield from train_end_to_end_steps(self, patches, expr_z, pos_t, rng, (0, total))
         if cfg["predictor"] != "auto":

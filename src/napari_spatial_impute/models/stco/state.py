@@ -92,7 +92,7 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
 
     path = Path(path)
     cfg = _legacy_config(config)
-    params = dict(cfg["params"])
+    params = {"context": 0.0, **cfg["params"]}  # bundles from before context patches: none
     model = cls(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
     model.genes, model.top_genes = list(cfg["genes"]), list(cfg["top_genes"])
     const = cfg["constants"]
