@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..clustering import cluster_means, reference_clusters_steps
-from ..progress import Progress, ProgressGen, Ticker
+from ..progress import Progress, ProgressGen, Ticker, wait_for
 from .base import ImputeData
 from .spaim_network import adamw, build_network, check_memory, deterministic, estimate_memory, gram
 
@@ -62,7 +62,9 @@ def train_member_steps(model, data: ImputeData, member: int, dev,
     if anchor is not None:  # the residual over the (fold-out) kNN imputation of each training gene
         target = target - anchor
     target = torch.from_numpy(target).to(dev)
-    opt = adamw(net.parameters(), model.lr, model.weight_decay, dev)
+    # the first optimiser of a process imports torch.optim (~1 s): on a worker thread, heartbeats meanwhile
+    opt = yield from wait_for(lambda: adamw(net.parameters(), model.lr, model.weight_decay, dev),
+                              Progress(offset, total_epochs, f"model {member + 1}/{model.n_models}: training", "fit"))
     history = np.zeros((model.epochs, 4), dtype=np.float32)
     tick = Ticker()
     for epoch in range(model.epochs):
