@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .patches import as_rgb, load_rgb
+from .pixels import as_rgb, crop_patches, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
 #: the extra that installs imagecodecs (compressed TIFF tiles), named in the error when it is missing
@@ -280,3 +280,26 @@ def open_slide(image, reduce: int = 1) -> Slide:
         except Exception:  # noqa: BLE001  (a TIFF tifffile cannot read: let PIL try)
             pass
     return DecodedSlide(path, reduce)
+
+
+def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
+    """Indices of ``centres_xy`` grouped by square blocks of ``block_px`` (row-major over blocks)."""
+    key = (centres_xy[:, 1] // block_px).astype(np.int64) * 1_000_000 + (centres_xy[:, 0] // block_px).astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    cuts = np.flatnonzero(np.diff(key[order])) + 1
+    return np.split(order, cuts)
+
+
+def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
+                context: float = 0.0) -> np.ndarray:
+    """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read; with
+    ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5."""
+    half = size_full * max(1.0, context) / 2 + 1
+    x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
+    x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
+    region, factor, origin = slide.read(x0, y0, x1, y1, reduce)
+    out = crop_patches(region, centres_xy / factor, size_full / factor, out_px, origin)
+    if context:
+        wide = crop_patches(region, centres_xy / factor, size_full * context / factor, out_px, origin)
+        out = np.concatenate([out, wide], axis=-1)
+    return out

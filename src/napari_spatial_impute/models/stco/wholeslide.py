@@ -9,43 +9,19 @@ the slide is estimated once from up to ``stain_sample`` tissue patches spread ov
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, run_to_end
-from .patches import check_pixel_size, check_spots_in_image, crop_patches, reduce_for, region_patches
-from .slide import PIXEL_SIZE_NOTE, DecodedSlide, open_slide
+from .patches import check_pixel_size, check_spots_in_image, reduce_for, region_patches
+from .slide import PIXEL_SIZE_NOTE, DecodedSlide, blocks_of, cut_patches, open_slide
 from .tiling import make_grid, tissue_mask
 
 #: test-time views per whole-slide tile unless asked: one, so a fully covered 10k × 10k px slide (≈ 4,900 tiles)
 #: stays near 2 min on 2 cores (benchmarks/wholeslide.md); spots keep the model's ``tta``
 TILE_TTA = 1
-
-
-def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
-    """Indices of ``centres_xy`` grouped by square blocks of ``block_px`` (row-major over blocks)."""
-    key = (centres_xy[:, 1] // block_px).astype(np.int64) * 1_000_000 + (centres_xy[:, 0] // block_px).astype(np.int64)
-    order = np.argsort(key, kind="stable")
-    cuts = np.flatnonzero(np.diff(key[order])) + 1
-    return np.split(order, cuts)
-
-
-def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
-                context: float = 0.0) -> np.ndarray:
-    """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read; with
-    ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5."""
-    half = size_full * max(1.0, context) / 2 + 1
-    x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
-    x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
-    region, factor, origin = slide.read(x0, y0, x1, y1, reduce)
-    out = crop_patches(region, centres_xy / factor, size_full / factor, out_px, origin)
-    if context:
-        wide = crop_patches(region, centres_xy / factor, size_full * context / factor, out_px, origin)
-        out = np.concatenate([out, wide], axis=-1)
-    return out
 
 
 def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spots_xy=None, tile_um: float = 100.0,
