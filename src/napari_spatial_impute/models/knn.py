@@ -58,14 +58,19 @@ def cosine_topk(query: np.ndarray, bank: np.ndarray, k: int, *, device: str = "c
     return idx_out, sim_out
 
 
+def neighbour_weight_values(sim: np.ndarray, weighting: str = "similarity") -> np.ndarray:
+    """(n, k) row-stochastic weights of each row's neighbours, in the order of ``sim``."""
+    n, k = sim.shape
+    if weighting == "uniform":
+        return np.full((n, k), 1.0 / k, dtype=np.float32)
+    w = np.clip(sim, 0.0, None) + 1e-6
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def neighbour_weights(idx: np.ndarray, sim: np.ndarray, n_bank: int, weighting: str = "similarity") -> sp.csr_matrix:
     """Sparse (n, n_bank) row-stochastic matrix averaging each row's neighbours."""
     n, k = idx.shape
-    if weighting == "uniform":
-        w = np.full((n, k), 1.0 / k, dtype=np.float32)
-    else:
-        w = np.clip(sim, 0.0, None) + 1e-6
-        w = (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    w = neighbour_weight_values(sim, weighting)
     rows = np.repeat(np.arange(n), k)
     return sp.csr_matrix((w.ravel(), (rows, idx.ravel())), shape=(n, n_bank))
 

@@ -1,11 +1,12 @@
-"""SpaIM's kNN anchor (``anchor="knn"``, a deviation from the published SpaIM, see :mod:`.spaim`).
+"""SpaIM's kNN anchor (``anchor="blend"`` / ``"residual"``: a deviation from the published SpaIM, see :mod:`.spaim`).
 
-The generator predicts the *residual* of a gene over its kNN imputation (:class:`~.knn.KNNImputer`, cosine
-neighbours in the z-scored shared genes). Training genes are measured, so their anchor must not see them: it
-is the kNN imputation from neighbours found *without* the gene (``folds`` seeded folds of the shared genes, each
-imputed from the others). Target genes are anchored on neighbours found with every shared gene. The anchor of any
-reference gene is ``W @ reference[:, gene]`` with ``W`` the (cells × k) neighbour weights, so a saved model keeps
-``W`` and the reference rows it reads (not the whole reference) and can still anchor any reference gene.
+The anchor of a gene is its kNN imputation (:class:`~.knn.KNNImputer`, cosine neighbours in the z-scored shared
+genes): SpaIM's output is blended with it, or the generator predicts the residual over it. Training genes are
+measured, so their anchor must not see them: it is the kNN imputation from neighbours found *without* the gene
+(``folds`` seeded folds of the shared genes, each imputed from the others). Target genes are anchored on
+neighbours found with every shared gene. The anchor of any reference gene is ``W @ reference[:, gene]`` with
+``W`` the (cells × k) neighbour weights, so a saved model keeps ``W`` and the reference rows it reads (not the
+whole reference) and can still anchor any reference gene.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def knn_anchor_steps(data: ImputeData, *, train: bool = True, k: int = 30, folds
     """(fold-out anchor of the shared genes, genes × cells, or None without ``train``; :class:`KNNAnchor` of
     all cells)."""
     from .expected_r import inner_folds
-    from .knn import cosine_topk, neighbour_weights
+    from .knn import cosine_topk, neighbour_weight_values
 
     genes = list(data.shared_genes)
     n = len(genes)
@@ -88,12 +89,8 @@ def knn_anchor_steps(data: ImputeData, *, train: bool = True, k: int = 30, folds
     idx, sim = yield from relay(cosine_topk(model._embed_spatial(data.spatial), model.reference_embedding_, model.k,
                                             device=device), "fit", len(parts), len(parts) + 1, span=1,
                                 prefix="kNN anchor: ")
-    W = neighbour_weights(idx, sim, data.n_reference).tocsr()
-    W.sort_indices()
+    weights = neighbour_weight_values(sim, model.weighting)
     used, local = np.unique(idx, return_inverse=True)
-    order = np.argsort(idx, axis=1)  # CSR rows hold the neighbours sorted by reference row
-    inverse = np.argsort(order, axis=1)
-    weights = np.take_along_axis(W.data.reshape(idx.shape), inverse, axis=1).astype(np.float32)
     values = data.reference[used]
     anchor = KNNAnchor(local.reshape(idx.shape).astype(np.int64), weights, values)
     yield Progress(len(parts) + 1, len(parts) + 1, "kNN anchor ready", "fit")

@@ -126,7 +126,14 @@ def inner_cv_fit_steps(model, data: ImputeData) -> ProgressGen[None]:
     with the best median r of the held-out genes; ties go to the smaller weight, i.e. towards kNN) and
     ``model.expected_r_`` (see :mod:`.expected_r`), and ``model.inner_cv_`` (per measured gene)."""
     from ..progress import relay
-    from .expected_r import InnerCV, expected_r_for, gene_descriptors, inner_cv_steps, target_expected_r
+    from .expected_r import (
+        InnerCV,
+        expected_r_for,
+        gene_descriptors,
+        inner_cv_steps,
+        pearson_columns,
+        target_expected_r,
+    )
 
     params = {**model.get_params(), "expected_r": False, "n_models": 1, "anchor_weight": 1.0,
               "epochs": max(1, model.epochs // CV_EPOCH_DIVISOR)}
@@ -142,7 +149,7 @@ def inner_cv_fit_steps(model, data: ImputeData) -> ProgressGen[None]:
     net = np.hstack([p[0] for p in parts])
     base = None if parts[0][1] is None else np.hstack([p[1] for p in parts])
     if model.anchor != "none" and model.anchor_weight is None:
-        scores = [float(np.median(_pcc(cv.truth, combine(net, base, model.anchor, w)))) for w in WEIGHT_GRID]
+        scores = [float(np.median(pearson_columns(cv.truth, combine(net, base, model.anchor, w)))) for w in WEIGHT_GRID]
         model.anchor_weight_ = float(WEIGHT_GRID[int(np.argmax(scores))])
         model.cv_weight_scores_ = dict(zip(WEIGHT_GRID, scores))
     pred = combine(net, base, model.anchor, model.anchor_weight_ if model.anchor != "none" else 1.0)
@@ -157,8 +164,3 @@ def inner_cv_fit_steps(model, data: ImputeData) -> ProgressGen[None]:
         full = yield from relay(model.predict_steps(data), "fit", 1, 1, span=0)
         model.expected_r_ = target_expected_r(expected_r_for(cv), data, full[cv.rows]).astype(np.float32)
 
-
-def _pcc(a, b):
-    from .expected_r import pearson_columns
-
-    return pearson_columns(a, b)

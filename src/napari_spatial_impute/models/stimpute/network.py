@@ -55,10 +55,11 @@ class WeightedSAGEConv(nn.Module):
         self.lin_l.reset_parameters()
         self.lin_r.reset_parameters()
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        """``x``: (genes, cells, features); ``adj``: sparse (genes × genes), row = aggregating gene."""
-        agg = torch.sparse.mm(adj, x.reshape(x.shape[0], -1)).reshape(x.shape)
-        return self.lin_l(agg) + self.lin_r(x)
+    def forward(self, x: torch.Tensor, adj: torch.Tensor, root: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: (genes, cells, features); ``adj``: sparse (out genes × genes of ``x``), row = aggregating gene;
+        ``root``: the rows of ``x`` that are the out genes (None: all of them, ``adj`` square)."""
+        agg = torch.sparse.mm(adj, x.reshape(x.shape[0], -1)).reshape(adj.shape[0], *x.shape[1:])
+        return self.lin_l(agg) + self.lin_r(x if root is None else x.index_select(0, root))
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, aggr='weighted sum'"
@@ -87,12 +88,18 @@ class GeneGraphPredictor(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x: torch.Tensor, adj: torch.Tensor) -> torch.Tensor:
-        """``x``: (genes, cells, features) → (genes, cells)."""
+    def forward(self, x: torch.Tensor, adj, roots=None, x_out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: (genes, cells, features) → (genes, cells). ``adj``: one square sparse adjacency for every layer,
+        or one per layer, each from the genes of its input to the genes it computes (``roots[l]``: the rows of
+        the layer's input that those genes are; ``x_out``: the rows of ``x`` of the last layer's genes), so a
+        caller can run the layers only on the genes its outputs need (:class:`~.prediction.GraphRows`)."""
+        adjs = adj if isinstance(adj, (list, tuple)) else [adj] * len(self.convs)
+        roots = roots if roots is not None else [None] * len(self.convs)
         h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = torch.relu(norm(conv(h, adj)))
-        return x[..., 0] + self.head(torch.cat([h, x], dim=-1)).squeeze(-1)
+        for conv, norm, a, r in zip(self.convs, self.norms, adjs, roots):
+            h = torch.relu(norm(conv(h, a, r)))
+        x_last = x if x_out is None else x.index_select(0, x_out)
+        return x_last[..., 0] + self.head(torch.cat([h, x_last], dim=-1)).squeeze(-1)
 
 
 def stimpute_loss(pred: torch.Tensor, target: torch.Tensor, w_cos: float = 1.0, w_mse: float = 1.0) -> torch.Tensor:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...progress import Progress, ProgressGen, relay
-from ..knn import cosine_topk, zscore_columns
+from ..knn import cosine_topk, neighbour_weight_values, zscore_columns
 from .features import GeneMajorReference
 
-_EPS = 1e-6
 _BLOCK_CELLS = 65_536  # spatial cells embedded and neighbour-searched at once in prediction
 
 
@@ -106,18 +105,9 @@ class GraphRows:
     def forward(self, gnn, x):
         """(output genes in ``out_cols`` order, cells) of ``gnn`` from node features ``x`` of ``genes[0]``
         (genes, cells, features) — ``gnn(x_all, adj)[out_cols]`` at a fraction of the cost."""
-        import torch
-
-        h = x
-        for conv, norm, adj, root in zip(gnn.convs, gnn.norms, self.adj, self.root):
-            agg = torch.sparse.mm(adj, h.reshape(h.shape[0], -1)).reshape(adj.shape[0], *h.shape[1:])
-            h = torch.relu(norm(conv.lin_l(agg) + conv.lin_r(h.index_select(0, root))))
-        x_out = x.index_select(0, self._x_out)
-        pred = x_out[..., 0] + gnn.head(torch.cat([h, x_out], dim=-1)).squeeze(-1)
-        return pred.index_select(0, self._order)
+        return gnn(x, self.adj, self.root, self._x_out).index_select(0, self._order)
 
 
 def similarity_weights(sim: np.ndarray) -> np.ndarray:
-    """Neighbour weights from cosine similarities: clipped at 0, normalised per row."""
-    w = np.clip(sim, 0.0, None) + _EPS
-    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+    """Neighbour weights from cosine similarities: clipped at 0, normalised per row (as kNN's)."""
+    return neighbour_weight_values(sim)
