@@ -133,12 +133,9 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
             rng = _view_rng(view, patches) if augment else None
             for sl in iter_chunks(n, batch):
                 x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
-                if x.shape[1] > 3:  # patch + context patch: their features side by side
-                    x = torch.cat([net(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
-                                   for i in range(0, x.shape[1], 3)], dim=1)
-                    f = x.float().cpu().numpy()
-                else:
-                    f = net(x).float().cpu().numpy()
+                # the patch (and the context patch, channels 3–5): their features side by side
+                f = torch.cat([net(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
+                               for i in range(0, x.shape[1], 3)], dim=1).float().cpu().numpy()
                 if out is None:
                     out = np.empty((len(views), n, f.shape[1]), np.float32)
                 out[vi, sl] = f

@@ -163,19 +163,16 @@ class STco:
     def section_inputs(self, adata, *, check_tissue: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(patches uint8 as cut — before stain normalisation —, spot positions (x, y) in µm) of a section read
         by :mod:`napari_spatial_impute.io`; its pixel size is checked against the model's."""
-        from .patches import check_pixel_size, reduce_for, section_geometry, section_patches
+        from .patches import check_pixel_size, section_geometry, section_patches
 
         info, xy_px, xy_um = section_geometry(adata)
         px = float(info["pixel_size_um"])
         check_pixel_size(px, self.train_pixel_size_um, self.cfg["patch_um"], self.cfg["patch_px"],
                          section_name(adata))
+        # with a context factor, channels 3–5 hold the context patch, cut from the same read as the patch
         patches = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"],
-                                  out_px=self.cfg["patch_px"], check_tissue=check_tissue)
-        if self.cfg["context"]:  # channels 3–5: the context patch, read as the patch (as whole-slide blocks are)
-            wide = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"] * self.cfg["context"],
-                                   out_px=self.cfg["patch_px"], check_tissue=False,
-                                   reduce=reduce_for(self.cfg["patch_um"] / px, self.cfg["patch_px"]))
-            patches = np.concatenate([patches, wide], axis=-1)
+                                  out_px=self.cfg["patch_px"], check_tissue=check_tissue,
+                                  context=self.cfg["context"])
         return patches, xy_um
 
     def normalise(self, patches: np.ndarray, source=None) -> np.ndarray:

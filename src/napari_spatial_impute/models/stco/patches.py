@@ -87,9 +87,11 @@ def _file_hash(path: Path) -> str:
 
 def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patch_um: float = 150.0,
                     out_px: int = 96, use_cache: bool = True, check_tissue: bool = True,
-                    reduce: int | None = None) -> np.ndarray:
+                    reduce: int | None = None, context: float = 0.0) -> np.ndarray:
     """Patches (n, out_px, out_px, 3) uint8 of ``patch_um`` µm around each (x, y) full-res pixel centre, cut
-    from the image read at 1/``reduce`` (default: the largest power of 2 that keeps ≥ ``out_px`` pixels).
+    from the image read at 1/``reduce`` (default: the largest power of 2 that keeps ≥ ``out_px`` pixels). With
+    ``context`` the patches of ``context`` × ``patch_um`` around the same centres follow as channels 3–5, cut from
+    the same read (as whole-slide blocks are).
 
     Raises :class:`InputError` when a centre lies outside the image; warns when (almost) no spot sits on
     tissue, the sign of an image from another section.
@@ -106,6 +108,8 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'v1' if slide is None else 'tiff-v2'}".encode())
         if reduce is not None:
             h.update(f"|reduce {reduce}".encode())
+        if context:
+            h.update(f"|context {context:.3f}".encode())
         key = cache_dir("patches") / f"{h.hexdigest()}.npz"
         if key.is_file():
             with np.load(key) as z:
@@ -120,13 +124,16 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
 
     if slide is not None:  # a TIFF: only the tiles / strips under the spots are read (pyramid level if any)
         try:
-            patches = region_patches(slide, centres_xy, size_full, out_px, reduce)
+            patches = region_patches(slide, centres_xy, size_full, out_px, reduce, context=context)
             mask, mscale = tissue_mask(*slide.overview(1024))
         finally:
             slide.close()
     else:
         arr, factor = load_rgb(image, reduce)
         patches = crop_patches(arr, centres_xy / factor, size_full / factor, out_px)
+        if context:
+            wide = crop_patches(arr, centres_xy / factor, size_full * context / factor, out_px)
+            patches = np.concatenate([patches, wide], axis=-1)
         mask, mscale = tissue_mask(arr, factor)
     iy = np.clip((centres_xy[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
     ix = np.clip((centres_xy[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
