@@ -136,10 +136,11 @@ def stage_select(secs) -> dict:
     return results
 
 
-def stage_final(secs, seeds=(0, 1, 2)) -> dict:
+def stage_final(secs, arms=None, seeds=(0, 1, 2)) -> dict:
     tests = perturbed_c6(secs["C6"])
     results = {}
-    for vname, params in VARIANTS.items():
+    for vname in arms or list(VARIANTS):
+        params = VARIANTS[vname]
         runs = []
         for seed in seeds:
             model, t_train = train(secs, ["C2", "C3", "C4", "C5"], seed, params)
@@ -150,7 +151,7 @@ def stage_final(secs, seeds=(0, 1, 2)) -> dict:
             print(vname, seed, {t: round(run[t]["pcc_mean_top50"], 3) for t in tests}, f"{t_train:.0f}s",
                   run["weights"], flush=True)
         results[vname] = runs
-    save("final", results)
+    save("final" if arms is None else "final_" + ",".join(arms), results)
     table(results, list(tests))
     return results
 
@@ -168,8 +169,11 @@ def table(results: dict, tests: list[str]) -> None:
         print(f"| {vname} | " + " | ".join(cells) + f" | {np.mean([r['train_s'] for r in runs]):.0f} "
               f"| {np.mean([r['C6']['predict_s'] for r in runs]):.1f} |")
     runs = results[next(iter(results))]  # the baselines the default bundle carries (same for every seed)
-    for comp, label in (("feature_knn", "baseline: frozen Lite0 kNN (k=50)"),
+    for comp, label in (("feature_ridge", "baseline: frozen Lite0 mid-level ridge"),
+                        ("feature_knn", "baseline: frozen Lite0 kNN (k=50)"),
                         ("colour_ridge", "baseline: colour/texture ridge")):
+        if f"pcc_mean_top50_{comp}" not in runs[0]["C6"]:
+            continue
         cells = [_ms([r[t][f"pcc_mean_top50_{comp}"] for r in runs]) for t in tests]
         print(f"| {label} | " + " | ".join(cells) + " | — | — |")
 
@@ -181,24 +185,24 @@ def stage_loso(secs) -> dict:
         model, t_train = train(secs, [s for s in names if s != held], 0, {})
         m = evaluate(model, secs[held])
         results[held] = {"model": m["pcc_mean_top50"], "contrastive": m["pcc_mean_top50_contrastive"],
+                         "feature_ridge": m["pcc_mean_top50_feature_ridge"],
                          "feature_knn": m["pcc_mean_top50_feature_knn"],
                          "colour_ridge": m["pcc_mean_top50_colour_ridge"], "train_s": t_train,
                          "weights": model.weights}
         print(held, results[held], flush=True)
     save("loso", results)
-    print("\n| held-out section (train on the other four) | model | contrastive | Lite0 kNN | colour ridge |")
-    print("|---|---|---|---|---|")
+    cols = ("model", "contrastive", "feature_ridge", "feature_knn", "colour_ridge")
+    print("\n| held-out section (train on the other four) | model | contrastive | Lite0 mid-level ridge | Lite0 kNN "
+          "| colour ridge |")
+    print("|---|---|---|---|---|---|")
     for held, r in results.items():
-        print(f"| {held} | {r['model']:.3f} | {r['contrastive']:.3f} | {r['feature_knn']:.3f} "
-              f"| {r['colour_ridge']:.3f} |")
-    mean = {k: np.mean([r[k] for r in results.values()]) for k in ("model", "contrastive", "feature_knn",
-                                                                    "colour_ridge")}
-    print(f"| mean | {mean['model']:.3f} | {mean['contrastive']:.3f} | {mean['feature_knn']:.3f} "
-          f"| {mean['colour_ridge']:.3f} |")
+        print(f"| {held} | " + " | ".join(f"{r[k]:.3f}" for k in cols) + " |")
+    print("| mean | " + " | ".join(f"{np.mean([r[k] for r in results.values()]):.3f}" for k in cols) + " |")
     return results
 
 
-CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}}  # "default": before the switch
+# "default": before the switch to context patches; since the feature ridge, "context 2x" includes it
+CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}}
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
@@ -255,7 +259,7 @@ def main(argv: list[str]) -> int:
         stage, _, arms = stage.partition(":")  # context-select:default,context 2x runs those arms only
         stage, _, seed = stage.partition("@")  # context-select@1: seed 1
         arms, seed = [a for a in arms.split(",") if a] or None, int(seed or 0)
-        {"select": stage_select, "final": stage_final, "loso": stage_loso,
+        {"select": stage_select, "final": lambda s, a=arms: stage_final(s, a), "loso": stage_loso,
          "context-select": lambda s, a=arms, sd=seed: stage_context_select(s, a, sd),
          "context-final": lambda s, a=arms: stage_context_final(s, a)}[stage](secs)
         print(f"[{stage}: {time.perf_counter() - t0:.0f} s]", flush=True)

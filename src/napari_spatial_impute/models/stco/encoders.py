@@ -96,13 +96,28 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = SameConv2d(320, 1280, 1, bias=False)
         self._bn1 = _bn(1280)
 
+    #: blocks whose outputs (mean and sd over the patch, per channel) are the mid-level "tap" features: the
+    #: ends of stages 3–6 (40, 80, 112 and 192 channels, strides 8–32); texture at cell and gland scale
+    TAP_BLOCKS = (4, 7, 10, 14)
+    tap_dim = 2 * (40 + 80 + 112 + 192)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, taps=False)
+
+    def forward_taps(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, out_dim + tap_dim): the pooled head features, then the tap features, from one pass."""
+        return self._run(x, taps=True)
+
+    def _run(self, x: torch.Tensor, taps: bool) -> torch.Tensor:
         x = (x - 0.5) / 0.5
         x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
-        for block in self._blocks:
+        pooled = []
+        for i, block in enumerate(self._blocks):
             x = block(x)
+            if taps and i in self.TAP_BLOCKS:
+                pooled += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
         x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
-        return x.mean(dim=(2, 3))
+        return torch.cat([x.mean(dim=(2, 3)), *pooled], dim=1) if taps else x.mean(dim=(2, 3))
 
 
 def lite0_weights_path() -> Path | None:

@@ -2,12 +2,15 @@
 
 * ``colour_ridge``: 30 colour / texture numbers per patch (RGB and HED mean / std, a 16-bin grey histogram,
   gradient-energy statistics) → ridge regression (α = 10 on standardised features);
+* ``feature_ridge``: the frozen backbone's mid-level features (for Lite0 the mean and sd of four stages'
+  outputs, of the patch and its context patch; other backbones: their pooled features) → ridge regression
+  (``ridge_alpha``, default 10⁴ on standardised features, chosen by leave-one-section-out within her2st C2–C5);
 * ``feature_knn``: the frozen backbone's pooled features of the (stain-normalised, unrotated) patch → the mean
   expression of the ``k`` most cosine-similar training spots (for the default backbone: ImageNet Lite0);
 * ``contrastive``: the STco retrieval itself.
 
 At training time each training section is predicted by models fitted on the other sections (leave one section
-out); :func:`choose_blend` picks convex weights of the three predictions (grid of quarters) and a spatial
+out); :func:`choose_blend` picks convex weights of the predictions (grid of quarters) and a spatial
 smoothing radius that maximise the held-out top-gene Pearson. Prediction then returns that blend.
 """
 
@@ -17,7 +20,7 @@ import itertools
 
 import numpy as np
 
-COMPONENTS = ("contrastive", "feature_knn", "colour_ridge")
+COMPONENTS = ("contrastive", "feature_ridge", "feature_knn", "colour_ridge")
 SMOOTHING_UM = (0.0, 100.0, 200.0)
 
 
@@ -55,13 +58,13 @@ class Ridge:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return (((np.asarray(x, np.float64) - self.mu) / self.sd) @ self.w + self.ym).astype(np.float32)
 
-    def state(self) -> dict[str, np.ndarray]:
-        return {"ridge_mu": self.mu, "ridge_sd": self.sd, "ridge_w": self.w, "ridge_ym": self.ym}
+    def state(self, prefix: str = "ridge") -> dict[str, np.ndarray]:
+        return {f"{prefix}_{k}": getattr(self, k) for k in ("mu", "sd", "w", "ym")}
 
     @classmethod
-    def from_state(cls, z) -> Ridge:
+    def from_state(cls, z, prefix: str = "ridge") -> Ridge:
         r = cls()
-        r.mu, r.sd, r.w, r.ym = (np.asarray(z[k], np.float64) for k in ("ridge_mu", "ridge_sd", "ridge_w", "ridge_ym"))
+        r.mu, r.sd, r.w, r.ym = (np.asarray(z[f"{prefix}_{k}"], np.float64) for k in ("mu", "sd", "w", "ym"))
         return r
 
 

@@ -78,9 +78,9 @@ def _view_rng(view: int, patches: np.ndarray) -> np.random.Generator:
     return np.random.default_rng([view, int.from_bytes(digest, "little")])
 
 
-def _cache_key(patches: np.ndarray, views, augment: bool, backbone_key: str) -> str:
+def _cache_key(patches: np.ndarray, views, augment: bool, backbone_key: str, taps: bool = False) -> str:
     h = hashlib.sha1(np.ascontiguousarray(patches).tobytes())
-    h.update(f"{list(views)}|{augment}|{backbone_key}|{FEATURE_VERSION}".encode())
+    h.update(f"{list(views)}|{augment}|{backbone_key}|{FEATURE_VERSION}{'|taps' if taps else ''}".encode())
     return h.hexdigest()
 
 
@@ -107,15 +107,18 @@ def view_batch(patches_u8: np.ndarray, view: int, device, augment: bool, rng=Non
 
 
 def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int = 64, augment: bool = False,
-                   backbone_key: str | None = None, label: str = "patches",
-                   use_cache: bool = True) -> ProgressGen[np.ndarray]:
-    """Features (len(views), n, D) of ``backbone`` (frozen, eval) for the given views, batched and cached."""
+                   backbone_key: str | None = None, label: str = "patches", use_cache: bool = True,
+                   taps: bool = False) -> ProgressGen[np.ndarray]:
+    """Features (len(views), n, D) of ``backbone`` (frozen, eval) for the given views, batched and cached.
+    With ``taps`` (a backbone with ``forward_taps``), each patch's part is its pooled features followed by
+    its mid-level tap features (see :func:`split_taps`)."""
     import torch
 
     views = list(views)
+    taps = bool(taps) and hasattr(backbone, "forward_taps")
     path = None
     if use_cache and backbone_key:
-        path = cache_dir("features") / f"{_cache_key(patches, views, augment, backbone_key)}.npy"
+        path = cache_dir("features") / f"{_cache_key(patches, views, augment, backbone_key, taps)}.npy"
         if path.is_file():
             try:
                 out = np.load(path)
@@ -124,6 +127,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
             except (OSError, ValueError):
                 pass
     net = inference_net(backbone, device)
+    forward = net.forward_taps if taps else net
     n = len(patches)
     out = None
     total = max(1, len(views) * math.ceil(n / batch))
@@ -134,7 +138,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
             for sl in iter_chunks(n, batch):
                 x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
                 # the patch (and the context patch, channels 3–5): their features side by side
-                f = torch.cat([net(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
+                f = torch.cat([forward(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
                                for i in range(0, x.shape[1], 3)], dim=1).float().cpu().numpy()
                 if out is None:
                     out = np.empty((len(views), n, f.shape[1]), np.float32)
@@ -149,3 +153,14 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
         np.save(tmp, out)
         tmp.replace(path)
     return out
+
+
+def split_taps(feats: np.ndarray, out_dim: int, tap_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Features of :func:`features_steps` with ``taps`` → (pooled features (…, parts · out_dim), tap features
+    (…, parts · tap_dim)), each patch part (the patch, then its context patch) in order."""
+    width = out_dim + tap_dim
+    parts = feats.shape[-1] // width
+    f = feats.reshape(*feats.shape[:-1], parts, width)
+    flat = (*feats.shape[:-1], -1)
+    return (np.ascontiguousarray(f[..., :out_dim]).reshape(flat),
+            np.ascontiguousarray(f[..., out_dim:]).reshape(flat))

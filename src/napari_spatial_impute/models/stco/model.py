@@ -33,7 +33,7 @@ import numpy as np
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay, run_to_end
 from .expression import gene_columns, section_expression, section_name
-from .fallback import Ridge, blend, colour_texture_features, knn_predict, smooth
+from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, knn_predict, smooth
 from .network import build_heads, position_encoding
 from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
 
@@ -41,17 +41,19 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
-                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=2.0)
+                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=2.0,
+                ridge_alpha=1e4)
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
 #: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
-#: (the validated blend) or one of "contrastive", "feature_knn", "colour_ridge". ``context``: > 1 adds a
+#: (the validated blend) or one of "contrastive", "feature_ridge", "feature_knn", "colour_ridge". ``ridge_alpha``:
+#: the ridge penalty of ``feature_ridge`` (on standardised features). ``context``: > 1 adds a
 #: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
 #: concatenated to the patch's; frozen backbones only), 0 = none (bundles from before it load with 0).
 #: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),
 #: never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
-PREDICTORS = ("auto", "contrastive", "feature_knn", "colour_ridge")
+PREDICTORS = ("auto", "contrastive", "feature_ridge", "feature_knn", "colour_ridge")
 
 
 def _torch_device(device: str):
@@ -103,7 +105,7 @@ class STco:
         self.backbone = self.heads = None
         self.backbone_name = self.backbone_key = None
         self.bank_emb = self.bank_expr = None
-        self.knn_features = self.ridge = None
+        self.knn_features = self.ridge = self.feature_ridge = None
         self.stain_reference = None  # StainEstimate of the training sections (None: no normalisation)
         self.choice: dict = {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {},
                              "winner": "contrastive", "validated_on": []}
@@ -153,6 +155,21 @@ class STco:
         self.expr_mean = expr.mean(0)
         self.expr_std = expr.std(0) + 1e-3
 
+    @property
+    def tap_dim(self) -> int:
+        """Width of the backbone's mid-level tap features per patch part (0: none; ``feature_ridge`` then uses
+        the pooled features)."""
+        bb = self.backbone
+        return int(getattr(bb, "tap_dim", 0)) if self.frozen and hasattr(bb, "forward_taps") else 0
+
+    def _split(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Backbone features with taps → (pooled features for the heads and kNN, ridge features)."""
+        from .features import split_taps
+
+        if not self.tap_dim:
+            return feats, feats
+        return split_taps(feats, self.backbone.out_dim, self.tap_dim)
+
     def _make_backbone(self):
         from .encoders import backbone_identity, build_backbone
 
@@ -185,12 +202,13 @@ class STco:
         source = source if source is not None else estimate_stains(patches)
         return normalize_stains(patches, source, self.stain_reference)
 
-    def _features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True):
+    def _features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True,
+                        taps: bool = False):
         from .features import features_steps
 
         return features_steps(self.backbone, patches, views, device=_torch_device(self.device),
                               batch=self.cfg["feature_batch"], augment=augment, backbone_key=self.backbone_key,
-                              label=label, use_cache=use_cache)
+                              label=label, use_cache=use_cache, taps=taps and bool(self.tap_dim))
 
     # ---- training ---------------------------------------------------------------------------------
     def fit_steps(self, sections) -> ProgressGen[STco]:
@@ -240,15 +258,18 @@ class STco:
             feats = []
             for i, p in enumerate(raw):  # per section, so each section's features are cached on their own
                 f = yield from relay(self._features_steps(p, range(n_views), cfg["stain_augment"],
-                                                          f"section {i + 1}/{len(raw)}"),
+                                                          f"section {i + 1}/{len(raw)}", taps=True),
                                      "features", i, total, span=1)
                 feats.append(f)
-            feats = torch.from_numpy(np.concatenate(feats, axis=1)).to(dev)
+            feats, ridge_x = self._split(np.concatenate(feats, axis=1))
+            ridge_x = ridge_x[0]  # the unrotated, un-augmented view
+            feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
+            self.feature_ridge = Ridge(cfg["ridge_alpha"]).fit(ridge_x, expr)
             if validate:
                 top_idx = [self.genes.index(g) for g in self.top_genes]
-                self.choice = yield from validate_steps(feats, colour, expr, expr_z, pos_t, groups, xy, top_idx,
-                                                        cfg, self.seed, (feat_total, total))
+                self.choice = yield from validate_steps(feats, ridge_x, colour, expr, expr_z, pos_t, groups, xy,
+                                                        top_idx, cfg, self.seed, (feat_total, total))
                 self.choice["validated_on"] = [section_name(sections[int(i)]) for i in self.choice["validated_on"]]
             self.heads, self.history = yield from train_heads_steps(feats, expr_z, pos_t, cfg, self.seed,
                                                                     progress=(feat_total + n_folds, total))
@@ -304,12 +325,18 @@ class STco:
             wanted.discard("feature_knn")
         if self.ridge is None:
             wanted.discard("colour_ridge")
+        if self.feature_ridge is None:
+            wanted.discard("feature_ridge")
         patches = self.normalise(patches, source)
         out: dict[str, np.ndarray] = {}
-        if wanted & {"contrastive", "feature_knn"}:
+        if wanted & {"contrastive", "feature_knn", "feature_ridge"}:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
-            feats = yield from self._features_steps(patches, views, False, "patches", use_cache)
+            feats = yield from self._features_steps(patches, views, False, "patches", use_cache,
+                                                    taps="feature_ridge" in wanted)
+            if "feature_ridge" in wanted:
+                feats, ridge_x = self._split(feats)
+                out["feature_ridge"] = self.feature_ridge.predict(ridge_x[0])
             if "contrastive" in wanted:
                 out["contrastive"] = self.retrieve((yield from self.embed_patches_steps(patches, feats=feats)))
             if "feature_knn" in wanted:
@@ -338,7 +365,7 @@ class STco:
         """Predict every spot of a section read by :mod:`napari_spatial_impute.io` (its counts are not used).
         With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts)."""
         patches, xy_um = self.section_inputs(adata)
-        wanted = ["contrastive", "feature_knn", "colour_ridge"] if parts else None
+        wanted = list(COMPONENTS) if parts else None
         out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final

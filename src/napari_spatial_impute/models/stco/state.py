@@ -62,6 +62,8 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
             weights["backbone"] = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
         torch.save(weights, folder / "weights.pt")
         extra = {} if model.ridge is None else model.ridge.state()
+        if model.feature_ridge is not None:
+            extra.update(model.feature_ridge.state("feature_ridge"))
         if model.knn_features is not None:
             extra["knn_features"] = model.knn_features.astype(np.float32)
         np.savez(folder / "bank.npz", embeddings=model.bank_emb.astype(np.float32),
@@ -130,6 +132,8 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
         model.bank_emb, model.bank_expr = z["embeddings"], z["expression"]
         model.knn_features = z["knn_features"] if "knn_features" in z.files else None
         model.ridge = Ridge.from_state(z) if "ridge_w" in z.files else None
+        has = "feature_ridge_w" in z.files
+        model.feature_ridge = Ridge.from_state(z, "feature_ridge") if has else None
     stain = cfg.get("stain") or {"method": "none"}
     model.cfg["stain"] = stain["method"]
     model.stain_reference = StainEstimate.from_dict(stain["reference"]) if stain.get("reference") else None

@@ -110,10 +110,10 @@ def image_embedding(heads, feats_views) -> np.ndarray:
         return torch.nn.functional.normalize(emb, dim=1).cpu().numpy()
 
 
-def validate_steps(feats, colour, expr, expr_z, pos, groups, xy_um, top_idx, cfg: dict, seed: int,
+def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top_idx, cfg: dict, seed: int,
                    progress: tuple[int, int]) -> ProgressGen[dict]:
-    """Leave each training section out in turn: fit the heads, the feature kNN and the colour ridge on the
-    others, predict it; choose the blend on these out-of-fold predictions (see
+    """Leave each training section out in turn: fit the heads, the feature ridge (on ``ridge_x``), the feature
+    kNN and the colour ridge on the others, predict it; choose the blend on these out-of-fold predictions (see
     :func:`~.fallback.choose_blend`). ``feats`` (torch) may be None (trainable backbone: no kNN)."""
     import torch
 
@@ -134,6 +134,7 @@ def validate_steps(feats, colour, expr, expr_z, pos, groups, xy_um, top_idx, cfg
                                           float(heads.logit_scale.detach()))
         f0 = feats[0].cpu().numpy()
         oof["feature_knn"][te] = knn_predict(f0[tr], expr[tr], f0[te], cfg["knn_k"])
+        oof["feature_ridge"][te] = Ridge(cfg["ridge_alpha"]).fit(ridge_x[tr], expr[tr]).predict(ridge_x[te])
         oof["colour_ridge"][te] = Ridge().fit(colour[tr], expr[tr]).predict(colour[te])
         done |= te
         yield Progress(start + fi + 1, total, f"validation: section {h} held out", "validate")
