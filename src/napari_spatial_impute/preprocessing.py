@@ -12,6 +12,20 @@ import scipy.sparse as sp
 from .errors import InputError
 
 
+def library_scale(totals, target_sum: float | None = None) -> tuple[np.ndarray, float]:
+    """Per-cell factors bringing library sizes ``totals`` to ``target_sum`` (default: the median of the positive
+    totals, 1 when none is positive; cells with zero total get 0), in the float dtype of ``totals``, and the target
+    used. ``log1p(counts * scale[:, None])`` is then the median-library normalisation every method uses."""
+    totals = np.asarray(totals)
+    if not np.issubdtype(totals.dtype, np.floating):
+        totals = totals.astype(np.float64)
+    positive = totals > 0
+    if target_sum is None:
+        target_sum = float(np.median(totals[positive])) if positive.any() else 1.0
+    scale = np.divide(target_sum, totals, out=np.zeros_like(totals), where=positive)
+    return scale, float(target_sum)
+
+
 def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: bool = True):
     """Per-cell library-size normalisation to ``target_sum`` (default: the median total), then log1p.
 
@@ -26,11 +40,7 @@ def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: 
     else:
         X = np.asarray(X, dtype=np.float32)
         totals = X.sum(axis=1)
-    positive = totals > 0
-    if target_sum is None:
-        target_sum = float(np.median(totals[positive])) if positive.any() else 1.0
-    scale = np.zeros_like(totals)
-    scale[positive] = target_sum / totals[positive]
+    scale, target_sum = library_scale(totals, target_sum)
     if columns is not None:
         X = X[:, np.asarray(columns, dtype=np.int64)]
     if sp.issparse(X):

@@ -20,6 +20,7 @@ import pandas as pd
 from ..errors import InputError
 from ..models import ImputeData, get_imputer
 from ..models.params_spec import validate_params
+from ..preprocessing import library_scale
 from ..progress import ProgressGen, relay, run_to_end
 from .impute import _jsonable, build_data, read_inputs
 
@@ -63,25 +64,11 @@ def fold_normalise(counts, input_cols, held_cols) -> tuple[np.ndarray, np.ndarra
     total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
     held_block = X[:, np.asarray(held_cols, np.int64)]
     held_block = held_block.toarray() if sp.issparse(held_block) else np.asarray(held_block)
-    lib = total - held_block.sum(axis=1)
-    positive = lib > 0
-    target = float(np.median(lib[positive])) if positive.any() else 1.0
-    scale = np.divide(target, lib, out=np.zeros_like(lib), where=positive)[:, None]
+    scale, target = library_scale(total - held_block.sum(axis=1))
+    scale = scale[:, None]
     inp = X[:, np.asarray(input_cols, np.int64)]
     inp = inp.toarray() if sp.issparse(inp) else np.asarray(inp)
     return (np.log1p(inp * scale).astype(np.float32), np.log1p(held_block * scale).astype(np.float32), target)
-
-
-def renormalise_log(spatial_log: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Log-normalised cells restricted to columns ``keep`` and normalised again over those columns only
-    (library size without the dropped genes; target = the median of the new library sizes). The inverse of
-    log1p gives counts / library × constant, so this equals normalising the counts of ``keep`` directly."""
-    scaled = np.expm1(np.asarray(spatial_log, np.float64)[:, keep])
-    lib = scaled.sum(axis=1)
-    positive = lib > 0
-    target = float(np.median(lib[positive])) if positive.any() else 1.0
-    scale = np.divide(target, lib, out=np.zeros_like(lib), where=positive)[:, None]
-    return np.log1p(scaled * scale).astype(np.float32)
 
 
 def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,

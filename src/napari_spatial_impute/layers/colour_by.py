@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..preprocessing import library_scale
 from .colors import contrast_limits
 
 IMPUTED_UNIT = "log1p normalised expression (imputed)"
@@ -63,9 +64,7 @@ class LibrarySizes:
     def __init__(self, adata):
         X = adata.X
         self.total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
-        positive = self.total > 0
-        self.target = float(np.median(self.total[positive])) if positive.any() else 1.0
-        self.scale = np.divide(self.target, self.total, out=np.zeros_like(self.total), where=positive)
+        self.scale, self.target = library_scale(self.total)
 
     def normalise(self, counts) -> np.ndarray:
         return np.log1p(np.asarray(counts, dtype=np.float64) * self.scale).astype(np.float32)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..preprocessing import library_scale
 from ..progress import Progress, ProgressGen, relay
 from .base import ImputeData
 
@@ -29,10 +30,7 @@ def renormalise(spatial_log: np.ndarray, keep: np.ndarray, held: np.ndarray | No
     constant, so this equals normalising the counts of ``keep`` directly: held-out genes leave the inputs
     *and* the library size."""
     scaled = np.expm1(np.asarray(spatial_log, np.float64))
-    lib = scaled[:, keep].sum(axis=1)
-    positive = lib > 0
-    target = float(np.median(lib[positive])) if positive.any() else 1.0
-    scale = np.divide(target, lib, out=np.zeros_like(lib), where=positive)[:, None]
+    scale = library_scale(scaled[:, keep].sum(axis=1))[0][:, None]
     inputs = np.log1p(scaled[:, keep] * scale).astype(np.float32)
     truth = None if held is None else np.log1p(scaled[:, held] * scale).astype(np.float32)
     return inputs, truth
