@@ -1,20 +1,16 @@
-"""The bundled osmFISH + Allen SSp sample (Codeluppi et al. 2018; Allen Brain Map; via TISSUE / Li et al. 2022)."""
+"""The bundled osmFISH + Allen SSp sample (Codeluppi et al. 2018; Allen Brain Map; via TISSUE / Li et al. 2022).
+
+Cite: Codeluppi S. et al. Spatial organization of the somatosensory cortex revealed by osmFISH. Nat Methods 15,
+932-935 (2018). Allen Institute for Brain Science, Allen Brain Map mouse cortex SMART-seq. Li B. et al.
+Benchmarking spatial and single-cell transcriptomics integration methods. Nat Methods 19, 662-670 (2022).
+Sun E.D. et al. TISSUE (sunericd/TISSUE, MIT), source of the paired files (``data/osmfish_allenssp/PROVENANCE.md``).
+"""
 
 from __future__ import annotations
 
 from importlib.resources import files
 
 SAMPLE_DIR = "data/osmfish_allenssp"
-
-CITATIONS = [
-    "Codeluppi S. et al. Spatial organization of the somatosensory cortex revealed by osmFISH. "
-    "Nat Methods 15, 932-935 (2018).",
-    "Allen Institute for Brain Science. Allen Brain Map mouse cortex SMART-seq.",
-    "Li B. et al. Benchmarking spatial and single-cell transcriptomics integration methods. "
-    "Nat Methods 19, 662-670 (2022).",
-    "Sun E.D. et al. TISSUE (sunericd/TISSUE, MIT), source of the paired files.",
-]
-
 
 XENIUM_DIR = "data/xenium_mouse_brain"
 

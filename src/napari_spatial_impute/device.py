@@ -44,17 +44,6 @@ def resolve_device(device: str | None = "auto") -> str:
     return name
 
 
-def describe_device(device: str) -> str:
-    """A short human label, e.g. ``"cuda (NVIDIA H100)"`` or ``"cpu (2 threads)"``."""
-    import torch
-
-    if device.startswith("cuda"):
-        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    if device == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return device
-
-
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation failure (CUDA / MPS / CPU) that smaller chunks might avoid."""
     if isinstance(err, MemoryError):

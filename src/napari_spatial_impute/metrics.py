@@ -14,8 +14,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-PER_GENE_COLUMNS = ["pcc", "spearman", "ssim", "rmse", "js", "cosine", "mse"]
-
 
 def _as2d(a) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)

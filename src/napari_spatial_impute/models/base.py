@@ -73,10 +73,6 @@ class ImputeData:
     def shared_idx(self) -> np.ndarray:
         return np.array([self._pos[g] for g in self.shared_genes], dtype=np.int64)
 
-    @property
-    def target_idx(self) -> np.ndarray:
-        return np.array([self._pos[g] for g in self.target_genes], dtype=np.int64)
-
     def reference_columns(self, genes: list[str]) -> np.ndarray:
         """Dense (n_reference, len(genes)) values of some reference genes."""
         block = self.reference[:, [self._pos[g] for g in genes]]

@@ -30,7 +30,6 @@ HED_FROM_RGB = np.linalg.inv(RGB_FROM_HED)
 #: cannot be fitted
 DEFAULT_STAINS = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
 DEFAULT_MAX_CONC = np.array([1.9705, 1.0308])
-STAIN_METHODS = ("macenko", "none")
 
 
 def _od(values: np.ndarray) -> np.ndarray:
