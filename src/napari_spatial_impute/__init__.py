@@ -10,6 +10,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+#: the ``uns`` key of every result (imputation and histology): method, parameters, provenance
+UNS_KEY = "napari_spatial_impute"
+
 _LAZY = {
     "impute": ".api",
     "impute_steps": ".api",
@@ -51,7 +54,7 @@ _LAZY = {
     "resolve_device": ".device",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "UNS_KEY", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,7 @@ from magicgui.widgets import (
     SpinBox,
 )
 
+from .. import UNS_KEY
 from . import settings
 from ._steps import load_reference_steps, run_steps
 from ._worker import RunsInWorker
@@ -294,7 +295,7 @@ class ImputeWidget(RunsInWorker, Container):
                 self.colour.show(f"imputed:{out['first_gene']}")
 
         self._turns(first)
-        info = self.result.uns.get("napari_spatial_impute", {})
+        info = self.result.uns.get(UNS_KEY, {})
         where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
         self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in {info.get('seconds', 0):.1f} s"
                              f" on {info.get('device', '?')}{where}")

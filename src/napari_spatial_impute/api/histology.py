@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import UNS_KEY
 from ..errors import InputError
 from ..progress import Progress, ProgressGen, run_to_end
-
-UNS_KEY = "napari_spatial_impute"
 
 
 def train_histology_steps(sections, *, genes: list[str] | None = None, seed: int = 0, device: str = "auto",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import UNS_KEY
 from ..errors import InputError
 from ..io.reference import find_counts, ingest
 from ..io.results import check_finite
@@ -138,9 +139,9 @@ def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame
 
     out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(),
                      var=_output_var(genes, var), obsm={k: v for k, v in spatial.obsm.items()},
-                     uns={k: v for k, v in spatial.uns.items() if k != "napari_spatial_impute"})
+                     uns={k: v for k, v in spatial.uns.items() if k != UNS_KEY})
     out.obs_names = spatial.obs_names.copy()
-    out.uns["napari_spatial_impute"] = uns or {}
+    out.uns[UNS_KEY] = uns or {}
     return out
 
 
@@ -221,7 +222,7 @@ def _impute_to_zarr(model, data: ImputeData, spatial, uns: dict, path: Path, ove
         yield from relay(model.predict_into_steps(data, lambda rows, cols, block: writer.write(rows, block, cols),
                                                   chunk), "predict", 30, 100, span=68)
         uns.update(_model_uns(model, t0))
-        writer.close(uns={"napari_spatial_impute": uns})
+        writer.close(uns={UNS_KEY: uns})
     except BaseException:
         writer.abort()
         raise

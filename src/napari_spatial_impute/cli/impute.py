@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import UNS_KEY
 from ..errors import InputError
 from .common import check_outputs, progress_bar, read_gene_list, write_json
 
@@ -121,7 +122,7 @@ def run_impute(args) -> int:
             close()
             if not str(args.out).rstrip("/").endswith(".zarr"):
                 write_h5ad_safely(out, args.out, overwrite=args.overwrite)
-            info = out.uns["napari_spatial_impute"]
+            info = out.uns[UNS_KEY]
             print(f"{info['method']}: imputed {out.n_vars} genes for {out.n_obs} cells on {info['device']} "
                   f"in {info['seconds']:.1f} s → {args.out}")
     finally:

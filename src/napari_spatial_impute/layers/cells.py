@@ -12,7 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from .. import UNS_KEY
 from ..coords import xy_to_yx
+from ..preprocessing import gene_key
 from .colors import contrast_limits
 
 LayerDataTuple = tuple
@@ -37,15 +39,16 @@ def typical_spacing(xy, sample: int = 5000, seed: int = 0) -> float:
 
 
 def gene_values(adata, gene: str) -> np.ndarray:
-    """Values of one gene (a var name, matched case-insensitively) or numeric obs column, per cell."""
+    """Values of one gene (a var name, matched by :func:`~napari_spatial_impute.preprocessing.gene_key`: case
+    and Ensembl version ignored) or numeric obs column, per cell."""
     if gene in adata.obs.columns:
         return pd.to_numeric(adata.obs[gene], errors="coerce").to_numpy(np.float64)
     names = list(map(str, adata.var_names))
     if gene not in names:
-        lower = {n.lower(): n for n in names}
-        if gene.lower() not in lower:
+        keys = {gene_key(n): n for n in names}
+        if gene_key(gene) not in keys:
             raise KeyError(f"{gene!r} is neither a gene nor an obs column")
-        gene = lower[gene.lower()]
+        gene = keys[gene_key(gene)]
     col = adata[:, gene].X
     col = col.toarray() if hasattr(col, "toarray") else np.asarray(col)
     return np.asarray(col, dtype=np.float64).ravel()
@@ -102,7 +105,7 @@ def cells_points_layer(adata, name: str | None = None, *, features: str = "obs",
         feats = pd.DataFrame(X, columns=genes)
         feats.insert(0, "cell_id", np.asarray(adata.obs_names, dtype=str))
         gene = gene if gene is not None else default_gene(adata)
-        info = dict(adata.uns.get("napari_spatial_impute", {}))
+        info = dict(adata.uns.get(UNS_KEY, {}))
         reliability = ({g: float(v) for g, v in adata.var["reliability"].items()}
                        if "reliability" in adata.var else None)
         meta.update(genes=genes, reliability=reliability, info=info)

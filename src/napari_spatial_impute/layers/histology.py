@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import UNS_KEY
 from ..coords import yx_to_xy
 from ..errors import InputError
 from .cells import LayerDataTuple, cells_points_layer, show_gene_on_points
 from .colors import contrast_limits
 
-UNS_KEY = "napari_spatial_impute"
 #: marker diameter (µm) of per-spot predictions: a legacy-ST spot
 SPOT_MARKER_UM = 100.0
 

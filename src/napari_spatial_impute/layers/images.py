@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import UNS_KEY
 from ..coords import affine_to_napari
 from .cells import LayerDataTuple, default_gene, typical_spacing
 from .colors import contrast_limits
@@ -80,7 +81,7 @@ def binned_image_layer(imputed, gene: str | None = None, *, grid: BinnedGrid | N
     col = list(map(str, imputed.var_names)).index(gene)
     values = imputed.X[:, col]
     values = values.toarray().ravel() if hasattr(values, "toarray") else np.asarray(values).ravel()
-    info = dict(imputed.uns.get("napari_spatial_impute", {}))
+    info = dict(imputed.uns.get(UNS_KEY, {}))
     reliability = ({g: float(v) for g, v in imputed.var["reliability"].items()}
                    if "reliability" in imputed.var else None)
     kwargs = dict(name=name or f"imputed ({info.get('method', 'model')}, binned)", colormap=colormap,

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import UNS_KEY
 from ..errors import InputError
 from ..progress import Progress, ProgressGen
 
@@ -58,7 +59,7 @@ class SampleResult:
         self._col = {g: i for i, g in enumerate(self.genes)}
         self.reliability = ({g: float(v) for g, v in adata.var["reliability"].items()}
                             if "reliability" in adata.var else None)
-        self.info = dict(adata.uns.get("napari_spatial_impute", {}))
+        self.info = dict(adata.uns.get(UNS_KEY, {}))
 
     @property
     def on_disk(self) -> bool:
@@ -132,8 +133,8 @@ def _shell(result: SampleResult, provenance: dict):
     import anndata as ad
 
     src = result.adata
-    uns = {k: v for k, v in src.uns.items() if k not in ("_zarr_X", "napari_spatial_impute")}
-    uns["napari_spatial_impute"] = provenance
+    uns = {k: v for k, v in src.uns.items() if k not in ("_zarr_X", UNS_KEY)}
+    uns[UNS_KEY] = provenance
     obs = src.obs.copy()
     for col in obs.columns:  # h5ad / zarr cannot store mixed object columns
         if obs[col].dtype == object:
