@@ -56,6 +56,8 @@ def test_evaluate_writes_metrics(bundle, tmp_path):
     m = json.loads(metrics.read_text())
     assert {"n_spots", "n_genes", "pcc_mean_all", "pcc_mean_top50", "seconds", "per_gene"} <= set(m)
     assert m["n_spots"] == 178 and m["n_genes"] == 8 and set(m["per_gene"]) >= {"ERBB2", "ACTB"}
+    # per-gene top flag: "top", and its 0.1.0 name "top50" beside it (all 8 genes are top genes here)
+    assert all(row["top"] is True and row["top50"] is True for row in m["per_gene"].values())
     assert -1 <= m["pcc_mean_all"] <= 1
     # the names imputation uses, beside the histology ones
     assert {"pcc_median", "pcc_mean", "spearman_median", "spearman_mean", "ssim_median"} <= set(m)

@@ -92,7 +92,7 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     pcc_median_all, pcc_mean_top50 (the model's top genes: most expressed on the training sections),
     spearman_mean_all, seconds; beside them the names imputation uses
     (:func:`~napari_spatial_impute.metrics.summarize`: pcc_median, pcc_mean, spearman_median, ssim_median, …),
-    the gene match and per_gene {gene: {pcc, spearman, …, top50}}. Side by side, every predictor the bundle
+    the gene match and per_gene {gene: {pcc, spearman, …, top}}. Side by side, every predictor the bundle
     carries, unblended and unsmoothed: ``components`` {contrastive, feature_knn, colour_ridge: {pcc_mean_all,
     pcc_median_all, pcc_mean_top50}} (also flat as ``pcc_mean_top50_<name>``, ``pcc_mean_all_<name>``), and
     ``predictor``: the blend weights, smoothing and validation scores chosen at training time.
@@ -111,7 +111,7 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     spr = np.array([shared["per_gene"][g]["spearman"] for g in genes])
     top_set = set(model.top_genes)
     top = [i for i, g in enumerate(genes) if g in top_set]
-    per_gene = {g: {**row, "top50": g in top_set} for g, row in shared.pop("per_gene").items()}
+    per_gene = {g: {**row, "top": g in top_set} for g, row in shared.pop("per_gene").items()}
     components = {name: _pcc_summary(truth, values[:, cols], top) for name, values in out.items()}
     flat = {f"{k}_{name}": v for name, row in components.items() for k, v in row.items() if k != "pcc_median_all"}
     return {
@@ -124,7 +124,7 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
         **{k: v for k, v in shared.items() if k != "n_genes"},
         "components": components, **flat,
         "predictor": {"weights": model.weights, "smoothing_um": float(model.choice.get("smoothing_um", 0.0)),
-                      "winner": model.choice.get("winner"), "validation_top50": model.choice.get("scores", {}),
+                      "winner": model.choice.get("winner"), "validation_top": model.choice.get("scores", {}),
                       "validated_on": model.choice.get("validated_on", [])},
         "gene_match": match.as_dict(),
         "per_gene": per_gene,
