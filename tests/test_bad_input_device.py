@@ -1,5 +1,6 @@
 """GPU out of memory → smaller chunks → CPU with a warning (device.chunks_with_fallback), tested with injected
-allocation errors; the kNN neighbour search uses it and gives the same neighbours after halving."""
+allocation errors; the kNN neighbour search, stImpute's and SpaIM's prediction use it and give the same numbers
+after halving or on the CPU."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def test_chunks_halve_then_fall_back_to_cpu():
         parts = list(chunks_with_fallback(10, 8, "cuda", step, what="the test step"))
     assert np.concatenate([r for _, _, r in parts]).tolist() == list(range(10))
     assert [c[1] - c[0] for c in calls if c[2] == "cuda"] == [8, 4, 2, 1]  # halved down to one row
-    assert all(c[2] == "cpu" for c in calls[4:])
+    # on the CPU the starting chunk size again (host memory is not the GPU's), not one row at a time
+    assert calls[4:] == [(0, 8, "cpu"), (8, 10, "cpu")]
 
 
 def test_memory_errors_halve_the_chunk_and_other_errors_propagate():
@@ -84,3 +86,123 @@ def test_knn_neighbour_search_survives_injected_oom(monkeypatch):
     assert max(s for s in seen if s <= 50) <= 50 and seen[0] == 200
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
+
+
+# --- the models' batched device prediction (stImpute, SpaIM) ------------------------------------------------
+
+GENES = ["Gad2", "Vip", "Plp1"]
+
+
+@pytest.fixture(scope="module")
+def small_data(osmfish):
+    import napari_spatial_impute as nsi
+
+    spatial, reference = osmfish
+    cells = np.sort(np.random.default_rng(0).choice(spatial.n_obs, 400, replace=False))
+    data, _ = nsi.prepare(spatial[cells].copy(), reference, GENES)
+    return data
+
+
+@pytest.fixture(scope="module")
+def stimpute_model(small_data):
+    from napari_spatial_impute.models.stimpute import STImputer
+
+    # chunk_mb=1: the GNN runs in batches of ~19 cells, so the prediction has many chunks
+    return STImputer(k=10, gene_embeddings="none", rounds=1, ae_epochs=2, gnn_epochs=1, hidden=8, latent=8,
+                     reliability=False, max_train_cells=300, chunk_mb=1, seed=0, device="cpu").fit(small_data)
+
+
+def test_stimpute_gnn_batches_halve_on_oom_and_stay_small(stimpute_model, small_data, monkeypatch):
+    from napari_spatial_impute.models.stimpute import prediction
+
+    expected = stimpute_model.predict(small_data)
+    chunk = stimpute_model._chunk_cells(len(stimpute_model.genes_))
+    assert chunk > 8
+    real, sizes = prediction.GraphRows.forward, []
+
+    def forward(self, gnn, x):
+        sizes.append(x.shape[1])  # (genes, cells, features)
+        if x.shape[1] > 8:
+            raise RuntimeError("DefaultCPUAllocator: not enough memory: you tried to allocate 2 GiB")
+        return real(self, gnn, x)
+
+    monkeypatch.setattr(prediction.GraphRows, "forward", forward)
+    monkeypatch.setattr(prediction, "_BLOCK_CELLS", 2 * chunk)  # several blocks of cells (one on a real slide)
+    got = stimpute_model.predict(small_data)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    failed = [s for s in sizes if s > 8]
+    halvings = [chunk >> i for i in range(8) if chunk >> i > 8]
+    assert failed == halvings  # halved in the first block only: later blocks start from the size that fitted
+    assert sum(s for s in sizes if s <= 8) == small_data.n_cells  # every cell predicted exactly once
+
+
+def test_stimpute_falls_back_to_cpu_when_the_gpu_is_full(stimpute_model, small_data, monkeypatch):
+    """The model's device is an accelerator where every allocation fails: the prediction finishes on the CPU,
+    with a warning, with the CPU's numbers, and never goes back to the accelerator once it has left it."""
+    import torch
+
+    from napari_spatial_impute.models.stimpute import prediction
+
+    expected = stimpute_model.predict(small_data)
+    real, devices = prediction._Placement._build, []
+
+    def build(self, device, what):
+        devices.append(device)
+        if device != "cpu":
+            raise _oom()
+        return real(self, device, what)
+
+    monkeypatch.setattr(prediction._Placement, "_build", build)
+    monkeypatch.setattr(stimpute_model, "_torch", lambda: (torch, torch.device("cuda")))
+    with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+        got = stimpute_model.predict(small_data)
+    np.testing.assert_array_equal(got, expected)
+    first_cpu = devices.index("cpu")
+    assert first_cpu > 0 and set(devices[:first_cpu]) == {"cuda"} and set(devices[first_cpu:]) == {"cpu"}
+    assert devices.count("cpu") == 2  # the autoencoder and the GNN's parts, each made once on the CPU
+
+
+@pytest.fixture(scope="module")
+def spaim_model(small_data):
+    from napari_spatial_impute.models.spaim import SpaIMImputer
+
+    return SpaIMImputer(hidden=(32, 16), style_dim=8, epochs=2, n_models=2, batch_size=8, anchor_weight=0.5,
+                        seed=0, device="cpu").fit(small_data)
+
+
+def test_spaim_prediction_halves_then_falls_back_to_cpu(spaim_model, small_data, monkeypatch):
+    import torch
+
+    from napari_spatial_impute.models.spaim import SpaIMImputer
+
+    genes = list(small_data.reference_genes[:20])  # 20 reference genes: three batches of 8
+    expected = spaim_model.predict(small_data)
+    expected_many, _ = spaim_model.raw_predict(genes)
+    real, calls = SpaIMImputer._raw, []
+
+    def raw(self, rows, dev):
+        calls.append((len(rows), str(dev)))
+        if len(rows) > 3:
+            raise MemoryError
+        return real(self, rows, dev)
+
+    monkeypatch.setattr(SpaIMImputer, "_raw", raw)
+    np.testing.assert_allclose(spaim_model.predict(small_data), expected, rtol=1e-5, atol=1e-6)
+    got_many, _ = spaim_model.raw_predict(genes)  # the inner CV's path: one batch, same fallback
+    np.testing.assert_allclose(got_many, expected_many, rtol=1e-5, atol=1e-6)
+    assert calls[0] == (3, "cpu") and (20, "cpu") in calls and max(n for n, _ in calls if n <= 3) == 3
+
+    def raw_gpu_full(self, rows, dev):
+        calls.append((len(rows), str(dev)))
+        if str(dev) != "cpu":
+            raise _oom()
+        return real(self, rows, dev)
+
+    calls.clear()
+    monkeypatch.setattr(SpaIMImputer, "_raw", raw_gpu_full)
+    monkeypatch.setattr(spaim_model, "_torch_device", lambda: torch.device("cuda"))
+    with pytest.warns(RuntimeWarning, match="continuing on the CPU"):
+        got = spaim_model.predict(small_data)
+    np.testing.assert_array_equal(got, expected)
+    assert [c[0] for c in calls if c[1] == "cuda"] == [3, 3, 2, 1]  # batch 8 (3 genes) halved to 1, then the CPU
+    assert [c for c in calls if c[1] == "cpu"] == [(3, "cpu")]  # the CPU at the starting batch size again

@@ -1,9 +1,11 @@
 """Deterministic on CPU: two runs with the same seed give bit-identical outputs, for every method (small configs).
 
-kNN, stImpute and SpaIM on a slice of the bundled osmFISH + Allen pair; STco on the real her2st sections in
+kNN, stImpute, SpaIM and auto on a slice of the bundled osmFISH + Allen pair; STco on the real her2st sections in
 ../shared (skipped when absent). A different seed must change the trained models' output (the seed is used)."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
@@ -13,6 +15,8 @@ SMALL = {
     "stimpute": dict(k=10, gene_embeddings="none", rounds=1, ae_epochs=2, gnn_epochs=1, ae_round_epochs=1,
                      hidden=8, latent=8, reliability=False, max_train_cells=400),
     "spaim": dict(hidden=(32, 16), style_dim=8, epochs=3, n_models=2, batch_size=8, anchor_weight=0.5),
+    # the inner CV, the screen and the blend decision (kNN + stImpute: ~1 s a run; SpaIM is covered above)
+    "auto": dict(candidates="knn,stimpute", folds=2, cv_cells=300),
 }
 GENES = ["Gad2", "Vip", "Plp1"]
 
@@ -30,9 +34,14 @@ def test_same_seed_same_bits(pair, method):
     import napari_spatial_impute as nsi
 
     spatial, reference = pair
-    runs = [nsi.impute(spatial, reference, method, GENES, seed=seed, device="cpu", **SMALL[method]).X
+    outs = [nsi.impute(spatial, reference, method, GENES, seed=seed, device="cpu", **SMALL[method])
             for seed in (3, 3, 4)]
+    runs = [out.X for out in outs]
     assert runs[0].tobytes() == runs[1].tobytes()
+    if method == "auto":  # the same decision too (a blend with the trained model, so the seed matters below)
+        info = [json.loads(out.uns["napari_spatial_impute"]["model_info"]) for out in outs[:2]]
+        assert info[0]["auto_method"] == info[1]["auto_method"] and info[0]["weights"] == info[1]["weights"]
+        assert info[0]["weights"].get("stimpute", 0) > 0
     if method != "knn":  # the trained models draw from the seed; kNN has no randomness without a PCA
         assert runs[0].tobytes() != runs[2].tobytes()
 

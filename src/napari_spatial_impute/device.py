@@ -77,11 +77,13 @@ def chunks_with_fallback(n: int, chunk: int, device: str, step, *, what: str = "
     """Run ``step(start, stop, device)`` over rows ``[0, n)`` in chunks, yielding ``(start, stop, result)``.
 
     On an out-of-memory error the chunk is halved and retried (down to ``min_chunk`` rows); when even that fails
-    on an accelerator, the remaining chunks run on the CPU, with a warning. Other errors propagate.
+    on an accelerator, the remaining chunks run on the CPU (at the starting chunk size again: host memory is not
+    the accelerator's), with a warning. Other errors propagate.
     """
     import warnings
 
     chunk, start = max(1, int(chunk)), 0
+    first = chunk
     while start < n:
         stop = min(n, start + chunk)
         try:
@@ -98,7 +100,7 @@ def chunks_with_fallback(n: int, chunk: int, device: str, step, *, what: str = "
                                  "free memory, or impute fewer genes / cells at once.") from err
             warnings.warn(f"Out of {device} memory in {what} even with {chunk} rows at a time; continuing on the "
                           "CPU (slower).", RuntimeWarning, stacklevel=2)
-            device = "cpu"
+            device, chunk = "cpu", first
             continue
         yield start, stop, result
         start = stop

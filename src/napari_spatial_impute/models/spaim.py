@@ -224,16 +224,22 @@ class SpaIMImputer(Imputer):
         if missing:
             raise InputError(f"{len(missing)} requested gene(s) are not in the model's reference: {missing[:5]}.",
                              "ask for genes the reference measures.")
-        dev = self._torch_device()
         out = np.empty((self.n_cells_, len(genes)), dtype=np.float32)
         rows = np.array([pos[g] for g in genes], dtype=np.int64)
-        n_batches = max(1, -(-len(genes) // self.batch_size))
-        for b, start in enumerate(range(0, len(genes), self.batch_size)):
-            stop = min(len(genes), start + self.batch_size)
-            net, base = self._raw(rows[start:stop], dev)
+        for start, stop, (net, base) in self._raw_batches(rows):
             out[:, start:stop] = combine(net, base, self.anchor, self.anchor_weight_ or 0.0)
-            yield Progress(b + 1, n_batches, f"genes {stop}/{len(genes)}", "predict")
+            yield Progress(stop, len(genes), f"genes {stop}/{len(genes)}", "predict")
         return out
+
+    def _raw_batches(self, rows: np.ndarray, batch: int | None = None):
+        """:meth:`_raw` of ``rows`` in batches of ``batch`` (default ``batch_size``) genes, yielding
+        ``(start, stop, raw)``. Out of device memory: smaller batches, then the CPU with a warning
+        (:func:`~napari_spatial_impute.device.chunks_with_fallback`)."""
+        from ..device import chunks_with_fallback
+
+        return chunks_with_fallback(len(rows), batch or self.batch_size, str(self._torch_device()),
+                                    lambda start, stop, dev: self._raw(rows[start:stop], dev),
+                                    what="SpaIM's prediction")
 
     def _raw(self, rows: np.ndarray, dev) -> tuple[np.ndarray, np.ndarray | None]:
         """(mean network output, kNN imputation or None) of the reference genes at positions ``rows``."""
@@ -249,9 +255,15 @@ class SpaIMImputer(Imputer):
         return net_out, None if self.anchor_ is None else self.anchor_.predict(rows)
 
     def raw_predict(self, genes: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`_raw` of some reference genes (the parts the inner CV weighs against each other)."""
+        """:meth:`_raw` of some reference genes (the parts the inner CV weighs against each other): one batch,
+        with the same out-of-memory fallback as :meth:`predict` (smaller batches, then the CPU)."""
         pos = {g: i for i, g in enumerate(self.reference_genes_)}
-        return self._raw(np.array([pos[g] for g in genes], dtype=np.int64), self._torch_device())
+        rows = np.array([pos[g] for g in genes], dtype=np.int64)
+        if not len(rows):
+            return self._raw(rows, self._torch_device())
+        parts = [raw for _, _, raw in self._raw_batches(rows, len(rows))]
+        net = np.concatenate([p[0] for p in parts], axis=1)
+        return net, None if self.anchor_ is None else np.concatenate([p[1] for p in parts], axis=1)
 
     # --- bundle ----------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
