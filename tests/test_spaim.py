@@ -148,6 +148,34 @@ def test_cluster_means_match_numpy():
     assert all(len(set(groups[clusters.labels == k])) == 1 for k in range(clusters.n_clusters))
 
 
+def test_leiden_needs_igraph_only_and_kmeans_without_it(monkeypatch):
+    """scanpy's igraph flavour: the same Leiden labels when leidenalg cannot be imported (it is not a dependency);
+    without python-igraph, seeded KMeans with a warning naming the package to install."""
+    import sys
+    import warnings
+
+    from napari_spatial_impute import clustering
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(3), 40)
+    blobs = (rng.normal(size=(120, 7)) + 6 * np.eye(3, 7)[groups]).astype(np.float32)
+    monkeypatch.setattr(clustering, "_CLUSTER_CACHE", {})
+    before, how_before = leiden_labels(blobs, resolution=0.5, seed=0)
+    monkeypatch.setattr(clustering, "_CLUSTER_CACHE", {})
+    monkeypatch.setitem(sys.modules, "leidenalg", None)  # `import leidenalg` raises ImportError
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        labels, how = leiden_labels(blobs, resolution=0.5, seed=0)
+    assert how == how_before and how.startswith("leiden (") and np.array_equal(labels, before)
+    assert not [w for w in seen if "igraph" in str(w.message) or "KMeans" in str(w.message)]
+    assert all(len(set(groups[labels == k])) == 1 for k in np.unique(labels))
+
+    monkeypatch.setattr(clustering, "_CLUSTER_CACHE", {})
+    monkeypatch.setitem(sys.modules, "igraph", None)
+    with pytest.warns(UserWarning, match=r"igraph is not installed.*KMeans.*pip install igraph"):
+        labels, how = leiden_labels(blobs, resolution=0.5, seed=0)
+    assert how == "kmeans (igraph not installed)" and len(set(labels)) >= 2
+
 def test_memory_estimate_and_refusal(data, monkeypatch):
     small = estimate_memory(3405, 40, 12, n_models=1)
     big = estimate_memory(1_000_000, 40, 12, n_models=1)

@@ -1,9 +1,10 @@
 """Reference clusters and per-cluster mean profiles ("content" of SpaIM).
 
 The reference's cell types come either from a column of ``reference.obs`` the user names, or from a
-seeded Leiden clustering (scanpy) of a scaled copy of the log-normalised reference; when Leiden is not
-installed, seeded KMeans is used instead and a warning says so. :func:`cluster_means` turns labels into
-a clusters × genes matrix of mean log-normalised expression.
+seeded Leiden clustering (scanpy's igraph flavour: python-igraph's own Leiden, no leidenalg) of a scaled
+copy of the log-normalised reference; when igraph is not installed, seeded KMeans is used instead and a
+warning says so. :func:`cluster_means` turns labels into a clusters × genes matrix of mean log-normalised
+expression.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ def leiden_labels(X: np.ndarray, *, resolution: float = 1.0, n_neighbors: int = 
 
     The matrix is restricted to its ``max_genes`` most variable genes, scaled (clipped at 10), projected on
     ``n_pcs`` principal components and clustered on a ``n_neighbors`` graph with Gaussian-kernel weights
-    (scanpy ``neighbors(method="gauss")`` + ``leiden``). Falls back to KMeans
-    with ``round(sqrt(n / 20))`` clusters (between 2 and 30) when leidenalg / igraph are missing.
+    (scanpy ``neighbors(method="gauss")`` + ``leiden(flavor="igraph")``, which needs python-igraph only). Falls
+    back to KMeans with ``round(sqrt(n / 20))`` clusters (between 2 and 30) when igraph is missing.
     Results are cached per input for the session (cross-validation re-uses them).
     """
     X = np.asarray(X, dtype=np.float32)
@@ -88,12 +89,11 @@ def leiden_labels(X: np.ndarray, *, resolution: float = 1.0, n_neighbors: int = 
     np.clip(Z, -10, 10, out=Z)
     n_comp = int(max(1, min(n_pcs, Z.shape[1] - 1, Z.shape[0] - 1)))
     try:
-        import igraph  # noqa: F401
-        import leidenalg  # noqa: F401
+        import igraph  # noqa: F401  (scanpy's igraph flavour of Leiden; leidenalg is not needed)
     except ImportError:
-        labels, how = _kmeans_labels(Z, seed), "kmeans (leidenalg/igraph not installed)"
-        warnings.warn("leidenalg / igraph are not installed: the reference was clustered with KMeans instead "
-                      "of Leiden (pip install leidenalg igraph).", stacklevel=2)
+        labels, how = _kmeans_labels(Z, seed), "kmeans (igraph not installed)"
+        warnings.warn("python-igraph is not installed: the reference was clustered with KMeans instead of Leiden "
+                      "(pip install igraph).", stacklevel=2)
     else:
         import anndata as ad
         import scanpy as sc
