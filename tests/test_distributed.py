@@ -66,3 +66,57 @@ def test_dask_refuses_per_slide_model(osmfish):
     spatial, reference = osmfish
     with pytest.raises(InputError, match="whole slide"):
         impute_dask(spatial, reference, "spaim", ["Gad2"], scheduler="local:1")
+
+
+@pytest.fixture(scope="module")
+def xenium():
+    return nsi.load_xenium_sample()
+
+
+def test_dask_takes_the_same_inputs_targets_and_plan_as_impute(xenium, client, tmp_path, monkeypatch):
+    """reference_values / n_top_genes reach prepare; out='x.zarr' is written (values equal the single run)."""
+    import anndata as ad
+
+    from napari_spatial_impute.api import plan
+    from napari_spatial_impute.distributed import impute_dask
+    from napari_spatial_impute.errors import InputError
+    from test_reference_layouts import _log_cp10k
+
+    spatial, reference = xenium
+    logged = reference.copy()
+    logged.X = _log_cp10k(reference.X)  # log-only: needs reference_values="log1p"
+    single = nsi.impute(spatial, logged, "knn", seed=0, device="cpu", n_top_genes=5, reference_values="log1p")
+    path = tmp_path / "r.zarr"
+    events = []
+    lazy = impute_dask(spatial, logged, "knn", scheduler=client, chunk_size=3000, seed=0, n_top_genes=5,
+                       reference_values="log1p", out=str(path), callback=events.append)
+    assert any(e.stage == "plan" and "7,621 cells × 5 genes" in e.message for e in events)
+    back = ad.read_zarr(path)
+    assert list(back.var_names) == list(single.var_names) and lazy.n_vars == 5
+    np.testing.assert_allclose(back.X, single.X, rtol=1e-5, atol=1e-6)
+    assert back.uns["spatial_units"] == "um" and back.uns["napari_spatial_impute"]["chunks"] == 3
+    with pytest.raises(InputError, match="no raw counts"):
+        impute_dask(spatial, logged, "knn", scheduler=client, n_top_genes=5)
+    monkeypatch.setattr(plan, "available_memory_bytes", lambda: 64 << 20)
+    with pytest.raises(InputError, match="--out RESULT.zarr"):  # refused before any cluster work
+        impute_dask(spatial, reference, "knn", scheduler="tcp://127.0.0.1:1", connect_timeout="2s", all_genes=True)
+
+
+def test_cli_dask_zarr_out_is_written(tmp_path, capsys):
+    import anndata as ad
+
+    from napari_spatial_impute.cli import main
+    from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
+
+    sp, ref = (str(sample_path(n, XENIUM_DIR)) for n in ("spatial.h5ad", "reference.h5ad"))
+    out = tmp_path / "x.zarr"
+    args = ["impute", sp, ref, "--method", "knn", "--n-top-genes", "4", "--out", str(out), "--dask", "local:1",
+            "--chunk-size", "4000", "--quiet", "--device", "cpu"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "written to disk chunk by chunk" in captured.err and f"→ {out}" in captured.out
+    back = ad.read_zarr(out)
+    single = nsi.impute(ad.read_h5ad(sp), ad.read_h5ad(ref), "knn", n_top_genes=4, device="cpu")
+    assert list(back.var_names) == list(single.var_names)
+    np.testing.assert_allclose(back.X, single.X, rtol=1e-5, atol=1e-6)  # cell chunks: float32 summation order
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err  # refused up front, nothing replaced

@@ -105,3 +105,16 @@ def test_missing_zarr_support_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(InputError, match=r"need zarr ≥ 3 and anndata ≥ 0.12.*pip install"):
         ResultWriter(tmp_path / "r.zarr", obs, var)
     assert not list(tmp_path.iterdir())
+
+
+@needs_zarr
+def test_close_merges_provenance_into_the_uns_given_at_creation(tmp_path):
+    obs, var, X = _frames(100, 3)
+    path = tmp_path / "r.zarr"
+    w = ResultWriter(path, obs, var, uns={"spatial_units": "um", "sample": {"source": "xenium"},
+                                          "napari_spatial_impute": {"stale": 1}}, cell_chunk=100)
+    w.write(slice(0, 100), X)
+    w.close(uns={"napari_spatial_impute": {"method": "knn"}})
+    back = ad.read_zarr(path)
+    assert back.uns["spatial_units"] == "um" and back.uns["sample"]["source"] == "xenium"
+    assert back.uns["napari_spatial_impute"] == {"method": "knn"}  # the provenance key replaced, not merged into

@@ -179,3 +179,30 @@ def test_prediction_fast_paths_equal_the_full_computation(osmfish):
         got = rows.forward(model.gnn_, fast.features(idx, w))
     assert got.shape == (3, 40)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_very_wide_target_sets_are_refused_before_densifying(monkeypatch):
+    """On the bundled real Xenium pair with the dense-reference limit scaled down (the real one, 1 GiB, is what a
+    50,000-cell reference × ~5,000 genes needs): stImpute refuses with the fix, before reading any column;
+    auto skips stImpute as a candidate and still runs."""
+    from napari_spatial_impute.api import prepare
+    from napari_spatial_impute.models import base
+    from napari_spatial_impute.models.stimpute import model as stmodel
+
+    spatial, reference = nsi.load_xenium_sample()
+    monkeypatch.setattr(stmodel, "MAX_DENSE_REFERENCE_BYTES", 6 << 20)  # 8,000 cells × 196 genes
+    wide, _ = prepare(spatial, reference, all_genes=True)  # 150 inputs + 98 targets
+    narrow, _ = prepare(spatial, reference, n_top_genes=40)
+    assert STImputer.width_problem(narrow) is None
+    densified = []
+    monkeypatch.setattr(base.ImputeData, "reference_columns",
+                        lambda self, genes: densified.append(len(genes)) or np.zeros((self.n_reference, len(genes))))
+    with pytest.raises(InputError, match=r"8,000 cells × 248 genes.*at most 46 target genes.*--method knn.*"
+                                         r"--n-top-genes") as err:
+        STImputer(seed=0, device="cpu", **TINY).fit(wide)
+    assert densified == [] and "Fix:" in str(err.value)
+    monkeypatch.undo()
+    monkeypatch.setattr(stmodel, "MAX_DENSE_REFERENCE_BYTES", 6 << 20)
+    out = nsi.impute(spatial, reference, "auto", device="cpu", seed=0, all_genes=True, candidates="knn,stimpute")
+    info = out.uns["napari_spatial_impute"]["model_info"]
+    assert '"skipped": "stImpute holds the reference' in info and out.n_vars == 98

@@ -211,3 +211,34 @@ def test_evaluate_on_my_panel(viewer_with_sample, qtbot):
     assert "knn" in ev.results, ev.status.value
     assert ev.table.native.rowCount() == 33 and "median per-gene PCC" in ev.status.value
     assert ev.figure.axes
+
+
+def test_reference_values_choice_reaches_the_run(make_napari_viewer, qtbot, tmp_path):
+    """A log-only reference: "auto" stops with the hint naming the widget's control; "log1p" then runs."""
+    import napari_spatial_impute as nsi
+    from test_reference_layouts import _log_cp10k
+
+    _, reference = nsi.load_xenium_sample()
+    logged = reference.copy()
+    logged.X = _log_cp10k(reference.X)
+    path = tmp_path / "log_only.h5ad"
+    logged.write_h5ad(path)
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "xenium_mouse_brain")
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
+    _genes_ready(w, qtbot)
+    assert w.reference_values.value == "auto" and w.reference_values.choices == ("auto", "counts", "log1p")
+    w.reference_file.value = path
+    qtbot.waitUntil(lambda: "reading" not in w.estimate.value and w._ref_info is not None, timeout=30_000)
+    w.method.value = "knn"
+    w.picker.mode.value = "all genes the panel lacks"
+    w.run()
+    _wait_idle(w, qtbot)
+    assert w.result is None and "no raw counts" in w.status.value
+    assert "'Reference values: log1p' in the Impute widget" in w.status.value
+    w.reference_values.value = "log1p"
+    qtbot.waitUntil(lambda: "reading" not in w.estimate.value, timeout=30_000)
+    w.run()
+    _wait_idle(w, qtbot)
+    assert w.result is not None and w.result.n_vars == 98, w.status.value
+    assert "log1p (declared)" in w.result.uns["napari_spatial_impute"]["gene_match"]

@@ -11,13 +11,16 @@ an existing ``distributed.Client``, or ``"local"`` / ``"local:N"`` for a LocalCl
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from . import UNS_KEY
 from .errors import InputError
-from .progress import Progress, ProgressGen, run_to_end
+from .progress import Progress, ProgressGen, relay, run_to_end
 
 
 def _client(scheduler, timeout: str = "20s"):
@@ -57,32 +60,57 @@ def _predict_chunk(model, data, start: int, stop: int, out_zarr: str | None):
 
 def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] | None = None, *,
                       scheduler: Any = "local", chunk_size: int = 50_000, out_zarr: str | None = None,
+                      out: str | Path | None = None, overwrite: bool = False, all_genes: bool = False,
+                      n_top_genes: int | None = None, reference_values: str = "auto", spatial_values: str = "auto",
                       fit_subsample: int | None = None, seed: int = 0, device: str = "auto",
                       connect_timeout: str = "20s", **params: Any) -> ProgressGen[Any]:
-    """Generator version of :func:`impute_dask` (yields progress per finished chunk)."""
-    from .api import prepare, to_anndata
-    from .models import get_method
+    """Generator version of :func:`impute_dask` (yields progress per finished chunk).
 
-    t0 = time.perf_counter()
+    The inputs are read and the targets chosen as by :func:`napari_spatial_impute.impute` (``all_genes``,
+    ``n_top_genes``, ``reference_values`` / ``spatial_values``), and the run is planned and refused the same way.
+    ``out`` (a ``.zarr`` path): the driver writes each finished chunk into a zarr-backed AnnData there (as
+    ``impute(..., out=...)``; the returned AnnData's values stay on disk); ``out_zarr``: a bare zarr array
+    the workers write into directly (storage they share).
+    """
+    from .api.impute import _gene_var, _output_var, prepare_steps, to_anndata
+    from .api.plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
+    from .models import get_method
     from .models.params_spec import validate_params
 
+    t0 = time.perf_counter()
     klass = get_method(method)
     params = validate_params(klass.method, params, seed=seed)
     if not klass.cell_independent_predict:
         raise InputError(f"Method {method!r} predicts a whole slide at once and cannot be split over cells.",
                          "run it without --dask, or use knn / stimpute.")
-    data, match = prepare(spatial, reference, genes)
+    to_disk = out is not None and str(out).rstrip("/").endswith(".zarr")
+    if to_disk:  # before any work: zarr support and the output path
+        from .io.results import _check_target, check_zarr_support
+
+        check_zarr_support()
+        _check_target(Path(out), overwrite)
+    data, match = yield from relay(prepare_steps(
+        spatial, reference, genes, all_genes=all_genes,
+        n_top_genes=DEFAULT_N_TOP_GENES if n_top_genes is None else n_top_genes,
+        reference_values=reference_values, spatial_values=spatial_values), "prepare", 0, 100, span=1)
+    plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), klass.method,
+                    to_disk=to_disk)
+    check_plan(plan)  # without ``out`` the driver gathers the whole result
+    yield Progress(1, 100, match.report(), "report")
+    yield Progress(2, 100, "plan: " + plan.text(), "plan")
     fit_data = data
     if fit_subsample and fit_subsample < data.n_cells:
         rows = np.sort(np.random.default_rng(seed).choice(data.n_cells, fit_subsample, replace=False))
         fit_data = data.subset_cells(rows)
-    yield Progress(0, 100, "fitting on the driver", "fit")
+    yield Progress(3, 100, "fitting on the driver", "fit")
     model = klass(seed=seed, device="cpu" if device == "auto" else device, **params)
     run_to_end(model.fit_steps(fit_data))
     if not model.cell_independent_predict:  # e.g. "auto" that chose a per-slide method (SpaIM)
         raise InputError(f"The fitted {method!r} model uses a per-slide method and predicts the whole slide at "
                          "once: it cannot be split over cells.",
                          "run it without --dask (results can still go to --out x.zarr), or use --method knn.")
+    var = _output_var(data.target_genes, _gene_var(model, data))
+    writer = None
     client, owned = _client(scheduler, connect_timeout)
     try:
         if out_zarr is not None:
@@ -90,6 +118,13 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
 
             zarr.open_array(out_zarr, mode="w-", shape=(data.n_cells, len(data.target_genes)),
                             chunks=(chunk_size, len(data.target_genes)), dtype="f4")
+        if to_disk:
+            from .io.results import ResultWriter
+
+            writer = ResultWriter(out, spatial.obs.copy(), var, obsm={k: np.asarray(v) for k, v in
+                                                                      spatial.obsm.items()},
+                                  uns={k: v for k, v in spatial.uns.items() if k != UNS_KEY},
+                                  cell_chunk=chunk_size, overwrite=overwrite)
         model_f = client.scatter(model, broadcast=True, hash=False)
         data_f = client.scatter(data, broadcast=True, hash=False)
         bounds = [(s, min(data.n_cells, s + chunk_size)) for s in range(0, data.n_cells, chunk_size)]
@@ -100,26 +135,45 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
         results: dict[int, Any] = {}
         index = {f.key: i for i, f in enumerate(futures)}
         for fut in as_completed(futures):
-            results[index[fut.key]] = fut.result()
+            i = index[fut.key]
+            value = fut.result()
+            if writer is not None:  # written as it arrives: the driver never holds the whole result
+                s, e = bounds[i]
+                block = value if out_zarr is None else zarr.open_array(out_zarr, mode="r")[s:e]
+                writer.write(slice(s, e), block)
+            else:
+                results[i] = value
             done += 1
-            yield Progress(done, len(futures), f"chunk {done}/{len(futures)}", "predict")
+            yield Progress(3 + round(95 * done / len(futures)), 100, f"chunk {done}/{len(futures)}", "predict")
         n_workers = len(client.scheduler_info().get("workers", {}))
+        uns = {"method": klass.method, "params": {k: str(v) for k, v in model.get_params().items()},
+               "device": "dask", "n_workers": n_workers, "chunks": len(bounds), "seconds": time.perf_counter() - t0,
+               "gene_match": json.dumps(match.as_dict()), "plan": plan.as_dict(),
+               "input_genes": list(data.shared_genes), "out_zarr": str(out_zarr or "")}
+        if writer is not None:
+            writer.close(uns={UNS_KEY: uns})
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     finally:
         if owned:
             cluster = getattr(client, "cluster", None)
             client.close()
             if cluster is not None:
                 cluster.close()
+    if writer is not None:
+        from .io.results import open_result
+
+        yield Progress(100, 100, f"written to {out}", "write")
+        return open_result(out)[0]
     if out_zarr is None:
         pred = np.vstack([results[i] for i in range(len(bounds))])
     else:
         import zarr
 
         pred = zarr.open_array(out_zarr, mode="r")[:]
-    uns = {"method": klass.method, "params": {k: str(v) for k, v in model.get_params().items()},
-           "device": "dask", "n_workers": n_workers, "chunks": len(bounds), "seconds": time.perf_counter() - t0,
-           "gene_match": match.as_dict(), "out_zarr": out_zarr}
-    return to_anndata(pred, spatial, data.target_genes, var=model.gene_annotations(), uns=uns)
+    return to_anndata(pred, spatial, data.target_genes, var=var, uns=uns)
 
 
 def impute_dask(spatial, reference, method: str = "knn", genes: list[str] | None = None, *, scheduler: Any = "local",

@@ -19,8 +19,9 @@ def _read(source, kind: str):
     return read_reference(source) if kind == "reference" else read_spatial(source)
 
 
-def load_reference_steps(reference, panel: list[str]) -> ProgressGen[dict]:
-    """The reference's genes the panel lacks / shares, and its size (a file is opened backed: X stays on disk)."""
+def load_reference_steps(reference, panel: list[str], values: str = "auto") -> ProgressGen[dict]:
+    """The reference's genes the panel lacks / shares, and its size (a file is opened backed: X stays on disk).
+    The genes listed are those of the matrix the counts come from (``.raw.var`` for counts in ``.raw``)."""
     from ..layers.genes import gene_candidates
     from ..layers.paint import colormap_lut
 
@@ -31,13 +32,14 @@ def load_reference_steps(reference, panel: list[str]) -> ProgressGen[dict]:
         import anndata as ad
 
         reference = ad.read_h5ad(str(reference), backed="r")
-    missing, shared, label = gene_candidates(panel, reference)
+    missing, shared, label = gene_candidates(panel, reference, values=values)
     return {"missing": missing, "shared": shared, "identifier": label, "n_obs": int(reference.n_obs)}
 
 
 def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device: str, seed: int, out, params: dict,
-              jobs: list[dict], cell_ids=None) -> ProgressGen[dict]:
-    """Read the inputs, impute, prepare the label masks and align the result with the sample's cells."""
+              jobs: list[dict], cell_ids=None, reference_values: str = "auto") -> ProgressGen[dict]:
+    """Read the inputs, impute, prepare the label masks and align the result with the sample's cells
+    (``reference_values``: the widget's "Reference values" choice, auto | counts | log1p)."""
     import numpy as np
 
     from ..api import impute_steps
@@ -51,7 +53,8 @@ def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device
     spatial = _read(spatial, "spatial")
     reference = _read(reference, "reference")
     result = yield from relay(impute_steps(spatial, reference, method, genes, seed=seed, device=device,
-                                           all_genes=all_genes, out=out, **params), "", 1, 100, span=94)
+                                           all_genes=all_genes, out=out, reference_values=reference_values,
+                                           **params), "", 1, 100, span=94)
     yield Progress(96, 100, "aligning the result with the sample's cells", "align")
     ids = np.asarray(spatial.obs_names, dtype=str) if cell_ids is None else cell_ids
     aligned = SampleResult(result, ids, np.asarray(spatial.obsm["spatial"])[:, :2] if cell_ids is None else

@@ -216,7 +216,8 @@ def _impute_to_zarr(model, data: ImputeData, spatial, uns: dict, path: Path, ove
     chunk = choose_cell_chunk(len(data.target_genes))
     tmp_var = _output_var(data.target_genes, _gene_var(model, data))
     obsm = {k: np.asarray(v) for k, v in spatial.obsm.items()}
-    writer = ResultWriter(path, spatial.obs.copy(), tmp_var, obsm=obsm, uns={}, cell_chunk=chunk,
+    kept = {k: v for k, v in spatial.uns.items() if k != UNS_KEY}  # units, images, transforms
+    writer = ResultWriter(path, spatial.obs.copy(), tmp_var, obsm=obsm, uns=kept, cell_chunk=chunk,
                           overwrite=overwrite)
     try:
         yield from relay(model.predict_into_steps(data, lambda rows, cols, block: writer.write(rows, block, cols),

@@ -9,12 +9,16 @@ from ..errors import InputError
 
 #: default number of target genes when none are named: the reference's most variable genes the panel lacks
 DEFAULT_N_TOP_GENES = 2000
-#: rough CPU seconds: fixed cost (training, inner CV), per spatial cell, and per cell × 1,000 target genes;
-#: from benchmarks/README.md and benchmarks/accuracy.md (kNN 1 M cells 85 s; stImpute 1.3 M cells 1,042 s;
-#: auto on 18k cells 89 s, of which its inner CV is most; SpaIM trains on the slide itself)
+#: rough CPU seconds: fixed cost (training, inner CV), per spatial cell, per cell × 1,000 target genes, and per
+#: cell when the result goes to disk. From benchmarks/README.md and benchmarks/accuracy.md: kNN 1.3 M cells × 50
+#: genes in memory 85 s; stImpute 1.3 M × 50 genes 402 s (≈ 0.26 ms per predicted cell); auto on 18k cells 89 s,
+#: of which its inner CV is most; SpaIM trains on the slide itself. The width terms are fitted to the two
+#: out-of-core kNN rows of the Width section (200,000 cells × 20,000 genes: 262 CPU s; 1 M × 2,000: 352 CPU s):
+#: 53 µs per cell and 1,000 genes (search, gather, block writes), 180 µs per cell to write the store.
 _FIXED_SECONDS = {"knn": 1.0, "stimpute": 40.0, "spaim": 60.0, "auto": 80.0}
-_SECONDS_PER_CELL = {"knn": 6.5e-5, "stimpute": 8e-4, "spaim": 8e-3, "auto": 8e-4}
-_SECONDS_PER_CELL_KGENE = 1.5e-5
+_SECONDS_PER_CELL = {"knn": 6.5e-5, "stimpute": 2.6e-4, "spaim": 8e-3, "auto": 8e-4}
+_SECONDS_PER_CELL_KGENE = 5.3e-5
+_SECONDS_PER_CELL_TO_DISK = 1.8e-4
 
 
 def available_memory_bytes() -> int:
@@ -69,8 +73,9 @@ def plan_run(n_cells: int, n_genes: int, n_reference: int, n_shared: int, method
     inputs = 4 * (n_cells * n_shared + n_reference * (n_shared + n_genes))
     peak = inputs + (min(output, chunk_bytes) if to_disk else output) + (256 << 20)
     method = str(method).lower()
-    seconds = _FIXED_SECONDS.get(method, 60.0) + n_cells * (_SECONDS_PER_CELL.get(method, 1e-3)
-                                                            + _SECONDS_PER_CELL_KGENE * n_genes / 1000)
+    per_cell = (_SECONDS_PER_CELL.get(method, 1e-3) + _SECONDS_PER_CELL_KGENE * n_genes / 1000
+                + (_SECONDS_PER_CELL_TO_DISK if to_disk else 0.0))
+    seconds = _FIXED_SECONDS.get(method, 60.0) + n_cells * per_cell
     return RunPlan(n_cells, n_genes, n_reference, method, output, peak, seconds, to_disk, available_memory_bytes())
 
 

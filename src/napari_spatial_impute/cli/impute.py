@@ -108,14 +108,15 @@ def run_impute(args) -> int:
                   f"median PCC {m['pcc_median']:.3f}, mean PCC {m['pcc_mean']:.3f}, median SSIM "
                   f"{m['ssim_median']:.3f} ({m['seconds']:.1f} s)")
         else:
-            if args.dask:
+            to_zarr = str(args.out).rstrip("/").endswith(".zarr")
+            if args.dask:  # same inputs, targets and plan as without --dask; --out x.zarr written by the driver
                 from ..distributed import impute_dask
 
                 out = impute_dask(spatial, reference, args.method, genes, scheduler=args.dask, seed=args.seed,
                                   device=args.device, callback=cb, out_zarr=args.zarr, chunk_size=args.chunk_size,
-                                  **params)
+                                  all_genes=args.all, n_top_genes=args.n_top_genes, out=args.out if to_zarr else None,
+                                  overwrite=args.overwrite, **values, **params)
             else:
-                to_zarr = str(args.out).rstrip("/").endswith(".zarr")
                 out = api.impute(spatial, reference, args.method, genes, seed=args.seed, device=args.device,
                                  callback=cb, all_genes=args.all, n_top_genes=args.n_top_genes,
                                  out=args.out if to_zarr else None, overwrite=args.overwrite, **values, **params)

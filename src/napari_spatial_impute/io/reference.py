@@ -113,6 +113,15 @@ def check_values(X, *, log1p_flag: bool = False, seed: int = 0) -> ValueCheck:
     return ValueCheck("linear", f"non-integer values up to {vals.max():.3g} (e.g. volume-normalised)")
 
 
+def declare_hint(flag: str, value: str) -> str:
+    """How to declare the values in each front end: the Impute widget's "Reference values" control (the
+    reference only), the CLI flag and the API keyword."""
+    api = f"{flag.lstrip('-').replace('-', '_')}='{value}'"
+    if flag == "--reference-values":
+        return f"'Reference values: {value}' in the Impute widget, {flag} {value} on the command line, {api} in the API"
+    return f"{flag} {value} on the command line, {api} in the API"
+
+
 #: log1p values above this overflow float32 when turned back with expm1 (log(3.4e38) ≈ 88.7)
 _MAX_LOG1P = 80.0
 
@@ -136,7 +145,8 @@ def check_declared(X, values: str, what: str, flag: str) -> None:
     if values == "log1p" and vals.max() > _MAX_LOG1P:
         raise InputError(f"The {what} is declared log1p-normalised ({flag} log1p) but holds values up to "
                          f"{vals.max():.3g}: not log data (expm1 would overflow).",
-                         f"drop {flag} log1p (raw counts are found automatically) or declare {flag} counts.")
+                         f"declare auto instead (raw counts are found automatically) or counts: "
+                         f"{declare_hint(flag, 'counts')}.")
 
 
 def _candidates(adata) -> list[tuple[str, str | None]]:
@@ -207,8 +217,35 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
     raise InputError(
         f"The {what} holds no raw counts: " + "; ".join(seen) + ".",
         "keep raw counts in layers['counts'] or .raw (scanpy: adata.layers['counts'] = adata.X.copy() before "
-        f"sc.pp.normalize_total), or declare the values with {flag} log1p "
-        f"(API: {flag.lstrip('-').replace('-', '_')}='log1p').")
+        f"sc.pp.normalize_total), or declare the values as log1p: {declare_hint(flag, 'log1p')}.")
+
+
+def _var_of(adata, label: str, names) -> pd.DataFrame:
+    """The ``var`` describing the genes of the matrix ``label`` (``.raw.var`` for ``.raw.X``, unless it is bare
+    and names the same genes as ``var``)."""
+    if label != ".raw.X":
+        return adata.var
+    var = adata.raw.var
+    if len(var.columns) == 0 and list(map(str, names)) == list(map(str, adata.var_names)):
+        return adata.var
+    return var
+
+
+def counts_genes(adata, *, values: str = "auto", rows: int = 2000) -> tuple[pd.DataFrame, object, str]:
+    """``(var, var_names, matrix label)`` of the matrix :func:`find_counts` takes the counts from, judged from the
+    first ``rows`` cells only (a backed file is not read whole): the genes a gene picker lists. ``X``'s genes
+    when no matrix holds counts (the run then stops and says why)."""
+    if values in ("counts", "log1p"):
+        return adata.var, adata.var_names, "X"
+    log1p_flag = "log1p" in adata.uns
+    n = min(int(rows), adata.n_obs)
+    for label, key in _candidates(adata):
+        X, names = _matrix(adata, key)
+        if X is None or n == 0:
+            continue
+        if check_values(X[:n], log1p_flag=log1p_flag and key is None).kind in ("counts", "linear"):
+            return _var_of(adata, label, names), names, label
+    return adata.var, adata.var_names, "X"
 
 
 def identifier_candidates(var: pd.DataFrame, var_names) -> dict[str, list[str]]:
@@ -232,6 +269,44 @@ def choose_identifier(var: pd.DataFrame, var_names, panel) -> tuple[str, list[st
         if best is None or n > best[2]:
             best = (label, names, n)
     return best
+
+
+_ENSEMBL = re.compile(r"^ENS[A-Z]*G\d{6,}(\.\d+)?$", re.I)
+
+
+def _identifier_name(label: str) -> str:
+    """``"var['feature_name']"`` → ``"feature_name"``; ``"var_names"`` stays."""
+    m = re.fullmatch(r"var\[(['\"])(.*)\1\]", label)
+    return m.group(2) if m else label
+
+
+def _is_ensembl(names) -> bool:
+    names = [str(n) for n in names if str(n) not in ("", "nan", "None")]
+    return bool(names) and sum(bool(_ENSEMBL.match(n)) for n in names) >= 0.8 * len(names)
+
+
+def _kind(names) -> str:
+    """"Ensembl ids (ENSMUSG…)" or "symbols" (for messages)."""
+    names = [str(n) for n in names]
+    if not _is_ensembl(names):
+        return "symbols"
+    prefixes = sorted({re.match(r"^ENS[A-Z]*G", n, re.I).group(0).upper() for n in names if _ENSEMBL.match(n)})
+    return f"Ensembl ids ({', '.join(p + '…' for p in prefixes[:3])})"
+
+
+def _describe_other_identifiers(var: pd.DataFrame, ident: str, names) -> None:
+    """Name the identifiers other than the chosen one descriptively: ``gene_id`` (Ensembl) / ``gene_symbol``,
+    from the original ``var_names`` or a known identifier column (a column already so named is left alone)."""
+    chosen = _identifier_name(ident)
+    others = [] if ident == "var_names" else [list(map(str, names))]
+    others += [[str(v) for v in var[c].astype(str)] for c in IDENTIFIER_COLUMNS
+               if c in var.columns and c != chosen and c not in ("gene_id", "gene_symbol")]
+    for values in others:
+        if len(set(values)) < 0.5 * len(values):  # not an identifier (e.g. a gene biotype)
+            continue
+        col = "gene_id" if _is_ensembl(values) else "gene_symbol"
+        if col not in var.columns:
+            var[col] = values
 
 
 def unique_names(names: list[str]) -> tuple[list[str], list[str]]:
@@ -267,27 +342,30 @@ def ingest(adata, panel, *, values: str = "auto", what: str = "reference"):
     import anndata as ad
 
     X, names, label, kind, notes = find_counts(adata, values=values, what=what)
-    var = adata.var if label != ".raw.X" else adata.raw.var
-    if label == ".raw.X" and len(var.columns) == 0 and list(map(str, names)) == list(map(str, adata.var_names)):
-        var = adata.var
-    var = var.copy()
+    var = _var_of(adata, label, names).copy()
     ident, chosen, n_matched = choose_identifier(var, names, panel)
     if n_matched == 0:
         ex_ref = ", ".join(chosen[:3])
         ex_sp = ", ".join(list(map(str, panel))[:3])
         cols = [c for c in var.columns if c in IDENTIFIER_COLUMNS]
         where = "var_names" + (f" or var columns {', '.join(cols)}" if cols else " (no identifier column in var)")
+        kinds = (f" The spatial panel names genes by {_kind(panel)}, the {what} by {_kind(chosen)}."
+                 if _kind(panel) != _kind(chosen) else "")
         raise InputError(
             f"The spatial data and the {what} share no gene, compared in {where} ignoring case: {what} e.g. "
-            f"{ex_ref}; spatial e.g. {ex_sp}.",
-            "use a reference of the same species (mouse vs human symbols differ), or add a var column with the "
-            "panel's gene symbols.")
+            f"{ex_ref}; spatial e.g. {ex_sp}.{kinds}",
+            f"check that the {what} is of the panel's species (symbols differing only in case, e.g. human GAD2 / "
+            "mouse Gad2, do match; other species' genes do not) and that it names genes with the panel's "
+            "identifier (symbols or Ensembl ids, in var_names or a var column such as feature_name / "
+            "gene_symbols); if its symbols are missing, add them as a var column.")
     chosen, dups = unique_names(chosen)
     if dups:
         notes.append(f"{len(dups)} repeated gene names in {ident} made unique with -1, -2 suffixes "
                      f"(e.g. {', '.join(sorted(set(dups))[:3])}).")
+    var["identifier"] = _identifier_name(ident)  # which identifier the genes were matched (and are named) by
     if ident != "var_names":
-        var["var_names_original"] = list(map(str, names))
+        var["var_names_original"] = list(map(str, names))  # kept for compatibility; gene_id / gene_symbol below
+    _describe_other_identifiers(var, ident, names)
     suffixed = [n for n in chosen if re.search(r"-\d+$", n) and n.rsplit("-", 1)[0] in set(chosen)]
     if suffixed and not dups:
         notes.append(f"{len(suffixed)} genes carry -N suffixes of earlier de-duplication (e.g. {suffixed[0]}).")

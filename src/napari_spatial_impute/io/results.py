@@ -127,8 +127,8 @@ class ResultWriter:
         self._written += block.size
 
     def close(self, uns: dict | None = None) -> Path:
-        """Check every cell was written, store ``uns`` (known only at the end, e.g. run time), then move the
-        store into place."""
+        """Check every cell was written, merge ``uns`` (known only at the end, e.g. run time) into the ``uns``
+        given at creation (its keys replace same-named ones, the others stay), then move the store into place."""
         import zarr
 
         total = self.shape[0] * self.shape[1]
@@ -137,10 +137,14 @@ class ResultWriter:
             raise RuntimeError(f"only {self._written} of {total} values ({self.shape[0]} cells × {self.shape[1]} "
                                "genes) were written")
         try:
-            if uns is not None:
+            if uns:
                 import anndata as ad
 
-                ad.io.write_elem(zarr.open_group(str(self.tmp), mode="r+", use_consolidated=False), "uns", uns)
+                root = zarr.open_group(str(self.tmp), mode="r+", use_consolidated=False)
+                if "uns" not in root:
+                    ad.io.write_elem(root, "uns", {})
+                for key, value in uns.items():  # merged: the spatial data's uns written at creation stays
+                    ad.io.write_elem(root["uns"], key, value)
             zarr.consolidate_metadata(str(self.tmp))
             if self.path.exists():
                 shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()

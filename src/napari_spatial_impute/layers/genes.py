@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from ..api.plan import DEFAULT_N_TOP_GENES, RunPlan, plan_run
-from ..io.reference import choose_identifier
+from ..io.reference import choose_identifier, counts_genes
 from ..preprocessing import gene_key
 
 
-def gene_candidates(panel, reference) -> tuple[list[str], list[str], str]:
+def gene_candidates(panel, reference, *, values: str = "auto") -> tuple[list[str], list[str], str]:
     """(reference genes the panel lacks, reference genes it measures, identifier used), matching case-insensitively
-    on whichever reference identifier (var_names or a symbol column) matches the panel best."""
-    label, names, _ = choose_identifier(reference.var, reference.var_names, list(map(str, panel)))
+    on whichever reference identifier (var_names or a symbol column) matches the panel best. The genes are those
+    of the matrix the counts come from (``.raw.var`` when the counts are in ``.raw``; ``values`` as declared)."""
+    var, var_names, _ = counts_genes(reference, values=values)
+    label, names, _ = choose_identifier(var, var_names, list(map(str, panel)))
     measured = {gene_key(g) for g in panel}
     missing = [n for n in names if gene_key(n) not in measured]
     shared = [n for n in names if gene_key(n) in measured]

@@ -3,7 +3,8 @@
 1. **Screen.** The measured genes are split into inner folds (seeded); each fold is hidden (from the inputs
    and from the library size) and predicted from the rest on a seeded subsample of at most ``cv_cells``
    cells. kNN runs on every fold first (cheap).
-2. **Slower candidates** (stImpute, SpaIM) run on the first ``screen_folds`` folds only. A candidate that
+2. **Slower candidates** (stImpute, SpaIM) run on the first ``screen_folds`` folds only (one that cannot hold
+   the target set, e.g. stImpute above its dense-reference limit, is skipped and says why). A candidate that
    does not beat kNN there — alone or in an even blend with kNN — by ``screen_margin`` median r is dropped,
    so a panel where the slower methods don't help costs little more than kNN. Survivors run the other folds.
 3. **Decision.** Convex blends of the surviving candidates' CV predictions (weights on a 0.1 grid) are scored
@@ -114,6 +115,12 @@ class AutoImputer(Imputer):
         knn_r = cvs["knn"].pcc
         pos_knn = {g: i for i, g in enumerate(cvs["knn"].genes)}
         for c, name in enumerate(n for n in self.candidates.split(",") if n != "knn"):
+            from .registry import get_imputer
+
+            too_wide = getattr(get_imputer(name), "width_problem", lambda _d: None)(data)
+            if too_wide is not None:  # e.g. stImpute with a whole-transcriptome target set: not a candidate
+                evidence["screen"][name] = {"kept": False, "skipped": too_wide}
+                continue
             part = yield from relay(inner_cv_steps(self._factory(name), data, fold_ids=screen, label=f"{name} screen",
                                                    **cv_args), "auto", 10 + 30 * c, 100, span=10)
             cols = [pos_knn[g] for g in part.genes]

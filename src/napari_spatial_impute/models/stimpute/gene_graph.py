@@ -43,18 +43,25 @@ class GeneGraph:
                 "genes_without_embedding": list(self.missing), "embedding_source": self.embedding_source}
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
+def _unit_rows(x: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+    """Rows scaled to unit norm (zero rows stay zero); ``inplace`` reuses ``x`` (same values, no copy)."""
     n = np.linalg.norm(x, axis=1, keepdims=True)
+    if inplace:
+        x[~(n > 0).ravel()] = 0.0  # as the copying path: zero (also NaN) rows become 0
+        return np.divide(x, n, out=x, where=n > 0)
     return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def build_gene_graph(genes: list[str], reference: np.ndarray, embeddings: GeneEmbeddings | None = None,
                      top_k: int = 10, *, center: bool = True, chunk: int = 1024) -> GeneGraph:
-    """Build the sparse gene graph over ``genes`` (columns of ``reference``, log-normalised cells × genes)."""
+    """Build the sparse gene graph over ``genes`` (columns of ``reference``, log-normalised cells × genes).
+
+    Holds one centred copy of ``reference`` besides it (the caller bounds its width: see
+    :meth:`~.model.STImputer.width_problem`)."""
     n_genes = len(genes)
     ref = np.asarray(reference, dtype=np.float32)
     expr = ref - ref.mean(axis=0, keepdims=True)
-    expr = _unit_rows(expr.T)  # genes × cells, unit norm → dot = Pearson
+    expr = _unit_rows(expr.T, inplace=True)  # genes × cells, unit norm → dot = Pearson
     if embeddings is not None:
         prot, has, missing = embeddings.lookup(genes)
         if center and has.sum() > 1:

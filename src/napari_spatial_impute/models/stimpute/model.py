@@ -47,6 +47,10 @@ from .reliability import fit_expected_r_steps
 from .training import relay_part, train_steps
 
 _EPS = 1e-6
+#: the dense reference (cells × shared + target genes, float32) stImpute may hold: training and prediction keep
+#: about four more arrays of that size (centred, z-scored, expressed mask, gene-major copy), so 1 GiB here is
+#: ≈ 5 GiB of peak memory. Wider target sets are refused before anything is densified.
+MAX_DENSE_REFERENCE_BYTES = 1 << 30
 
 
 class STImputer(Imputer):
@@ -154,8 +158,25 @@ class STImputer(Imputer):
             return self.alpha
         return 0.7 if n_cells < 10_000 and n_genes < 500 else 0.5
 
+    @staticmethod
+    def width_problem(data: ImputeData) -> str | None:
+        """Why the reference's shared + target genes are too wide to hold dense here (None: they fit)."""
+        genes = len(dict.fromkeys(list(data.shared_genes) + list(data.target_genes)))
+        n_bytes = 4 * data.n_reference * genes
+        if n_bytes <= MAX_DENSE_REFERENCE_BYTES:
+            return None
+        fits = max(0, MAX_DENSE_REFERENCE_BYTES // (4 * max(1, data.n_reference)) - len(data.shared_genes))
+        return (f"stImpute holds the reference's input and target genes dense: {data.n_reference:,} cells × "
+                f"{genes:,} genes = {n_bytes / 2**30:.1f} GB (≈ 5× that at peak), above its "
+                f"{MAX_DENSE_REFERENCE_BYTES / 2**30:.0f} GB limit; with this reference it takes at most "
+                f"{fits:,} target genes.")
+
     # ------------------------------------------------------------------ fit
     def fit_steps(self, data: ImputeData) -> ProgressGen[None]:
+        problem = self.width_problem(data)
+        if problem is not None:  # before anything is densified
+            raise InputError(problem, "use --method knn (reads the reference in column blocks; any width), or "
+                             "impute fewer genes with stImpute (--n-top-genes N or --genes; API: n_top_genes=N).")
         torch, dev = self._torch()
         self._check(data)
         shared = list(data.shared_genes)
