@@ -97,6 +97,11 @@ class ImputeWidget(RunsInWorker, Container):
                                        value=remembered["reference"] or None,
                                        tooltip="scRNA-seq reference (counts in layers['counts'], .raw or X). "
                                                "Empty: the sample's paired reference.")
+        self.reference_values = ComboBox(
+            label="Reference values", choices=["auto", "counts", "log1p"], value="auto",
+            tooltip="What the reference's X holds. auto: raw counts are found in layers['counts'], .raw or X and "
+                    "log-normalised data is refused · counts: X is counts · log1p: X is log-normalised (turned "
+                    "back with expm1, never logged twice); for references without raw counts.")
         self.method = ComboBox(label="Method", choices=methods, value=settings.default_method(methods),
                                tooltip="auto: chosen per panel · knn: fast baseline · stimpute: gene-graph GNN with "
                                        "reliability · spaim: style transfer (trains per slide, slower)")
@@ -119,7 +124,8 @@ class ImputeWidget(RunsInWorker, Container):
         self.save_button = PushButton(text="Save results…", enabled=False)
         self.evaluate_button = PushButton(text="Evaluate on my panel…")
         self.colour = ColourBy(self.viewer)
-        self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.method, self.picker,
+        self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.reference_values,
+                     self.method, self.picker,
                      self.device, self.k, self.seed, self.extra_params, self.out_file, self.estimate,
                      self.run_button, self.cancel_button, self.progress_bar, self.status, self.save_button,
                      self.evaluate_button, self.colour])
@@ -131,6 +137,7 @@ class ImputeWidget(RunsInWorker, Container):
         self.native.setMaximumWidth(520)  # long paths / estimates must not squeeze the canvas
         self.spatial_layer.changed.connect(self._on_spatial_changed)
         self.reference_file.changed.connect(self._on_reference_changed)
+        self.reference_values.changed.connect(self._on_reference_changed)  # the counts may sit elsewhere
         self.method.changed.connect(self._update_estimate)
         self.picker.mode.changed.connect(self._update_estimate)
         self.picker.list.itemSelectionChanged.connect(self._update_estimate)
@@ -198,7 +205,7 @@ class ImputeWidget(RunsInWorker, Container):
         if isinstance(ref, Path):
             settings.save(reference=str(ref), last_folder=str(ref.parent))
         panel = list(map(str, layer.metadata["adata"].var_names))
-        worker = create_worker(load_reference_steps, ref, panel)
+        worker = create_worker(load_reference_steps, ref, panel, self.reference_values.value)
         worker.returned.connect(lambda info, lay=layer: self._on_reference_info(info, lay))
         worker.errored.connect(self._fail)
         self._ref_worker = worker
@@ -268,7 +275,8 @@ class ImputeWidget(RunsInWorker, Container):
         self._target = layer
         self._start(run_steps, spatial, reference, self.method.value, genes, all_genes=all_genes,
                     device=self.device.value, seed=int(self.seed.value), out=self._out_path(), params=params,
-                    jobs=jobs, cell_ids=cells, desc=f"Imputing ({self.method.value})")
+                    jobs=jobs, cell_ids=cells, reference_values=self.reference_values.value,
+                    desc=f"Imputing ({self.method.value})")
 
     def _on_result(self, out) -> None:
         from ..layers import cells_points_layer
