@@ -157,6 +157,35 @@ def test_unreadable_or_missing_checkpoint(tmp_path):
         load_gene_embeddings(str(fasta))
 
 
+@pytest.mark.parametrize("layout", ["no pretrained", "esm3 pretrained"])
+def test_evolutionaryscale_esm_is_named_with_the_extra(tmp_path, monkeypatch, layout):
+    """Another package's top-level ``esm`` (EvolutionaryScale's ESM3 / ESM C) shadowing fair-esm: one message
+    naming the collision and the [esm] extra, not an AttributeError; nothing is cached."""
+    import sys
+    import types
+
+    fake = types.ModuleType("esm")
+    fake.__file__ = "/site-packages/esm/__init__.py"
+    if layout == "esm3 pretrained":  # EvolutionaryScale's esm.pretrained: ESM3 loaders, no ESM-2 ones
+        fake.__path__ = []
+        fake.pretrained = types.ModuleType("esm.pretrained")
+        fake.pretrained.ESM3_sm_open_v0 = lambda *a, **k: None
+        monkeypatch.setitem(sys.modules, "esm.pretrained", fake.pretrained)
+    else:
+        monkeypatch.delitem(sys.modules, "esm.pretrained", raising=False)
+    monkeypatch.setitem(sys.modules, "esm", fake)
+    fasta = tmp_path / "p.fa"
+    fasta.write_text(">Gad2\nMKVLAAGIVALLLAAGCS\n")
+    checkpoint = tmp_path / "esm2_t6_8M_UR50D.pt"
+    checkpoint.write_bytes(b"not read: the package check comes first")
+    with pytest.raises(InputError) as err:
+        load_gene_embeddings(str(fasta), checkpoint=checkpoint, device="cpu", cache_dir=tmp_path / "c")
+    text = str(err.value)
+    assert "is not fair-esm" in text and "EvolutionaryScale" in text and "/site-packages/esm" in text
+    assert "napari-spatial-impute[esm]" in text and "pip uninstall esm" in text
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]  # no embedding cached
+
+
 def test_case_duplicates_keep_exact_match_and_warn(tmp_path):
     (tmp_path / "case.csv").write_text("gene,d0,d1\nGm10051,1,2\nVip,3,4\nGM10051,5,6\n")
     with pytest.warns(UserWarning, match="repeat another ignoring case"):

@@ -78,6 +78,7 @@ def load_esm_checkpoint(checkpoint: str | Path):
     except ImportError as exc:
         raise InputError("Embedding a protein FASTA needs fair-esm, which is not installed.",
                          "pip install 'napari-spatial-impute[esm]'") from exc
+    _check_fair_esm(esm)
     import torch
 
     path = Path(checkpoint).expanduser()
@@ -104,6 +105,33 @@ def load_esm_checkpoint(checkpoint: str | Path):
             from err
     model.eval()
     return model, alphabet
+
+
+def _check_fair_esm(esm) -> None:
+    """Raise :class:`InputError` when the importable ``esm`` is not fair-esm: EvolutionaryScale's ``esm`` package
+    (ESM3 / ESM C) has the same top-level name but no ESM-2 loaders, and whichever was installed last wins."""
+    import importlib
+
+    pretrained = getattr(esm, "pretrained", None)
+    if pretrained is None:
+        try:
+            pretrained = importlib.import_module("esm.pretrained")
+        except Exception:  # noqa: BLE001 - not there, or another package's module failing to import
+            pretrained = None
+    if all(hasattr(pretrained, f) for f in ("load_model_and_alphabet_local", "load_model_and_alphabet_core")):
+        return
+    try:
+        from importlib.metadata import packages_distributions
+
+        owners = ", ".join(packages_distributions().get("esm", [])) or "unknown"
+    except Exception:  # noqa: BLE001 - only used to say which distribution it is
+        owners = "unknown"
+    where = getattr(esm, "__file__", None) or "?"
+    raise InputError(f"The 'esm' module importable here ({where}, distribution: {owners}) is not fair-esm: it has "
+                     "no esm.pretrained ESM-2 loaders. EvolutionaryScale's 'esm' package (ESM3 / ESM C) uses the "
+                     "same top-level name as fair-esm, so the two cannot share an environment.",
+                     "install the [esm] extra in an environment without EvolutionaryScale's esm: "
+                     "pip uninstall esm && pip install 'napari-spatial-impute[esm]' (or use a separate venv).")
 
 
 def checkpoint_key(checkpoint: str | Path) -> str:
