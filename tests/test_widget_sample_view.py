@@ -109,15 +109,29 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     _wait(w, qtbot)
     assert out.is_file() and not (tmp_path / "result.h5ad.partial").exists()
     reopened = viewer.open(str(out), plugin=PLUGIN)
-    adata = reopened[-1].metadata["adata"]
-    assert sorted(adata.var_names) == ["Gfap", "Pvalb", "Sst"]
-    np.testing.assert_allclose(adata[:, "Sst"].X.ravel(), w.result[:, "Sst"].X.ravel(), rtol=1e-6)
-    assert adata.uns["napari_spatial_impute"]["method"] == "knn"
-    assert adata.uns["napari_spatial_impute"]["sample"] == "synthetic"
+    result = reopened[-1].metadata["result"]  # the genes are imputed values, not counts to normalise again
+    assert sorted(result.genes) == ["Gfap", "Pvalb", "Sst"] and reopened[-1].metadata["adata"].n_vars == 0
+    np.testing.assert_allclose(result.values("Sst"), w.result[:, "Sst"].X.ravel(), rtol=1e-6)
+    assert result.info["method"] == "knn" and result.info["sample"] == "synthetic"
+
+
+def _painted_at_cells(labels, painted, cells, n=6):
+    """(cell id, painted value) at the middle pixel of ``n`` labelled cells of ``labels``."""
+    data = np.asarray(labels.data)
+    out = []
+    for lid, cell in list(zip(labels.metadata["label_ids"], labels.metadata["label_obs"]))[:: max(1, len(cells) // n)]:
+        rr, cc = np.nonzero(data == lid)
+        if len(rr) == 0:
+            continue
+        k = len(rr) // 2
+        out.append((str(cell), painted.get_value(labels.data_to_world((rr[k], cc[k])), world=True)))
+    return out
 
 
 def test_instrument_folder_through_reader(make_napari_viewer, qtbot, tmp_path):
-    """MERSCOPE mouse-brain crop (DAPI + cell polygons) imputed from the Xenium mouse-brain reference."""
+    """The whole day on a real MERSCOPE mouse-brain crop (DAPI + cell polygons) opened through the npe2 reader:
+    impute two genes (kNN, Xenium mouse-brain reference), the segmentation coloured per cell by the chosen gene,
+    switch gene, colour by an obs column, save, re-open the saved file: values unchanged."""
     folder = shared_dataset("merscope_mouse_brain_mini")
     from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
 
@@ -132,17 +146,85 @@ def test_instrument_folder_through_reader(make_napari_viewer, qtbot, tmp_path):
     _wait(w, qtbot)
     _settled(w, qtbot)
     assert w.view is not None and w.view.masks, w.status.value
-    painted = next(iter(w.view.painted.values()))
     labels = next(ly for ly in viewer.layers if type(ly).__name__ == "Labels")
-    ids = labels.metadata["label_ids"]
-    obs = labels.metadata["label_obs"]
-    # the value under each of a few labelled cells is that cell's imputed value
-    values = pd.Series(w.result[:, "Gfap"].X.ravel(), index=w.result.obs_names.astype(str))
-    w.colour.show("imputed:Gfap")
+    cells = viewer.layers[w.spatial_layer.value]
+    painted = w.view.painted[labels.name]
+    assert painted.visible and painted.colorbar.visible
+    for gene in ("Gfap", "Slc17a7"):  # the first gene shown, then a switch: each cell's own imputed value
+        w.colour.show(f"imputed:{gene}")
+        _settled(w, qtbot)
+        values = pd.Series(w.result[:, gene].X.ravel(), index=w.result.obs_names.astype(str))
+        seen = _painted_at_cells(labels, painted, values)
+        assert len(seen) >= 5 and len({round(float(v), 6) for _, v in seen}) > 1  # per cell, not one colour
+        for cell, got in seen:
+            assert got == pytest.approx(values[cell], rel=1e-5), (gene, cell)
+        assert painted.name == f"{labels.name}: {gene}" and gene in viewer.text_overlay.text
+        np.testing.assert_allclose(cells.features[gene].to_numpy(), values[cells.features["cell_id"]].to_numpy(),
+                                   rtol=1e-6)
+    # an obs column of the reader's cells (transcripts per cell): the painted value is the cell's own
+    w.colour.show("obs:n_transcripts")
     _settled(w, qtbot)
-    data = np.asarray(labels.data)
-    for lid, cell in list(zip(ids, obs))[:20:4]:
-        rr, cc = np.nonzero(data == lid)
-        k = len(rr) // 2
-        world = labels.data_to_world((rr[k], cc[k]))
-        assert painted.get_value(world, world=True) == pytest.approx(values[cell], rel=1e-5)
+    obs = cells.metadata["adata"].obs["n_transcripts"]
+    obs.index = obs.index.astype(str)
+    for cell, got in _painted_at_cells(labels, w.view.painted[labels.name], obs):
+        assert got == pytest.approx(float(obs[cell]), rel=1e-6), cell
+    assert "n_transcripts" in w.colour.legend.title.text()
+    # save, then re-open through the reader: the imputed values come back as saved, not re-normalised
+    out = tmp_path / "merscope_result.h5ad"
+    w.save_results(out)
+    _wait(w, qtbot)
+    assert out.is_file(), w.status.value
+    reopened = viewer.open(str(out), plugin=PLUGIN)[-1]
+    result = reopened.metadata["result"]
+    for gene in ("Gfap", "Slc17a7"):
+        np.testing.assert_allclose(result.values(gene), w.result[:, gene].X.ravel(), rtol=1e-6)
+        np.testing.assert_allclose(reopened.features[gene].to_numpy(), w.result[:, gene].X.ravel(), rtol=1e-6)
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Colour cells by")
+    dock.cells.value = reopened.name
+    qtbot.waitUntil(lambda: dock.colour.view is not None and dock.colour.view.cells.name == reopened.name,
+                    timeout=20_000)
+    assert "measured:Gfap" not in dock.colour._keys and "imputed:Gfap" in dock.colour._keys
+    c = dock.colour.view.colouring("imputed:Gfap")
+    np.testing.assert_allclose(c.values, w.result[:, "Gfap"].X.ravel(), rtol=1e-6)
+
+
+def test_load_result_onto_the_open_sample(make_napari_viewer, qtbot, tmp_path):
+    """"Load result…": a saved result of these cells colours the segmentation per cell; a result of other cells is
+    refused with a message in the widget and nothing is recoloured."""
+    from napari_spatial_impute.api import impute
+    from napari_spatial_impute.layers import sample_to_layers
+    from napari_spatial_impute.layers.results import SampleResult, save_result_steps
+    from napari_spatial_impute.progress import run_to_end
+
+    sample, reference = _synthetic_sample()
+    result = impute(sample.adata, reference, "knn", ["Gfap", "Sst"], seed=0, device="cpu")
+    mine = run_to_end(save_result_steps(SampleResult(result, result.obs_names), tmp_path / "mine.h5ad"))
+    other = result.copy()  # the same genes on another slide's cells (other ids)
+    other.obs_names = [f"other-{i}" for i in range(other.n_obs)]
+    theirs = run_to_end(save_result_steps(SampleResult(other, other.obs_names), tmp_path / "theirs.h5ad"))
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in sample_to_layers(sample):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
+    _settled(w, qtbot)
+    spare = next(ly for ly in viewer.layers if ly.metadata.get("painted_from") == "cells")
+    before = [ly.name for ly in viewer.layers]
+    w.load_result(theirs)
+    _wait(w, qtbot)
+    _settled(w, qtbot)
+    assert "do not match" in w.status.value and "nothing was recoloured" in w.status.value
+    assert w.view is None and w.sample_result is None and not spare.visible and spare.data.strides == (0, 0)
+    assert [ly.name for ly in viewer.layers] == before and "colour_by" not in viewer.layers["xenium cells"].metadata
+    w.load_result(mine)
+    _wait(w, qtbot)
+    _settled(w, qtbot)
+    assert w.status.value.startswith("loaded mine.h5ad: 2 genes, 400 of 400 cells matched"), w.status.value
+    painted = w.view.painted["cells"]
+    assert painted is spare and painted.visible and w.save_button.enabled
+    xy = sample.adata.obsm["spatial"]
+    for gene in ("Gfap", "Sst"):
+        w.colour.show(f"imputed:{gene}")
+        _settled(w, qtbot)
+        for i in (0, 37, 399):
+            got = _value_under(painted, viewer, (xy[i, 1], xy[i, 0]))
+            assert got == pytest.approx(float(result[:, gene].X.ravel()[i]), rel=1e-6), (gene, i)

@@ -1,4 +1,5 @@
-"""npe2 reader: instrument folders (Xenium, CosMx, MERSCOPE, Visium / ST) and .h5ad → aligned layers.
+"""npe2 reader: instrument folders (Xenium, CosMx, MERSCOPE, Visium / ST) and .h5ad → aligned layers; a result
+saved by the plugin (``uns["napari_spatial_impute"]``, .h5ad or .zarr) opens as cells coloured by its imputed values.
 
 ``get_reader`` only looks at file names (cheap, never raises): ``None`` for a path it cannot read. The returned
 function reads the sample and builds layers; on bad input it shows napari's error notification naming the file
@@ -20,7 +21,10 @@ def get_reader(path):
                 return None
             path = path[0]
         from .io.detect import detect_platform, st_reader_available
+        from .layers.results import is_saved_result
 
+        if is_saved_result(path):  # an imputation result saved by the plugin: its genes are imputed values
+            return read_layers
         platform = detect_platform(Path(str(path)))
         if platform in ("visium", "st") and not st_reader_available():
             return None
@@ -45,11 +49,15 @@ def read_layers(path) -> list:
             path = path[0]
         from .io.detect import read_sample
         from .layers import sample_to_layers
+        from .layers.results import is_saved_result, saved_result_layers
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            sample = read_sample(path)
-            layers = sample_to_layers(sample)
+            if is_saved_result(path):
+                layers = saved_result_layers(path)
+            else:
+                sample = read_sample(path)
+                layers = sample_to_layers(sample)
         for message in dict.fromkeys(str(w.message) for w in caught
                                          if "napari_spatial_impute" in str(w.filename)):
             _notify(f"{Path(str(path)).name}: {message}", warning=True)

@@ -1,5 +1,10 @@
 """npe2 writers: cells (Points, imputed genes included) → .h5ad / .zarr / .csv; segmentation (Labels) → .tif / .npy
-with a per-cell table (.csv) beside it."""
+with a per-cell table (.csv) beside it (label id, cell id, obs columns and the imputed genes the sample's result
+added to the layer's features).
+
+Every file is written under ``<name>.partial`` and renamed at the end (:func:`~napari_spatial_impute.atomic.
+atomic_path`): an error leaves no partial file at the target path.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .atomic import atomic_path
 
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
@@ -31,33 +38,36 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
             numeric = features.select_dtypes("number")
             adata = ad.AnnData(numeric.to_numpy(np.float32), var=pd.DataFrame(index=list(numeric.columns)))
             adata.obsm["spatial"] = yx[:, ::-1]
-        if path.suffix == ".zarr":
-            adata.write_zarr(path)
-        else:
-            adata.write_h5ad(path, compression="gzip")
+        with atomic_path(path, "cells file", folder=path.suffix == ".zarr") as tmp:
+            if path.suffix == ".zarr":
+                adata.write_zarr(tmp)
+            else:
+                adata.write_h5ad(tmp, compression="gzip")
     else:
         table = features.copy()
         table.insert(0, "y", yx[:, 0])
         table.insert(0, "x", yx[:, 1])
-        table.to_csv(path, index=False)
+        with atomic_path(path, "cells table") as tmp:
+            table.to_csv(tmp, index=False)
     return [str(path)]
 
 
 def write_labels(path: str, data, attributes: dict) -> list[str]:
     """Write a segmentation mask (``.tif`` or ``.npy``) and, when the layer has features (label id, cell id,
-    obs columns), ``<name>.cells.csv`` beside it."""
+    obs columns, imputed genes), ``<name>.cells.csv`` beside it."""
     path = Path(path)
     mask = np.asarray(data[0] if isinstance(data, list) else data)
-    if path.suffix == ".npy":
-        np.save(path, mask)
-    else:
-        import tifffile
-
-        tifffile.imwrite(path, mask, compression="zlib")
-    out = [str(path)]
     features = pd.DataFrame(attributes.get("features", {}))
-    if len(features.columns):
-        table = path.with_name(path.stem + ".cells.csv")
-        features.to_csv(table, index=False)
-        out.append(str(table))
-    return out
+    table = path.with_name(path.stem + ".cells.csv") if len(features.columns) else None
+    with atomic_path(path, "segmentation mask") as tmp:
+        if path.suffix == ".npy":
+            with open(tmp, "wb") as f:  # np.save(<str>) would append ".npy" to the temporary name
+                np.save(f, mask)
+        else:
+            import tifffile
+
+            tifffile.imwrite(tmp, mask, compression="zlib")
+        if table is not None:
+            with atomic_path(table, "per-cell table") as tmp_table:
+                features.to_csv(tmp_table, index=False)
+    return [str(path)] + ([str(table)] if table is not None else [])

@@ -55,11 +55,16 @@ class ColourDock(Container):
         jobs = [dict(j, cell_ids=ids) for j in mask_jobs(find_labels(self.viewer, layer))]
 
         def done(masks, layer=layer):
+            if layer not in self.viewer.layers:  # removed meanwhile (e.g. the viewer is closing)
+                return
             view = SampleView(self.viewer, layer, masks)
             if result is not None:
                 view.attach(result)
-            self.colour.set_view(view)
-            self.status.value = f"{len(ids):,} cells; {len(masks)} segmentation mask(s)"
+            try:
+                self.colour.set_view(view)
+                self.status.value = f"{len(ids):,} cells; {len(masks)} segmentation mask(s)"
+            except RuntimeError:  # the dock was closed before the worker returned
+                pass
 
         self.status.value = "preparing the segmentation…"
         self.worker = create_worker(prepare_masks, jobs)

@@ -29,10 +29,12 @@ def placeholder(field, text: str) -> None:
     field.line_edit.native.setPlaceholderText(text)
 
 
-def fill_devices(combo, remembered: str | None = None):
+def fill_devices(combo, remembered: str | None = None, job=None):
     """Offer ``auto`` and ``cpu`` in ``combo`` at once and add the other devices (cuda, mps) from a worker:
     listing them imports torch, seconds that must not block the dock. ``remembered`` is selected once it is
-    known to exist, unless the user picked something meanwhile. Returns the worker (keep a reference)."""
+    known to exist, unless the user picked something meanwhile. ``job``: what the worker runs (default
+    :func:`~napari_spatial_impute.device.available_devices`; it returns the device list), e.g. a warm-up that
+    imports a run's modules first. Returns the worker (keep a reference; ``is_running`` tells when it is done)."""
     from napari.qt.threading import create_worker
 
     from ..device import available_devices
@@ -52,7 +54,7 @@ def fill_devices(combo, remembered: str | None = None):
         except RuntimeError:  # the widget was closed before the worker returned
             pass
 
-    worker = create_worker(available_devices)
+    worker = create_worker(job or available_devices)
     worker.returned.connect(_fill)
     worker.start()
     return worker

@@ -25,6 +25,7 @@ from magicgui.widgets import (
 
 from .. import UNS_KEY
 from . import settings
+from ._prepare import warm_up
 from ._steps import load_reference_steps, run_steps
 from ._worker import RunsInWorker
 from .colour_by import ColourBy
@@ -107,7 +108,8 @@ class ImputeWidget(RunsInWorker, Container):
                                        "reliability · spaim: style transfer (trains per slide, slower)")
         self.picker = GenePicker()
         self.device = ComboBox(label="Device", choices=["auto"], tooltip="Only devices that exist here")
-        self._device_worker = fill_devices(self.device, remembered["device"])  # torch is imported off the GUI thread
+        # torch, matplotlib and a run's modules are imported off the GUI thread now, not during the first run
+        self._device_worker = fill_devices(self.device, remembered["device"], job=warm_up)
         self.k = SpinBox(label="Neighbours k", value=30, min=1, max=1000,
                          tooltip="Reference neighbours per cell (knn, stimpute)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
@@ -122,13 +124,15 @@ class ImputeWidget(RunsInWorker, Container):
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
         self.status = Label(label="Status", value="ready")
         self.save_button = PushButton(text="Save results…", enabled=False)
+        self.load_button = PushButton(text="Load result…", tooltip="Colour this sample by a result saved before "
+                                                                   "(.h5ad / .zarr), matched by cell id")
         self.evaluate_button = PushButton(text="Evaluate on my panel…")
         self.colour = ColourBy(self.viewer)
         self.extend([self.spatial_layer, self.spatial_file, self.reference_file, self.reference_values,
                      self.method, self.picker,
                      self.device, self.k, self.seed, self.extra_params, self.out_file, self.estimate,
                      self.run_button, self.cancel_button, self.progress_bar, self.status, self.save_button,
-                     self.evaluate_button, self.colour])
+                     self.load_button, self.evaluate_button, self.colour])
 
         placeholder(self.reference_file, PAIRED_REFERENCE)
         placeholder(self.out_file, NO_OUTPUT)
@@ -145,6 +149,7 @@ class ImputeWidget(RunsInWorker, Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(self._ask_save)
+        self.load_button.changed.connect(self._ask_load)
         self.evaluate_button.changed.connect(self.open_evaluate)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -157,7 +162,7 @@ class ImputeWidget(RunsInWorker, Container):
     def _spatial_choices(self, _widget=None) -> list:
         return [ly.name for ly in self.viewer.layers
                 if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
-                and ly.metadata.get("grid_of") is None] + [FROM_FILE]
+                and ly.metadata.get("grid_of") is None and ly.metadata.get("saved_result") is None] + [FROM_FILE]
 
     def _refresh_layers(self, _event=None) -> None:
         before = self.spatial_layer.value
@@ -309,6 +314,10 @@ class ImputeWidget(RunsInWorker, Container):
                              f" on {info.get('device', '?')}{where}")
         self.progress_bar.value = 100
         self.save_button.enabled = True
+        if out.get("loaded"):
+            a = self.sample_result
+            self.status.value = (f"loaded {Path(out['loaded']).name}: {len(a.genes)} genes, {a.n_matched:,} of "
+                                 f"{a.n_cells:,} cells matched")
 
     # ---- saving ----------------------------------------------------------------------------------
     def _ask_save(self, _value=None) -> None:
@@ -319,6 +328,41 @@ class ImputeWidget(RunsInWorker, Container):
                                               "AnnData (*.h5ad);;AnnData zarr, any size (*.zarr)")
         if path:
             self.save_results(path)
+
+    def _ask_load(self, _value=None) -> None:
+        from qtpy.QtWidgets import QFileDialog
+
+        start = settings.load()["last_folder"] or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load a saved result", start,
+                                              "AnnData (*.h5ad);;AnnData zarr: any file inside the .zarr folder "
+                                              "(zarr.json .zattrs .zgroup);;All files (*)")
+        if path:
+            self.load_result(path)
+
+    def load_result(self, path) -> None:
+        """Read a saved result (.h5ad / .zarr) in a worker, match it with the chosen cells layer's cells by id and
+        colour the sample by it; a result of other cells is refused with a message (nothing recoloured)."""
+        import numpy as np
+
+        from ..errors import InputError
+        from ..layers.sample_view import find_labels, mask_jobs
+        from ._prepare import load_result_steps
+
+        if self._worker is not None:
+            return
+        layer = self._source_layer()
+        if layer is None:
+            self._fail(InputError("No cells layer chosen to load the result onto.",
+                                  "open the sample the result was computed from and choose its cells layer."))
+            return
+        settings.save(last_folder=str(Path(path).parent))
+        ids = (layer.features["cell_id"].astype(str).to_numpy() if "cell_id" in layer.features
+               else layer.metadata["adata"].obs_names.astype(str).to_numpy())
+        adata = layer.metadata["adata"]
+        xy = np.asarray(adata.obsm["spatial"])[:, :2] if adata.n_obs == len(ids) else None
+        self._target = layer
+        self._start(load_result_steps, Path(path), ids, xy, mask_jobs(find_labels(self.viewer, layer)),
+                    desc="Loading a result")
 
     def save_results(self, path, overwrite: bool = False) -> None:
         """Write every imputed gene, reliability and provenance to ``path`` (.h5ad / .zarr) in a worker."""

@@ -215,3 +215,83 @@ def remove_partial(path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     else:
         tmp.unlink(missing_ok=True)
+
+
+# --- opening a saved result (the reader) -----------------------------------------------------------------
+
+RESULT_KEY = "napari_spatial_impute"  # uns entry every saved result carries (provenance)
+
+
+def _zarr_root(path: Path) -> Path | None:
+    """The ``.zarr`` folder ``path`` is, or lies inside (a file dialog picks a file in it)."""
+    return next((p for p in (path, *path.parents) if p.suffix == ".zarr" and p.is_dir()), None)
+
+
+def is_saved_result(path) -> bool:
+    """Whether ``path`` is an imputation result (``.h5ad`` / AnnData ``.zarr`` with ``uns["napari_spatial_impute"]``):
+    its genes are imputed values, not counts. Cheap (no matrix read); never raises."""
+    try:
+        path = Path(str(path))
+        root = _zarr_root(path)
+        if root is not None:
+            return (root / "obs").is_dir() and (root / "uns" / RESULT_KEY).is_dir()
+        if path.suffix == ".h5ad" and path.is_file():
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return f"uns/{RESULT_KEY}" in f
+    except Exception:  # noqa: BLE001 - a detector: not a result
+        return False
+    return False
+
+
+def read_result(path):
+    """A saved result as AnnData: ``.h5ad`` in memory, ``.zarr`` with X left on disk (read one gene at a time)."""
+    path = Path(str(path))
+    root = _zarr_root(path)
+    try:
+        if root is not None:
+            from ..io.results import open_result
+
+            return open_result(root)[0]
+        if path.suffix == ".h5ad" and path.is_file():
+            import anndata as ad
+
+            return ad.read_h5ad(path)
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"Could not read the result {path.name}: {err}.",
+                         "choose a result saved by 'Save results…' (.h5ad or .zarr).") from err
+    raise InputError(f"{path} is not a saved result (an .h5ad file or a .zarr folder).",
+                     "choose a result saved by 'Save results…'.")
+
+
+def saved_result_layers(path, cmap: str = "magma") -> list[tuple]:
+    """A saved result as a cells Points layer whose genes are imputed values, shown as saved.
+
+    ``metadata["adata"]`` holds the cells without genes (obs columns, coordinates), so nothing offers the imputed
+    values as "measured" counts to be normalised again; ``metadata["result"]`` is the result aligned with them
+    (the "Colour cells by" dock attaches it: imputed genes and obs columns). Every gene is a feature column when
+    the result is small (else the shown one)."""
+    import anndata as ad
+
+    from .cells import cells_points_layer, default_gene
+
+    path = Path(str(path))
+    adata = read_result(path)
+    if "spatial" not in adata.obsm:
+        raise InputError(f"The result {path.name} has no cell coordinates (obsm['spatial']).",
+                         "open the sample it was computed from and use 'Load result…' in the Impute dock.")
+    ids = np.asarray(adata.obs_names, dtype=str)
+    result = SampleResult(adata, ids)
+    xy = np.asarray(adata.obsm["spatial"], np.float64)[:, :2]
+    cells = ad.AnnData(obs=adata.obs.copy(), obsm={"spatial": xy})
+    gene = default_gene(adata)
+    feats = result.features()
+    if feats is None:
+        feats = pd.DataFrame({gene: result.values(gene)})
+    info = result.info
+    data, kwargs, kind = cells_points_layer(
+        cells, f"imputed ({result.method}) {path.name}", gene=gene, cmap=cmap, extra_features=feats,
+        metadata={"result": result, "saved_result": str(path), "sample": f"result:{path}", "source": str(path),
+                  "info": info, "colour_by": f"imputed:{gene}"})
+    return [(data, kwargs, kind)]

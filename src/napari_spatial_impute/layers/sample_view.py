@@ -167,7 +167,8 @@ class SampleView:
 
     def attach(self, result) -> list[str]:
         """Make ``result`` (a :class:`~.results.SampleResult`) part of the sample: its genes become features of
-        the cells layer (every gene when small, else the shown one); returns the imputed genes."""
+        the cells layer and of its segmentation Labels layers (rows matched by ``cell_id``; every gene when
+        small, else the shown one), so the Labels writer's per-cell table carries them; returns the genes."""
         self.result = result
         self.cells.metadata["result"] = result
         feats = result.features()
@@ -177,7 +178,26 @@ class SampleView:
             base = self.cells.features
             base = base.drop(columns=[c for c in feats.columns if c in base.columns])
             self.cells.features = pd.concat([base.reset_index(drop=True), feats], axis=1)
+            self.defer(lambda: self._add_to_labels(feats))
         return list(result.genes)
+
+    def _add_to_labels(self, genes) -> None:
+        """Columns aligned with the sample's cells (imputed genes) as features of its Labels layers, whose rows
+        are label ids with their ``cell_id`` (NaN for a label without a cell in the result)."""
+        import pandas as pd
+
+        ids = pd.Index(self.cell_ids)
+        values = np.asarray(genes.to_numpy(), dtype=np.float32)
+        for ly in find_labels(self.viewer, self.cells):
+            base = ly.features
+            if "cell_id" not in base.columns:
+                continue
+            pos = ids.get_indexer(base["cell_id"].astype(str))
+            block = np.full((len(pos), values.shape[1]), np.nan, np.float32)
+            block[pos >= 0] = values[pos[pos >= 0]]
+            keep = [c for c in base.columns if c not in set(genes.columns) or c in ("index", "cell_id")]
+            ly.features = pd.concat([base[keep].reset_index(drop=True),
+                                     pd.DataFrame(block, columns=list(genes.columns))], axis=1)
 
     def colouring(self, key: str) -> Colouring:
         kind = key.partition(":")[0]
@@ -228,9 +248,12 @@ class SampleView:
             with self.cells.events.face_color.blocker():
                 self.cells.face_color = rgba
         if c.kind == "continuous" and c.key.startswith("imputed:") and c.name not in self.cells.features:
+            import pandas as pd
+
             feats = self.cells.features.copy()
             feats[c.name] = c.values
             self.cells.features = feats
+            self._add_to_labels(pd.DataFrame({c.name: c.values}))  # the shown gene, when not all genes fit
 
     def _on_cells_visible(self, _event=None) -> None:
         pending = self._pending_cells

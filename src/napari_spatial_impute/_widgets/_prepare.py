@@ -1,0 +1,68 @@
+"""Worker jobs of the Impute dock besides a run: the warm-up when it opens, and loading a saved result.
+
+Qt-free like :mod:`._steps`: they only import, read and compute; the widget touches layers with what they return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..progress import Progress, ProgressGen
+
+
+def warm_up() -> list[str]:
+    """Import everything a kNN run imports, then return the devices; the dock's first worker runs it.
+
+    A first import holds the GIL for long stretches even in a worker thread (loading libtorch's shared libraries
+    is ~0.5 s in one piece; compiling bytecode on a first run after an install or update adds more), so a run
+    that imported torch, matplotlib and the method modules for the first time stalled the GUI thread 0.4–0.6 s
+    at a time. They are imported here, when the dock opens (a tiny synthetic kNN run also loads what torch
+    imports lazily on its first operations); a run started afterwards imports nothing new."""
+    import numpy as np
+
+    from ..device import available_devices
+    from ..errors import InputError
+
+    devices = available_devices()  # imports torch
+    try:
+        import anndata as ad
+        import pandas as pd
+
+        from ..api import impute_steps
+        from ..layers.paint import colormap_lut, prepare_mask
+        from ..layers.results import SampleResult
+        from ..progress import run_to_end
+
+        colormap_lut("magma")  # matplotlib
+        rng = np.random.default_rng(0)
+        genes = [f"g{i}" for i in range(8)]
+        spatial = ad.AnnData(rng.poisson(2.0, (30, 6)).astype(np.float32), var=pd.DataFrame(index=genes[:6]))
+        spatial.obsm["spatial"] = rng.random((30, 2)) * 100
+        reference = ad.AnnData(rng.poisson(2.0, (40, 8)).astype(np.float32), var=pd.DataFrame(index=genes))
+        result = run_to_end(impute_steps(spatial, reference, "knn", genes[6:], device="cpu", k=5))
+        ids = np.asarray(spatial.obs_names, dtype=str)
+        SampleResult(result, ids).values(genes[6])
+        prepare_mask(np.arange(30, dtype=np.int32).reshape(5, 6) + 1, np.arange(1, 31), ids, ids)
+    except (InputError, ImportError, ValueError, RuntimeError):  # only a warm-up: a run reports real errors
+        pass
+    return devices
+
+
+def load_result_steps(path, cell_ids, cell_xy, jobs: list[dict]) -> ProgressGen[dict]:
+    """Read a saved result and align it with the open sample's cells (``cell_ids``, ``cell_xy`` in µm).
+
+    Raises :class:`~napari_spatial_impute.errors.InputError` (shown in the widget, nothing recoloured) when its
+    cell ids do not match the sample's, or match cells that lie elsewhere (another slide)."""
+    from ..layers.cells import default_gene
+    from ..layers.results import SampleResult, read_result
+    from ..layers.sample_view import prepare_masks
+
+    path = Path(path)
+    yield Progress(0, 100, f"reading {path.name}", "read")
+    result = read_result(path)
+    yield Progress(60, 100, "aligning the result with the sample's cells", "align")
+    aligned = SampleResult(result, cell_ids, cell_xy)
+    yield Progress(80, 100, "preparing the segmentation for colouring", "masks")
+    masks = prepare_masks([dict(job, cell_ids=cell_ids) for job in jobs])
+    return {"result": result, "aligned": aligned, "masks": masks, "spatial": None, "source": str(path),
+            "first_gene": default_gene(result), "loaded": str(path)}
