@@ -28,7 +28,7 @@ def test_every_phase_yields_within_a_second(pair, method):
     from napari_spatial_impute import api
     from napari_spatial_impute.progress import run_to_end
 
-    # a first run pays one-time imports (scanpy / leidenalg, torch kernels: ~1–2 s on first use, not
+    # a first run pays one-time imports (scanpy / igraph, torch kernels: ~1–2 s on first use, not
     # interruptible); the phases themselves are measured on the second run
     run_to_end(api.impute_steps(*pair, method, GENES, device="cpu", seed=0, **SMALL[method]))
     gaps = longest_gaps(api.impute_steps(*pair, method, GENES, device="cpu", seed=0, **SMALL[method]))

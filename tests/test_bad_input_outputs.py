@@ -57,6 +57,38 @@ def test_read_only_folder_is_refused(files, tmp_path, capsys):
         ro.chmod(0o755)
 
 
+@pytest.mark.parametrize("flag", ["--out", "--metrics"])
+def test_read_only_folder_is_refused_even_as_root(files, tmp_path, capsys, monkeypatch, flag):
+    """The same refusal where the test runs as root (root writes into 0o555 folders, so the check above is
+    skipped): os.access reports the folder read-only, as it does for a normal user. Refused before the inputs are
+    read, one message naming the folder and the fix, nothing written, the inputs unchanged."""
+    import anndata as ad
+
+    import napari_spatial_impute.io.anndata_io as io
+    from napari_spatial_impute import atomic
+    from napari_spatial_impute.io import write_h5ad_safely
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    real_access = os.access
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode, *a, **k: False if Path(path) == ro and mode & os.W_OK
+                        else real_access(path, mode, *a, **k))
+    monkeypatch.setattr(io, "_read", lambda *a, **k: pytest.fail("inputs were read before the output was checked"))
+    sums = [checksum(p) for p in files]
+    extra = ["--out", ro / "o.h5ad"] if flag == "--out" else ["--cv", "2", "--metrics", ro / "cv.json"]
+    try:
+        rc, err = cli(_impute(files, *extra), capsys)
+        assert rc == 2 and "Traceback" not in err, err
+        assert f"the folder {ro} is read-only" in err and "choose a folder you can write to" in err
+        assert list(ro.iterdir()) == []  # no output, no .partial file
+        assert [checksum(p) for p in files] == sums
+        with pytest.raises(InputError, match="read-only"):  # the API's writer: the same check
+            write_h5ad_safely(ad.AnnData(np.zeros((2, 2), np.float32)), ro / "api.h5ad")
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
+
 @pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"), OSError(28, "No space left on device")])
 def test_a_write_failing_midway_leaves_no_partial_file(files, tmp_path, capsys, monkeypatch, error):
     """h5py's PermissionError / a full disk while the file is being written: one message, no partial file."""
