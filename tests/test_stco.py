@@ -127,6 +127,8 @@ def test_genes_match_ignoring_case_like_imputation(model, sections):
 
 
 def test_feature_ridge_on_mid_level_features(model, sections, tmp_path):
+    import copy
+
     import torch
 
     from napari_spatial_impute import evaluate_histology, load_model
@@ -134,9 +136,10 @@ def test_feature_ridge_on_mid_level_features(model, sections, tmp_path):
 
     # Lite0's mid-level taps come from the same pass as its pooled features, which stay as they were
     x = torch.rand(3, 3, 64, 64)
+    net = copy.deepcopy(model.backbone).eval()  # a copy: batch norms in train mode would update the model's
     with torch.no_grad():
-        both = model.backbone.forward_taps(x)
-        np.testing.assert_allclose(both[:, :1280].numpy(), model.backbone(x).numpy(), rtol=1e-5, atol=1e-6)
+        both = net.forward_taps(x)
+        np.testing.assert_allclose(both[:, :1280].numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
     assert both.shape == (3, 1280 + model.tap_dim) and model.tap_dim == 848
     # patch + context: each part's pooled features, then each part's taps
     f = np.arange(2 * 5 * 2 * 7, dtype=np.float32).reshape(2, 5, 14)

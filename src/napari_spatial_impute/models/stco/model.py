@@ -42,12 +42,14 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=2.0,
-                ridge_alpha=1e4)
+                ridge_alpha=1e4, blend="equal")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
 #: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
 #: (the validated blend) or one of "contrastive", "feature_ridge", "feature_knn", "colour_ridge". ``ridge_alpha``:
-#: the ridge penalty of ``feature_ridge`` (on standardised features). ``context``: > 1 adds a
+#: the ridge penalty of ``feature_ridge`` (on standardised features). ``blend``: "equal" (the equal mean of the
+#: contrastive model and the feature ridge unless one predictor validates clearly better) or "grid" (weights
+#: searched on a grid of quarters, the choice before the feature ridge). ``context``: > 1 adds a
 #: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
 #: concatenated to the patch's; frozen backbones only), 0 = none (bundles from before it load with 0).
 #: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),
@@ -86,7 +88,7 @@ class STco:
         if unknown:
             raise InputError(f"Unknown STco parameters {sorted(unknown)}.", f"use any of {sorted(DEFAULTS)}.")
         checks = {"weighting": ("linear", "softmax", "uniform"), "stain": ("macenko", "none"),
-                  "validation": ("loso", "last", "none"), "predictor": PREDICTORS}
+                  "blend": ("equal", "grid"), "validation": ("loso", "last", "none"), "predictor": PREDICTORS}
         for key, allowed in checks.items():
             if key in params and params[key] not in allowed:
                 raise InputError(f"Unknown {key} {params[key]!r}.", f"use one of {', '.join(allowed)}.")

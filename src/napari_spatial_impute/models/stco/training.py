@@ -139,7 +139,7 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
         done |= te
         yield Progress(start + fi + 1, total, f"validation: section {h} held out", "validate")
     choice = choose_blend({c: v[done] for c, v in oof.items()}, expr[done], groups[done], xy_um[done], top_idx,
-                          smoothing_um=cfg["smoothing_choices"])
+                          smoothing_um=cfg["smoothing_choices"], mode=cfg["blend"])
     return choice
 
 
