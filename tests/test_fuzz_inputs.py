@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _badinput import checksum
 from napari_spatial_impute.errors import InputError
 
 RNG_SEEDS = range(4)
@@ -115,3 +116,208 @@ def test_api_readers_raise_only_input_errors(tmp_path, seed, sample_paths):
                 fn(path)
             except InputError:
                 pass
+
+
+# ---- the CLI's argv: random numeric flags and --param KEY=VALUE through main(argv) ---------------------------
+NUMBERS = ["0", "-1", "1", "2", "3", "7", "25", "nan", "inf", "-inf", "1e400", "2.5", "", "x", "0x10", "1_000",
+           "99999999999999999999", "-99999999999"]
+PARAM_VALUES = ["0", "-1", "1", "2", "5", "nan", "inf", "-inf", "1e400", "true", "false", "none", "null", "[]", "[1]",
+                "[0,0]", "[8,4]", "abc", "", "2.5", "1e-30", "0.5", "99999999999", "knn", "blend", "similarity"]
+METHODS = ["knn", "auto", "stimpute", "spaim", "KNN", "nope", "", "stco"]
+#: added (unless the generator drew the same name) so that a valid combination runs in a fraction of a second
+CHEAP = {"stimpute": {"ae_epochs": "1", "gnn_epochs": "1", "rounds": "1", "reliability": "false",
+                      "gene_embeddings": "none", "max_train_cells": "200"},
+         "spaim": {"epochs": "1", "n_models": "1", "expected_r": "false", "hidden": "[16,8]", "style_dim": "4"},
+         "auto": {"candidates": "knn", "folds": "2", "cv_cells": "100"},
+         "knn": {"cv_cells": "100"}}
+N_CANDIDATES = 20  # reference genes the fuzzed spatial panel lacks
+
+
+@pytest.fixture(scope="module")
+def cli_files(osmfish, tmp_path_factory):
+    """300 cells of the bundled pair; the spatial panel lacks 20 of the reference's 33 genes, so --n-top-genes
+    and --all choose among them."""
+    spatial, reference = osmfish
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("cli_fuzz")
+    sp = spatial[np.sort(rng.choice(spatial.n_obs, 300, replace=False))]
+    sp[:, sp.var_names[:-N_CANDIDATES]].copy().write_h5ad(folder / "spatial.h5ad")
+    reference[np.sort(rng.choice(reference.n_obs, 400, replace=False))].copy().write_h5ad(folder / "reference.h5ad")
+    return folder / "spatial.h5ad", folder / "reference.h5ad"
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
+def _known_elsewhere(argv: list[str]) -> str | None:
+    """Combinations that still fail in code other engineers are changing now (reported; the strict xfail tests
+    below track them): skipped here so this test guards everything else."""
+    method = (_flag_value(argv, "--method") or "").lower()
+    params = [argv[i + 1].split("=", 1)[0] for i, a in enumerate(argv) if a == "--param"]
+    if method == "auto" and "--cv" in argv and "folds" in params:
+        return "auto's folds vs cross_validate's folds"
+    n_top = _flag_value(argv, "--n-top-genes")
+    if n_top is not None and not {"--genes", "--all", "--cv"} & set(argv):
+        try:
+            if int(n_top) < N_CANDIDATES:
+                return "--n-top-genes below the candidates"
+        except ValueError:
+            pass
+    return None
+
+
+def _random_impute_argv(rng: np.random.Generator, files, out: Path) -> list[str]:
+    from napari_spatial_impute.models.params_spec import param_specs
+
+    method = str(rng.choice(METHODS + ["knn", "auto", "stimpute", "spaim"]))  # mostly real ones
+    argv = ["impute", *map(str, files), "--method", method, "--quiet", "--device", "cpu"]
+    if rng.random() < 0.3:
+        argv += ["--cv", str(rng.choice(NUMBERS + ["2", "3"])), "--metrics", str(out / "m.json")]
+    else:
+        argv += ["--out", str(out / "o.h5ad")]
+    if rng.random() < 0.4:
+        argv += ["--genes", "Gad2,Vip"]
+    elif rng.random() < 0.2:
+        argv += ["--all"]
+    for flag, fine in (("--chunk-size", ["1", "64", "1_000"]), ("--seed", ["0", "7", "4294967295"]),
+                       ("--n-top-genes", ["25", "2000"])):
+        if rng.random() < 0.35:  # half of them a value the flag takes
+            argv += [flag, str(rng.choice(NUMBERS if rng.random() < 0.5 else fine))]
+    try:
+        names = sorted(param_specs(method))
+    except InputError:  # an unknown method: any name
+        names = ["k"]
+    drawn = []
+    for _ in range(int(rng.choice([0, 0, 1, 2]))):
+        name = str(rng.choice(names + ["seed", "device", "kk", "tile_um", "cluster_key", "folds"]))
+        drawn.append(name)
+        argv += ["--param", f"{name}={rng.choice(PARAM_VALUES)}"]
+    for name, value in CHEAP.get(method.lower(), {}).items():
+        if name not in drawn:
+            argv += ["--param", f"{name}={value}"]
+    return argv
+
+
+def _random_histology_argv(rng: np.random.Generator, folder: Path, out: Path) -> list[str]:
+    """``histology train`` on a section whose files do not exist: whatever the flags, the answer is exit 2 (a bad
+    value, or then the missing file), and the parameters are checked before it."""
+    missing = [str(folder / n) for n in ("C9.tsv.gz", "C9_selection.tsv", "C9.jpg")]
+    argv = ["histology", "train", "--section", *missing, "--out", str(out / "model"), "--device", "cpu", "--quiet"]
+    for flag in ("--epochs", "--seed", "--n-genes"):
+        if rng.random() < 0.5:
+            argv += [flag, str(rng.choice(NUMBERS))]
+    for _ in range(int(rng.integers(0, 3))):
+        name = str(rng.choice(["tile_um", "patch_px", "patch_um", "tta", "knn_k", "dropout", "temperature", "k",
+                               "backbone", "stain", "n_views", "lr", "seed"]))
+        argv += ["--param", f"{name}={rng.choice(PARAM_VALUES)}"]
+    return argv
+
+
+def _run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    import traceback
+
+    from napari_spatial_impute.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as stop:  # argparse refusing a flag's value: usage + "error: ...", exit 2
+        rc = stop.code
+    except BaseException:  # noqa: BLE001 - any other exception is the bug this test looks for
+        pytest.fail(f"{' '.join(argv[1:])}\n{traceback.format_exc()}")
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cli_argv_fuzz_exit_codes_and_nothing_written(seed, cli_files, tmp_path, capsys):
+    """Random numeric flags and --param KEY=VALUE through the CLI's main(argv): exit 0 with exactly the outputs
+    asked for, or exit 2 with one "error:" message and nothing written; never a traceback; the inputs unchanged."""
+    rng = np.random.default_rng(1000 + seed)
+    sums = [checksum(p) for p in cli_files]
+    seen = {0: 0, 2: 0, "known": 0}
+    for i in range(72):
+        out = tmp_path / f"run{i}"
+        out.mkdir()
+        if i % 4 == 3:
+            argv = _random_histology_argv(rng, tmp_path, out)
+        else:
+            argv = _random_impute_argv(rng, cli_files, out)
+            if _known_elsewhere(argv):
+                seen["known"] += 1
+                continue
+        rc, err = _run_cli(argv, capsys)
+        written = sorted(p.name for p in out.iterdir())
+        what = f"{' '.join(argv[1:])}\n{err[-1500:]}"
+        assert "Traceback" not in err, what
+        assert rc in (0, 2), what
+        if rc == 2:
+            assert "error: " in err and written == [], what
+        else:
+            assert argv[0] == "impute" and written == sorted(Path(argv[argv.index(f) + 1]).name
+                                                             for f in ("--out", "--metrics") if f in argv), what
+        seen[rc] += 1
+    assert [checksum(p) for p in cli_files] == sums
+    assert seen[0] >= 2 and seen[2] >= 20, seen  # both kinds were exercised
+
+
+# The two failures the fuzz test found in code being changed right now by other engineers (reported there);
+# strict, so each flags itself when fixed.
+@pytest.mark.xfail(strict=True, raises=TypeError, reason="api.cross_validate's `folds` (outer) collides with "
+                   "auto's `folds` parameter (inner): TypeError; api/crossval.py")
+def test_known_auto_inner_folds_with_cv(cli_files, tmp_path, capsys):
+    from napari_spatial_impute.cli import main
+
+    main(["impute", *map(str, cli_files), "--method", "auto", "--cv", "2", "--metrics", str(tmp_path / "m.json"),
+          "--quiet", "--device", "cpu", "--param", "candidates=knn", "--param", "folds=2"])
+
+
+@pytest.mark.xfail(strict=True, reason="--n-top-genes ≤ 0 is not refused (0 → no genes, -1 → all but one: a "
+                   "negative slice); api/impute.py choose_targets / preprocessing.select_variable_genes")
+@pytest.mark.parametrize("n_top", ["0", "-1"])
+def test_known_n_top_genes_not_positive_is_refused(cli_files, tmp_path, capsys, n_top):
+    rc, err = _run_cli(["impute", *map(str, cli_files), "--method", "knn", "--out", str(tmp_path / "o.h5ad"),
+                        "--quiet", "--device", "cpu", "--n-top-genes", n_top, "--param", "cv_cells=100"], capsys)
+    assert rc == 2 and "n-top-genes" in err.lower() and not (tmp_path / "o.h5ad").exists()
+
+
+# ---- what the fuzz test found, fixed at the root (declared ranges; the code paths that crashed) ------------------
+@pytest.mark.parametrize(("method", "param", "words"), [
+    ("knn", "cv_cells=-5", "cv_cells=-5 is not valid"),  # was: ValueError "negative dimensions" after reading
+    ("knn", "cv_cells=0", "int ≥ 4"),  # was: expected r from an inner CV on no cells
+    ("auto", "cv_cells=-3", "cv_cells=-3 is not valid"),
+    ("auto", "folds=1", "folds=1 is not valid"),  # was: silently 2
+    ("auto", "screen_folds=0", "screen_folds=0 is not valid"),  # was: ValueError "need at least one array"
+    ("stimpute", "gnn_cells=0", "gnn_cells=0 is not valid"),  # was: the GNN silently never trained
+])
+def test_found_ranges_are_refused_before_reading(cli_files, tmp_path, capsys, monkeypatch, method, param, words):
+    import napari_spatial_impute.io.anndata_io as io
+
+    monkeypatch.setattr(io, "_read", lambda *a, **k: pytest.fail("inputs were read before the parameters"))
+    rc, err = _run_cli(["impute", *map(str, cli_files), "--method", method, "--genes", "Gad2,Vip", "--quiet",
+                        "--out", str(tmp_path / "o.h5ad"), "--param", param], capsys)
+    assert rc == 2 and words in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_auto_screen_covering_every_fold_runs(cli_files, tmp_path, capsys):
+    """screen_folds ≥ the inner folds (capped by the measured genes) screens on every fold: nothing left to run
+    afterwards (was: ValueError from concatenating no folds)."""
+    rc, err = _run_cli(["impute", *map(str, cli_files), "--method", "auto", "--genes", "Gad2,Vip", "--quiet",
+                        "--device", "cpu", "--out", str(tmp_path / "o.h5ad"), "--param", "screen_folds=99",
+                        "--param", "candidates=knn,stimpute", "--param", "folds=2", "--param", "cv_cells=100"], capsys)
+    assert rc == 0, err
+    import anndata as ad
+
+    info = json.loads(ad.read_h5ad(tmp_path / "o.h5ad").uns["napari_spatial_impute"]["model_info"])
+    # every input gene screened: the 13 measured genes less the 2 named as targets
+    assert info["inner_folds"] == 2 and info["screen"]["stimpute"]["genes"] == 11
+
+
+def test_stimpute_without_gnn_epochs_over_two_rounds(cli_files, tmp_path, capsys):
+    """gnn_epochs=0 (declared valid) with 2 rounds: the autoencoder's M-step runs on the untrained GNN
+    (was: UnboundLocalError)."""
+    rc, err = _run_cli(["impute", *map(str, cli_files), "--method", "stimpute", "--genes", "Gad2", "--quiet",
+                        "--device", "cpu", "--out", str(tmp_path / "o.h5ad"), "--param", "gnn_epochs=0",
+                        "--param", "rounds=2", "--param", "ae_epochs=1", "--param", "gene_embeddings=none",
+                        "--param", "reliability=false"], capsys)
+    assert rc == 0 and (tmp_path / "o.h5ad").is_file(), err

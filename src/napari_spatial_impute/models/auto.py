@@ -133,6 +133,9 @@ class AutoImputer(Imputer):
                                         "kept": bool(gain >= self.screen_margin)}
             if gain < self.screen_margin:
                 continue
+            if not rest:  # the screen covered every fold (screen_folds ≥ the inner folds)
+                cvs[name] = part
+                continue
             more = yield from relay(inner_cv_steps(self._factory(name), data, fold_ids=rest, label=name, **cv_args),
                                     "auto", 20 + 30 * c, 100, span=20)
             cvs[name] = _concat(part, more)

@@ -28,6 +28,8 @@ _COMMON: dict[str, Any] = {
     "batch_size": (1, _INF, True, False), "lr": (0, 10, False, True), "weight_decay": (0, _INF, True, False),
     "hidden": (1, _INF, True, False), "chunk_size": (1, _INF, True, False), "n_components": (1, _INF, True, False),
     "weighting": ("similarity", "uniform"),
+    # cells of the inner CV behind expected r (kNN, stImpute, SpaIM, auto): a Pearson r needs a few cells
+    "cv_cells": (4, _INF, True, False),
 }
 RANGES: dict[str, dict[str, Any]] = {
     "knn": {},
@@ -35,12 +37,14 @@ RANGES: dict[str, dict[str, Any]] = {
                  "ae_epochs": (0, _INF, True, False), "gnn_epochs": (0, _INF, True, False),
                  "ae_round_epochs": (0, _INF, True, False), "latent": (1, _INF, True, False),
                  "mask_fraction": (0, 1, True, False), "reliability_folds": (2, _INF, True, False),
-                 "max_train_cells": (2, _INF, True, False), "chunk_mb": (1, _INF, True, False)},
+                 "max_train_cells": (2, _INF, True, False), "chunk_mb": (1, _INF, True, False),
+                 "gnn_cells": (2, _INF, True, False)},  # a GNN batch needs 2 cells (smaller ones are skipped)
     "spaim": {"resolution": (0, _INF, False, False), "style_dim": (1, _INF, True, False),
               "scale_weight": (0, _INF, True, False), "n_models": (1, _INF, True, False),
               "ema": (0, 1, True, False), "content_dropout": (0, 1, True, False),
-              "anchor": ("none", "blend", "residual"), "anchor_weight": (0, 1, True, True),
-              "cv_cells": (4, _INF, True, False)},
+              "anchor": ("none", "blend", "residual"), "anchor_weight": (0, 1, True, True)},
+    # inner folds: at least 2 (more than the measured genes allow are capped, recorded in model_info)
+    "auto": {"folds": (2, _INF, True, False), "screen_folds": (1, _INF, True, False)},
     "stco": {"backbone": ("lite0", "resnet_small", "resnet_large", "vit", "torchscript"),
              "stain": ("macenko", "none"), "validation": ("loso", "last", "none"),
              "predictor": ("auto", "contrastive", "feature_ridge", "feature_knn", "colour_ridge"),

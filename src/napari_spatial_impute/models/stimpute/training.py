@@ -92,6 +92,7 @@ def train_steps(model, sp_in: np.ndarray, in_cols: np.ndarray, seed: int,
         # patterns per round) instead of once per batch
         patterns = mask_patterns(rng, n_in, n_mask, N_MASK_PATTERNS)
         banks: dict[int, object] = {}
+        done = model.ae_epochs + r * epochs - 1  # the last epoch done (gnn_epochs=0: none this round)
         for e in range(epochs):
             done = model.ae_epochs + r * epochs + e
             gnn.train()
