@@ -6,8 +6,10 @@ Run under a display:  ``xvfb-run -a -s "-screen 0 1600x1000x24" python benchmark
 value image and handing them to napari, "total" = wall time including napari's redraw (software OpenGL here).
 Stall: a 10 ms QTimer heartbeat during a whole Impute-widget run on 18,301 real Xenium cells (150-gene panel,
 synthetic label mask from the centroids), from choosing the reference (read from its .h5ad in the worker) to the
-result attached and painted and 5 gene switches; docking the widget (which makes the hidden value-image layer) is
-reported apart. ``--trace`` names what ran in the GUI thread during each gap > 50 ms.
+result attached and painted and 5 gene switches; docking the widget (which makes the hidden value-image layer and
+starts the warm-up worker importing a run's modules) is reported apart, up to the run's start. ``--stall`` runs two
+sessions in child processes: the first after an install or update (fresh bytecode) and the next one (cached).
+``--trace`` names what ran in the GUI thread during each gap > 50 ms, and the modules other threads imported then.
 """
 
 from __future__ import annotations
@@ -164,6 +166,15 @@ class StackSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self):
+        import threading
+
+        self.imports = []  # (time, thread, module) of every first import: what a worker compiles / loads
+
+        def hook(event, args):
+            if event == "import":
+                self.imports.append((time.perf_counter(), threading.current_thread().name, str(args[0])))
+
+        sys.addaudithook(hook)
         self._thread.start()
 
     def stop(self):
@@ -190,9 +201,17 @@ class StackSampler:
             print(f"--- gap {1000 * (end - start):.0f} ms, {len(inside)} samples")
             for stack, n in Counter(" | ".join(s[-depth:][::-1]) for s in inside).most_common(3):
                 print(f"  {n:3d}× {stack}")
+            near = [(t, th, m) for t, th, m in self.imports if start - 0.02 <= t <= end]
+            if near:
+                tops = Counter((th, m.split(".")[0]) for _, th, m in near)
+                print("  imports: " + ", ".join(f"{m} ({th}) ×{n}" for (th, m), n in tops.most_common(8)))
 
 
-def bench_stall(trace: bool = False, show: bool = False) -> dict:
+def bench_stall(trace: bool = False, show: bool = False, start_after: float | None = None) -> dict:
+    """One session in this process. ``start_after``: seconds after docking to start the run (default: once the
+    dock's warm-up worker is done, as a user choosing a reference file would; the warm-up is then reported)."""
+    import tempfile
+
     import napari
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
@@ -200,6 +219,8 @@ def bench_stall(trace: bool = False, show: bool = False) -> dict:
     from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
     from napari_spatial_impute.layers import sample_to_layers
 
+    # a new user's settings (no remembered reference read when the dock opens)
+    os.environ["NAPARI_SPATIAL_IMPUTE_CONFIG"] = tempfile.mkdtemp(prefix="nsi_config_")
     sample = stall_sample()
     viewer = napari.Viewer(show=show)  # show: the canvas repaints too (software OpenGL here: 0.1–0.3 s each)
     viewer.window.resize(1400, 900)
@@ -229,7 +250,10 @@ def bench_stall(trace: bool = False, show: bool = False) -> dict:
     spin(0.1)
     t_dock = time.perf_counter()  # docking the widget: it makes the (hidden) value-image layer of the mask
     _, w = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    spin(1.0)
+    spin(1.0 if start_after is None else start_after)
+    while start_after is None and not w.warmed_up and time.perf_counter() - t_dock < 300:
+        spin(0.002)  # the dock's worker: devices, and the first imports of a run (torch, matplotlib, kNN)
+    warm_up_done = w.warmed_up
     t_start = time.perf_counter()  # the run: choose the reference … result shown, genes switched
     w.reference_file.value = str(sample_path("reference.h5ad", XENIUM_DIR))
     while w.picker.list.count() == 0 and time.perf_counter() - t_start < 60:
@@ -254,20 +278,50 @@ def bench_stall(trace: bool = False, show: bool = False) -> dict:
            "run_s": round(time.perf_counter() - t_start, 1), "beats": len(run),
            "max_stall_ms": round(1000 * float(run.max()), 1),
            "p99_stall_ms": round(1000 * float(np.percentile(run, 99)), 1),
-           "dock_max_stall_ms": round(1000 * float(dock.max(initial=0.0)), 1)}
-    print(row, flush=True)
+           "dock_max_stall_ms": round(1000 * float(dock.max(initial=0.0)), 1),
+           "dock_to_run_s": round(t_start - t_dock, 1), "warm_up_done_at_start": warm_up_done,
+           "load_avg": round(os.getloadavg()[0], 1)}
+    print(json.dumps(row), flush=True)
     viewer.close()
     return row
+
+
+def stall_sessions(args) -> list[dict]:
+    """The first session after an install or update (fresh bytecode: every module compiled while it is first
+    imported, in a child process with an empty ``PYTHONPYCACHEPREFIX``), then the next one (bytecode cached)."""
+    import subprocess
+    import tempfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fresh_pyc_") as cache:
+        for label in ("first (fresh bytecode)", "next (bytecode cached)"):
+            cmd = [sys.executable, __file__, "--stall-once"] + (["--trace"] if args.trace else []) + \
+                (["--show"] if args.show else []) + \
+                (["--start-after", str(args.start_after)] if args.start_after is not None else [])
+            out = subprocess.run(cmd, env={**os.environ, "PYTHONPYCACHEPREFIX": cache}, capture_output=True,
+                                 text=True, check=True).stdout
+            print(out, end="", flush=True)
+            row = json.loads(out.strip().splitlines()[-1])
+            rows.append({"session": label, **row})
+    print("| session | dock → run (s) | dock max stall (ms) | run (s) | max stall (ms) | p99 stall (ms) | load |\n"
+          "|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['session']} | {r['dock_to_run_s']} | {r['dock_max_stall_ms']:.0f} | {r['run_s']} | "
+              f"{r['max_stall_ms']:.0f} | {r['p99_stall_ms']:.0f} | {r['load_avg']} |")
+    return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--switch", action="store_true")
-    ap.add_argument("--stall", action="store_true")
+    ap.add_argument("--stall", action="store_true", help="first (fresh bytecode) and next session, in children")
+    ap.add_argument("--stall-once", action="store_true", help="one session in this process")
     ap.add_argument("--trace", action="store_true", help="with --stall: name what ran during each gap > 50 ms")
     ap.add_argument("--show", action="store_true", help="with --stall: a shown window (repaints counted)")
+    ap.add_argument("--start-after", type=float, default=None,
+                    help="with --stall: start the run this many s after docking (default: after the warm-up)")
     args = ap.parse_args(argv)
-    both = not (args.switch or args.stall)
+    both = not (args.switch or args.stall or args.stall_once)
     OUT.mkdir(exist_ok=True)
     if args.switch or both:
         model = bench_switch_model()
@@ -280,8 +334,10 @@ def main(argv=None) -> int:
         for r in rows:
             print(f"| {r['cells']:,} | {r['view']} | {r['switch_cpu_model_s']:.3f} | {r['switch_cpu_s']:.3f} | "
                   f"{r['switch_total_s']:.2f} |")
-    if args.stall or both:
-        (OUT / "napari_stall.json").write_text(json.dumps(bench_stall(args.trace, args.show), indent=2))
+    if args.stall_once:
+        bench_stall(args.trace, args.show, args.start_after)
+    elif args.stall or both:
+        (OUT / "napari_stall.json").write_text(json.dumps(stall_sessions(args), indent=2))
     return 0
 
 

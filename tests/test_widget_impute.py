@@ -60,16 +60,48 @@ def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot
     qtbot.waitUntil(lambda: layer.metadata.get("colour_by") == "imputed:Plp1")  # short GUI turns, in order
     hi, lo = int(np.argmax(layer.features["Plp1"])), int(np.argmin(layer.features["Plp1"]))
     assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()
+    # the Points are the per-cell rendering here: their colorbar on the canvas, under the title (gene, unit)
+    qtbot.waitUntil(lambda: layer.face_colorbar.visible)
+    assert layer.face_contrast_limits == pytest.approx(w.view.clim) and layer.face_colormap.name == "magma"
+    assert viewer.text_overlay.text == "Plp1\nlog1p normalised expression (imputed)"
+    assert str(layer.face_colorbar.position) == str(viewer.text_overlay.position) == "top_left"
     before = layer.face_color.copy()
     w.colour.show("imputed:Vip")
     qtbot.waitUntil(lambda: not np.allclose(before, layer.face_color))  # recoloured without recomputing
+    assert layer.face_contrast_limits == pytest.approx(w.view.clim)  # the bar follows the gene
     # measured vs imputed side by side for a gene that has both
     assert "Plp1" in w.colour.grid_gene.choices
     w.colour.grid_gene.value = "Plp1"
     w.colour.grid_on.value = True
-    assert viewer.grid.enabled and [ly.name for ly in viewer.layers if ly.visible] == ["Plp1 measured", "Plp1 imputed"]
+    shown = [ly for ly in viewer.layers if ly.visible]
+    assert viewer.grid.enabled and [ly.name for ly in shown] == ["Plp1 measured · log1p normalised counts",
+                                                                 "Plp1 imputed · log1p normalised expression"]
+    for ly in shown:  # each panel: its title (gene, kind, unit) and its colorbar on the canvas
+        assert ly.name_overlay.visible and ly.face_colorbar.visible
+        assert ly.face_contrast_limits == shown[0].face_contrast_limits  # one scale for both
+    assert not viewer.text_overlay.visible
     w.colour.grid_on.value = False
     assert not viewer.grid.enabled and viewer.layers["osmFISH cells"].visible and len(viewer.layers) == 1
+
+
+def test_osmfish_empty_choice_imputes_the_held_out_genes(viewer_with_sample, qtbot):
+    """No gene chosen on the osmFISH sample (its reference adds no gene): the held-out genes are predicted and
+    compared with their measurement, instead of stopping with "every reference gene is already measured"."""
+    viewer, w = viewer_with_sample
+    held_out = ["Gad2", "Vip", "Plp1", "Mfge8", "Aldoc", "Sox10"]
+    w.picker.list.clearSelection()
+    assert w.picker.chosen() == [] and "held-out genes" in w.picker.note.value
+    assert "6 genes" in w.estimate.value or "× 6" in w.estimate.value or "6 genes" in w.estimate.tooltip
+    w.method.value = "knn"
+    w.run()
+    _wait_idle(w, qtbot)
+    assert w.result is not None, w.status.value
+    assert sorted(w.result.var_names) == sorted(held_out)
+    assert sorted(g for g in w.colour.grid_gene.choices if g) == sorted(held_out)  # measured too: comparable
+    # the held-out values are predictions from the other genes: correlated with, not equal to, the measurement
+    c_m, c_i = w.view.colouring("measured:Plp1"), w.view.colouring("imputed:Plp1")
+    r = np.corrcoef(c_m.values, c_i.values)[0, 1]
+    assert 0.2 < r < 0.999
 
 
 def test_xenium_sample_imputes_truly_absent_genes_with_truth(make_napari_viewer, qtbot):
@@ -124,9 +156,10 @@ def test_bad_input_shows_message_and_adds_nothing(viewer_with_sample, qtbot):
     viewer, w = viewer_with_sample
     adata = viewer.layers["osmFISH cells"].metadata["adata"]
     before = adata.X.copy()
+    w.picker.set_genes([], w.picker.measured)  # a user's own panel: no held-out genes suggested
     w.picker.list.clearSelection()
     w.picker.mode.value = "chosen genes"
-    w.run()  # nothing chosen, and the reference lacks nothing: the API's clear message
+    w.run()  # nothing chosen, nothing to hold out, and the reference lacks nothing: the API's clear message
     _wait_idle(w, qtbot)
     assert "already measured" in w.status.value
     assert len(viewer.layers) == 1 and w.view is None
@@ -201,14 +234,27 @@ def test_choices_remembered(make_napari_viewer, tmp_path, qtbot):
     assert w.colour.colormap.value == "viridis"
 
 
-def test_evaluate_on_my_panel(viewer_with_sample, qtbot):
+def test_evaluate_on_my_panel(viewer_with_sample, qtbot, monkeypatch):
+    from napari_spatial_impute import api
+
+    real, seen = api.cross_validate_steps, {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api, "cross_validate_steps", spy)
     viewer, w = viewer_with_sample
+    w.seed.value = 3
+    w.device.value = "cpu"
     ev = w.open_evaluate()
     assert ev.spatial_layer.value == "osmFISH cells"
+    assert ev.seed.value == 3 and ev.device.value == "cpu"  # the Impute widget's seed and device
     ev.folds.value = 3
     ev.run()
     _wait_idle(ev, qtbot)
     assert "knn" in ev.results, ev.status.value
+    assert seen["seed"] == 3 and seen["device"] == "cpu"  # passed through to the cross-validation
     assert ev.table.native.rowCount() == 33 and "median per-gene PCC" in ev.status.value
     assert ev.figure.axes
 

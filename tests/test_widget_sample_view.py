@@ -102,6 +102,22 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     c7 = _value_under(painted, viewer, (xy[7, 1], xy[7, 0]))
     assert tuple(c0) == tuple(c7) and tuple(c0) != tuple(c1)
     assert w.colour.legend.items.count() == 7
+    # on the canvas too: the title, then one line per category in its colour (napari's colorbar is continuous)
+    from napari_spatial_impute.layers.paint import category_colors
+    from napari_spatial_impute.layers.sample_view import LEGEND_KEY
+
+    rows = [ov for key, ov in viewer.canvas.overlays.items() if key.startswith(LEGEND_KEY) and ov.visible]
+    assert viewer.text_overlay.text == "cluster\ncategory" and len(rows) == 7
+    colors = category_colors(7)
+    swatch = {}
+    for ov in rows:
+        code = int(ov.text.split("type ")[1][0])
+        assert ov.text == f"■ type {code} ({(np.arange(400) % 7 == code).sum()})"
+        np.testing.assert_allclose(np.asarray(ov.color)[:3], colors[code][:3], atol=1e-6)
+        swatch[code] = np.asarray(ov.color)[:3]
+    painted_c0 = np.asarray(c0, np.float64)[:3]
+    painted_c0 = painted_c0 / 255 if painted_c0.max() > 1 else painted_c0
+    np.testing.assert_allclose(painted_c0, swatch[0], atol=0.02)  # cell 0 (type 0) painted in its legend colour
     # measured gene, then save and re-open through the reader
     w.colour.show("measured:Slc17a7")
     out = tmp_path / "result.h5ad"

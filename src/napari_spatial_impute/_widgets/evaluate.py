@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, Select, SpinBox, Table
 
+from . import settings
 from ._steps import evaluate_steps
 from ._worker import RunsInWorker
-from .fields import PAIRED_REFERENCE, path_or_none, placeholder
+from .fields import PAIRED_REFERENCE, fill_devices, path_or_none, placeholder
 
 if TYPE_CHECKING:
     import napari
@@ -35,13 +36,17 @@ class EvaluateWidget(RunsInWorker, Container):
         methods = available_methods()
         self.methods = Select(label="Methods", choices=methods, value=[m for m in methods if m == "knn"] or methods[:1])
         self.folds = SpinBox(label="Folds", value=5, min=2, max=50)
+        self.device = ComboBox(label="Device", choices=["auto"], tooltip="Only devices that exist here")
+        self._device_worker = fill_devices(self.device, settings.load()["device"])  # torch off the GUI thread
+        self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1, tooltip="Folds and the methods' seed")
         self.run_button = PushButton(text="Evaluate")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
         self.status = Label(label="Status", value="ready")
         self.table = Table(label="Per gene", value={"gene": []})
         self.table.native.setSortingEnabled(True)
-        self.extend([self.spatial_layer, self.reference_file, self.methods, self.folds, self.run_button,
+        self.extend([self.spatial_layer, self.reference_file, self.methods, self.folds, self.device, self.seed,
+                     self.run_button,
                      self.cancel_button, self.progress_bar, self.status, self.table])
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -75,7 +80,8 @@ class EvaluateWidget(RunsInWorker, Container):
                                   "open a sample or an instrument folder first."))
             return
         self._start(evaluate_steps, layer.metadata["adata"], reference, list(self.methods.value),
-                    int(self.folds.value), 0, "auto", desc="Evaluating on the panel")
+                    int(self.folds.value), int(self.seed.value), str(self.device.value),
+                    desc="Evaluating on the panel")
 
     def _on_result(self, out) -> None:
         self.results = out["cv"]

@@ -29,12 +29,12 @@ def placeholder(field, text: str) -> None:
     field.line_edit.native.setPlaceholderText(text)
 
 
-def fill_devices(combo, remembered: str | None = None, job=None):
+def fill_devices(combo, remembered: str | None = None, job=None, start: bool = True):
     """Offer ``auto`` and ``cpu`` in ``combo`` at once and add the other devices (cuda, mps) from a worker:
     listing them imports torch, seconds that must not block the dock. ``remembered`` is selected once it is
     known to exist, unless the user picked something meanwhile. ``job``: what the worker runs (default
     :func:`~napari_spatial_impute.device.available_devices`; it returns the device list), e.g. a warm-up that
-    imports a run's modules first. Returns the worker (keep a reference; ``is_running`` tells when it is done)."""
+    imports a run's modules first. Returns the worker (keep a reference), started unless ``start`` is False."""
     from napari.qt.threading import create_worker
 
     from ..device import available_devices
@@ -56,5 +56,6 @@ def fill_devices(combo, remembered: str | None = None, job=None):
 
     worker = create_worker(job or available_devices)
     worker.returned.connect(_fill)
-    worker.start()
+    if start:
+        worker.start()
     return worker

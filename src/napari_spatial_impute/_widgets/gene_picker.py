@@ -31,10 +31,12 @@ class GenePicker(Container):
         self.list.itemSelectionChanged.connect(self._on_selection)
         self.missing: list[str] = []
         self.measured: list[str] = []
+        self.suggested: list[str] = []  # measured genes to hold out when the reference adds none (a sample's)
 
     def set_genes(self, missing: list[str], measured: list[str], suggested: list[str] | None = None) -> None:
         """Fill the list: genes the panel lacks, then measured ones (marked); pre-select ``suggested``."""
         self.missing, self.measured = list(missing), list(measured)
+        self.suggested = [g for g in (suggested or []) if g in set(self.measured)] if not self.missing else []
         self.list.clear()
         self.list.addItems(self.missing)  # one call: 30,000 names in milliseconds
         for g in self.measured:
@@ -43,7 +45,13 @@ class GenePicker(Container):
             self.list.addItem(item)
         if suggested:
             self.select(suggested)
-        if not self.missing:
+        if not self.missing and self.suggested:
+            self.note.value = (f"The reference has no gene the panel lacks: measured genes are predicted held out "
+                               f"(from the other genes) and compared with their measurement. With no gene chosen, "
+                               f"the sample's {len(self.suggested)} held-out genes ({', '.join(self.suggested[:4])}"
+                               f"{', …' if len(self.suggested) > 4 else ''}); or choose others, or use Evaluate on "
+                               "my panel.")
+        elif not self.missing:
             self.note.value = "The reference has no gene the panel lacks: choose measured genes to predict them " \
                               "held out (compared with the measurement), or use Evaluate on my panel."
         else:
@@ -68,11 +76,22 @@ class GenePicker(Container):
         return MODES[self.mode.value]
 
     def genes(self) -> tuple[list[str] | None, bool]:
-        """(``genes``, ``all_genes``) for :func:`~napari_spatial_impute.api.impute_steps`."""
+        """(``genes``, ``all_genes``) for :func:`~napari_spatial_impute.api.impute_steps`. When the reference
+        has no gene the panel lacks and nothing is chosen, the suggested held-out genes (e.g. the osmFISH
+        sample's) rather than an error that every gene is already measured."""
         mode = self.mode_key()
+        if mode == "chosen" and self.chosen():
+            return self.chosen(), False
+        if not self.missing and self.suggested:
+            return list(self.suggested), False
         if mode == "chosen":
-            return (self.chosen() or None), False
+            return None, False
         return None, mode == "all"
+
+    def n_targets(self) -> int | None:
+        """How many genes a run would impute when known here (chosen / held-out), else None (the reference's)."""
+        genes, _ = self.genes()
+        return len(genes) if genes is not None else None
 
     def _filter(self, _value=None) -> None:
         text = str(self.search.value).strip().upper()

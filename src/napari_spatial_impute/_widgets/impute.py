@@ -108,8 +108,11 @@ class ImputeWidget(RunsInWorker, Container):
                                        "reliability · spaim: style transfer (trains per slide, slower)")
         self.picker = GenePicker()
         self.device = ComboBox(label="Device", choices=["auto"], tooltip="Only devices that exist here")
-        # torch, matplotlib and a run's modules are imported off the GUI thread now, not during the first run
-        self._device_worker = fill_devices(self.device, remembered["device"], job=warm_up)
+        # torch, matplotlib and a run's modules are imported off the GUI thread now, not during the first run;
+        # started once the dock's own GUI-thread steps have run (a first import holds the GIL for long stretches)
+        self.warmed_up = False
+        self._device_worker = fill_devices(self.device, remembered["device"], job=warm_up, start=False)
+        self._device_worker.finished.connect(lambda: setattr(self, "warmed_up", True))
         self.k = SpinBox(label="Neighbours k", value=30, min=1, max=1000,
                          tooltip="Reference neighbours per cell (knn, stimpute)")
         self.seed = SpinBox(label="Seed", value=0, min=0, max=2**31 - 1)
@@ -157,6 +160,7 @@ class ImputeWidget(RunsInWorker, Container):
         self.viewer.text_overlay.visible = True  # created now, not in the middle of showing a result
         self._refresh_layers()
         self._on_spatial_changed()
+        self._turns(self._device_worker.start)  # after the value-image layers queued above
 
     # ---- inputs ----------------------------------------------------------------------------------
     def _spatial_choices(self, _widget=None) -> list:
@@ -229,7 +233,9 @@ class ImputeWidget(RunsInWorker, Container):
         layer, info = self._source_layer(), self._ref_info
         if layer is None or info is None:
             return
-        n_targets = target_count(self.picker.mode_key(), len(info["missing"]), len(self.picker.chosen()))
+        n_targets = self.picker.n_targets()  # chosen, or a sample's held-out genes when nothing is chosen
+        if n_targets is None:
+            n_targets = target_count(self.picker.mode_key(), len(info["missing"]), len(self.picker.chosen()))
         plan, refusal = estimate(layer.metadata["adata"].n_obs, info["n_obs"], len(info["shared"]), n_targets,
                                  self.method.value, self._out_path() is not None)
         self.estimate.value = refusal or plan.text()
@@ -396,4 +402,7 @@ class ImputeWidget(RunsInWorker, Container):
         if self.spatial_layer.value in w.spatial_layer.choices:
             w.spatial_layer.value = self.spatial_layer.value
         set_path(w.reference_file, path_or_none(self.reference_file))
+        w.seed.value = int(self.seed.value)  # the same seed and device as the runs here
+        if self.device.value in w.device.choices:
+            w.device.value = self.device.value
         return w

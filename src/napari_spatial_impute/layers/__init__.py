@@ -5,9 +5,12 @@ boundaries and cells of one sample line up. Genes (measured or imputed) are swit
 (``features`` + ``face_color``) and on Labels layers (a :class:`napari.utils.DirectLabelColormap` built from
 a plain ``{label_id: rgba}`` dict up to :data:`MAX_DIRECT_COLORMAP_LABELS` cells; above that napari's dict
 handling takes seconds to tens of seconds per switch, so :func:`gene_image_layer` shows ``lut[mask]`` as an
-Image instead). Imputation results come as Points with every imputed gene in ``features``
-(:func:`cells_points_layer` with ``features="genes"``) or, above :data:`MAX_POINTS` cells, as a binned image
-(:class:`BinnedGrid`). Nothing here imports napari or Qt; helpers that act on live layers only set attributes.
+Image instead). Imputation results are shown per cell at any size: attached to the sample's cells
+(:class:`~.results.SampleResult`, :class:`~.sample_view.SampleView`: features of its cells and Labels layers, each
+label mask painted with the values), or as Points with every imputed gene in ``features``
+(:func:`cells_points_layer` with ``features="genes"``); :class:`BinnedGrid` / :func:`binned_image_layer` remain
+as an overview image (the widgets do not use it). Nothing here imports napari or Qt; helpers that act on live
+layers only set attributes.
 
 Modules: :mod:`.cells` (the one cells Points builder, features, gene colouring), :mod:`.labels` (label masks),
 :mod:`.images` (stains / H&E, binned overview), :mod:`.instrument` (transcripts, boundaries,
@@ -18,7 +21,6 @@ from there, not re-exported here).
 from __future__ import annotations
 
 from .cells import (
-    MAX_POINTS,
     LayerDataTuple,
     add_imputed_to_points,
     cell_features,
@@ -50,7 +52,7 @@ from .labels import (
 )
 
 __all__ = [
-    "MAX_BOUNDARY_SHAPES", "MAX_DIRECT_COLORMAP_LABELS", "MAX_POINTS", "MAX_TRANSCRIPT_POINTS", "TRANSPARENT",
+    "MAX_BOUNDARY_SHAPES", "MAX_DIRECT_COLORMAP_LABELS", "MAX_TRANSCRIPT_POINTS", "TRANSPARENT",
     "BinnedGrid", "LayerDataTuple", "add_imputed_to_points", "binned_image_layer", "boundaries_layer",
     "cell_features", "cells_points_layer", "contrast_limits", "default_gene", "gene_image_layer", "gene_values",
     "genes_by_reliability", "image_layer", "imputed_features", "labels_colormap_for_gene", "labels_layer",

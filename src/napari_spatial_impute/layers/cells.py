@@ -19,11 +19,6 @@ from .colors import contrast_limits
 
 LayerDataTuple = tuple
 
-#: Above this many cells the widget shows imputed genes as a binned image instead of Points markers
-#: (1 M markers recolour in seconds; a binned image in milliseconds — see benchmarks/napari_scale.md).
-MAX_POINTS = 50_000
-
-
 def typical_spacing(xy, sample: int = 5000, seed: int = 0) -> float:
     """Median nearest-neighbour distance between points (used to size markers)."""
     from scipy.spatial import cKDTree

@@ -14,10 +14,11 @@ import time
 import numpy as np
 
 from .colors import contrast_limits
-from .colour_by import Colouring, LibrarySizes, colouring, paired_genes
+from .colour_by import Colouring, LibrarySizes, colouring, legend_rows, paired_genes
 from .paint import (
     PaintMask,
     categories_rgba,
+    category_colors,
     paint_geometry,
     paint_rgba,
     paint_values,
@@ -26,6 +27,9 @@ from .paint import (
 )
 
 UM = ("um", "um")
+LEGEND_POSITION = "top_left"  # title, colorbars and category lines stack there (napari tiles canvas overlays)
+LEGEND_KEY = "napari_spatial_impute_legend_"  # viewer.canvas.overlays keys of the category lines
+LEGEND_ROWS = 12
 
 
 def show_um_scale_bar(viewer) -> None:
@@ -65,6 +69,7 @@ def prepare_masks(jobs: list[dict]) -> list[PaintMask]:
 
 
 PAINT_KWARGS = {"blending": "translucent", "opacity": 0.85, "units": UM}
+PAINT_KWARGS_NO_UNITS = {k: v for k, v in PAINT_KWARGS.items() if k != "units"}
 
 
 def find_paint_layer(viewer, labels_name: str, key, rgb: bool = False):
@@ -108,6 +113,7 @@ def paint_layer_steps(viewer, cells_layer, cmap: str = "magma") -> list:
         def colorbar(labels=labels):
             layer = find_paint_layer(viewer, labels.name, key)
             if layer is not None:
+                layer.colorbar.position = LEGEND_POSITION  # under the title (gene, unit)
                 layer.colorbar.visible = True  # shown with the layer; created now, not during a run
 
         steps += [add, colorbar]
@@ -229,8 +235,44 @@ class SampleView:
         show_um_scale_bar(self.viewer)
         overlay = self.viewer.text_overlay
         overlay.text = c.title
-        if not overlay.visible or str(overlay.position) != "top_left":  # each set re-lays the canvas overlays
-            overlay.visible, overlay.position = True, "top_left"
+        if not overlay.visible or str(overlay.position) != LEGEND_POSITION:  # each set re-lays the canvas overlays
+            overlay.visible, overlay.position = True, LEGEND_POSITION
+        self.defer(lambda: self._legend(c))
+
+    def _legend(self, c: Colouring) -> None:
+        """The on-canvas legend under the title (name, unit): the colorbar of the cells Points when they are the
+        per-cell rendering (no segmentation: its value image has its own colorbar), or one coloured line per
+        category (the most frequent :data:`LEGEND_ROWS`), as napari's colorbars are continuous only."""
+        if c is not self.current:
+            return
+        texts = []
+        if c.kind == "categorical":
+            rows, left_out = legend_rows(c, LEGEND_ROWS)
+            colors = category_colors(len(c.categories))
+            texts = [(f"■ {name} ({count:,})", tuple(float(v) for v in colors[code])) for name, code, count in rows]
+            if left_out:
+                texts.append((f"… and {left_out:,} more categories", None))
+        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)  # napari ≥ 0.9
+        if overlays is not None:
+            for i, (text, color) in enumerate(texts):
+                ov = overlays.get(f"{LEGEND_KEY}{i}")
+                if ov is None:
+                    from napari.components.overlays import TextOverlay
+
+                    ov = TextOverlay(position=LEGEND_POSITION, font_size=10)
+                    overlays[f"{LEGEND_KEY}{i}"] = ov
+                ov.text, ov.color, ov.visible = text, color, True
+            for key, ov in list(overlays.items()):
+                if key.startswith(LEGEND_KEY) and int(key[len(LEGEND_KEY):]) >= len(texts) and ov.visible:
+                    ov.visible = False
+        bar = c.kind == "continuous" and not self.masks
+        colorbar = getattr(self.cells, "face_colorbar", None)  # napari ≥ 0.6
+        if colorbar is not None and (bar or colorbar.visible):
+            if bar:  # the colours are given as RGBA (fast); the colormap and limits only feed the colorbar
+                self.cells.face_colormap = self.cmap
+                self.cells.face_contrast_limits = tuple(float(v) for v in self.clim)
+                colorbar.position = LEGEND_POSITION
+            colorbar.visible = bar
 
     def _colour_cells(self, c: Colouring, rgba: np.ndarray) -> None:
         if c is not self.current:
@@ -293,6 +335,7 @@ class SampleView:
                 layer = self.viewer.add_image(data, rgb=True, **kwargs)
             else:
                 layer = self.viewer.add_image(data, colormap=self.cmap, contrast_limits=self.clim, **kwargs)
+                layer.colorbar.position = LEGEND_POSITION
                 self.defer(lambda ly=layer: setattr(ly.colorbar, "visible", True))
             _move_above(self.viewer, layer, pm.name)
         else:
@@ -315,7 +358,9 @@ class SampleView:
 
     # ---- measured vs imputed ------------------------------------------------------------------------
     def grid(self, gene: str | None) -> list:
-        """Side by side: ``gene`` measured | imputed (same colormap and contrast); ``None`` restores the view."""
+        """Side by side: ``gene`` measured | imputed (same colormap and contrast), each panel titled with its kind
+        and unit, with its colorbar, over a copy of the sample's visible image (same data, no memory); ``None``
+        restores the view."""
         for ly in [ly for ly in self.viewer.layers if ly.metadata.get("grid_of") is not None]:
             self.viewer.layers.remove(ly)
         for ly in self._grid_hidden:
@@ -324,34 +369,80 @@ class SampleView:
         self._grid_hidden = []
         self.viewer.grid.enabled = False
         if gene is None:
+            if self.current is not None:  # the single view's title and legend again
+                self.viewer.text_overlay.text = self.current.title
+                self.viewer.text_overlay.visible = True
+                self._legend(self.current)
             return []
         measured, imputed = self.colouring(f"measured:{gene}"), self.colouring(f"imputed:{gene}")
         both = np.r_[measured.values, imputed.values]
         clim = contrast_limits(both)
-        made = []
+        background = self._grid_background()
+        made, panels = [], []
         for c in (measured, imputed):
             label = "measured" if c is measured else "imputed"
+            title = f"{gene} {label} · {c.unit.split(' (')[0]}"
+            meta = {"grid_of": gene, "unit": c.unit}
+            panel = []
+            if background is not None:
+                kw = {k: background[k] for k in ("scale", "translate", "colormap", "contrast_limits", "rgb",
+                                                 "multiscale", "blending")}
+                panel.append(self.viewer.add_image(background["data"], name=f"{gene} {label}: image",
+                                                   metadata=dict(meta, grid_image=True), units=UM, **kw))
             if self.masks:
                 for pm in self.masks:
-                    ly = self.viewer.add_image(paint_values(pm, c.values), name=f"{gene} {label} ({pm.name})",
+                    ly = self.viewer.add_image(paint_values(pm, c.values),
+                                               name=title if len(self.masks) == 1 else f"{title} ({pm.name})",
                                                scale=pm.scale, translate=pm.translate, colormap=self.cmap,
-                                               contrast_limits=clim, metadata={"grid_of": gene, "unit": c.unit},
-                                               units=UM)
+                                               contrast_limits=clim, metadata=meta, units=UM, **PAINT_KWARGS_NO_UNITS)
+                    ly.colorbar.position = LEGEND_POSITION
                     ly.colorbar.visible = True
-                    made.append(ly)
+                    panel.append(ly)
             else:
-                ly = self.viewer.add_points(np.asarray(self.cells.data), name=f"{gene} {label}",
+                ly = self.viewer.add_points(np.asarray(self.cells.data), name=title,
                                             size=np.array(self.cells.size), border_width=0,
                                             border_color="transparent",
                                             scale=tuple(self.cells.scale), translate=tuple(self.cells.translate),
-                                            face_color=values_rgba(c.values, self.cmap, clim),
-                                            metadata={"grid_of": gene, "unit": c.unit}, units=UM)
-                made.append(ly)
-        self._grid_hidden = [ly for ly in self.viewer.layers if ly.visible and ly not in made]
+                                            face_color=values_rgba(c.values, self.cmap, clim), metadata=meta,
+                                            units=UM)
+                if getattr(ly, "face_colorbar", None) is not None:  # colours as RGBA; colormap + limits: the bar
+                    ly.face_colormap, ly.face_contrast_limits = self.cmap, tuple(float(v) for v in clim)
+                    ly.face_colorbar.position = LEGEND_POSITION
+                    ly.face_colorbar.visible = True
+                panel.append(ly)
+            name_overlay = getattr(panel[-1], "name_overlay", None)  # napari ≥ 0.6: the panel's title on canvas
+            if name_overlay is not None:
+                name_overlay.position = LEGEND_POSITION
+                name_overlay.visible = True
+            made += panel
+            panels.append(panel)
+        layers = self.viewer.layers
+        for i, ly in enumerate(made):  # panels first, in order: napari groups layers ``stride`` by ``stride``
+            if layers.index(ly) != i:
+                layers.move(layers.index(ly), i)
+        self._grid_hidden = [ly for ly in layers if ly.visible and ly not in made]
         for ly in self._grid_hidden:
             ly.visible = False
-        self.viewer.grid.stride = max(1, len(self.masks))
+        self.viewer.grid.stride = len(panels[0])
+        self.viewer.grid.shape = (1, 2)  # side by side
         self.viewer.grid.enabled = True
-        self.viewer.text_overlay.text = f"{gene}: measured | imputed\n{measured.unit.split(' (')[0]}"
-        self.viewer.text_overlay.visible = True
+        self.viewer.text_overlay.visible = False  # each panel has its own title (gene, measured / imputed, unit)
+        self._legend_rows_off()
         return made
+
+    def _grid_background(self) -> dict | None:
+        """The sample's topmost visible image (DAPI, H&E, …) as ``add_image`` arguments sharing its data."""
+        for ly in reversed(list(self.viewer.layers)):
+            md = ly.metadata
+            if (type(ly).__name__ == "Image" and ly.visible and md.get("painted_from") is None
+                    and md.get("grid_of") is None):
+                return {"data": ly.data, "scale": tuple(ly.scale), "translate": tuple(ly.translate),
+                        "colormap": ly.colormap if not ly.rgb else None, "contrast_limits": ly.contrast_limits,
+                        "rgb": ly.rgb, "multiscale": ly.multiscale, "blending": "translucent_no_depth"}
+        return None
+
+    def _legend_rows_off(self) -> None:
+        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
+        for key, ov in list((overlays or {}).items()):
+            if key.startswith(LEGEND_KEY) and ov.visible:
+                ov.visible = False
