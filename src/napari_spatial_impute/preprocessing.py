@@ -175,14 +175,24 @@ def select_variable_genes(counts, genes: list[str], n_top: int = 2000, *, counts
             flavor = "seurat"
     else:
         flavor = "seurat"
+    table = None
     if flavor == "seurat_v3":
-        table = sc.pp.highly_variable_genes(sub, flavor="seurat_v3", n_top_genes=n_top, inplace=False)
-    else:
+        try:
+            table = sc.pp.highly_variable_genes(sub, flavor="seurat_v3", n_top_genes=n_top, inplace=False)
+        except (ValueError, RuntimeError, ArithmeticError):  # skmisc's loess fails on a handful of genes
+            flavor = "seurat"
+    if table is None:
         import anndata as ad
         import pandas as pd
 
         logged, _ = normalize_log1p(sub.X, dense=False)
         table = sc.pp.highly_variable_genes(ad.AnnData(logged, var=pd.DataFrame(index=sub.var_names)),
                                             flavor="seurat", n_top_genes=n_top, inplace=False)
-    chosen = set(np.asarray(sub.var_names)[np.asarray(table["highly_variable"], dtype=bool)])
+    hv = np.asarray(table["highly_variable"], dtype=bool)
+    if hv.sum() != n_top:  # ties (e.g. a handful of genes, one per dispersion bin): rank by the scores themselves
+        keys = ["variances_norm"] if flavor == "seurat_v3" else ["dispersions_norm", "dispersions"]
+        cols = [np.nan_to_num(np.asarray(table[k], np.float64), nan=-np.inf) for k in reversed(keys)]
+        hv = np.zeros(len(hv), bool)
+        hv[np.lexsort([-c for c in cols])[:n_top]] = True
+    chosen = set(np.asarray(sub.var_names)[hv])
     return [g for g in genes if g in chosen], f"top {n_top} of {len(genes)} by scanpy {flavor}"

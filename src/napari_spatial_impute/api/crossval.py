@@ -73,9 +73,12 @@ def fold_normalise(counts, input_cols, held_cols) -> tuple[np.ndarray, np.ndarra
 
 def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,
                          device: str = "auto", reference_values: str = "auto", spatial_values: str = "auto",
-                         **params: Any) -> ProgressGen[CVResult]:
+                         method_params: dict[str, Any] | None = None, **params: Any) -> ProgressGen[CVResult]:
     """K-fold CV over shared genes: each fold's genes are hidden from the spatial input (and from its library
-    size) and predicted; see the module docstring for the normalisation of inputs and truth."""
+    size) and predicted; see the module docstring for the normalisation of inputs and truth. The method's
+    parameters come as keywords or as ``method_params`` (a dict: needed for names this function uses itself,
+    e.g. auto's inner ``folds``)."""
+    params = {**(method_params or {}), **params}
     from ..device import resolve_device
     from ..metrics import summarize
 
@@ -120,7 +123,8 @@ def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5
 
 
 def cross_validate(spatial, reference, method: str = "knn", folds: int = 5, *, seed: int = 0,
-                   device: str = "auto", callback=None, **params: Any) -> CVResult:
+                   device: str = "auto", callback=None, method_params: dict[str, Any] | None = None,
+                   **params: Any) -> CVResult:
     """K-fold cross-validation over shared genes (see :func:`cross_validate_steps`)."""
     return run_to_end(cross_validate_steps(spatial, reference, method, folds, seed=seed, device=device,
-                                           **params), callback)
+                                           method_params=method_params, **params), callback)

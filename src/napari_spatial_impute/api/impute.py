@@ -67,6 +67,9 @@ def choose_targets(ref, match: GeneMatch, genes: list[str] | None, *, all_genes:
                          "name measured genes to predict them from the others (--genes), or evaluate with --cv.")
     if all_genes:
         return candidates, f"all {len(candidates)} reference genes the panel lacks"
+    if int(n_top_genes) < 1:
+        raise InputError(f"n_top_genes={n_top_genes} is not valid.",
+                         "give a number of genes ≥ 1, or all_genes=True (--all) for every reference gene.")
     integer = ref.uns.get("reference_ingestion", {}).get("values", "counts") == "counts"
     return select_variable_genes(ref, candidates, int(n_top_genes), counts_are_integers=integer)
 

@@ -66,6 +66,11 @@ def run_impute(args) -> int:
         raise InputError("No output given.", "pass --out OUT.h5ad.")
     if args.cv is not None and not outputs:
         raise InputError("--cv needs somewhere to write results.", "pass --metrics METRICS.json and/or --out.")
+    if args.n_top_genes < 1:
+        raise InputError(f"--n-top-genes {args.n_top_genes} is not valid.",
+                         "give a number of genes ≥ 1, or --all for every reference gene the panel lacks.")
+    if args.chunk_size < 1:
+        raise InputError(f"--chunk-size {args.chunk_size} is not valid.", "give a number of cells ≥ 1.")
     check_outputs(outputs, args.overwrite)
     params = parse_key_values(args.param)
     if args.cluster_key:
@@ -94,7 +99,7 @@ def run_impute(args) -> int:
     try:
         if args.cv is not None:
             result = api.cross_validate(spatial, reference, args.method, args.cv, seed=args.seed,
-                                        device=args.device, callback=cb, **values, **params)
+                                        device=args.device, callback=cb, method_params=params, **values)
             close()
             if args.metrics:
                 write_json(result.metrics, args.metrics)
