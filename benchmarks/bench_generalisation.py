@@ -32,7 +32,7 @@ OUT = ROOT / "benchmarks" / "out"
 IMAGES = {"C2": "C2_5714_HE_BT_C2.jpg", "C3": "C3_5714_HE_BT_D1.jpg", "C4": "C4_5714_HE_BT_D2.jpg",
           "C5": "C5_5714_HE_BT_E1.jpg", "C6": "C6_5714_HE_BT_E2.jpg"}
 VARIANTS = {  # name: STco parameters (on top of the package defaults)
-    "default (stain norm + aug, validated blend)": {},
+    "default": {},  # stain norm + aug, context patch, validated blend
     "contrastive only": {"predictor": "contrastive"},
     "no stain normalisation": {"stain": "none"},
     "no stain augmentation": {"stain_augment": False},
