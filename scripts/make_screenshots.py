@@ -3,7 +3,7 @@
 Writes docs/images/impute_widget_<method>.png (bundled real Xenium sample, its 98 absent genes),
 impute_segmentation_merscope.png (MERSCOPE mouse brain opened by the reader: DAPI, segmentation coloured per
 cell by a gene imputed from the Xenium mouse-brain reference, colorbar, µm scale bar),
-impute_grid_measured_vs_imputed.png (bundled Xenium sample: a held-out gene measured | imputed) and
+impute_grid_measured_vs_imputed.png (the same MERSCOPE crop: a held-out gene measured | imputed on the segmentation) and
 histology_widget_heatmap.png (her2st C6); the segmentation and histology sections need ../shared/datasets.
 The format screenshots come from scripts/screenshot_formats.py.
 """
@@ -90,23 +90,42 @@ def segmentation_screenshot(gene: str = "Gfap") -> Path:
 
 
 def grid_screenshot(gene: str | None = None) -> Path:
-    """Bundled Xenium sample: impute the 98 absent genes, show the best-predicted one measured | imputed."""
+    """MERSCOPE mouse-brain crop through the reader: every other gene of those the panel shares with the Xenium
+    reference is held out and imputed from the rest; the best-predicted one measured | imputed on the segmentation, each
+    panel over the DAPI image with its title (kind, unit) and colour bar."""
     import numpy as np
 
-    viewer, app, w = _sample_imputed("knn")
+    from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
+
+    viewer, app, w = _viewer("Impute genes", lambda v: v.open(str(MERSCOPE), plugin="napari-spatial-impute"))
+    w.reference_file.value = str(sample_path("reference.h5ad", XENIUM_DIR))
+    while w.picker.list.count() == 0:
+        app.processEvents()
+    held_out = sorted(w.picker.measured)[::2]  # every other shared gene: held out of the input and predicted
+    w.picker.select(held_out)
+    _impute(w, app, "knn")
     if gene is None:  # the gene whose imputation agrees best with its held-out measurement
         r = {g: np.corrcoef(w.view.colouring(f"measured:{g}").values, w.view.colouring(f"imputed:{g}").values)[0, 1]
              for g in w.view.paired()}
         gene = max(r, key=r.get)
-        print(f"grid gene {gene}: Pearson r {r[gene]:.3f}")
+        print(f"grid gene {gene}: Pearson r {r[gene]:.3f} (median over {len(r)} held-out genes "
+              f"{np.median(list(r.values())):.3f})")
+    for ly in viewer.layers:
+        if "polyT" in ly.name or "transcript" in ly.name:
+            ly.visible = False
     w.colour.show(f"imputed:{gene}")
+    _settle(app)
     w.colour.grid_gene.value = gene
     w.colour.grid_on.value = True
-    viewer.grid.spacing = 0.05
+    viewer.canvas.grid.spacing = 0.03
+    qt = viewer.window._qt_viewer  # room for the two panels: the layer list and controls are folded away
+    qt.dockLayerList.hide()
+    qt.dockLayerControls.hide()
     _settle(app)
     viewer.window.resize(1500, 950)
+    _settle(app)
     viewer.reset_view()
-    viewer.camera.zoom *= 1.6
+    viewer.camera.zoom *= 1.6  # the crop fills each panel
     return _shot(viewer, "impute_grid_measured_vs_imputed.png", reset=False)
 
 
@@ -174,9 +193,13 @@ def main(argv=None) -> int:
         for method in args.methods:
             print(impute_widget(method, {"knn": "Rorb"}.get(method, "Satb2")))
         return 0
+    import os
+    import tempfile
+
+    os.environ.setdefault("NAPARI_SPATIAL_IMPUTE_CONFIG", tempfile.mkdtemp(prefix="nsi_screens_"))  # a new user
     if MERSCOPE.exists():
         print(segmentation_screenshot())
-    print(grid_screenshot())
+        print(grid_screenshot())
     if args.only_segmentation:
         return 0
     for method in args.methods:
