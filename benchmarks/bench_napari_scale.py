@@ -62,7 +62,7 @@ def bench_switch(sizes=(100_000, 1_000_000)) -> list[dict]:
     from napari_spatial_impute.layers.sample_view import SampleView
 
     rows = []
-    viewer = napari.Viewer(show=False)
+    viewer = napari.Viewer(show=True)  # hidden (napari 0.9), a screenshot draws nothing: no redraw to time
     viewer.window.resize(1200, 900)
     app = QApplication.instance()
     for n in sizes:
