@@ -202,7 +202,8 @@ def stage_loso(secs) -> dict:
 
 
 # "default": before the switch to context patches; since the feature ridge, "context 2x" includes it
-CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}}
+CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "context 3x": {"context": 3.0},
+                "context 4x": {"context": 4.0}}
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:

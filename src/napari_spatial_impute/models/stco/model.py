@@ -41,7 +41,7 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
-                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=2.0,
+                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
                 ridge_alpha=1e4, blend="equal")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
@@ -95,7 +95,7 @@ class STco:
         ctx = params.get("context", 0.0)
         if not isinstance(ctx, (int, float)) or not (ctx == 0 or 1.0 < ctx <= 8.0):
             raise InputError(f"context {ctx!r} is not valid.",
-                             "use 0 (no context patch) or a factor in (1, 8], e.g. 2.")
+                             "use 0 (no context patch) or a factor in (1, 8], e.g. 4.")
         self.cfg = {**DEFAULTS, **params}
         self.requested_genes = list(genes) if genes is not None else None
         self.seed = int(seed)
