@@ -188,7 +188,11 @@ def main(argv=None) -> int:
     ap.add_argument("--no-histology", action="store_true")
     ap.add_argument("--only-segmentation", action="store_true", help="only the segmentation and grid screenshots")
     ap.add_argument("--only-widgets", action="store_true", help="only the impute_widget_<method> screenshots")
+    ap.add_argument("--only-histology", action="store_true", help="only histology_widget_heatmap.png")
     args = ap.parse_args(argv)
+    if args.only_histology:
+        print(histology_widget())
+        return 0
     if args.only_widgets:
         for method in args.methods:
             print(impute_widget(method, {"knn": "Rorb"}.get(method, "Satb2")))

@@ -69,6 +69,9 @@ def test_whole_slide_heatmap_overlays_the_image(widget, qtbot):
     other = [g for g in w.gene_select.choices if g != w.gene_select.value][0]
     w.gene_select.value = other
     assert layer.name.endswith(other) and not np.allclose(np.nan_to_num(before), np.nan_to_num(layer.data))
+    # the canvas names the gene and the unit; the heat map's colorbar shows the values
+    assert viewer.text_overlay.visible and viewer.text_overlay.text.startswith(f"{other}\n")
+    assert "predicted from H&E" in viewer.text_overlay.text and layer.colorbar.visible
 
 
 def test_points_per_spot_with_gene_features(widget, her2st, qtbot):

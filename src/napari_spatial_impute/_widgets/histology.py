@@ -204,6 +204,7 @@ class HistologyWidget(RunsInWorker, Container):
         self._genes = list(map(str, prediction.var_names))
         self.gene_select.reset_choices()
         self.gene_select.value = gene
+        self._title(gene)
         what = "tiles" if is_tiled(prediction) else "spots"
         from ..api.histology import describe_choice
 
@@ -218,3 +219,12 @@ class HistologyWidget(RunsInWorker, Container):
         if layer is None or layer not in self.viewer.layers or not gene or self.result is None:
             return
         show_gene(layer, self.result, gene)
+        self._title(gene)
+
+    def _title(self, gene: str) -> None:
+        """The gene and the unit on the canvas (top left; the heat map's colorbar shows its values)."""
+        from ..layers.histology import title
+
+        overlay = self.viewer.text_overlay
+        overlay.text = title(gene)
+        overlay.visible, overlay.position = True, "top_left"

@@ -72,6 +72,15 @@ def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_tra
     return build(prediction, gene, image_scale=image_scale, image_translate=image_translate)
 
 
+#: what the heat map's values are (the model's training normalisation)
+PREDICTED_UNIT = "log1p normalised expression (predicted from H&E)"
+
+
+def title(gene: str) -> str:
+    """The canvas title of a histology prediction layer: the gene, then the unit."""
+    return f"{gene}\n{PREDICTED_UNIT}"
+
+
 def show_gene(layer, prediction, gene: str) -> None:
     """Show another gene of the prediction on a layer made by :func:`prediction_layer`."""
     if layer.metadata.get("kind") == "stco-heatmap":
