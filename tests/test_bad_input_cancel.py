@@ -1,7 +1,8 @@
 """Cancel: the widgets stop a run between two progress events, so every phase must yield at least once a second;
 closing the generator mid-run (what a cancelled worker does) leaves no partial output.
 
-Measured on a slice of the bundled osmFISH pair with small configs (CI time); the gaps on the bundled Xenium
+Measured on a slice of the bundled osmFISH pair with small configs (CI time), and for STco on real her2st
+sections (training and whole-slide prediction); the gaps on the bundled Xenium
 sample with default sizes are in the issue-15 note (reading + normalising and SpaIM's Leiden clustering are
 single library calls of a few seconds there)."""
 
@@ -50,3 +51,25 @@ def test_a_cancelled_zarr_run_leaves_nothing(pair, tmp_path, stage):
             break
     assert t0 is not None and time.perf_counter() - t0 < 1.0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_histology_train_and_predict_yield_within_a_second(tmp_path):
+    """STco: the feature batches, validation folds and epochs of training and the tile batches of a whole-slide
+    prediction (real her2st sections, one torch thread) each yield within a second."""
+    from conftest import shared_dataset
+    from napari_spatial_impute import predict_histology_steps, train_histology, train_histology_steps
+    from napari_spatial_impute.io import read_st_section
+
+    root = shared_dataset("her2st_subset")
+    images = {"C2": "C2_5714_HE_BT_C2.jpg", "C3": "C3_5714_HE_BT_D1.jpg", "C6": "C6_5714_HE_BT_E2.jpg"}
+    secs = {s: read_st_section(root / f"ST-cnts/{s}.tsv.gz", root / f"ST-spotfiles/{s}_selection.tsv",
+                               root / "ST-imgs" / img) for s, img in images.items()}
+    small = dict(patch_px=64, n_views=2, epochs=4, tta=1, n_genes=100)
+    train_histology([secs["C2"]], seed=0, device="cpu", **{**small, "epochs": 1})  # one-time imports
+    steps = train_histology_steps([secs["C2"], secs["C3"]], seed=1, device="cpu", **small)
+    gaps = longest_gaps(steps)
+    assert {"features", "validate", "train"} <= set(gaps) and max(gaps.values()) < 1.0, gaps
+    model = train_histology([secs["C2"], secs["C3"]], seed=1, device="cpu", **small)
+    gaps = longest_gaps(predict_histology_steps(model, secs["C6"].uns["histology"]["image"], tile_um=200.0,
+                                                device="cpu"))
+    assert max(gaps.values()) < 1.0, gaps
