@@ -17,6 +17,11 @@ from functools import lru_cache
 
 import numpy as np
 
+UM = ("um", "um")  #: layer units: everything the plugin paints is placed in µm
+LEGEND_POSITION = "top_left"  #: title, colorbars and category lines stack there (napari tiles canvas overlays)
+PAINT_KWARGS = {"blending": "translucent", "opacity": 0.85, "units": UM}  #: a value image over its Labels
+PAINT_KWARGS_NO_UNITS = {k: v for k, v in PAINT_KWARGS.items() if k != "units"}
+
 #: value images are computed on the mask strided down to at most this many pixels (4096²: ~60 ms per switch) …
 MAX_PAINT_PIXELS = 4096 * 4096
 #: … and to about this many pixels per labelled cell (each cell stays a patch of ~8×8 px; the full-resolution

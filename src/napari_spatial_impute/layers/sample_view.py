@@ -13,9 +13,11 @@ import time
 
 import numpy as np
 
-from .colors import contrast_limits
 from .colour_by import Colouring, LibrarySizes, colouring, legend_rows, paired_genes
 from .paint import (
+    LEGEND_POSITION,
+    PAINT_KWARGS,
+    UM,
     PaintMask,
     categories_rgba,
     category_colors,
@@ -26,8 +28,6 @@ from .paint import (
     values_rgba,
 )
 
-UM = ("um", "um")
-LEGEND_POSITION = "top_left"  # title, colorbars and category lines stack there (napari tiles canvas overlays)
 LEGEND_KEY = "napari_spatial_impute_legend_"  # viewer.canvas.overlays keys of the category lines
 LEGEND_ROWS = 12
 
@@ -68,8 +68,6 @@ def prepare_masks(jobs: list[dict]) -> list[PaintMask]:
     return [prepare_mask(**job) for job in jobs]
 
 
-PAINT_KWARGS = {"blending": "translucent", "opacity": 0.85, "units": UM}
-PAINT_KWARGS_NO_UNITS = {k: v for k, v in PAINT_KWARGS.items() if k != "units"}
 
 
 def find_paint_layer(viewer, labels_name: str, key, rgb: bool = False):
@@ -146,7 +144,7 @@ class SampleView:
         self.cmap = "magma"
         self.clim: tuple[float, float] | None = None
         self._library: LibrarySizes | None = None
-        self._grid_hidden: list = []
+        self.grid_hidden: list = []  # layers the measured-vs-imputed grid hid (see .sample_grid)
         self._pending_cells = None  # (colouring, rgba) waiting for the hidden cells layer to be shown
         self._watching_visible = False
         self.timings: dict[str, float] = {}
@@ -237,9 +235,9 @@ class SampleView:
         overlay.text = c.title
         if not overlay.visible or str(overlay.position) != LEGEND_POSITION:  # each set re-lays the canvas overlays
             overlay.visible, overlay.position = True, LEGEND_POSITION
-        self.defer(lambda: self._legend(c))
+        self.defer(lambda: self.legend(c))
 
-    def _legend(self, c: Colouring) -> None:
+    def legend(self, c: Colouring) -> None:
         """The on-canvas legend under the title (name, unit): the colorbar of the cells Points when they are the
         per-cell rendering (no segmentation: its value image has its own colorbar), or one coloured line per
         category (the most frequent :data:`LEGEND_ROWS`), as napari's colorbars are continuous only."""
@@ -356,92 +354,13 @@ class SampleView:
             layer.visible = True
             layer.name = name
 
-    # ---- measured vs imputed ------------------------------------------------------------------------
     def grid(self, gene: str | None) -> list:
-        """Side by side: ``gene`` measured | imputed (same colormap and contrast), each panel titled with its kind
-        and unit, with its colorbar, over a copy of the sample's visible image (same data, no memory); ``None``
-        restores the view."""
-        for ly in [ly for ly in self.viewer.layers if ly.metadata.get("grid_of") is not None]:
-            self.viewer.layers.remove(ly)
-        for ly in self._grid_hidden:
-            if ly in self.viewer.layers:
-                ly.visible = True
-        self._grid_hidden = []
-        self.viewer.grid.enabled = False
-        if gene is None:
-            if self.current is not None:  # the single view's title and legend again
-                self.viewer.text_overlay.text = self.current.title
-                self.viewer.text_overlay.visible = True
-                self._legend(self.current)
-            return []
-        measured, imputed = self.colouring(f"measured:{gene}"), self.colouring(f"imputed:{gene}")
-        both = np.r_[measured.values, imputed.values]
-        clim = contrast_limits(both)
-        background = self._grid_background()
-        made, panels = [], []
-        for c in (measured, imputed):
-            label = "measured" if c is measured else "imputed"
-            title = f"{gene} {label} · {c.unit.split(' (')[0]}"
-            meta = {"grid_of": gene, "unit": c.unit}
-            panel = []
-            if background is not None:
-                kw = {k: background[k] for k in ("scale", "translate", "colormap", "contrast_limits", "rgb",
-                                                 "multiscale", "blending")}
-                panel.append(self.viewer.add_image(background["data"], name=f"{gene} {label}: image",
-                                                   metadata=dict(meta, grid_image=True), units=UM, **kw))
-            if self.masks:
-                for pm in self.masks:
-                    ly = self.viewer.add_image(paint_values(pm, c.values),
-                                               name=title if len(self.masks) == 1 else f"{title} ({pm.name})",
-                                               scale=pm.scale, translate=pm.translate, colormap=self.cmap,
-                                               contrast_limits=clim, metadata=meta, units=UM, **PAINT_KWARGS_NO_UNITS)
-                    ly.colorbar.position = LEGEND_POSITION
-                    ly.colorbar.visible = True
-                    panel.append(ly)
-            else:
-                ly = self.viewer.add_points(np.asarray(self.cells.data), name=title,
-                                            size=np.array(self.cells.size), border_width=0,
-                                            border_color="transparent",
-                                            scale=tuple(self.cells.scale), translate=tuple(self.cells.translate),
-                                            face_color=values_rgba(c.values, self.cmap, clim), metadata=meta,
-                                            units=UM)
-                if getattr(ly, "face_colorbar", None) is not None:  # colours as RGBA; colormap + limits: the bar
-                    ly.face_colormap, ly.face_contrast_limits = self.cmap, tuple(float(v) for v in clim)
-                    ly.face_colorbar.position = LEGEND_POSITION
-                    ly.face_colorbar.visible = True
-                panel.append(ly)
-            name_overlay = getattr(panel[-1], "name_overlay", None)  # napari ≥ 0.6: the panel's title on canvas
-            if name_overlay is not None:
-                name_overlay.position = LEGEND_POSITION
-                name_overlay.visible = True
-            made += panel
-            panels.append(panel)
-        layers = self.viewer.layers
-        for i, ly in enumerate(made):  # panels first, in order: napari groups layers ``stride`` by ``stride``
-            if layers.index(ly) != i:
-                layers.move(layers.index(ly), i)
-        self._grid_hidden = [ly for ly in layers if ly.visible and ly not in made]
-        for ly in self._grid_hidden:
-            ly.visible = False
-        self.viewer.grid.stride = len(panels[0])
-        self.viewer.grid.shape = (1, 2)  # side by side
-        self.viewer.grid.enabled = True
-        self.viewer.text_overlay.visible = False  # each panel has its own title (gene, measured / imputed, unit)
-        self._legend_rows_off()
-        return made
+        """Measured vs imputed side by side (see :func:`.sample_grid.show_grid`); ``None`` restores the view."""
+        from .sample_grid import show_grid
 
-    def _grid_background(self) -> dict | None:
-        """The sample's topmost visible image (DAPI, H&E, …) as ``add_image`` arguments sharing its data."""
-        for ly in reversed(list(self.viewer.layers)):
-            md = ly.metadata
-            if (type(ly).__name__ == "Image" and ly.visible and md.get("painted_from") is None
-                    and md.get("grid_of") is None):
-                return {"data": ly.data, "scale": tuple(ly.scale), "translate": tuple(ly.translate),
-                        "colormap": ly.colormap if not ly.rgb else None, "contrast_limits": ly.contrast_limits,
-                        "rgb": ly.rgb, "multiscale": ly.multiscale, "blending": "translucent_no_depth"}
-        return None
+        return show_grid(self, gene)
 
-    def _legend_rows_off(self) -> None:
+    def legend_rows_off(self) -> None:
         overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
         for key, ov in list((overlays or {}).items()):
             if key.startswith(LEGEND_KEY) and ov.visible:
