@@ -32,30 +32,11 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay, run_to_end
+from .defaults import DEFAULTS, N_TOP, PREDICTORS  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
 from .expression import gene_columns, section_expression, section_name
 from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, knn_predict, smooth
 from .network import build_heads, position_encoding
 from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
-
-DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
-                n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
-                temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
-                dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
-                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
-                ridge_alpha=1e4, blend="equal")
-#: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
-#: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
-#: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
-#: (the validated blend) or one of "contrastive", "feature_ridge", "feature_knn", "colour_ridge". ``ridge_alpha``:
-#: the ridge penalty of ``feature_ridge`` (on standardised features). ``blend``: "equal" (the equal mean of the
-#: contrastive model and the feature ridge unless one predictor validates clearly better) or "grid" (weights
-#: searched on a grid of quarters, the choice before the feature ridge). ``context``: > 1 adds a
-#: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
-#: concatenated to the patch's; frozen backbones only), 0 = none (bundles from before it load with 0).
-#: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),
-#: never on C6.
-N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
-PREDICTORS = ("auto", "contrastive", "feature_ridge", "feature_knn", "colour_ridge")
 
 
 def _torch_device(device: str):

@@ -1,0 +1,24 @@
+"""STco's parameters and their defaults (read by :mod:`..params_spec` through the model's module), the number of
+top genes scored apart, and the predictor names."""
+
+from __future__ import annotations
+
+DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
+                n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
+                temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
+                dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
+                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
+                ridge_alpha=1e4, blend="equal")
+#: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
+#: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
+#: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
+#: (the validated blend) or one of "contrastive", "feature_ridge", "feature_knn", "colour_ridge". ``ridge_alpha``:
+#: the ridge penalty of ``feature_ridge`` (on standardised features). ``blend``: "equal" (the equal mean of the
+#: contrastive model and the feature ridge unless one predictor validates clearly better) or "grid" (weights
+#: searched on a grid of quarters, the choice before the feature ridge). ``context``: > 1 adds a
+#: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
+#: concatenated to the patch's; frozen backbones only), 0 = none (bundles from before it load with 0).
+#: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),
+#: never on C6.
+N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
+PREDICTORS = ("auto", "contrastive", "feature_ridge", "feature_knn", "colour_ridge")
