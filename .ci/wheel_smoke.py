@@ -72,16 +72,33 @@ def widget() -> None:
         assert n_layers >= 1, "the sample opened no layer"
         # as napari's own event loop does on quit (aboutToQuit -> wait_for_workers_to_quit): let the dock's
         # background reads (paired reference, device list) finish and deliver before the viewer goes
-        from napari.qt import get_qapp
-        from napari.qt.threading import WorkerBase
-
-        WorkerBase.await_workers(120_000)
-        get_qapp().processEvents()
+        settle()
         devices = list(w.device.choices) if hasattr(w, "device") else "?"
         print(f"widget OK: napari {napari.__version__}, {type(w).__name__} docked, sample gave {n_layers} "
               f"layer(s), devices {devices}")
     finally:
         viewer.close()
+        settle()
+
+
+def settle(timeout_s: float = 120.0) -> None:
+    """Run the event loop until no worker runs and none is about to start: the dock starts some of its workers
+    from queued GUI steps (its warm-up runs after the dock's own steps), so one wait is not enough. Exiting
+    while a worker still runs deletes its Qt signals under it (PyQt aborts the process)."""
+    import time
+
+    from napari.qt import get_qapp
+    from napari.qt.threading import WorkerBase
+    from qtpy.QtCore import QThreadPool
+
+    app, pool = get_qapp(), QThreadPool.globalInstance()
+    deadline, quiet = time.monotonic() + timeout_s, 0
+    while time.monotonic() < deadline and quiet < 5:  # five idle rounds in a row (≈ 0.5 s of queued steps)
+        app.processEvents()
+        pool.waitForDone(1000)
+        app.processEvents()
+        time.sleep(0.1)
+        quiet = quiet + 1 if pool.activeThreadCount() == 0 and not WorkerBase._worker_set else 0
 
 
 if __name__ == "__main__":

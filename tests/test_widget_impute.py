@@ -288,3 +288,20 @@ def test_reference_values_choice_reaches_the_run(make_napari_viewer, qtbot, tmp_
     _wait_idle(w, qtbot)
     assert w.result is not None and w.result.n_vars == 98, w.status.value
     assert "log1p (declared)" in w.result.uns["napari_spatial_impute"]["gene_match"]
+
+
+def test_closing_the_dock_while_its_workers_run(make_napari_viewer, qtbot):
+    """Closing the dock while the reference is read (and the warm-up runs): the late results are dropped, no
+    error reaches the event loop (pytest-qt fails the test on one)."""
+    from napari.qt.threading import WorkerBase
+    from qtpy.QtCore import QThreadPool
+
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "xenium_mouse_brain")
+    dock, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
+    viewer.window.remove_dock_widget(dock)  # the reference read (and the dock's warm-up) may still be running
+    w.native.deleteLater()
+    qtbot.wait(50)
+    pool = QThreadPool.globalInstance()
+    qtbot.waitUntil(lambda: pool.activeThreadCount() == 0 and not WorkerBase._worker_set, timeout=60_000)
+    qtbot.wait(300)  # their queued returns and the dock's queued display steps are delivered now

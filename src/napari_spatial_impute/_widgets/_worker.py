@@ -9,6 +9,28 @@ instead of a worker crash. Layers are only added in ``_on_result``, i.e. in the 
 from __future__ import annotations
 
 
+def deleted_widget(err: RuntimeError) -> bool:
+    """Whether ``err`` is Qt's "wrapped C/C++ object … has been deleted" (a closed dock's widget)."""
+    return "has been deleted" in str(err)
+
+
+def unless_deleted(func):
+    """A worker callback that does nothing once the dock it updates was closed (its Qt widgets deleted while the
+    worker ran): a late result is dropped instead of raising in the event loop."""
+    import functools
+
+    @functools.wraps(func)
+    def call(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except RuntimeError as err:
+            if not deleted_widget(err):
+                raise
+            return None
+
+    return call
+
+
 class Failure:
     """Returned by :func:`guarded` instead of raising: bad input is reported, not a worker crash."""
 
@@ -38,11 +60,11 @@ class RunsInWorker:
 
         self._progress = progress(total=100, desc=desc)
         worker = create_worker(guarded, steps, *args, **kwargs)
-        worker.yielded.connect(self._on_progress)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._fail)
-        worker.aborted.connect(self._on_aborted)
-        worker.finished.connect(self._on_finished)
+        worker.yielded.connect(unless_deleted(self._on_progress))
+        worker.returned.connect(unless_deleted(self._on_returned))
+        worker.errored.connect(unless_deleted(self._fail))
+        worker.aborted.connect(unless_deleted(self._on_aborted))
+        worker.finished.connect(unless_deleted(self._on_finished))
         self._worker = worker
         self.run_button.enabled = False
         self.cancel_button.enabled = True

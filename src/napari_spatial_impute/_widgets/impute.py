@@ -27,7 +27,7 @@ from .. import UNS_KEY
 from . import settings
 from ._prepare import warm_up
 from ._steps import load_reference_steps, run_steps
-from ._worker import RunsInWorker
+from ._worker import RunsInWorker, deleted_widget, unless_deleted
 from .colour_by import ColourBy
 from .fields import NO_OUTPUT, PAIRED_REFERENCE, fill_devices, path_or_none, placeholder, set_path
 from .gene_picker import GenePicker
@@ -62,10 +62,18 @@ class Turns:
             self._busy = True
             _later(self._next)
 
+    def clear(self, *_args) -> None:
+        """Drop the steps not run yet (the dock is closing: its widgets are going away)."""
+        self._queue.clear()
+
     def _next(self) -> None:
         try:
             if self._queue:
                 self._queue.popleft()()
+        except RuntimeError as err:  # a step touched a Qt widget deleted meanwhile (dock closed): stop quietly
+            if not deleted_widget(err):
+                raise
+            self._queue.clear()
         finally:
             if self._queue:
                 _later(self._next)
@@ -88,6 +96,7 @@ class ImputeWidget(RunsInWorker, Container):
         self._ref_info = None
         self._ref_worker = None
         self._turns = Turns()  # short GUI-thread display steps, one per event-loop turn
+        self.native.destroyed.connect(self._turns.clear)  # a closed dock runs no display step
         remembered = settings.load()
         methods = available_methods()
 
@@ -215,8 +224,8 @@ class ImputeWidget(RunsInWorker, Container):
             settings.save(reference=str(ref), last_folder=str(ref.parent))
         panel = list(map(str, layer.metadata["adata"].var_names))
         worker = create_worker(load_reference_steps, ref, panel, self.reference_values.value)
-        worker.returned.connect(lambda info, lay=layer: self._on_reference_info(info, lay))
-        worker.errored.connect(self._fail)
+        worker.returned.connect(unless_deleted(lambda info, lay=layer: self._on_reference_info(info, lay)))
+        worker.errored.connect(unless_deleted(self._fail))
         self._ref_worker = worker
         self.estimate.value = "reading the reference's genes…"
         worker.start()
