@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import UNS_KEY
+from .api.plan import DEFAULT_N_TOP_GENES
 from .errors import InputError
 from .progress import Progress, ProgressGen, relay, run_to_end
 
@@ -61,7 +62,8 @@ def _predict_chunk(model, data, start: int, stop: int, out_zarr: str | None):
 def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] | None = None, *,
                       scheduler: Any = "local", chunk_size: int = 50_000, out_zarr: str | None = None,
                       out: str | Path | None = None, overwrite: bool = False, all_genes: bool = False,
-                      n_top_genes: int | None = None, reference_values: str = "auto", spatial_values: str = "auto",
+                      n_top_genes: int = DEFAULT_N_TOP_GENES, reference_values: str = "auto",
+                      spatial_values: str = "auto",
                       fit_subsample: int | None = None, seed: int = 0, device: str = "auto",
                       connect_timeout: str = "20s", **params: Any) -> ProgressGen[Any]:
     """Generator version of :func:`impute_dask` (yields progress per finished chunk).
@@ -72,8 +74,9 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     ``impute(..., out=...)``; the returned AnnData's values stay on disk); ``out_zarr``: a bare zarr array
     the workers write into directly (storage they share).
     """
-    from .api.impute import _gene_var, _output_var, prepare_steps, to_anndata
-    from .api.plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
+    from .api.impute import _gene_var, prepare_steps, result_writer, to_anndata
+    from .api.plan import check_plan, plan_run
+    from .io.results import check_target, check_zarr_support, is_zarr_path
     from .models import get_method
     from .models.params_spec import validate_params
 
@@ -83,15 +86,13 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     if not klass.cell_independent_predict:
         raise InputError(f"Method {method!r} predicts a whole slide at once and cannot be split over cells.",
                          "run it without --dask, or use knn / stimpute.")
-    to_disk = out is not None and str(out).rstrip("/").endswith(".zarr")
+    to_disk = is_zarr_path(out)
     if to_disk:  # before any work: zarr support and the output path
-        from .io.results import _check_target, check_zarr_support
-
         check_zarr_support()
-        _check_target(Path(out), overwrite)
+        check_target(Path(out), overwrite)
     data, match = yield from relay(prepare_steps(
         spatial, reference, genes, all_genes=all_genes,
-        n_top_genes=DEFAULT_N_TOP_GENES if n_top_genes is None else n_top_genes,
+        n_top_genes=n_top_genes,
         reference_values=reference_values, spatial_values=spatial_values), "prepare", 0, 100, span=1)
     plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), klass.method,
                     to_disk=to_disk)
@@ -109,7 +110,6 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
         raise InputError(f"The fitted {method!r} model uses a per-slide method and predicts the whole slide at "
                          "once: it cannot be split over cells.",
                          "run it without --dask (results can still go to --out x.zarr), or use --method knn.")
-    var = _output_var(data.target_genes, _gene_var(model, data))
     writer = None
     client, owned = _client(scheduler, connect_timeout)
     try:
@@ -119,12 +119,7 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
             zarr.open_array(out_zarr, mode="w-", shape=(data.n_cells, len(data.target_genes)),
                             chunks=(chunk_size, len(data.target_genes)), dtype="f4")
         if to_disk:
-            from .io.results import ResultWriter
-
-            writer = ResultWriter(out, spatial.obs.copy(), var, obsm={k: np.asarray(v) for k, v in
-                                                                      spatial.obsm.items()},
-                                  uns={k: v for k, v in spatial.uns.items() if k != UNS_KEY},
-                                  cell_chunk=chunk_size, overwrite=overwrite)
+            writer = result_writer(model, data, spatial, out, cell_chunk=chunk_size, overwrite=overwrite)
         model_f = client.scatter(model, broadcast=True, hash=False)
         data_f = client.scatter(data, broadcast=True, hash=False)
         bounds = [(s, min(data.n_cells, s + chunk_size)) for s in range(0, data.n_cells, chunk_size)]
@@ -173,7 +168,7 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
         import zarr
 
         pred = zarr.open_array(out_zarr, mode="r")[:]
-    return to_anndata(pred, spatial, data.target_genes, var=var, uns=uns)
+    return to_anndata(pred, spatial, data.target_genes, var=_gene_var(model, data), uns=uns)
 
 
 def impute_dask(spatial, reference, method: str = "knn", genes: list[str] | None = None, *, scheduler: Any = "local",

@@ -43,6 +43,7 @@ class ColourDock(Container):
     def _attach(self, _v=None) -> None:
         from napari.qt.threading import create_worker
 
+        from ..layers.cells import layer_cell_ids
         from ..layers.sample_view import SampleView, find_labels, mask_jobs, prepare_masks
 
         name = self.cells.value
@@ -50,8 +51,7 @@ class ColourDock(Container):
             return
         layer = self.viewer.layers[name]
         result = layer.metadata.get("result")
-        ids = layer.features["cell_id"].astype(str).to_numpy() if "cell_id" in layer.features else \
-            layer.metadata["adata"].obs_names.astype(str).to_numpy()
+        ids = layer_cell_ids(layer)
         jobs = [dict(j, cell_ids=ids) for j in mask_jobs(find_labels(self.viewer, layer))]
 
         def done(masks, layer=layer):

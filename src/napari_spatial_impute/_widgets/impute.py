@@ -211,12 +211,15 @@ class ImputeWidget(RunsInWorker, Container):
 
     def _out_path(self) -> Path | None:
         out = path_or_none(self.out_file)
-        return out if out is not None and str(out).rstrip("/").endswith(".zarr") else None
+        from ..io.results import is_zarr_path
+
+        return out if is_zarr_path(out) else None
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
         """Start imputation in a thread worker (no-op while one is running)."""
         from ..errors import InputError
+        from ..layers.cells import layer_cell_ids
         from ..layers.sample_view import find_labels, mask_jobs
         from ..params import parse_key_values
 
@@ -248,8 +251,7 @@ class ImputeWidget(RunsInWorker, Container):
         genes, all_genes = self.picker.genes()
         settings.save(method=self.method.value, device=self.device.value)
         jobs = mask_jobs(find_labels(self.viewer, layer)) if layer is not None else []
-        cells = (layer.features["cell_id"].astype(str).to_numpy() if layer is not None and "cell_id" in layer.features
-                 else None)
+        cells = layer_cell_ids(layer) if layer is not None else None
         self._target = layer
         self._start(run_steps, spatial, reference, self.method.value, genes, all_genes=all_genes,
                     device=self.device.value, seed=int(self.seed.value), out=self._out_path(), params=params,
@@ -318,6 +320,7 @@ class ImputeWidget(RunsInWorker, Container):
         import numpy as np
 
         from ..errors import InputError
+        from ..layers.cells import layer_cell_ids
         from ..layers.sample_view import find_labels, mask_jobs
         from ._prepare import load_result_steps
 
@@ -329,8 +332,7 @@ class ImputeWidget(RunsInWorker, Container):
                                   "open the sample the result was computed from and choose its cells layer."))
             return
         settings.save(last_folder=str(Path(path).parent))
-        ids = (layer.features["cell_id"].astype(str).to_numpy() if "cell_id" in layer.features
-               else layer.metadata["adata"].obs_names.astype(str).to_numpy())
+        ids = layer_cell_ids(layer)
         adata = layer.metadata["adata"]
         xy = np.asarray(adata.obsm["spatial"])[:, :2] if adata.n_obs == len(ids) else None
         self._target = layer

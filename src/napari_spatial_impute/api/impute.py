@@ -19,7 +19,7 @@ import pandas as pd
 from .. import UNS_KEY
 from ..errors import InputError
 from ..io.reference import find_counts, ingest
-from ..io.results import check_finite
+from ..io.results import check_finite, is_zarr_path
 from ..models import ImputeData, get_imputer
 from ..models.params_spec import validate_params
 from ..preprocessing import GeneMatch, match_genes, normalize_log1p, resolve_genes, select_variable_genes
@@ -142,7 +142,7 @@ def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame
 
     out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(),
                      var=_output_var(genes, var), obsm={k: v for k, v in spatial.obsm.items()},
-                     uns={k: v for k, v in spatial.uns.items() if k != UNS_KEY})
+                     uns=kept_uns(spatial))
     out.obs_names = spatial.obs_names.copy()
     out.uns[UNS_KEY] = uns or {}
     return out
@@ -170,7 +170,7 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
     klass = get_imputer(method)
     params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
     dev = resolve_device(device)
-    to_disk = out is not None and str(out).rstrip("/").endswith(".zarr")
+    to_disk = is_zarr_path(out)
     if to_disk:
         from ..io.results import check_zarr_support
 
@@ -211,17 +211,29 @@ def _model_uns(model, t0: float) -> dict:
     return out
 
 
+def kept_uns(spatial) -> dict:
+    """What a result keeps of the spatial data's ``uns`` (units, images, transforms): all but the provenance."""
+    return {k: v for k, v in spatial.uns.items() if k != UNS_KEY}
+
+
+def result_writer(model, data: ImputeData, spatial, path, *, cell_chunk: int, overwrite: bool):
+    """A zarr-backed AnnData at ``path`` for ``data``'s target genes over ``spatial``'s cells (obs, obsm and
+    :func:`kept_uns` kept; the model's per-gene annotations in ``var``), filled block by block."""
+    from ..io.results import ResultWriter
+
+    var = _output_var(data.target_genes, _gene_var(model, data))
+    obsm = {k: np.asarray(v) for k, v in spatial.obsm.items()}
+    return ResultWriter(path, spatial.obs.copy(), var, obsm=obsm, uns=kept_uns(spatial), cell_chunk=cell_chunk,
+                        overwrite=overwrite)
+
+
 def _impute_to_zarr(model, data: ImputeData, spatial, uns: dict, path: Path, overwrite: bool, t0: float):
     """Fit once, then predict cell chunks straight into a zarr store (peak memory: one chunk)."""
-    from ..io.results import ResultWriter, choose_cell_chunk, open_result
+    from ..io.results import choose_cell_chunk, open_result
 
     yield from relay(model.fit_steps(data), "fit", 2, 100, span=28)
     chunk = choose_cell_chunk(len(data.target_genes))
-    tmp_var = _output_var(data.target_genes, _gene_var(model, data))
-    obsm = {k: np.asarray(v) for k, v in spatial.obsm.items()}
-    kept = {k: v for k, v in spatial.uns.items() if k != UNS_KEY}  # units, images, transforms
-    writer = ResultWriter(path, spatial.obs.copy(), tmp_var, obsm=obsm, uns=kept, cell_chunk=chunk,
-                          overwrite=overwrite)
+    writer = result_writer(model, data, spatial, path, cell_chunk=chunk, overwrite=overwrite)
     try:
         yield from relay(model.predict_into_steps(data, lambda rows, cols, block: writer.write(rows, block, cols),
                                                   chunk), "predict", 30, 100, span=68)

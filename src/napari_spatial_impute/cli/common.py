@@ -15,6 +15,7 @@ def check_outputs(paths, overwrite: bool, *, folders: bool = False) -> None:
     refuse a destination that cannot be written (read-only folder, a file in the way); ``folders``: the outputs
     are folders (model bundles, ``.zarr``)."""
     from ..atomic import check_writable
+    from ..io.results import is_zarr_path
 
     seen = set()
     for path in paths:
@@ -26,7 +27,7 @@ def check_outputs(paths, overwrite: bool, *, folders: bool = False) -> None:
         seen.add(p.resolve())
         if p.exists() and not overwrite and (p.is_file() or any(p.iterdir())):
             raise InputError(f"{p} already exists.", "choose another path or pass --overwrite.")
-        check_writable(p, "output", folder=folders or str(p).rstrip("/").endswith(".zarr"))
+        check_writable(p, "output", folder=folders or is_zarr_path(p))
 
 
 def write_json(obj: dict, path: str | Path) -> None:

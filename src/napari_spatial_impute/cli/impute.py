@@ -59,6 +59,7 @@ def add_parser(sub) -> None:
 def run_impute(args) -> int:
     from .. import api
     from ..io.anndata_io import read_reference, read_spatial, write_h5ad_safely
+    from ..io.results import is_zarr_path
     from ..params import parse_key_values
 
     outputs = [p for p in (args.out, args.metrics) if p]
@@ -113,7 +114,7 @@ def run_impute(args) -> int:
                   f"median PCC {m['pcc_median']:.3f}, mean PCC {m['pcc_mean']:.3f}, median SSIM "
                   f"{m['ssim_median']:.3f} ({m['seconds']:.1f} s)")
         else:
-            to_zarr = str(args.out).rstrip("/").endswith(".zarr")
+            to_zarr = is_zarr_path(args.out)
             if args.dask:  # same inputs, targets and plan as without --dask; --out x.zarr written by the driver
                 from ..distributed import impute_dask
 
@@ -126,7 +127,7 @@ def run_impute(args) -> int:
                                  callback=cb, all_genes=args.all, n_top_genes=args.n_top_genes,
                                  out=args.out if to_zarr else None, overwrite=args.overwrite, **values, **params)
             close()
-            if not str(args.out).rstrip("/").endswith(".zarr"):
+            if not to_zarr:
                 write_h5ad_safely(out, args.out, overwrite=args.overwrite)
             info = out.uns[UNS_KEY]
             print(f"{info['method']}: imputed {out.n_vars} genes for {out.n_obs} cells on {info['device']} "

@@ -21,6 +21,11 @@ from ..errors import InputError
 GENE_CHUNK = 16
 
 
+def is_zarr_path(path) -> bool:
+    """Whether an output path names a zarr store (``….zarr``, with or without a trailing slash)."""
+    return path is not None and str(path).rstrip("/").endswith(".zarr")
+
+
 def choose_cell_chunk(n_genes: int, budget_bytes: int = 512 << 20, *, lo: int = 1024, hi: int = 262_144) -> int:
     """Cells per prediction chunk so that one dense chunk (cells × genes float32) stays within ``budget_bytes``."""
     return int(np.clip(budget_bytes // max(1, 4 * n_genes), lo, hi))
@@ -60,7 +65,7 @@ def check_zarr_support() -> None:
                          "that fit in memory.")
 
 
-def _check_target(path: Path, overwrite: bool) -> None:
+def check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
     parent = path.parent if str(path.parent) else Path(".")
@@ -86,7 +91,7 @@ class ResultWriter:
         import zarr
 
         self.path = Path(path)
-        _check_target(self.path, overwrite)
+        check_target(self.path, overwrite)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         if self.tmp.exists():
             shutil.rmtree(self.tmp)

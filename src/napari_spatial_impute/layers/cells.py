@@ -49,6 +49,14 @@ def gene_values(adata, gene: str) -> np.ndarray:
     return np.asarray(col, dtype=np.float64).ravel()
 
 
+def layer_cell_ids(layer) -> np.ndarray:
+    """The cell ids of a cells Points layer, in row order: its ``cell_id`` feature, else its AnnData's obs_names."""
+    feats = layer.features
+    if "cell_id" in feats:
+        return feats["cell_id"].astype(str).to_numpy()
+    return np.asarray(layer.metadata["adata"].obs_names, dtype=str)
+
+
 def cell_features(adata) -> pd.DataFrame:
     """Every obs column (index reset) with ``cell_id`` (= obs_names) first: napari ``features`` of cells."""
     feats = adata.obs.reset_index(drop=True).copy()
@@ -138,9 +146,7 @@ def add_imputed_to_points(points_layer, imputed, *, suffix: str = "") -> list[st
     """Add every predicted gene of ``imputed`` as a feature column of a cells Points layer (matched by
     ``cell_id``); returns the new column names. Existing columns of the same name are replaced."""
     feats = points_layer.features.copy()
-    ids = feats["cell_id"].astype(str) if "cell_id" in feats else pd.Series(
-        np.asarray(points_layer.metadata["adata"].obs_names, dtype=str))
-    new = imputed_features(ids, imputed)
+    new = imputed_features(pd.Series(layer_cell_ids(points_layer)), imputed)
     if suffix:
         new.columns = [f"{c}{suffix}" for c in new.columns]
     feats = feats.drop(columns=[c for c in new.columns if c in feats.columns])

@@ -219,9 +219,6 @@ def remove_partial(path) -> None:
 
 # --- opening a saved result (the reader) -----------------------------------------------------------------
 
-RESULT_KEY = "napari_spatial_impute"  # uns entry every saved result carries (provenance)
-
-
 def _zarr_root(path: Path) -> Path | None:
     """The ``.zarr`` folder ``path`` is, or lies inside (a file dialog picks a file in it)."""
     return next((p for p in (path, *path.parents) if p.suffix == ".zarr" and p.is_dir()), None)
@@ -234,12 +231,12 @@ def is_saved_result(path) -> bool:
         path = Path(str(path))
         root = _zarr_root(path)
         if root is not None:
-            return (root / "obs").is_dir() and (root / "uns" / RESULT_KEY).is_dir()
+            return (root / "obs").is_dir() and (root / "uns" / UNS_KEY).is_dir()
         if path.suffix == ".h5ad" and path.is_file():
             import h5py
 
             with h5py.File(path, "r") as f:
-                return f"uns/{RESULT_KEY}" in f
+                return f"uns/{UNS_KEY}" in f
     except Exception:  # noqa: BLE001 - a detector: not a result
         return False
     return False

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from .cells import layer_cell_ids
 from .colour_by import Colouring, LibrarySizes, colouring, legend_rows, paired_genes
 from .paint import (
     LEGEND_POSITION,
@@ -155,10 +156,7 @@ class SampleView:
     # ---- data -------------------------------------------------------------------------------------
     @property
     def cell_ids(self) -> np.ndarray:
-        feats = self.cells.features
-        if "cell_id" in feats:
-            return feats["cell_id"].astype(str).to_numpy()
-        return np.asarray(self.adata.obs_names, dtype=str)
+        return layer_cell_ids(self.cells)
 
     @property
     def cell_xy(self) -> np.ndarray:
@@ -185,18 +183,30 @@ class SampleView:
             self.defer(lambda: self._add_to_labels(feats))
         return list(result.genes)
 
+    def _label_rows(self, ly) -> np.ndarray:
+        """The cell row of each row of a Labels layer's features (-1: no cell): from the label → cell lookup its
+        :class:`~.paint.PaintMask` already holds (built in a worker), else by matching cell ids."""
+        import pandas as pd
+
+        pm = next((m for m in self.masks if m.name == ly.name), None)
+        ids = ly.metadata.get("label_ids")
+        if pm is not None and ids is not None and len(ids) == len(ly.features):
+            ids = np.asarray(ids, np.int64)
+            ok = (ids >= 0) & (ids < len(pm.rows))
+            return np.where(ok, pm.rows[np.where(ok, ids, 0)], -1)
+        return pd.Index(self.cell_ids).get_indexer(ly.features["cell_id"].astype(str))
+
     def _add_to_labels(self, genes) -> None:
         """Columns aligned with the sample's cells (imputed genes) as features of its Labels layers, whose rows
         are label ids with their ``cell_id`` (NaN for a label without a cell in the result)."""
         import pandas as pd
 
-        ids = pd.Index(self.cell_ids)
         values = np.asarray(genes.to_numpy(), dtype=np.float32)
         for ly in find_labels(self.viewer, self.cells):
             base = ly.features
             if "cell_id" not in base.columns:
                 continue
-            pos = ids.get_indexer(base["cell_id"].astype(str))
+            pos = self._label_rows(ly)
             block = np.full((len(pos), values.shape[1]), np.nan, np.float32)
             block[pos >= 0] = values[pos[pos >= 0]]
             keep = [c for c in base.columns if c not in set(genes.columns) or c in ("index", "cell_id")]
