@@ -1,0 +1,141 @@
+"""The H&E probes behind STco's defaults, her2st C2–C5 only (leave one section out; C6 is never scored here).
+
+* ``ridge`` — a ridge on frozen Lite0 features of the unrotated, stain-normalised patch, per feature set
+  (pooled head features / mid-level "tap" features, with or without a context patch of 2×, 3×, 4× or 6×,
+  and two contexts together) and ridge α: the exploration behind ``feature_ridge`` and ``context=4``
+  (histology_generalisation.md §00 / §000).
+* ``blends[@SEED][:CONTEXT]`` — the package model trained on three sections, each of its predictors on the
+  fourth, and fixed blends of them (equal contrastive + feature ridge, with / without 100 µm smoothing, + kNN)
+  beside what the model predicts with ``blend="equal"`` (the default) and with ``blend="grid"`` (the weight
+  search it replaced): the probe behind ``blend="equal"``. ``CONTEXT``: the context factor (default: the
+  package default).
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_probes.py ridge blends@0:2 blends@1:2
+(features are cached in the package cache; ≈ 5 min for ``ridge``, ≈ 3 min per ``blends`` seed on 2 cores).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from bench_generalisation import sections
+
+INNER = ["C2", "C3", "C4", "C5"]
+
+
+def _model(context: float):
+    from napari_spatial_impute.models.stco.model import STco
+    from napari_spatial_impute.models.stco.stain import DEFAULT_REFERENCE
+
+    m = STco(seed=0, device="cpu", context=context)
+    m._make_backbone()
+    m.stain_reference = DEFAULT_REFERENCE
+    return m
+
+
+def view0_features(secs, context: float) -> dict:
+    """{section: (pooled features, tap features)} of the unrotated, stain-normalised patches (+ context)."""
+    from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
+    from napari_spatial_impute.progress import run_to_end
+
+    m = _model(context)
+    out = {}
+    for s in INNER:
+        p, _ = m.section_inputs(secs[s])
+        p = normalize_stains(p, estimate_stains(p), m.stain_reference)
+        f = run_to_end(m._features_steps(p, [0], False, s, taps=True))[0]
+        out[s] = m._split(f)
+    return out
+
+
+def loso_ridge(feats: dict, expr: dict, top: list[int], alpha: float) -> tuple[list[float], float]:
+    from napari_spatial_impute.models.stco.fallback import Ridge, pcc_per_gene
+
+    scores = []
+    for h in INNER:
+        tr = [s for s in INNER if s != h]
+        r = Ridge(alpha).fit(np.vstack([feats[s] for s in tr]), np.vstack([expr[s] for s in tr]))
+        scores.append(float(pcc_per_gene(expr[h][:, top], r.predict(feats[h])[:, top]).mean()))
+    return scores, float(np.mean(scores))
+
+
+def stage_ridge(secs) -> None:
+    from napari_spatial_impute.models.stco.expression import section_expression
+
+    m = _model(0.0)
+    m._choose_genes([secs[s] for s in INNER])
+    expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
+    top = [m.genes.index(g) for g in m.top_genes]
+    by_ctx = {c: view0_features(secs, c) for c in (2.0, 3.0, 4.0, 6.0)}
+    half = {c: {s: f[1].shape[1] // 2 for s, f in by_ctx[c].items()} for c in by_ctx}
+    sets = {"pooled, patch": {s: by_ctx[2.0][s][0][:, :1280] for s in INNER},
+            "pooled, patch + 2x context": {s: by_ctx[2.0][s][0] for s in INNER},
+            "mid-level, patch": {s: by_ctx[2.0][s][1][:, :half[2.0][s]] for s in INNER}}
+    for c in by_ctx:
+        sets[f"mid-level, patch + {c:g}x context"] = {s: by_ctx[c][s][1] for s in INNER}
+    for c in (4.0, 6.0):
+        sets[f"mid-level, patch + 2x + {c:g}x contexts"] = {
+            s: np.hstack([by_ctx[2.0][s][1], by_ctx[c][s][1][:, half[c][s]:]]) for s in INNER}
+    print("| features (ridge, LOSO within C2–C5, top-50 PCC) | α 3·10³ | α 10⁴ | α 3·10⁴ |")
+    print("|---|---|---|---|")
+    for name, feats in sets.items():
+        cells = [loso_ridge(feats, expr, top, a)[1] for a in (3e3, 1e4, 3e4)]
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
+
+
+def stage_blends(secs, seed: int, context: float | None = None) -> None:
+    from napari_spatial_impute.models.stco.expression import section_expression
+    from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.model import STco
+    from napari_spatial_impute.progress import run_to_end
+
+    rows = {}
+    extra = {} if context is None else {"context": context}
+    for held in INNER:
+        train = [secs[s] for s in INNER if s != held]
+        grid = STco(seed=seed, device="cpu", blend="grid", **extra).fit(train)
+        m = STco(seed=seed, device="cpu", **extra).fit(train)
+        parts = run_to_end(m.predict_section_steps(secs[held], parts=True))
+        _, xy = m.section_inputs(secs[held])
+        truth = section_expression(secs[held], m.top_genes, m.target_sum)
+        idx = [m.genes.index(g) for g in m.top_genes]
+
+        def score(p, sigma=0.0, truth=truth, xy=xy, idx=idx):
+            return float(pcc_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
+
+        c, r, k = parts["contrastive"], parts["feature_ridge"], parts["feature_knn"]
+        searched = run_to_end(grid.predict_section_steps(secs[held]))
+        rows[held] = {"model, blend=grid": score(searched), "model (default)": score(parts["model"]),
+                      "contrastive": score(c), "feature ridge": score(r),
+                      "equal c + r": score((c + r) / 2), "equal c + r, 100 µm": score((c + r) / 2, 100.0),
+                      "equal c + r + kNN": score((c + r + k) / 3)}
+        print(held, {k_: round(v, 3) for k_, v in rows[held].items()}, m.weights, flush=True)
+    cols = list(rows[INNER[0]])
+    ctx = f", context {context:g}" if context is not None else ""
+    print(f"\n| LOSO within C2–C5, seed {seed}{ctx} | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for h in INNER:
+        print(f"| {h} | " + " | ".join(f"{rows[h][c_]:.3f}" for c_ in cols) + " |")
+    print("| mean | " + " | ".join(f"{np.mean([rows[h][c_] for h in INNER]):.3f}" for c_ in cols) + " |")
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    secs = {s: getattr(a, "adata", a) for s, a in sections().items()}
+    for stage in argv or ["ridge", "blends"]:
+        name, _, rest = stage.partition("@")
+        seed, _, context = rest.partition(":")
+        if name == "ridge":
+            stage_ridge(secs)
+        elif name == "blends":
+            stage_blends(secs, int(seed or 0), float(context) if context else None)
+        else:
+            raise SystemExit(f"unknown stage {stage!r}: ridge | blends[@SEED][:CONTEXT]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
