@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from magicgui.widgets import ComboBox, Container, Label
 
+from ._worker import unless_deleted
 from .colour_by import ColourBy
 
 if TYPE_CHECKING:
@@ -60,13 +61,10 @@ class ColourDock(Container):
             view = SampleView(self.viewer, layer, masks)
             if result is not None:
                 view.attach(result)
-            try:
-                self.colour.set_view(view)
-                self.status.value = f"{len(ids):,} cells; {len(masks)} segmentation mask(s)"
-            except RuntimeError:  # the dock was closed before the worker returned
-                pass
+            self.colour.set_view(view)
+            self.status.value = f"{len(ids):,} cells; {len(masks)} segmentation mask(s)"
 
         self.status.value = "preparing the segmentation…"
         self.worker = create_worker(prepare_masks, jobs)
-        self.worker.returned.connect(done)
+        self.worker.returned.connect(unless_deleted(done))  # the dock may be closed before the worker returns
         self.worker.start()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._worker import unless_deleted
+
 PAIRED_REFERENCE = "(paired reference of the sample)"
 NO_OUTPUT = "(optional: a .zarr folder)"
 
@@ -45,17 +47,14 @@ def fill_devices(combo, remembered: str | None = None, job=None, start: bool = T
         combo.value = remembered
 
     def _fill(devices: list[str]) -> None:
-        try:
-            untouched = combo.value in ("auto", remembered)
-            known[:] = ["auto", *devices]
-            combo.reset_choices()
-            if untouched and remembered in combo.choices:
-                combo.value = remembered
-        except RuntimeError:  # the widget was closed before the worker returned
-            pass
+        untouched = combo.value in ("auto", remembered)
+        known[:] = ["auto", *devices]
+        combo.reset_choices()
+        if untouched and remembered in combo.choices:
+            combo.value = remembered
 
     worker = create_worker(job or available_devices)
-    worker.returned.connect(_fill)
+    worker.returned.connect(unless_deleted(_fill))  # the widget may be closed before the worker returns
     if start:
         worker.start()
     return worker
