@@ -4,6 +4,8 @@
   (pooled head features / mid-level "tap" features, with or without a context patch of 2×, 3×, 4× or 6×,
   and two contexts together) and ridge α: the exploration behind ``feature_ridge`` and ``context=4``
   (histology_generalisation.md §00 / §000).
+* ``features`` — richer frozen-feature sets for the ridge (all 16 blocks, 2 × 2 pooled maps, 8-view means,
+  the patch at 224 px), each section's features z-scored and targets centred: leads not adopted (§0000).
 * ``blends[@SEED][:CONTEXT]`` — the package model trained on three sections, each of its predictors on the
   fourth, and fixed blends of them (equal contrastive + feature ridge, with / without 100 µm smoothing, + kNN)
   beside what the model predicts with ``blend="equal"`` (the default) and with ``blend="grid"`` (the weight
@@ -84,6 +86,83 @@ def stage_ridge(secs) -> None:
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
 
 
+def _block_stats(m, patches: np.ndarray, views) -> dict:
+    """Per patch part, mean and sd of every Lite0 block's output (16 blocks), the blocks 4/7/10/14 outputs
+    average-pooled to 2 × 2 (the "grid"), for dihedral views ``views`` (no re-staining), averaged over them."""
+    import torch
+    import torch.nn.functional as F
+
+    from napari_spatial_impute.models.stco.features import inference_net, view_batch
+
+    net = inference_net(m.backbone, torch.device("cpu"))
+    out = {"all": [], "grid": []}
+    with torch.inference_mode():
+        for v in views:
+            x = view_batch(patches, v, torch.device("cpu"), False).contiguous()
+            a_, g_ = [], []
+            for i in range(0, x.shape[1], 3):
+                y = F.relu6(net._bn0(net._conv_stem((x[:, i:i + 3] - 0.5) / 0.5)))
+                for b, block in enumerate(net._blocks):
+                    y = block(y)
+                    a_ += [y.mean((2, 3)), y.std((2, 3))]
+                    if b in (4, 7, 10, 14):
+                        g_.append(F.adaptive_avg_pool2d(y, 2).flatten(1))
+            out["all"].append(torch.cat(a_, 1).numpy())
+            out["grid"].append(torch.cat(g_, 1).numpy())
+    return {k: np.mean(v, 0) for k, v in out.items()}
+
+
+def stage_features(secs) -> None:
+    """Richer frozen-feature sets for the ridge (context 4×, features z-scored per section, targets centred per
+    section, α 3·10³ / 10⁴ / 3·10⁴): the four tapped blocks (as shipped), all 16 blocks, 2 × 2 pooled maps,
+    the mean over the 8 dihedral views, and the patch read at 224 px instead of 112 (4× the backbone time)."""
+    from napari_spatial_impute.models.stco.expression import section_expression
+    from napari_spatial_impute.models.stco.fallback import Ridge, pcc_per_gene
+    from napari_spatial_impute.models.stco.model import STco
+    from napari_spatial_impute.models.stco.stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
+
+    ch = [16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320]
+    off = np.concatenate([[0], np.cumsum(ch)])
+
+    def cols(blocks):
+        return np.array([p * 2 * off[-1] + 2 * off[b] + j for p in (0, 1) for b in blocks for j in range(2 * ch[b])])
+
+    sets: dict = {}
+    for px in (112, 224):
+        m = STco(seed=0, device="cpu", context=4.0, patch_px=px)
+        m._make_backbone()
+        m.stain_reference = DEFAULT_REFERENCE
+        m._choose_genes([secs[s] for s in INNER])
+        for s in INNER:
+            p, _ = m.section_inputs(secs[s])
+            p = normalize_stains(p, estimate_stains(p), m.stain_reference)
+            one = _block_stats(m, p, [0])
+            taps = cols([4, 7, 10, 14])
+            sets.setdefault(f"4 tapped blocks, {px} px", {})[s] = one["all"][:, taps]
+            if px == 112:
+                eight = _block_stats(m, p, range(8))
+                sets.setdefault("all 16 blocks, 112 px", {})[s] = one["all"]
+                sets.setdefault("4 tapped blocks + 2 × 2 maps, 112 px", {})[s] = np.hstack([one["all"][:, taps],
+                                                                                          one["grid"]])
+                sets.setdefault("4 tapped blocks, mean of 8 views, 112 px", {})[s] = eight["all"][:, taps]
+                sets.setdefault("all 16 blocks, mean of 8 views, 112 px", {})[s] = eight["all"]
+    expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
+    top = [m.genes.index(g) for g in m.top_genes]
+    print("| ridge features (context 4×, LOSO within C2–C5, top-50 PCC) | α 3·10³ | α 10⁴ | α 3·10⁴ |")
+    print("|---|---|---|---|")
+    for name, feats in sets.items():
+        z = {s: (f - f.mean(0)) / (f.std(0) + 1e-6) for s, f in feats.items()}
+        cells = []
+        for alpha in (3e3, 1e4, 3e4):
+            sc = []
+            for h in INNER:
+                tr = [s for s in INNER if s != h]
+                r = Ridge(alpha).fit(np.vstack([z[s] for s in tr]), np.vstack([expr[s] - expr[s].mean(0) for s in tr]))
+                sc.append(float(pcc_per_gene(expr[h][:, top], r.predict(z[h])[:, top]).mean()))
+            cells.append(np.mean(sc))
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
+
+
 def stage_blends(secs, seed: int, context: float | None = None) -> None:
     from napari_spatial_impute.models.stco.expression import section_expression
     from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
@@ -130,10 +209,12 @@ def main(argv: list[str]) -> int:
         seed, _, context = rest.partition(":")
         if name == "ridge":
             stage_ridge(secs)
+        elif name == "features":
+            stage_features(secs)
         elif name == "blends":
             stage_blends(secs, int(seed or 0), float(context) if context else None)
         else:
-            raise SystemExit(f"unknown stage {stage!r}: ridge | blends[@SEED][:CONTEXT]")
+            raise SystemExit(f"unknown stage {stage!r}: ridge | features | blends[@SEED][:CONTEXT]")
     return 0
 
 

@@ -280,3 +280,55 @@ def test_context_patches_travel_with_the_bundle(synthetic, backbone_file, tmp_pa
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
     # both patches of a spot are read at the patch's resolution, per section as per whole-image block
     np.testing.assert_allclose(from_image["values"], by_section, rtol=1e-5, atol=1e-5)
+
+
+def test_section_feature_statistics_remove_a_slide_shift():
+    """``feature_norm="section"``: a slide whose every feature is shifted and scaled (another stain, scanner,
+    patient) gives the same standardised features; a constant feature stays finite; too few patches fall back
+    to the training sections' statistics with a warning."""
+    from napari_spatial_impute.models.stco.features import (MIN_SECTION_PATCHES, own_stats, reference_stats,
+                                                            section_stats, standardise)
+
+    rng = np.random.default_rng(0)
+    f = rng.gamma(2.0, 1.0, (200, 12)).astype(np.float32)
+    f[:, 3] = 0.5  # a dead channel
+    ref = reference_stats([section_stats(f), section_stats(f[:100])])
+    shifted = f * np.linspace(0.5, 3, 12, dtype=np.float32) + 2.0
+    z, z_shifted = (standardise(x, section_stats(x), ref) for x in (f, shifted))
+    np.testing.assert_allclose(np.delete(z_shifted, 3, 1), np.delete(z, 3, 1), atol=1e-4)
+    assert np.isfinite(z).all() and np.abs(z[:, 3]).max() < 1e-3
+    np.testing.assert_allclose(z[:, :3].mean(0), 0, atol=1e-5)
+    with pytest.warns(UserWarning, match="training sections' statistics"):
+        assert own_stats(f[: MIN_SECTION_PATCHES - 1], ref) is ref
+
+
+def test_feature_norm_section_travels_with_the_bundle(synthetic, backbone_file, tmp_path):
+    """A model trained with per-section feature statistics keeps the training sections' mean statistics in its
+    bundle; its training features are z-scored per section; the whole image predicted block by block (its
+    statistics from patches sampled over the slide) equals the section's prediction; the default keeps none."""
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.progress import run_to_end
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
+                                **{**SMALL, "context": 2.0, "validation": "none", "feature_norm": "section"})
+        plain = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
+                                **{**SMALL, "context": 2.0, "validation": "none"})
+        patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+        from_image = model.predict_image(synthetic[2].uns["histology"]["image"], PX_UM,
+                                         spots_xy=synthetic[2].obsm["spatial_px"], block_px=300.0)
+    assert model.section_norm and not plain.section_norm and plain.cfg["feature_norm"] == "global"
+    n0 = synthetic[0].n_obs
+    for part in (model.knn_features[:n0], model.knn_features[n0:]):  # each training section z-scored alone
+        np.testing.assert_allclose(part.mean(0), 0, atol=1e-4)
+    by_section = run_to_end(model.predict_patches_steps(patches))
+    assert not np.allclose(by_section, run_to_end(plain.predict_patches_steps(patches)), atol=1e-3)
+    np.testing.assert_allclose(from_image["values"], by_section, rtol=1e-4, atol=1e-4)
+    model.save(tmp_path / "bundle")
+    plain.save(tmp_path / "plain")
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    assert loaded.section_norm and not load_model(tmp_path / "plain", device="cpu").section_norm
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
+    with pytest.warns(UserWarning, match="training sections' statistics"):
+        run_to_end(loaded.predict_patches_steps(patches[:5]))

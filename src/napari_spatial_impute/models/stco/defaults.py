@@ -8,14 +8,18 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
-                ridge_alpha=1e4, blend="equal")
+                ridge_alpha=1e4, blend="equal", feature_norm="global")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
 #: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
 #: (the validated blend) or one of "contrastive", "feature_ridge", "feature_knn", "colour_ridge". ``ridge_alpha``:
 #: the ridge penalty of ``feature_ridge`` (on standardised features). ``blend``: "equal" (the equal mean of the
 #: contrastive model and the feature ridge unless one predictor validates clearly better) or "grid" (weights
-#: searched on a grid of quarters, the choice before the feature ridge). ``context``: > 1 adds a
+#: searched on a grid of quarters, the choice before the feature ridge). ``feature_norm``: "global" (features as
+#: the backbone gives them) or "section" (each section's / slide's frozen backbone features z-scored by its own
+#: statistics before the heads, the kNN and the feature ridge, removing a slide's shift of every feature; no
+#: gain measured within C2–C5, as scanned or as "another lab" copies: benchmarks/bench_stco_shift.py).
+#: ``context``: > 1 adds a
 #: context patch of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are
 #: concatenated to the patch's; frozen backbones only), 0 = none (bundles from before it load with 0).
 #: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),

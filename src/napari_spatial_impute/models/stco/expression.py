@@ -32,3 +32,36 @@ def section_expression(adata, genes: list[str], target_sum: float) -> np.ndarray
         raise InputError(f"Genes of the panel are missing from section {section_name(adata)}: {missing[:5]}.",
                          "remove them from the gene list, or check the spelling.")
     return normalize_log1p(adata.X, target_sum, columns=cols)[0]
+
+
+def choose_panel(sections, requested: list[str] | None, n_genes: int, n_top: int):
+    """The model's gene panel from its training sections: ``requested`` (all must be in every section), else
+    the ``n_genes`` most expressed genes shared by all of them (ignoring case). Returns (genes, the ``n_top``
+    most expressed of them, the normalisation target sum — the median library size —, expression mean, sd)."""
+    first = list(map(str, sections[0].var_names))
+    if requested is not None:
+        panel = [first[i] for i in gene_columns(sections[0], requested)[0]]
+        missing = {}
+        for ad_ in sections:
+            miss = gene_columns(ad_, list(requested))[1]
+            if miss:
+                missing[section_name(ad_)] = miss[:5]
+        if missing:
+            raise InputError(f"Genes of the panel are missing from training sections: {missing}.",
+                             "remove them from the gene list, or check the spelling.")
+        panel = list(dict.fromkeys(panel))
+    else:
+        keys = set(g.upper() for g in first)
+        for ad_ in sections[1:]:
+            keys &= {str(g).upper() for g in ad_.var_names}
+        panel = sorted(g for g in first if g.upper() in keys)
+    totals = np.concatenate([np.asarray(a.X.sum(axis=1)).ravel() for a in sections])
+    target_sum = float(np.median(totals[totals > 0]))
+    expr = np.vstack([section_expression(a, panel, target_sum) for a in sections])
+    order = np.argsort(-expr.mean(0), kind="stable")
+    if requested is None:
+        keep = order[: n_genes]
+        panel = [panel[i] for i in keep]
+        expr = expr[:, keep]
+        order = np.arange(len(panel))
+    return panel, [panel[i] for i in order[:n_top]], target_sum, expr.mean(0), expr.std(0) + 1e-3

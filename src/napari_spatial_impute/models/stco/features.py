@@ -15,6 +15,7 @@ import copy
 import hashlib
 import math
 import os
+import warnings
 import weakref
 
 import numpy as np
@@ -164,3 +165,47 @@ def split_taps(feats: np.ndarray, out_dim: int, tap_dim: int) -> tuple[np.ndarra
     flat = (*feats.shape[:-1], -1)
     return (np.ascontiguousarray(f[..., :out_dim]).reshape(flat),
             np.ascontiguousarray(f[..., out_dim:]).reshape(flat))
+
+
+# ---- per-section feature standardisation (``feature_norm="section"``) -------------------------------------
+#: fewest patches whose own feature statistics are trusted; fewer use the training sections' mean statistics
+MIN_SECTION_PATCHES = 32
+#: a section's feature sd is floored at this fraction of the training sections' mean sd (a feature nearly
+#: constant in one section must not blow its noise up)
+SD_FLOOR = 0.1
+
+
+def section_stats(view0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, sd) per feature over the patches (n, D) of one section / slide (view 0, unrotated)."""
+    v = np.asarray(view0, np.float64)
+    return v.mean(0).astype(np.float32), v.std(0).astype(np.float32)
+
+
+def own_stats(view0: np.ndarray, reference: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`section_stats` of patches (n, D) that are a whole section / slide, or the ``reference`` (with a
+    warning) when there are fewer than :data:`MIN_SECTION_PATCHES` of them."""
+    if len(view0) >= MIN_SECTION_PATCHES:
+        return section_stats(view0)
+    warnings.warn(f"Only {len(view0)} patches: their features are standardised with the training sections' "
+                  f"statistics (a section's own need ≥ {MIN_SECTION_PATCHES}); predict the whole section or "
+                  "slide to use its own.", stacklevel=4)
+    return reference
+
+
+def reference_stats(stats: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The training sections' mean (mean, sd): used for inputs too small for their own statistics, and as the
+    sd floor's scale."""
+    return (np.mean([m for m, _ in stats], axis=0).astype(np.float32),
+            np.mean([s for _, s in stats], axis=0).astype(np.float32))
+
+
+def standardise(feats: np.ndarray, stats: tuple[np.ndarray, np.ndarray],
+                reference: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Features (…, n, D) of one section z-scored with that section's ``stats``; each sd floored at
+    :data:`SD_FLOOR` × the ``reference`` sd. Removes a section's (stain, scanner, thickness, patient) shift and
+    scale of every feature before the heads, the kNN and the ridge see them — for the feature ridge a per-gene
+    offset and a scale, which a within-section Pearson ignores; for retrieval it decides which training spots
+    are near."""
+    mean, sd = stats
+    sd = np.maximum(sd, SD_FLOOR * reference[1]) + 1e-6
+    return ((feats - mean) / sd).astype(np.float32)

@@ -33,8 +33,9 @@ import numpy as np
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay, run_to_end
 from .defaults import DEFAULTS, N_TOP, PREDICTORS  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
-from .expression import gene_columns, section_expression, section_name
+from .expression import choose_panel, section_expression, section_name
 from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, knn_predict, smooth
+from .features import MIN_SECTION_PATCHES, own_stats, reference_stats, section_stats, standardise
 from .network import build_heads, position_encoding
 from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
 
@@ -69,7 +70,8 @@ class STco:
         if unknown:
             raise InputError(f"Unknown STco parameters {sorted(unknown)}.", f"use any of {sorted(DEFAULTS)}.")
         checks = {"weighting": ("linear", "softmax", "uniform"), "stain": ("macenko", "none"),
-                  "blend": ("equal", "grid"), "validation": ("loso", "last", "none"), "predictor": PREDICTORS}
+                  "blend": ("equal", "grid"), "validation": ("loso", "last", "none"), "predictor": PREDICTORS,
+                  "feature_norm": ("section", "global")}
         for key, allowed in checks.items():
             if key in params and params[key] not in allowed:
                 raise InputError(f"Unknown {key} {params[key]!r}.", f"use one of {', '.join(allowed)}.")
@@ -89,6 +91,7 @@ class STco:
         self.backbone_name = self.backbone_key = None
         self.bank_emb = self.bank_expr = None
         self.knn_features = self.ridge = self.feature_ridge = None
+        self.feature_reference = None  # the training sections' mean feature (mean, sd): feature_norm="section"
         self.stain_reference = None  # StainEstimate of the training sections (None: no normalisation)
         self.choice: dict = {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {},
                              "winner": "contrastive", "validated_on": []}
@@ -106,37 +109,14 @@ class STco:
         """Pretrained backbones stay frozen unless ``finetune``; ``resnet_*`` always train end to end."""
         return self.backbone_name in ("lite0", "vit", "torchscript") and not self.cfg["finetune"]
 
+    @property
+    def section_norm(self) -> bool:
+        """Backbone features z-scored per section / slide (``feature_norm="section"``, frozen backbones)."""
+        return self.frozen and self.cfg["feature_norm"] == "section" and self.feature_reference is not None
+
     def _choose_genes(self, sections) -> None:
-        first = list(map(str, sections[0].var_names))
-        if self.requested_genes is not None:
-            panel = [first[i] for i in gene_columns(sections[0], self.requested_genes)[0]]
-            missing = {}
-            for ad_ in sections:
-                miss = gene_columns(ad_, list(self.requested_genes))[1]
-                if miss:
-                    missing[section_name(ad_)] = miss[:5]
-            if missing:
-                raise InputError(f"Genes of the panel are missing from training sections: {missing}.",
-                                 "remove them from the gene list, or check the spelling.")
-            panel = list(dict.fromkeys(panel))
-        else:
-            keys = set(g.upper() for g in first)
-            for ad_ in sections[1:]:
-                keys &= {str(g).upper() for g in ad_.var_names}
-            panel = sorted(g for g in first if g.upper() in keys)
-        totals = np.concatenate([np.asarray(a.X.sum(axis=1)).ravel() for a in sections])
-        self.target_sum = float(np.median(totals[totals > 0]))
-        expr = np.vstack([section_expression(a, panel, self.target_sum) for a in sections])
-        order = np.argsort(-expr.mean(0), kind="stable")
-        if self.requested_genes is None:
-            keep = order[: self.cfg["n_genes"]]
-            panel = [panel[i] for i in keep]
-            expr = expr[:, keep]
-            order = np.arange(len(panel))
-        self.genes = panel
-        self.top_genes = [panel[i] for i in order[:N_TOP]]
-        self.expr_mean = expr.mean(0)
-        self.expr_std = expr.std(0) + 1e-3
+        panel = choose_panel(sections, self.requested_genes, self.cfg["n_genes"], N_TOP)
+        self.genes, self.top_genes, self.target_sum, self.expr_mean, self.expr_std = panel
 
     @property
     def tap_dim(self) -> int:
@@ -210,8 +190,9 @@ class STco:
         rng = np.random.default_rng(self.seed)
         self._choose_genes(sections)
         self._make_backbone()
-        if not self.frozen:  # context patches need a frozen backbone: end-to-end training uses the patch only
-            cfg["context"] = 0.0
+        self.feature_reference = None
+        if not self.frozen:  # context patches and feature statistics need a frozen backbone (cached features)
+            cfg["context"], cfg["feature_norm"] = 0.0, "global"
         self.train_pixel_size_um = None  # sections are checked against each other below, not a model
         raw, pos, expr, xy, groups = [], [], [], [], []
         for i, a in enumerate(sections):
@@ -244,6 +225,10 @@ class STco:
                                                           f"section {i + 1}/{len(raw)}", taps=True),
                                      "features", i, total, span=1)
                 feats.append(f)
+            if cfg["feature_norm"] == "section":
+                stats = [section_stats(f[0]) for f in feats]
+                self.feature_reference = reference_stats(stats)
+                feats = [standardise(f, st, self.feature_reference) for f, st in zip(feats, stats)]
             feats, ridge_x = self._split(np.concatenate(feats, axis=1))
             ridge_x = ridge_x[0]  # the unrotated, un-augmented view
             feats = torch.from_numpy(feats).to(dev)
@@ -288,7 +273,9 @@ class STco:
         self._check_fitted()
         if feats is None:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
-            feats = yield from self._features_steps(patches, range(min(tta, 8)), False, "patches", use_cache)
+            feats = yield from self._features_steps(patches, range(min(tta, 8)), False, "patches", use_cache,
+                                                    taps=self.section_norm)
+            feats = self._split(self._standardised(feats, None))[0]
         self.heads.to(_torch_device(self.device)).eval()
         return image_embedding(self.heads, torch.from_numpy(feats).to(_torch_device(self.device)))
 
@@ -298,10 +285,29 @@ class STco:
         return retrieve(emb, self.bank_emb, self.bank_expr, self.cfg["top_k"] if top_k is None else top_k,
                         self.cfg["weighting"], float(self.heads.logit_scale.detach().cpu()))
 
+    def _standardised(self, feats: np.ndarray, stats) -> np.ndarray:
+        """``feats`` (views, n, D) z-scored by ``stats`` (:meth:`feature_stats_steps`) or by their own view 0
+        (:func:`~.features.own_stats`); unchanged without ``section_norm``."""
+        if not self.section_norm:
+            return feats
+        return standardise(feats, own_stats(feats[0], self.feature_reference) if stats is None else stats,
+                           self.feature_reference)
+
+    def feature_stats_steps(self, patches: np.ndarray, source=None) -> ProgressGen:
+        """(mean, sd) of the backbone features of raw patches sampled over one slide (None without
+        ``section_norm``, or for fewer than :data:`~.features.MIN_SECTION_PATCHES` patches), for
+        :meth:`predict_parts_steps` ``stats`` when a slide is predicted block by block."""
+        if not self.section_norm or len(patches) < MIN_SECTION_PATCHES:
+            return None
+        feats = yield from self._features_steps(self.normalise(patches, source), [0], False, "feature statistics",
+                                                use_cache=False, taps=True)
+        return section_stats(feats[0])
+
     def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,
-                            parts=None, use_cache: bool = False) -> ProgressGen[dict[str, np.ndarray]]:
-        """Each predictor's expression (n, genes) for raw RGB uint8 patches (n, px, px, 3): those with a blend
-        weight, or ``parts`` (names of :data:`~.fallback.COMPONENTS`)."""
+                            parts=None, use_cache: bool = False, stats=None) -> ProgressGen[dict[str, np.ndarray]]:
+        """Each predictor's expression (n, genes) for raw RGB uint8 patches (n, px, px, 3) of one slide: those
+        with a blend weight, or ``parts`` (names of :data:`~.fallback.COMPONENTS`). ``stats``: the slide's
+        feature statistics (:meth:`feature_stats_steps`) when ``patches`` are only part of it."""
         self._check_fitted()
         wanted = set(parts or self.weights)
         if self.knn_features is None:
@@ -315,10 +321,10 @@ class STco:
         if wanted & {"contrastive", "feature_knn", "feature_ridge"}:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
-            feats = yield from self._features_steps(patches, views, False, "patches", use_cache,
-                                                    taps="feature_ridge" in wanted)
+            taps = "feature_ridge" in wanted or self.section_norm
+            feats = yield from self._features_steps(patches, views, False, "patches", use_cache, taps=taps)
+            feats, ridge_x = self._split(self._standardised(feats, stats)) if taps else (feats, None)
             if "feature_ridge" in wanted:
-                feats, ridge_x = self._split(feats)
                 out["feature_ridge"] = self.feature_ridge.predict(ridge_x[0])
             if "contrastive" in wanted:
                 out["contrastive"] = self.retrieve((yield from self.embed_patches_steps(patches, feats=feats)))

@@ -5,8 +5,9 @@ training pixel size, backbone name and, for the frozen stock EfficientNet-Lite0,
 stain reference; the predictor blend chosen by validation with its scores);
 ``weights.pt`` (projection heads + spot encoder, and the image backbone unless it is the stock Lite0, which is
 re-read from its package); ``bank.npz`` (spot embeddings and log-normalised expression of the training spots,
-and the fallbacks: frozen backbone features of the training spots for the kNN, the colour/texture ridge's
-coefficients);
+and the fallbacks: frozen backbone features of the training spots for the kNN, the colour/texture ridge's and
+the feature ridge's coefficients; with ``feature_norm="section"`` the training sections' mean feature
+statistics);
 ``backbone.torchscript.pt`` for a TorchScript backbone.
 """
 
@@ -66,6 +67,8 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
             extra.update(model.feature_ridge.state("feature_ridge"))
         if model.knn_features is not None:
             extra["knn_features"] = model.knn_features.astype(np.float32)
+        if model.feature_reference is not None:
+            extra["feature_norm_mean"], extra["feature_norm_sd"] = model.feature_reference
         np.savez(folder / "bank.npz", embeddings=model.bank_emb.astype(np.float32),
                  expression=model.bank_expr.astype(np.float32), **extra)
 
@@ -94,7 +97,8 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
 
     path = Path(path)
     cfg = _legacy_config(config)
-    params = {"context": 0.0, **cfg["params"]}  # bundles from before context patches: none
+    # bundles from before context patches / per-section feature statistics: none
+    params = {"context": 0.0, "feature_norm": "global", **cfg["params"]}
     model = cls(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
     model.genes, model.top_genes = list(cfg["genes"]), list(cfg["top_genes"])
     const = cfg["constants"]
@@ -134,6 +138,8 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
         model.ridge = Ridge.from_state(z) if "ridge_w" in z.files else None
         has = "feature_ridge_w" in z.files
         model.feature_ridge = Ridge.from_state(z, "feature_ridge") if has else None
+        if "feature_norm_mean" in z.files:
+            model.feature_reference = (z["feature_norm_mean"], z["feature_norm_sd"])
     stain = cfg.get("stain") or {"method": "none"}
     model.cfg["stain"] = stain["method"]
     model.stain_reference = StainEstimate.from_dict(stain["reference"]) if stain.get("reference") else None

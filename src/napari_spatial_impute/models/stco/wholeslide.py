@@ -4,7 +4,8 @@ The slide (:mod:`.slide`: array, JPEG / PNG, tiled or pyramidal TIFF) gives a sm
 mask; tissue tiles of ``tile_um`` (or the given spots) are grouped into square blocks of ``block_px`` full-res
 pixels, and each block's region (plus half a patch of margin) is read at the resolution the patches need, cut
 into patches and predicted. Memory holds one block's pixels and the predictions, never the slide. The stain of
-the slide is estimated once from up to ``stain_sample`` tissue patches spread over it.
+the slide is estimated once from up to ``stain_sample`` tissue patches spread over it, and so are the statistics of its
+backbone features (``feature_norm="section"``).
 """
 
 from __future__ import annotations
@@ -72,18 +73,21 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
         ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
         _warn_off_tissue(mask[iy, ix])
     blocks = blocks_of(centres, max(block_px, 2 * size_full * max(1.0, cfg["context"])))
-    source = None
-    if model.stain_reference is not None:
-        from .stain import estimate_stains
-
+    source = stats = None
+    if model.stain_reference is not None or model.section_norm:
+        # patches spread over the slide: its stain, and its feature statistics (feature_norm="section")
         picked = centres[np.unique(np.linspace(0, len(centres) - 1, min(stain_sample, len(centres))).astype(int))]
-        source = estimate_stains(region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px,
-                                                cfg["context"]))
+        sample = region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px, cfg["context"])
+        if model.stain_reference is not None:
+            from .stain import estimate_stains
+
+            source = estimate_stains(sample)
+        stats = yield from model.feature_stats_steps(sample, source)
     values = np.empty((len(centres), len(model.genes)), np.float32)
     weights = model.weights
     for bi, idx in enumerate(blocks):
         patches = cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"])
-        parts = run_to_end(model.predict_parts_steps(patches, tta, source=source))
+        parts = run_to_end(model.predict_parts_steps(patches, tta, source=source, stats=stats))
         values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
         yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
     sigma = float(model.choice.get("smoothing_um", 0.0))
