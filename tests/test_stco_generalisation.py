@@ -286,8 +286,13 @@ def test_section_feature_statistics_remove_a_slide_shift():
     """``feature_norm="section"``: a slide whose every feature is shifted and scaled (another stain, scanner,
     patient) gives the same standardised features; a constant feature stays finite; too few patches fall back
     to the training sections' statistics with a warning."""
-    from napari_spatial_impute.models.stco.features import (MIN_SECTION_PATCHES, own_stats, reference_stats,
-                                                            section_stats, standardise)
+    from napari_spatial_impute.models.stco.features import (
+        MIN_SECTION_PATCHES,
+        own_stats,
+        reference_stats,
+        section_stats,
+        standardise,
+    )
 
     rng = np.random.default_rng(0)
     f = rng.gamma(2.0, 1.0, (200, 12)).astype(np.float32)
