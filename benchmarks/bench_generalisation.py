@@ -203,7 +203,11 @@ def stage_loso(secs) -> dict:
 
 # "default": before the switch to context patches; since the feature ridge, "context 2x" includes it
 CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "context 3x": {"context": 3.0},
-                "context 4x": {"context": 4.0}}
+                "context 4x": {"context": 4.0},
+                # §0000: the feature ridge as before (four stage ends, full rank, unsmoothed) and as now
+                "ridge as before": {"context": 4.0, "ridge_taps": "stages", "ridge_rank": 0,
+                                    "ridge_smoothing_um": 0.0},
+                "ridge v2": {"context": 4.0, "ridge_taps": "all", "ridge_rank": 10, "ridge_smoothing_um": 100.0}}
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:

@@ -140,19 +140,28 @@ def test_feature_ridge_on_mid_level_features(model, sections, tmp_path):
     with torch.no_grad():
         both = net.forward_taps(x)
         np.testing.assert_allclose(both[:, :1280].numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
-    assert both.shape == (3, 1280 + model.tap_dim) and model.tap_dim == 848
+    assert both.shape == (3, 1280 + model.tap_dim) and model.tap_dim == 2 * 1808  # mean + sd, all 16 blocks
+    # ridge_taps="stages" (bundles before "all"): the four stage ends' 848 columns per part, in block order
+    cols = net.tap_columns(net.STAGE_BLOCKS)
+    assert len(cols) == 848 and cols[0] == 2 * (16 + 24 + 24 + 40) and cols[-1] == 2 * (1808 - 320) - 1
     # patch + context: each part's pooled features, then each part's taps
     f = np.arange(2 * 5 * 2 * 7, dtype=np.float32).reshape(2, 5, 14)
     pooled, taps = split_taps(f, 3, 4)
     np.testing.assert_array_equal(pooled[1, 2], f[1, 2, [0, 1, 2, 7, 8, 9]])
     np.testing.assert_array_equal(taps[1, 2], f[1, 2, [3, 4, 5, 6, 10, 11, 12, 13]])
-    assert model.feature_ridge.w.shape == (2 * 848, len(model.genes))  # patch + context patch
+    assert model.feature_ridge.w.shape == (2 * 2 * 1808, len(model.genes))  # patch + context patch
+    assert model.feature_ridge.v.shape == (len(model.genes), 10)  # reduced rank
     metrics = evaluate_histology(model, sections["C6"])
     # a train-mean predictor scores 0; measured 0.205 (no seed in a ridge), the contrastive model 0.160-0.168
     assert metrics["pcc_mean_top50_feature_ridge"] > 0.12
     model.save(tmp_path / "bundle")
     loaded = load_model(tmp_path / "bundle", device="cpu")
     np.testing.assert_array_equal(loaded.feature_ridge.w, model.feature_ridge.w)
+    np.testing.assert_array_equal(loaded.feature_ridge.v, model.feature_ridge.v)
+    stages = copy.copy(loaded)
+    stages.cfg = {**loaded.cfg, "ridge_taps": "stages"}
+    full = np.zeros((1, 4, 2 * (1280 + loaded.tap_dim)), np.float32)
+    assert stages._split(full)[1].shape == (1, 4, 2 * 848) and loaded._split(full)[1].shape == (1, 4, 2 * 3616)
 
 
 def test_save_load_predict_identical(model, sections, tmp_path):
@@ -254,3 +263,31 @@ def test_backbone_fallback_and_user_torchscript(tmp_path, monkeypatch):
     user, name = encoders.build_backbone("torchscript", str(path), patch_px=32)
     assert name == "torchscript" and user.out_dim == 64
     assert user(torch.rand(2, 3, 32, 32)).shape == (2, 64)
+
+
+def test_bundles_before_ridge_v2_keep_their_ridge(sections, tmp_path):
+    """A bundle written before ridge v2 (no ``ridge_taps`` / ``ridge_rank`` / ``ridge_smoothing_um`` in its
+    parameters) loads with the four stage taps, full rank, and predicts what it predicted."""
+    import json
+
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.models.bundle import config_digest
+    from napari_spatial_impute.progress import run_to_end
+
+    old = train_histology([sections["C2"], sections["C3"]], seed=0, device="cpu",
+                          **{**SMALL, "epochs": 2, "ridge_taps": "stages", "ridge_rank": 0,
+                             "ridge_smoothing_um": 0.0})
+    assert old.feature_ridge.w.shape[0] == 2 * 848 and old.feature_ridge.v is None
+    old.save(tmp_path / "bundle")
+    path = tmp_path / "bundle" / "config.json"
+    cfg = json.loads(path.read_text())
+    for key in ("ridge_taps", "ridge_rank", "ridge_smoothing_um"):
+        del cfg["params"][key]
+    cfg["config_sha256"] = config_digest(cfg)
+    path.write_text(json.dumps(cfg))
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    assert loaded.cfg["ridge_taps"] == "stages" and loaded.cfg["ridge_rank"] == 0
+    patches, xy = old.section_inputs(sections["C6"])
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches[:40], xy_um=xy[:40])),
+                               run_to_end(old.predict_patches_steps(patches[:40], xy_um=xy[:40])), rtol=1e-5,
+                               atol=1e-5)

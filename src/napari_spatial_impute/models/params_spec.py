@@ -49,6 +49,8 @@ RANGES: dict[str, dict[str, Any]] = {
              "stain": ("macenko", "none"), "validation": ("loso", "last", "none"),
              "predictor": ("auto", "contrastive", "feature_ridge", "feature_knn", "colour_ridge"),
              "knn_k": (1, _INF, True, False), "ridge_alpha": (0, _INF, False, False),
+             "ridge_rank": (0, _INF, True, False), "ridge_smoothing_um": (0, _INF, True, False),
+             "ridge_taps": ("all", "stages"),
              "blend": ("equal", "grid"), "feature_norm": ("section", "global"),
              "patch_um": (0, _INF, False, False),
              "patch_px": (8, 4096, True, True), "n_genes": (1, _INF, True, False), "embed_dim": (1, _INF, True, False),

@@ -8,12 +8,16 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
-                ridge_alpha=1e4, blend="equal", feature_norm="global")
+                ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
+                blend="equal", feature_norm="global")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned
 #: temperature) or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training
 #: section out), "last" (hold out the last section) or "none" (contrastive model only). ``predictor``: "auto"
 #: (the validated blend) or one of "contrastive", "feature_ridge", "feature_knn", "colour_ridge". ``ridge_alpha``:
-#: the ridge penalty of ``feature_ridge`` (on standardised features). ``blend``: "equal" (the equal mean of the
+#: the ridge penalty of ``feature_ridge`` (on standardised features); ``ridge_rank``: its reduced rank (0 = full);
+#: ``ridge_smoothing_um``: its training features smoothed over each section's spots (σ µm); ``ridge_taps``: "all"
+#: (mean / sd of every Lite0 block's output) or "stages" (four stage ends, the choice before).
+#: ``blend``: "equal" (the equal mean of the
 #: contrastive model and the feature ridge unless one predictor validates clearly better) or "grid" (weights
 #: searched on a grid of quarters, the choice before the feature ridge). ``feature_norm``: "global" (features as
 #: the backbone gives them) or "section" (each section's / slide's frozen backbone features z-scored by its own

@@ -12,6 +12,7 @@ import math
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -96,10 +97,19 @@ class EfficientNetLite0(nn.Module):
         self._conv_head = SameConv2d(320, 1280, 1, bias=False)
         self._bn1 = _bn(1280)
 
-    #: blocks whose outputs (mean and sd over the patch, per channel) are the mid-level "tap" features: the
-    #: ends of stages 3–6 (40, 80, 112 and 192 channels, strides 8–32); texture at cell and gland scale
-    TAP_BLOCKS = (4, 7, 10, 14)
-    tap_dim = 2 * (40 + 80 + 112 + 192)
+    #: the "tap" features: mean and sd over the patch, per channel, of every block's output (16 blocks,
+    #: 16–320 channels, strides 2–32: texture from nuclei to glands), block by block
+    TAP_CHANNELS = tuple(c for _, _, _, c, r in _LITE0_STAGES for _ in range(r))
+    tap_dim = 2 * sum(TAP_CHANNELS)
+    #: the ends of stages 3–6 (40, 80, 112, 192 channels): the taps of ``ridge_taps="stages"`` (bundles before
+    #: ``"all"``)
+    STAGE_BLOCKS = (4, 7, 10, 14)
+
+    @classmethod
+    def tap_columns(cls, blocks) -> np.ndarray:
+        """Columns of one patch part's tap features holding ``blocks``' mean and sd."""
+        start = np.concatenate([[0], np.cumsum(cls.TAP_CHANNELS)])
+        return np.concatenate([np.arange(2 * start[b], 2 * start[b + 1]) for b in blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, taps=False)
@@ -112,9 +122,9 @@ class EfficientNetLite0(nn.Module):
         x = (x - 0.5) / 0.5
         x = F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
         pooled = []
-        for i, block in enumerate(self._blocks):
+        for block in self._blocks:
             x = block(x)
-            if taps and i in self.TAP_BLOCKS:
+            if taps:
                 pooled += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
         x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return torch.cat([x.mean(dim=(2, 3)), *pooled], dim=1) if taps else x.mean(dim=(2, 3))

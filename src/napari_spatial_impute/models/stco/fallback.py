@@ -2,9 +2,12 @@
 
 * ``colour_ridge``: 30 colour / texture numbers per patch (RGB and HED mean / std, a 16-bin grey histogram,
   gradient-energy statistics) → ridge regression (α = 10 on standardised features);
-* ``feature_ridge``: the frozen backbone's mid-level features (for Lite0 the mean and sd of four stages'
-  outputs, of the patch and its context patch; other backbones: their pooled features) → ridge regression
-  (``ridge_alpha``, default 10⁴ on standardised features, chosen by leave-one-section-out within her2st C2–C5);
+* ``feature_ridge``: the frozen backbone's mid-level features (for Lite0 the mean and sd of every block's
+  output — ``ridge_taps="all"``; ``"stages"``: four stage ends, as bundles before —, of the patch and its
+  context patch; other backbones: their pooled features) → ridge regression
+  (:func:`fit_feature_ridge`: α = ``ridge_alpha`` on standardised features, ``ridge_rank`` reduced rank,
+  features smoothed over ``ridge_smoothing_um`` at training; chosen by leave-one-section-out within her2st
+  C2–C5);
 * ``feature_knn``: the frozen backbone's pooled features of the (stain-normalised, unrotated) patch → the mean
   expression of the ``k`` most cosine-similar training spots (for the default backbone: ImageNet Lite0);
 * ``contrastive``: the STco retrieval itself.
@@ -42,31 +45,60 @@ def colour_texture_features(patches_u8: np.ndarray) -> np.ndarray:
 
 
 class Ridge:
-    """Ridge regression on standardised features (closed form)."""
+    """Ridge regression on standardised features (closed form; the dual form when features outnumber rows).
+    ``rank`` > 0: reduced rank — predictions projected onto the ``rank`` leading directions (over genes) of
+    the fitted training values, so the genes share a few expression programmes."""
 
-    def __init__(self, alpha: float = 10.0):
-        self.alpha = float(alpha)
-        self.mu = self.sd = self.w = self.ym = None
+    def __init__(self, alpha: float = 10.0, rank: int = 0):
+        self.alpha, self.rank = float(alpha), int(rank)
+        self.mu = self.sd = self.w = self.ym = self.v = None
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> Ridge:
         x = np.asarray(x, np.float64)
         self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
         a = (x - self.mu) / self.sd
         self.ym = y.mean(0)
-        self.w = np.linalg.solve(a.T @ a + self.alpha * np.eye(a.shape[1]), a.T @ (y - self.ym))
+        yc = y - self.ym
+        if a.shape[1] > a.shape[0]:  # n × n instead of D × D: the same solution
+            self.w = a.T @ np.linalg.solve(a @ a.T + self.alpha * np.eye(a.shape[0]), yc)
+        else:
+            self.w = np.linalg.solve(a.T @ a + self.alpha * np.eye(a.shape[1]), a.T @ yc)
+        if 0 < self.rank < min(yc.shape):
+            self.v = np.linalg.svd(a @ self.w, full_matrices=False)[2][: self.rank].T
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return (((np.asarray(x, np.float64) - self.mu) / self.sd) @ self.w + self.ym).astype(np.float32)
+        p = ((np.asarray(x, np.float64) - self.mu) / self.sd) @ self.w
+        if self.v is not None:
+            p = (p @ self.v) @ self.v.T
+        return (p + self.ym).astype(np.float32)
 
     def state(self, prefix: str = "ridge") -> dict[str, np.ndarray]:
-        return {f"{prefix}_{k}": getattr(self, k) for k in ("mu", "sd", "w", "ym")}
+        keys = ("mu", "sd", "w", "ym") + (("v",) if self.v is not None else ())
+        return {f"{prefix}_{k}": getattr(self, k) for k in keys}
 
     @classmethod
     def from_state(cls, z, prefix: str = "ridge") -> Ridge:
         r = cls()
         r.mu, r.sd, r.w, r.ym = (np.asarray(z[f"{prefix}_{k}"], np.float64) for k in ("mu", "sd", "w", "ym"))
+        if f"{prefix}_v" in z.files:
+            r.v = np.asarray(z[f"{prefix}_v"], np.float64)
+            r.rank = r.v.shape[1]
         return r
+
+
+def fit_feature_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, xy_um: np.ndarray, cfg: dict) -> Ridge:
+    """The ``feature_ridge`` of training spots from several sections: each section's features smoothed over its
+    spots (``ridge_smoothing_um``; a spot's label is an average over its neighbourhood's tissue too) and its
+    expression centred on its own mean (a within-section Pearson ignores a section's offset), then a ridge of
+    ``ridge_alpha`` and ``ridge_rank``."""
+    x = np.array(x, np.float32)
+    yc = np.array(y, np.float64)
+    for g in np.unique(groups):
+        m = groups == g
+        x[m] = smooth(x[m], xy_um[m], float(cfg.get("ridge_smoothing_um", 0.0)))
+        yc[m] -= yc[m].mean(0)
+    return Ridge(cfg["ridge_alpha"], int(cfg.get("ridge_rank", 0))).fit(x, yc + np.asarray(y).mean(0))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

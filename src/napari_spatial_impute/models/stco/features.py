@@ -23,7 +23,7 @@ import numpy as np
 from ...cache import cache_dir
 from ...progress import Progress, ProgressGen, iter_chunks
 
-FEATURE_VERSION = "v2"
+FEATURE_VERSION = "v3"  # v3: taps of all 16 Lite0 blocks
 
 
 def fold_batchnorm(model):

@@ -34,7 +34,7 @@ from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay, run_to_end
 from .defaults import DEFAULTS, N_TOP, PREDICTORS  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
 from .expression import choose_panel, section_expression, section_name
-from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, knn_predict, smooth
+from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, fit_feature_ridge, knn_predict, smooth
 from .features import MIN_SECTION_PATCHES, own_stats, reference_stats, section_stats, standardise
 from .network import build_heads, position_encoding
 from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
@@ -71,7 +71,7 @@ class STco:
             raise InputError(f"Unknown STco parameters {sorted(unknown)}.", f"use any of {sorted(DEFAULTS)}.")
         checks = {"weighting": ("linear", "softmax", "uniform"), "stain": ("macenko", "none"),
                   "blend": ("equal", "grid"), "validation": ("loso", "last", "none"), "predictor": PREDICTORS,
-                  "feature_norm": ("section", "global")}
+                  "feature_norm": ("section", "global"), "ridge_taps": ("all", "stages")}
         for key, allowed in checks.items():
             if key in params and params[key] not in allowed:
                 raise InputError(f"Unknown {key} {params[key]!r}.", f"use one of {', '.join(allowed)}.")
@@ -131,7 +131,12 @@ class STco:
 
         if not self.tap_dim:
             return feats, feats
-        return split_taps(feats, self.backbone.out_dim, self.tap_dim)
+        pooled, taps = split_taps(feats, self.backbone.out_dim, self.tap_dim)
+        if self.cfg["ridge_taps"] == "stages":  # bundles before "all": the four stage ends
+            cols = self.backbone.tap_columns(self.backbone.STAGE_BLOCKS)
+            parts = taps.shape[-1] // self.tap_dim
+            taps = np.ascontiguousarray(taps[..., np.concatenate([cols + p * self.tap_dim for p in range(parts)])])
+        return pooled, taps
 
     def _make_backbone(self):
         from .encoders import backbone_identity, build_backbone
@@ -233,7 +238,7 @@ class STco:
             ridge_x = ridge_x[0]  # the unrotated, un-augmented view
             feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
-            self.feature_ridge = Ridge(cfg["ridge_alpha"]).fit(ridge_x, expr)
+            self.feature_ridge = fit_feature_ridge(ridge_x, expr, groups, xy, cfg)
             if validate:
                 top_idx = [self.genes.index(g) for g in self.top_genes]
                 self.choice = yield from validate_steps(feats, ridge_x, colour, expr, expr_z, pos_t, groups, xy,

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ...progress import Progress, ProgressGen, iter_chunks
-from .fallback import COMPONENTS, Ridge, choose_blend, knn_predict
+from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_ridge, knn_predict
 from .network import build_heads, clip_loss
 
 
@@ -134,7 +134,8 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
                                           float(heads.logit_scale.detach()))
         f0 = feats[0].cpu().numpy()
         oof["feature_knn"][te] = knn_predict(f0[tr], expr[tr], f0[te], cfg["knn_k"])
-        oof["feature_ridge"][te] = Ridge(cfg["ridge_alpha"]).fit(ridge_x[tr], expr[tr]).predict(ridge_x[te])
+        ridge = fit_feature_ridge(ridge_x[tr], expr[tr], groups[tr], xy_um[tr], cfg)
+        oof["feature_ridge"][te] = ridge.predict(ridge_x[te])
         oof["colour_ridge"][te] = Ridge().fit(colour[tr], expr[tr]).predict(colour[te])
         done |= te
         yield Progress(start + fi + 1, total, f"validation: section {h} held out", "validate")
