@@ -140,6 +140,7 @@ def test_feature_ridge_on_mid_level_features(model, sections, tmp_path):
     with torch.no_grad():
         both = net.forward_taps(x)
         np.testing.assert_allclose(both[:, :1280].numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
+        assert torch.isfinite(net.forward_taps(torch.rand(2, 3, 32, 32))).all()  # 1 × 1 maps: sd 0, not NaN
     assert both.shape == (3, 1280 + model.tap_dim) and model.tap_dim == 2 * 1808  # mean + sd, all 16 blocks
     # ridge_taps="stages" (bundles before "all"): the four stage ends' 848 columns per part, in block order
     cols = net.tap_columns(net.STAGE_BLOCKS)

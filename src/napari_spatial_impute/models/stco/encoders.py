@@ -125,7 +125,9 @@ class EfficientNetLite0(nn.Module):
         for block in self._blocks:
             x = block(x)
             if taps:
-                pooled += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
+                # a 1 × 1 map (late blocks of small patches) has no spread: 0, not NaN
+                sd = x.std(dim=(2, 3)) if x.shape[2] * x.shape[3] > 1 else torch.zeros_like(x[:, :, 0, 0])
+                pooled += [x.mean(dim=(2, 3)), sd]
         x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return torch.cat([x.mean(dim=(2, 3)), *pooled], dim=1) if taps else x.mean(dim=(2, 3))
 
