@@ -337,3 +337,6 @@ def test_feature_norm_section_travels_with_the_bundle(synthetic, backbone_file, 
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
     with pytest.warns(UserWarning, match="training sections' statistics"):
         run_to_end(loaded.predict_patches_steps(patches[:5]))
+    for m in (model, plain):  # embeddings of bare patches: the heads' own input width either way
+        emb = run_to_end(m.embed_patches_steps(m.normalise(patches)))
+        assert emb.shape == (len(patches), SMALL.get("embed_dim", 256)) and np.isfinite(emb).all()

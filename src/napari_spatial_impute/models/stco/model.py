@@ -90,8 +90,7 @@ class STco:
         self.backbone = self.heads = None
         self.backbone_name = self.backbone_key = None
         self.bank_emb = self.bank_expr = None
-        self.knn_features = self.ridge = self.feature_ridge = None
-        self.feature_reference = None  # the training sections' mean feature (mean, sd): feature_norm="section"
+        self.knn_features = self.ridge = self.feature_ridge = self.feature_reference = None  # reference: (mean, sd)
         self.stain_reference = None  # StainEstimate of the training sections (None: no normalisation)
         self.choice: dict = {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {},
                              "winner": "contrastive", "validated_on": []}
@@ -280,7 +279,8 @@ class STco:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             feats = yield from self._features_steps(patches, range(min(tta, 8)), False, "patches", use_cache,
                                                     taps=self.section_norm)
-            feats = self._split(self._standardised(feats, None))[0]
+            if self.section_norm:  # z-scored with the taps, as in training, then the pooled part
+                feats = self._split(self._standardised(feats, None))[0]
         self.heads.to(_torch_device(self.device)).eval()
         return image_embedding(self.heads, torch.from_numpy(feats).to(_torch_device(self.device)))
 
@@ -291,17 +291,15 @@ class STco:
                         self.cfg["weighting"], float(self.heads.logit_scale.detach().cpu()))
 
     def _standardised(self, feats: np.ndarray, stats) -> np.ndarray:
-        """``feats`` (views, n, D) z-scored by ``stats`` (:meth:`feature_stats_steps`) or by their own view 0
-        (:func:`~.features.own_stats`); unchanged without ``section_norm``."""
+        """``feats`` (views, n, D) z-scored by ``stats`` or their own (:func:`~.features.own_stats`), if asked."""
         if not self.section_norm:
             return feats
         return standardise(feats, own_stats(feats[0], self.feature_reference) if stats is None else stats,
                            self.feature_reference)
 
     def feature_stats_steps(self, patches: np.ndarray, source=None) -> ProgressGen:
-        """(mean, sd) of the backbone features of raw patches sampled over one slide (None without
-        ``section_norm``, or for fewer than :data:`~.features.MIN_SECTION_PATCHES` patches), for
-        :meth:`predict_parts_steps` ``stats`` when a slide is predicted block by block."""
+        """(mean, sd) of the features of raw patches sampled over a slide predicted block by block (the
+        ``stats`` of :meth:`predict_parts_steps`); None without ``section_norm`` or for too few patches."""
         if not self.section_norm or len(patches) < MIN_SECTION_PATCHES:
             return None
         feats = yield from self._features_steps(self.normalise(patches, source), [0], False, "feature statistics",
