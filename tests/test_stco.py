@@ -100,6 +100,11 @@ def test_bad_inputs_have_clear_messages(sections, tmp_path):
                         use_cache=False)
     with pytest.raises(InputError, match="NOTAGENE"):
         STco(genes=["ERBB2", "NOTAGENE"], device="cpu").fit([sections["C2"]])
+    # the estimator checks its parameters against the one table the CLI and the API use
+    for bad, match in (({"weighting": "foo"}, "weighting"), ({"ridge_rank": -1}, "ridge_rank"),
+                       ({"nope": 1}, "not a parameter of stco"), ({"context": 0.5}, "context")):
+        with pytest.raises(InputError, match=match):
+            STco(device="cpu", **bad)
 
 
 def test_short_cpu_training_learns(model, sections):

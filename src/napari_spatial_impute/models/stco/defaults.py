@@ -1,5 +1,5 @@
-"""STco's parameters and their defaults (read by :mod:`..params_spec` through the model's module), the number of
-top genes scored apart, and the predictor names."""
+"""STco's parameters and their defaults (read by :mod:`..params_spec` through the model's module; their valid
+values are in its one table) and the number of top genes scored apart."""
 
 from __future__ import annotations
 
@@ -29,4 +29,3 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
 #: Defaults were chosen by leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md),
 #: never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
-PREDICTORS = ("auto", "contrastive", "feature_ridge", "feature_knn", "colour_ridge")

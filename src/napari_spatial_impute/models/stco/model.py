@@ -32,7 +32,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay, run_to_end
-from .defaults import DEFAULTS, N_TOP, PREDICTORS  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
+from .defaults import DEFAULTS, N_TOP  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
 from .expression import choose_panel, section_expression, section_name
 from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, fit_feature_ridge, knn_predict, smooth
 from .features import MIN_SECTION_PATCHES, own_stats, reference_stats, section_stats, standardise
@@ -66,15 +66,9 @@ class STco:
     n_top = N_TOP
 
     def __init__(self, *, genes: list[str] | None = None, seed: int = 0, device: str = "auto", **params):
-        unknown = set(params) - set(DEFAULTS)
-        if unknown:
-            raise InputError(f"Unknown STco parameters {sorted(unknown)}.", f"use any of {sorted(DEFAULTS)}.")
-        checks = {"weighting": ("linear", "softmax", "uniform"), "stain": ("macenko", "none"),
-                  "blend": ("equal", "grid"), "validation": ("loso", "last", "none"), "predictor": PREDICTORS,
-                  "feature_norm": ("section", "global"), "ridge_taps": ("all", "stages")}
-        for key, allowed in checks.items():
-            if key in params and params[key] not in allowed:
-                raise InputError(f"Unknown {key} {params[key]!r}.", f"use one of {', '.join(allowed)}.")
+        from ..params_spec import validate_params
+
+        params = validate_params("stco", params, seed=seed)  # names, types, ranges: the one table
         ctx = params.get("context", 0.0)
         if not isinstance(ctx, (int, float)) or not (ctx == 0 or 1.0 < ctx <= 8.0):
             raise InputError(f"context {ctx!r} is not valid.",
