@@ -6,6 +6,7 @@
   (histology_generalisation.md §00 / §000).
 * ``features`` — richer frozen-feature sets for the ridge (all 16 blocks, 2 × 2 pooled maps, 8-view means,
   the patch at 224 px), each section's features z-scored and targets centred: leads not adopted (§0000).
+* ``contexts`` — ridge v2 on one or two context patches (2×, 4×, 6×; two = a third Lite0 pass).
 * ``blends[@SEED][:CONTEXT]`` — the package model trained on three sections, each of its predictors on the
   fourth, and fixed blends of them (equal contrastive + feature ridge, with / without 100 µm smoothing, + kNN)
   beside what the model predicts with ``blend="equal"`` (the default) and with ``blend="grid"`` (the weight
@@ -192,6 +193,40 @@ def project(m, values: np.ndarray) -> np.ndarray:
     return ((values - mean) @ v) @ v.T + mean
 
 
+def stage_contexts(secs) -> None:
+    """Ridge v2 (all 16 blocks' taps, rank 10, training features smoothed 100 µm) on the patch + one context
+    (2×, 4× as shipped, 6×) or two contexts (a third Lite0 pass per tile): the lead for a next step."""
+    from napari_spatial_impute.models.stco.expression import section_expression
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+
+    by_ctx = {c: view0_features(secs, c) for c in (2.0, 4.0, 6.0)}
+    m = _model(4.0)
+    m._choose_genes([secs[s] for s in INNER])
+    expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
+    top = [m.genes.index(g) for g in m.top_genes]
+    xy = {s: m.section_inputs(secs[s])[1] for s in INNER}
+    groups = {s: np.full(len(xy[s]), i) for i, s in enumerate(INNER)}
+    half = by_ctx[4.0]["C2"][1].shape[1] // 2
+    sets = {f"patch + {c:g}x": {s: by_ctx[c][s][1] for s in INNER} for c in by_ctx}
+    for a_, b_ in ((2.0, 4.0), (2.0, 6.0)):
+        sets[f"patch + {a_:g}x + {b_:g}x"] = {s: np.hstack([by_ctx[a_][s][1], by_ctx[b_][s][1][:, half:]])
+                                            for s in INNER}
+    print("| ridge v2 features (LOSO within C2–C5, predictions smoothed 100 µm) | α 10⁴ | α 3·10⁴ |")
+    print("|---|---|---|")
+    for name, feats in sets.items():
+        cells = []
+        for alpha in (1e4, 3e4):
+            cfg = {"ridge_alpha": alpha, "ridge_rank": 10, "ridge_smoothing_um": 100.0}
+            sc = []
+            for h in INNER:
+                tr = [s for s in INNER if s != h]
+                fit_on = (np.concatenate([d[s] for s in tr]) for d in (feats, expr, groups, xy))
+                p = smooth(fit_feature_ridge(*fit_on, cfg).predict(feats[h]), xy[h], 100.0)
+                sc.append(float(pcc_per_gene(expr[h][:, top], p[:, top]).mean()))
+            cells.append(np.mean(sc))
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
+
+
 def stage_blends(secs, seed: int, context: float | None = None) -> None:
     from napari_spatial_impute.models.stco.expression import section_expression
     from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
@@ -240,12 +275,14 @@ def main(argv: list[str]) -> int:
         seed, _, context = rest.partition(":")
         if name == "ridge":
             stage_ridge(secs)
+        elif name == "contexts":
+            stage_contexts(secs)
         elif name == "features":
             stage_features(secs)
         elif name == "blends":
             stage_blends(secs, int(seed or 0), float(context) if context else None)
         else:
-            raise SystemExit(f"unknown stage {stage!r}: ridge | features | blends[@SEED][:CONTEXT]")
+            raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | blends[@SEED][:CONTEXT]")
     return 0
 
 
