@@ -27,28 +27,29 @@ from bench_generalisation import sections
 INNER = ["C2", "C3", "C4", "C5"]
 
 
-def _model(context: float):
+def _model(context: float, ridge_taps: str = "all"):
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.models.stco.stain import DEFAULT_REFERENCE
 
-    m = STco(seed=0, device="cpu", context=context)
+    m = STco(seed=0, device="cpu", context=context, ridge_taps=ridge_taps)
     m._make_backbone()
     m.stain_reference = DEFAULT_REFERENCE
     return m
 
 
-def view0_features(secs, context: float) -> dict:
-    """{section: (pooled features, tap features)} of the unrotated, stain-normalised patches (+ context)."""
+def view0_features(secs, context: float, ridge_taps: str = "all") -> dict:
+    """{section: (pooled features, tap features)} of the unrotated, stain-normalised patches (+ context);
+    ``ridge_taps="stages"``: the four stage ends' taps (§00 / §000), "all": every block's (ridge v2)."""
     from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
     from napari_spatial_impute.progress import run_to_end
 
-    m = _model(context)
+    m = _model(context, ridge_taps)
     out = {}
     for s in INNER:
         p, _ = m.section_inputs(secs[s])
         p = normalize_stains(p, estimate_stains(p), m.stain_reference)
-        f = run_to_end(m._features_steps(p, [0], False, s, taps=True))[0]
-        out[s] = m._split(f)
+        feats, taps = run_to_end(m._features_steps(p, [0], False, s, taps=True))
+        out[s] = (feats[0], m._ridge_x(feats, taps))
     return out
 
 
@@ -70,7 +71,7 @@ def stage_ridge(secs) -> None:
     m._choose_genes([secs[s] for s in INNER])
     expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
     top = [m.genes.index(g) for g in m.top_genes]
-    by_ctx = {c: view0_features(secs, c) for c in (2.0, 3.0, 4.0, 6.0)}
+    by_ctx = {c: view0_features(secs, c, "stages") for c in (2.0, 3.0, 4.0, 6.0)}
     half = {c: {s: f[1].shape[1] // 2 for s, f in by_ctx[c].items()} for c in by_ctx}
     sets = {"pooled, patch": {s: by_ctx[2.0][s][0][:, :1280] for s in INNER},
             "pooled, patch + 2x context": {s: by_ctx[2.0][s][0] for s in INNER},

@@ -166,8 +166,8 @@ def test_feature_ridge_on_mid_level_features(model, sections, tmp_path):
     np.testing.assert_array_equal(loaded.feature_ridge.v, model.feature_ridge.v)
     stages = copy.copy(loaded)
     stages.cfg = {**loaded.cfg, "ridge_taps": "stages"}
-    full = np.zeros((1, 4, 2 * (1280 + loaded.tap_dim)), np.float32)
-    assert stages._split(full)[1].shape == (1, 4, 2 * 848) and loaded._split(full)[1].shape == (1, 4, 2 * 3616)
+    feats, taps = np.zeros((1, 4, 2 * 1280), np.float32), np.zeros((4, 2 * loaded.tap_dim), np.float32)
+    assert stages._ridge_x(feats, taps).shape == (4, 2 * 848) and loaded._ridge_x(feats, taps).shape == (4, 2 * 3616)
 
 
 def test_save_load_predict_identical(model, sections, tmp_path):

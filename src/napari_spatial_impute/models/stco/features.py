@@ -23,7 +23,7 @@ import numpy as np
 from ...cache import cache_dir
 from ...progress import Progress, ProgressGen, iter_chunks
 
-FEATURE_VERSION = "v4"  # v3: taps of all 16 Lite0 blocks; v4: 0 (not NaN) sd of 1 × 1 maps
+FEATURE_VERSION = "v5"  # v3: taps of all 16 Lite0 blocks; v4: sd 0 (not NaN) of 1 × 1 maps; v5: .npz, view-0 taps
 
 
 def fold_batchnorm(model):
@@ -109,56 +109,66 @@ def view_batch(patches_u8: np.ndarray, view: int, device, augment: bool, rng=Non
 
 def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int = 64, augment: bool = False,
                    backbone_key: str | None = None, label: str = "patches", use_cache: bool = True,
-                   taps: bool = False) -> ProgressGen[np.ndarray]:
+                   taps: bool = False) -> ProgressGen:
     """Features (len(views), n, D) of ``backbone`` (frozen, eval) for the given views, batched and cached.
-    With ``taps`` (a backbone with ``forward_taps``), each patch's part is its pooled features followed by
-    its mid-level tap features (see :func:`split_taps`)."""
+    With ``taps`` (a backbone with ``forward_taps``): ``(features, taps)``, the mid-level tap features
+    (n, parts · tap_dim) of the first view only (the one the feature ridge reads), so the other views hold
+    pooled features alone."""
     import torch
 
     views = list(views)
     taps = bool(taps) and hasattr(backbone, "forward_taps")
     path = None
     if use_cache and backbone_key:
-        path = cache_dir("features") / f"{_cache_key(patches, views, augment, backbone_key, taps)}.npy"
+        path = cache_dir("features") / f"{_cache_key(patches, views, augment, backbone_key, taps)}.npz"
         if path.is_file():
             try:
-                out = np.load(path)
+                with np.load(path) as z:
+                    out = (z["features"], z["taps"]) if taps else z["features"]
                 yield Progress(1, 1, f"{label}: cached features", "features")
                 return out
-            except (OSError, ValueError):
+            except (OSError, ValueError, KeyError):
                 pass
     net = inference_net(backbone, device)
-    forward = net.forward_taps if taps else net
+    out_dim = getattr(backbone, "out_dim", 1)
     n = len(patches)
-    out = None
+    out = tap_out = None
     total = max(1, len(views) * math.ceil(n / batch))
     step = 0
     with torch.inference_mode():
         for vi, view in enumerate(views):
             rng = _view_rng(view, patches) if augment else None
+            forward = net.forward_taps if taps and vi == 0 else net
             for sl in iter_chunks(n, batch):
                 x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
                 # the patch (and the context patch, channels 3–5): their features side by side
                 f = torch.cat([forward(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
                                for i in range(0, x.shape[1], 3)], dim=1).float().cpu().numpy()
+                if forward is not net:
+                    f, t = split_taps(f, out_dim, backbone.tap_dim)
+                    if tap_out is None:
+                        tap_out = np.empty((n, t.shape[1]), np.float32)
+                    tap_out[sl] = t
                 if out is None:
                     out = np.empty((len(views), n, f.shape[1]), np.float32)
                 out[vi, sl] = f
                 step += 1
                 yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
     if out is None:
-        out = np.empty((len(views), 0, getattr(backbone, "out_dim", 1)), np.float32)
+        out = np.empty((len(views), 0, out_dim), np.float32)
+    if taps and tap_out is None:
+        tap_out = np.empty((0, backbone.tap_dim), np.float32)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".{os.getpid()}.partial.npy")
-        np.save(tmp, out)
+        tmp = path.with_name(path.stem + f".{os.getpid()}.partial.npz")
+        np.savez(tmp, features=out, **({"taps": tap_out} if taps else {}))
         tmp.replace(path)
-    return out
+    return (out, tap_out) if taps else out
 
 
 def split_taps(feats: np.ndarray, out_dim: int, tap_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features of :func:`features_steps` with ``taps`` → (pooled features (…, parts · out_dim), tap features
-    (…, parts · tap_dim)), each patch part (the patch, then its context patch) in order."""
+    """``forward_taps`` outputs of the patch parts side by side → (pooled features (…, parts · out_dim), tap
+    features (…, parts · tap_dim)), each patch part (the patch, then its context patch) in order."""
     width = out_dim + tap_dim
     parts = feats.shape[-1] // width
     f = feats.reshape(*feats.shape[:-1], parts, width)

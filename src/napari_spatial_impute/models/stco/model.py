@@ -118,18 +118,17 @@ class STco:
         bb = self.backbone
         return int(getattr(bb, "tap_dim", 0)) if self.frozen and hasattr(bb, "forward_taps") else 0
 
-    def _split(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Backbone features with taps → (pooled features for the heads and kNN, ridge features)."""
-        from .features import split_taps
-
+    def _ridge_x(self, feats: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
+        """The feature ridge's input: the tap features (n, parts · tap_dim) — with ``ridge_taps="stages"``
+        (bundles before "all") only the four stage ends' columns —, or view 0's pooled features for a backbone
+        without taps."""
         if not self.tap_dim:
-            return feats, feats
-        pooled, taps = split_taps(feats, self.backbone.out_dim, self.tap_dim)
-        if self.cfg["ridge_taps"] == "stages":  # bundles before "all": the four stage ends
+            return feats[0]
+        if self.cfg["ridge_taps"] == "stages":
             cols = self.backbone.tap_columns(self.backbone.STAGE_BLOCKS)
             parts = taps.shape[-1] // self.tap_dim
             taps = np.ascontiguousarray(taps[..., np.concatenate([cols + p * self.tap_dim for p in range(parts)])])
-        return pooled, taps
+        return taps
 
     def _make_backbone(self):
         from .encoders import backbone_identity, build_backbone
@@ -165,11 +164,14 @@ class STco:
 
     def _features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True,
                         taps: bool = False):
+        """Backbone features (views, n, D); with ``taps``: (features, view 0's taps or None without any)."""
         from .features import features_steps
 
-        return features_steps(self.backbone, patches, views, device=_torch_device(self.device),
-                              batch=self.cfg["feature_batch"], augment=augment, backbone_key=self.backbone_key,
-                              label=label, use_cache=use_cache, taps=taps and bool(self.tap_dim))
+        out = yield from features_steps(self.backbone, patches, views, device=_torch_device(self.device),
+                                        batch=self.cfg["feature_batch"], augment=augment,
+                                        backbone_key=self.backbone_key, label=label, use_cache=use_cache,
+                                        taps=taps and bool(self.tap_dim))
+        return out if not taps or self.tap_dim else (out, None)
 
     # ---- training ---------------------------------------------------------------------------------
     def fit_steps(self, sections) -> ProgressGen[STco]:
@@ -217,18 +219,18 @@ class STco:
         colour = colour_texture_features(patches[..., :3])
         self.ridge = Ridge().fit(colour, expr)
         if self.frozen:
-            feats = []
+            parts = []
             for i, p in enumerate(raw):  # per section, so each section's features are cached on their own
                 f = yield from relay(self._features_steps(p, range(n_views), cfg["stain_augment"],
                                                           f"section {i + 1}/{len(raw)}", taps=True),
                                      "features", i, total, span=1)
-                feats.append(f)
+                parts.append(f)
             if cfg["feature_norm"] == "section":
-                stats = [section_stats(f[0]) for f in feats]
+                stats = [section_stats(self._stat_rows(f, t)) for f, t in parts]
                 self.feature_reference = reference_stats(stats)
-                feats = [standardise(f, st, self.feature_reference) for f, st in zip(feats, stats)]
-            feats, ridge_x = self._split(np.concatenate(feats, axis=1))
-            ridge_x = ridge_x[0]  # the unrotated, un-augmented view
+                parts = [self._standardised(f, t, st) for (f, t), st in zip(parts, stats)]
+            feats = np.concatenate([f for f, _ in parts], axis=1)
+            ridge_x = self._ridge_x(feats, None if parts[0][1] is None else np.concatenate([t for _, t in parts]))
             feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
             self.feature_ridge = fit_feature_ridge(ridge_x, expr, groups, xy, cfg)
@@ -273,8 +275,8 @@ class STco:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             feats = yield from self._features_steps(patches, range(min(tta, 8)), False, "patches", use_cache,
                                                     taps=self.section_norm)
-            if self.section_norm:  # z-scored with the taps, as in training, then the pooled part
-                feats = self._split(self._standardised(feats, None))[0]
+            if self.section_norm:  # z-scored with the taps' statistics too, as in training
+                feats = self._standardised(*feats, None)[0]
         self.heads.to(_torch_device(self.device)).eval()
         return image_embedding(self.heads, torch.from_numpy(feats).to(_torch_device(self.device)))
 
@@ -284,21 +286,34 @@ class STco:
         return retrieve(emb, self.bank_emb, self.bank_expr, self.cfg["top_k"] if top_k is None else top_k,
                         self.cfg["weighting"], float(self.heads.logit_scale.detach().cpu()))
 
-    def _standardised(self, feats: np.ndarray, stats) -> np.ndarray:
-        """``feats`` (views, n, D) z-scored by ``stats`` or their own (:func:`~.features.own_stats`), if asked."""
+    @staticmethod
+    def _stat_rows(feats: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
+        """View 0's features beside its taps (n, D + T): the rows feature statistics are taken over."""
+        return feats[0] if taps is None else np.hstack([feats[0], taps])
+
+    def _standardised(self, feats: np.ndarray, taps: np.ndarray | None, stats) -> tuple:
+        """(features (views, n, D), view 0's taps) z-scored by ``stats`` (over :meth:`_stat_rows`) or by their
+        own (:func:`~.features.own_stats`) when None; unchanged without ``section_norm``."""
         if not self.section_norm:
-            return feats
-        return standardise(feats, own_stats(feats[0], self.feature_reference) if stats is None else stats,
-                           self.feature_reference)
+            return feats, taps
+        ref = self.feature_reference
+        stats = own_stats(self._stat_rows(feats, taps), ref) if stats is None else stats
+        d = feats.shape[-1]
+
+        def part(sl):
+            return [(m[sl], sd[sl]) for m, sd in (stats, ref)]
+
+        out = standardise(feats, *part(slice(0, d)))
+        return out, None if taps is None else standardise(taps, *part(slice(d, None)))
 
     def feature_stats_steps(self, patches: np.ndarray, source=None) -> ProgressGen:
         """(mean, sd) of the features of raw patches sampled over a slide predicted block by block (the
         ``stats`` of :meth:`predict_parts_steps`); None without ``section_norm`` or for too few patches."""
         if not self.section_norm or len(patches) < MIN_SECTION_PATCHES:
             return None
-        feats = yield from self._features_steps(self.normalise(patches, source), [0], False, "feature statistics",
-                                                use_cache=False, taps=True)
-        return section_stats(feats[0])
+        feats, taps = yield from self._features_steps(self.normalise(patches, source), [0], False,
+                                                      "feature statistics", use_cache=False, taps=True)
+        return section_stats(self._stat_rows(feats, taps))
 
     def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,
                             parts=None, use_cache: bool = False, stats=None) -> ProgressGen[dict[str, np.ndarray]]:
@@ -320,9 +335,9 @@ class STco:
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
             taps = "feature_ridge" in wanted or self.section_norm
             feats = yield from self._features_steps(patches, views, False, "patches", use_cache, taps=taps)
-            feats, ridge_x = self._split(self._standardised(feats, stats)) if taps else (feats, None)
+            feats, tap_x = self._standardised(*feats, stats) if taps else (feats, None)
             if "feature_ridge" in wanted:
-                out["feature_ridge"] = self.feature_ridge.predict(ridge_x[0])
+                out["feature_ridge"] = self.feature_ridge.predict(self._ridge_x(feats, tap_x))
             if "contrastive" in wanted:
                 out["contrastive"] = self.retrieve((yield from self.embed_patches_steps(patches, feats=feats)))
             if "feature_knn" in wanted:
