@@ -244,3 +244,10 @@ def test_load_result_onto_the_open_sample(make_napari_viewer, qtbot, tmp_path):
         for i in (0, 37, 399):
             got = _value_under(painted, viewer, (xy[i, 1], xy[i, 0]))
             assert got == pytest.approx(float(result[:, gene].X.ravel()[i]), rel=1e-6), (gene, i)
+    # the cells layer closed while a result loads: a message, no error, nothing added
+    w.load_result(mine)
+    viewer.layers.remove("xenium cells")
+    _wait(w, qtbot)
+    _settled(w, qtbot)
+    assert "closed while the result loaded" in w.status.value, w.status.value
+    assert "xenium cells" not in [ly.name for ly in viewer.layers]

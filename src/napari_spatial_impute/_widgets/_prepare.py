@@ -1,13 +1,9 @@
-"""Worker jobs of the Impute dock besides a run: the warm-up when it opens, and loading a saved result.
+"""The Impute dock's warm-up worker job when it opens: the imports and first calls a run needs, off the GUI thread.
 
 Qt-free like :mod:`._steps`: they only import, read and compute; the widget touches layers with what they return.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-from ..progress import Progress, ProgressGen
 
 
 def warm_up() -> list[str]:
@@ -46,23 +42,3 @@ def warm_up() -> list[str]:
     except (InputError, ImportError, ValueError, RuntimeError):  # only a warm-up: a run reports real errors
         pass
     return devices
-
-
-def load_result_steps(path, cell_ids, cell_xy, jobs: list[dict]) -> ProgressGen[dict]:
-    """Read a saved result and align it with the open sample's cells (``cell_ids``, ``cell_xy`` in µm).
-
-    Raises :class:`~napari_spatial_impute.errors.InputError` (shown in the widget, nothing recoloured) when its
-    cell ids do not match the sample's, or match cells that lie elsewhere (another slide)."""
-    from ..layers.cells import default_gene
-    from ..layers.results import SampleResult, read_result
-    from ..layers.sample_view import prepare_masks
-
-    path = Path(path)
-    yield Progress(0, 100, f"reading {path.name}", "read")
-    result = read_result(path)
-    yield Progress(60, 100, "aligning the result with the sample's cells", "align")
-    aligned = SampleResult(result, cell_ids, cell_xy)
-    yield Progress(80, 100, "preparing the segmentation for colouring", "masks")
-    masks = prepare_masks([dict(job, cell_ids=cell_ids) for job in jobs])
-    return {"result": result, "aligned": aligned, "masks": masks, "spatial": None, "source": str(path),
-            "first_gene": default_gene(result), "loaded": str(path)}

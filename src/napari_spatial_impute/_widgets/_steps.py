@@ -43,10 +43,6 @@ def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device
     import numpy as np
 
     from ..api import impute_steps
-    from ..layers.cells import default_gene
-    from ..layers.paint import colormap_lut
-    from ..layers.results import SampleResult
-    from ..layers.sample_view import prepare_masks
 
     source = spatial
     yield Progress(0, 100, "reading the spatial data and the reference", "read")
@@ -55,16 +51,39 @@ def run_steps(spatial, reference, method: str, genes, *, all_genes: bool, device
     result = yield from relay(impute_steps(spatial, reference, method, genes, seed=seed, device=device,
                                            all_genes=all_genes, out=out, reference_values=reference_values,
                                            **params), "", 1, 100, span=94)
-    yield Progress(96, 100, "aligning the result with the sample's cells", "align")
     ids = np.asarray(spatial.obs_names, dtype=str) if cell_ids is None else cell_ids
-    aligned = SampleResult(result, ids, np.asarray(spatial.obsm["spatial"])[:, :2] if cell_ids is None else
-                           _xy_for(spatial, ids))
-    yield Progress(98, 100, "preparing the segmentation for colouring", "masks")
+    shown = yield from _for_the_view(result, spatial, ids, jobs, 96)
+    return {**shown, "spatial": spatial, "source": source}
+
+
+def load_result_steps(path, spatial, cell_ids, jobs: list[dict]) -> ProgressGen[dict]:
+    """Read a saved result and align it with the open sample's cells (``cell_ids`` of the AnnData ``spatial``).
+
+    Raises :class:`~napari_spatial_impute.errors.InputError` (shown in the widget, nothing recoloured) when its
+    cell ids do not match the sample's, or match cells that lie elsewhere (another slide)."""
+    from ..layers.results import read_result
+
+    path = Path(path)
+    yield Progress(0, 100, f"reading {path.name}", "read")
+    result = read_result(path)
+    shown = yield from _for_the_view(result, spatial, cell_ids, jobs, 60)
+    return {**shown, "spatial": None, "source": str(path), "loaded": str(path)}
+
+
+def _for_the_view(result, spatial, ids, jobs: list[dict], start: int) -> ProgressGen[dict]:
+    """A result aligned with the sample's cells ``ids`` (positions from ``spatial`` by id), the label masks
+    prepared for colouring and the gene to show first: what the widget needs from a run or a loaded result."""
+    from ..layers.cells import default_gene
+    from ..layers.paint import colormap_lut
+    from ..layers.results import SampleResult
+    from ..layers.sample_view import prepare_masks
+
+    yield Progress(start, 100, "aligning the result with the sample's cells", "align")
+    aligned = SampleResult(result, ids, _xy_for(spatial, ids))
+    yield Progress((start + 100) // 2, 100, "preparing the segmentation for colouring", "masks")
     masks = prepare_masks([dict(job, cell_ids=ids) for job in jobs])
     colormap_lut("magma")  # imports matplotlib here, not in the GUI thread
-    first = default_gene(result)
-    return {"result": result, "aligned": aligned, "masks": masks, "spatial": spatial, "source": source,
-            "first_gene": first}
+    return {"result": result, "aligned": aligned, "masks": masks, "first_gene": default_gene(result)}
 
 
 def _xy_for(spatial, ids):

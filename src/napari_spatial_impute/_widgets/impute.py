@@ -267,6 +267,10 @@ class ImputeWidget(RunsInWorker, Container):
             self.progress_bar.value = 100
             return
         layer = self._target
+        if (layer is None or layer not in self.viewer.layers) and out["spatial"] is None:
+            self.status.value = "the cells layer was closed while the result loaded: nothing was coloured"
+            self.progress_bar.value = 0
+            return
         if layer is None or layer not in self.viewer.layers:  # spatial from a file: show its cells first
             data, kwargs, _ = cells_points_layer(out["spatial"], "cells", metadata={"sample": str(out["source"])})
             layer = self.viewer.add_points(data, **kwargs)
@@ -283,16 +287,17 @@ class ImputeWidget(RunsInWorker, Container):
                 self.colour.show(f"imputed:{out['first_gene']}")
 
         self._turns(first)
-        info = self.result.uns.get(UNS_KEY, {})
-        where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
-        self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in {info.get('seconds', 0):.1f} s"
-                             f" on {info.get('device', '?')}{where}")
-        self.progress_bar.value = 100
-        self.save_button.enabled = True
         if out.get("loaded"):
             a = self.sample_result
             self.status.value = (f"loaded {Path(out['loaded']).name}: {len(a.genes)} genes, {a.n_matched:,} of "
                                  f"{a.n_cells:,} cells matched")
+        else:
+            info = self.result.uns.get(UNS_KEY, {})
+            where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
+            self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in "
+                                 f"{info.get('seconds', 0):.1f} s on {info.get('device', '?')}{where}")
+        self.progress_bar.value = 100
+        self.save_button.enabled = True
 
     # ---- saving ----------------------------------------------------------------------------------
     def _ask_save(self, _value=None) -> None:
@@ -317,12 +322,10 @@ class ImputeWidget(RunsInWorker, Container):
     def load_result(self, path) -> None:
         """Read a saved result (.h5ad / .zarr) in a worker, match it with the chosen cells layer's cells by id and
         colour the sample by it; a result of other cells is refused with a message (nothing recoloured)."""
-        import numpy as np
-
         from ..errors import InputError
         from ..layers.cells import layer_cell_ids
         from ..layers.sample_view import find_labels, mask_jobs
-        from ._prepare import load_result_steps
+        from ._steps import load_result_steps
 
         if self._worker is not None:
             return
@@ -332,11 +335,9 @@ class ImputeWidget(RunsInWorker, Container):
                                   "open the sample the result was computed from and choose its cells layer."))
             return
         settings.save(last_folder=str(Path(path).parent))
-        ids = layer_cell_ids(layer)
-        adata = layer.metadata["adata"]
-        xy = np.asarray(adata.obsm["spatial"])[:, :2] if adata.n_obs == len(ids) else None
         self._target = layer
-        self._start(load_result_steps, Path(path), ids, xy, mask_jobs(find_labels(self.viewer, layer)),
+        self._start(load_result_steps, Path(path), layer.metadata["adata"], layer_cell_ids(layer),
+                    mask_jobs(find_labels(self.viewer, layer)),
                     desc="Loading a result")
 
     def save_results(self, path, overwrite: bool = False) -> None:
