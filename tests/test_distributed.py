@@ -66,6 +66,8 @@ def test_dask_refuses_per_slide_model(osmfish):
     spatial, reference = osmfish
     with pytest.raises(InputError, match="whole slide"):
         impute_dask(spatial, reference, "spaim", ["Gad2"], scheduler="local:1")
+    with pytest.raises(InputError, match="chunk_size 0"):  # the API refuses it too, not only the CLI
+        impute_dask(spatial, reference, "knn", ["Gad2"], scheduler="local:1", chunk_size=0)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from . import UNS_KEY
-from .api.plan import DEFAULT_N_TOP_GENES
 from .errors import InputError
 from .progress import Progress, ProgressGen, relay, run_to_end
 
@@ -62,7 +61,7 @@ def _predict_chunk(model, data, start: int, stop: int, out_zarr: str | None):
 def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] | None = None, *,
                       scheduler: Any = "local", chunk_size: int = 50_000, out_zarr: str | None = None,
                       out: str | Path | None = None, overwrite: bool = False, all_genes: bool = False,
-                      n_top_genes: int = DEFAULT_N_TOP_GENES, reference_values: str = "auto",
+                      n_top_genes: int | None = None, reference_values: str = "auto",
                       spatial_values: str = "auto",
                       fit_subsample: int | None = None, seed: int = 0, device: str = "auto",
                       connect_timeout: str = "20s", **params: Any) -> ProgressGen[Any]:
@@ -75,12 +74,16 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     the workers write into directly (storage they share).
     """
     from .api.impute import _gene_var, prepare_steps, result_writer, to_anndata
-    from .api.plan import check_plan, plan_run
+    from .api.plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
     from .io.results import check_target, check_zarr_support, is_zarr_path
     from .models import get_method
     from .models.params_spec import validate_params
 
     t0 = time.perf_counter()
+    n_top_genes = DEFAULT_N_TOP_GENES if n_top_genes is None else n_top_genes
+    if int(chunk_size) < 1:
+        raise InputError(f"chunk_size {chunk_size} is not valid: each Dask task needs at least one cell.",
+                         "use e.g. --chunk-size 50000 (API: chunk_size=50_000).")
     klass = get_method(method)
     params = validate_params(klass.method, params, seed=seed)
     if not klass.cell_independent_predict:
@@ -128,13 +131,14 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
 
         done = 0
         results: dict[int, Any] = {}
+        stored = zarr.open_array(out_zarr, mode="r") if writer is not None and out_zarr is not None else None
         index = {f.key: i for i, f in enumerate(futures)}
         for fut in as_completed(futures):
             i = index[fut.key]
             value = fut.result()
             if writer is not None:  # written as it arrives: the driver never holds the whole result
                 s, e = bounds[i]
-                block = value if out_zarr is None else zarr.open_array(out_zarr, mode="r")[s:e]
+                block = value if stored is None else stored[s:e]
                 writer.write(slice(s, e), block)
             else:
                 results[i] = value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import InputError
-from ...preprocessing import match_genes, normalize_log1p
+from ...preprocessing import library_scale, match_genes, normalize_log1p
 
 
 def section_name(adata) -> str:
@@ -56,7 +56,7 @@ def choose_panel(sections, requested: list[str] | None, n_genes: int, n_top: int
             keys &= {str(g).upper() for g in ad_.var_names}
         panel = sorted(g for g in first if g.upper() in keys)
     totals = np.concatenate([np.asarray(a.X.sum(axis=1)).ravel() for a in sections])
-    target_sum = float(np.median(totals[totals > 0]))
+    target_sum = library_scale(totals)[1]
     expr = np.vstack([section_expression(a, panel, target_sum) for a in sections])
     order = np.argsort(-expr.mean(0), kind="stable")
     if requested is None:
