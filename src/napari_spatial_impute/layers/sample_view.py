@@ -270,9 +270,7 @@ class SampleView:
                     ov = TextOverlay(position=LEGEND_POSITION, font_size=10)
                     overlays[f"{LEGEND_KEY}{i}"] = ov
                 ov.text, ov.color, ov.visible = text, color, True
-            for key, ov in list(overlays.items()):
-                if key.startswith(LEGEND_KEY) and int(key[len(LEGEND_KEY):]) >= len(texts) and ov.visible:
-                    ov.visible = False
+            _hide_legend_rows(overlays, len(texts))
         bar = c.kind == "continuous" and not self.masks
         colorbar = getattr(self.cells, "face_colorbar", None)  # napari ≥ 0.6
         if colorbar is not None and (bar or colorbar.visible):
@@ -303,7 +301,8 @@ class SampleView:
             feats = self.cells.features.copy()
             feats[c.name] = c.values
             self.cells.features = feats
-            self._add_to_labels(pd.DataFrame({c.name: c.values}))  # the shown gene, when not all genes fit
+            # the shown gene, when not all genes fit: on the Labels too, in a GUI turn of its own
+            self.defer(lambda: self._add_to_labels(pd.DataFrame({c.name: c.values})))
 
     def _on_cells_visible(self, _event=None) -> None:
         pending = self._pending_cells
@@ -371,7 +370,11 @@ class SampleView:
         return show_grid(self, gene)
 
     def legend_rows_off(self) -> None:
-        overlays = getattr(getattr(self.viewer, "canvas", None), "overlays", None)
-        for key, ov in list((overlays or {}).items()):
-            if key.startswith(LEGEND_KEY) and ov.visible:
-                ov.visible = False
+        _hide_legend_rows(getattr(getattr(self.viewer, "canvas", None), "overlays", None) or {}, 0)
+
+
+def _hide_legend_rows(overlays, start: int) -> None:
+    """Hide the category legend's canvas rows from row ``start`` on."""
+    for key, ov in list(overlays.items()):
+        if key.startswith(LEGEND_KEY) and int(key[len(LEGEND_KEY):]) >= start and ov.visible:
+            ov.visible = False
