@@ -81,7 +81,7 @@ def atomic_path(path: str | Path, what: str = "output", *, overwrite: bool = Tru
         yield tmp
         if not tmp.exists():
             raise InputError(f"Writing the {what} {path} produced no file.", "report this as a bug.")
-        if path.is_dir() and tmp.is_dir():
+        if tmp.is_dir() or path.is_dir():  # a file replaces a file atomically; a folder goes first
             remove(path)
         tmp.replace(path)
     except OSError as err:

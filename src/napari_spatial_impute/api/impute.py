@@ -21,13 +21,11 @@ from ..errors import InputError
 from ..io.reference import find_counts, ingest
 from ..io.results import check_finite, is_zarr_path
 from ..models import ImputeData, get_imputer
+from ..models.base import DENSE_REFERENCE_BYTES
 from ..models.params_spec import validate_params
 from ..preprocessing import GeneMatch, match_genes, normalize_log1p, resolve_genes, select_variable_genes
 from ..progress import Progress, ProgressGen, relay, run_to_end
 from .plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
-
-#: reference matrices larger than this (dense float32 bytes) stay sparse in the prepared data
-_DENSE_REFERENCE_LIMIT = 1 << 30
 
 
 def read_inputs(spatial, reference, *, spatial_values: str = "auto", reference_values: str = "auto"):
@@ -118,7 +116,7 @@ def build_data(spatial, sp_X, sp_names, ref, match: GeneMatch, targets: list[str
     yield Progress(3, 4, "normalising the reference", "prepare")
     ref_pos = {g: i for i, g in enumerate(map(str, ref.var_names))}
     ref_genes = list(dict.fromkeys(shared_ref + targets))
-    dense = 4 * ref.n_obs * len(ref_genes) <= _DENSE_REFERENCE_LIMIT
+    dense = 4 * ref.n_obs * len(ref_genes) <= DENSE_REFERENCE_BYTES
     ref_norm, ref_total = normalize_log1p(ref.X, columns=[ref_pos[g] for g in ref_genes], dense=dense)
     data = ImputeData(
         spatial=sp_norm,

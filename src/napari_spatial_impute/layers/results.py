@@ -10,7 +10,6 @@ partial file, so nothing half-written is ever left at the target path.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import UNS_KEY
+from ..atomic import PARTIAL, atomic_path, remove
 from ..errors import InputError
 from ..progress import Progress, ProgressGen
 
@@ -175,15 +175,8 @@ def save_result_steps(result: SampleResult, path, *, overwrite: bool = False, pr
             writer.abort()
             raise
         return path
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path, "result file") as tmp:
         yield from _write_h5ad_blocks(shell, result, tmp, rows)
-        if path.exists():
-            path.unlink()
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -191,30 +184,22 @@ def _write_h5ad_blocks(shell, result: SampleResult, tmp: Path, rows: int):
     import h5py
 
     n, g = result.adata.n_obs, len(result.genes)
-    try:
-        shell.write_h5ad(tmp)
-        with h5py.File(tmp, "r+") as f:
-            if "X" in f:
-                del f["X"]
-            X = f.create_dataset("X", shape=(n, g), dtype="float32", compression="gzip",
-                                 chunks=(max(1, min(n, 4096)), max(1, min(g, 64))))
-            X.attrs["encoding-type"] = "array"
-            X.attrs["encoding-version"] = "0.2.0"
-            for sl, block in result.blocks(rows):
-                X[sl, :] = block
-                yield Progress(sl.stop, max(1, n), f"saved {sl.stop:,} of {n:,} cells", "save")
-    except OSError as err:
-        raise InputError(f"Could not write {tmp.with_suffix('')}: {err}.",
-                         "choose a writable folder with enough free space.") from err
+    shell.write_h5ad(tmp)
+    with h5py.File(tmp, "r+") as f:
+        if "X" in f:
+            del f["X"]
+        X = f.create_dataset("X", shape=(n, g), dtype="float32", compression="gzip",
+                             chunks=(max(1, min(n, 4096)), max(1, min(g, 64))))
+        X.attrs["encoding-type"] = "array"
+        X.attrs["encoding-version"] = "0.2.0"
+        for sl, block in result.blocks(rows):
+            X[sl, :] = block
+            yield Progress(sl.stop, max(1, n), f"saved {sl.stop:,} of {n:,} cells", "save")
 
 
 def remove_partial(path) -> None:
     """Remove what a cancelled save may have left (``<path>.partial``)."""
-    tmp = Path(str(path) + ".partial")
-    if tmp.is_dir():
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        tmp.unlink(missing_ok=True)
+    remove(Path(str(path) + PARTIAL))
 
 
 # --- opening a saved result (the reader) -----------------------------------------------------------------

@@ -117,7 +117,7 @@ class AutoImputer(Imputer):
         for c, name in enumerate(n for n in self.candidates.split(",") if n != "knn"):
             from .registry import get_imputer
 
-            too_wide = getattr(get_imputer(name), "width_problem", lambda _d: None)(data)
+            too_wide = get_imputer(name).width_problem(data)
             if too_wide is not None:  # e.g. stImpute with a whole-transcriptome target set: not a candidate
                 evidence["screen"][name] = {"kept": False, "skipped": too_wide}
                 continue

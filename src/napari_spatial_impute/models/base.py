@@ -22,6 +22,9 @@ from ..errors import InputError
 from ..progress import Progress, ProgressGen, relay, run_to_end
 from .bundle import write_bundle
 
+#: the largest reference matrix (cells × input + target genes, float32 bytes) held dense: above it the prepared
+#: reference stays sparse, and models that need it dense (stImpute) refuse it (:meth:`Imputer.width_problem`)
+DENSE_REFERENCE_BYTES = 1 << 30
 
 @dataclass
 class ImputeData:
@@ -142,6 +145,11 @@ class Imputer(ABC):
 
     def gene_annotations(self) -> pd.DataFrame | None:
         """Optional per-target-gene annotations (e.g. reliability) for ``var`` of the output."""
+        return None
+
+    @staticmethod
+    def width_problem(data: ImputeData) -> str | None:
+        """Why ``data``'s reference is too wide for this model (None: it fits; override where it matters)."""
         return None
 
     # --- shared behaviour ----------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,16 +62,12 @@ def write_bundle(path: str | Path, method: str, config: dict[str, Any], write_fi
                  overwrite: bool = False) -> Path:
     """Write a bundle folder: ``write_files(folder)`` writes the data files, then ``config.json`` (``config`` +
     format, version, method and the files' SHA-256) is added and the folder renamed into place."""
-    from ..atomic import check_writable, os_error
+    from ..atomic import atomic_path
 
     path = Path(path)
     if path.exists() and (path.is_file() or any(path.iterdir())) and not overwrite:
         raise InputError(f"{path} already exists and is not empty.", "choose another folder or pass overwrite=True.")
-    check_writable(path, "model bundle", folder=True)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with atomic_path(path, "model bundle", folder=True) as tmp:
         tmp.mkdir(parents=True)
         write_files(tmp)
         checksums = {p.name: sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
@@ -80,15 +75,6 @@ def write_bundle(path: str | Path, method: str, config: dict[str, Any], write_fi
         full = json.loads(json.dumps(full, default=json_default))
         full["config_sha256"] = config_digest(full)
         (tmp / CONFIG).write_text(json.dumps(full, indent=1))
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        tmp.replace(path)
-    except OSError as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise os_error(err, path, "model bundle") from err
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

@@ -38,7 +38,7 @@ import pandas as pd
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen
-from ..base import ImputeData, Imputer
+from ..base import DENSE_REFERENCE_BYTES, ImputeData, Imputer
 from ..knn import zscore_columns
 from .features import N_NODE_FEATURES
 from .gene_graph import GeneGraph, build_gene_graph
@@ -50,7 +50,7 @@ _EPS = 1e-6
 #: the dense reference (cells × shared + target genes, float32) stImpute may hold: training and prediction keep
 #: about four more arrays of that size (centred, z-scored, expressed mask, gene-major copy), so 1 GiB here is
 #: ≈ 5 GiB of peak memory. Wider target sets are refused before anything is densified.
-MAX_DENSE_REFERENCE_BYTES = 1 << 30
+MAX_DENSE_REFERENCE_BYTES = DENSE_REFERENCE_BYTES
 
 
 class STImputer(Imputer):
