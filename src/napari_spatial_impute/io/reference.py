@@ -171,6 +171,16 @@ def _matrix(adata, key: str | None):
     return adata.layers[key], adata.var_names
 
 
+def _scan(adata, rows: int | None = None):
+    """``(label, matrix, var_names, ValueCheck)`` of each candidate counts matrix in turn, in
+    :func:`_candidates`' order; judged from the first ``rows`` cells only when given."""
+    log1p_flag = "log1p" in adata.uns
+    for label, key in _candidates(adata):
+        X, names = _matrix(adata, key)
+        if X is not None:
+            yield label, X, names, check_values(X if rows is None else X[:rows], log1p_flag=log1p_flag and key is None)
+
+
 def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: str = "--reference-values"):
     """The matrix to normalise: ``(matrix, var_names of that matrix, label, kind, notes)``.
 
@@ -195,17 +205,12 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
         X = X.expm1() if sp.issparse(X) else np.expm1(np.asarray(X, dtype=np.float32))
         notes.append("X declared log1p-normalised: expm1 applied, then normalised once (no second log).")
         return X, adata.var_names, "X", "log1p (declared)", notes
-    log1p_flag = "log1p" in adata.uns
     seen = []
-    for label, key in _candidates(adata):
-        X, names = _matrix(adata, key)
-        if X is None:
-            continue
-        check = check_values(X, log1p_flag=log1p_flag and key is None)
+    for label, X, names, check in _scan(adata):
         seen.append(f"{label}: {check.reason}")
         if check.kind == "counts":
             if label != "X":
-                x_kind = check_values(adata.X, log1p_flag=log1p_flag).kind
+                x_kind = check_values(adata.X, log1p_flag="log1p" in adata.uns).kind
                 notes.append(f"counts taken from {label}; X holds {x_kind} values and is not used.")
             return X, names, label, "counts", notes
         if check.kind == "linear":
@@ -237,13 +242,9 @@ def counts_genes(adata, *, values: str = "auto", rows: int = 2000) -> tuple[pd.D
     when no matrix holds counts (the run then stops and says why)."""
     if values in ("counts", "log1p"):
         return adata.var, adata.var_names, "X"
-    log1p_flag = "log1p" in adata.uns
     n = min(int(rows), adata.n_obs)
-    for label, key in _candidates(adata):
-        X, names = _matrix(adata, key)
-        if X is None or n == 0:
-            continue
-        if check_values(X[:n], log1p_flag=log1p_flag and key is None).kind in ("counts", "linear"):
+    for label, _X, names, check in _scan(adata, n) if n else ():
+        if check.kind in ("counts", "linear"):
             return _var_of(adata, label, names), names, label
     return adata.var, adata.var_names, "X"
 
