@@ -207,7 +207,9 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 # §0000: the feature ridge as before (four stage ends, full rank, unsmoothed) and as now
                 "ridge as before": {"context": 4.0, "ridge_taps": "stages", "ridge_rank": 0,
                                     "ridge_smoothing_um": 0.0},
-                "ridge v2": {"context": 4.0, "ridge_taps": "all", "ridge_rank": 10, "ridge_smoothing_um": 100.0}}
+                "ridge v2": {"context": 4.0, "ridge_taps": "all", "ridge_rank": 10, "ridge_smoothing_um": 100.0},
+                # §000000: the deeper / wider ImageNet EfficientNet-Lite1 / Lite2 as the frozen backbone
+                "lite1": {"backbone": "lite1"}, "lite2": {"backbone": "lite2"}}
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:

