@@ -9,6 +9,7 @@
 * ``contexts`` — ridge v2 on one or two context patches (2×, 4×, 6×; two = a third Lite0 pass).
 * ``ensembles[@N]`` — the contrastive half averaged over three seeds' heads (N seeds trained per fold, default
   6: two replicates) in the equal blend, against one seed.
+* ``bank[@SEED]`` — the retrieval bank's expression smoothed over each training section (σ 100 / 150 µm).
 * ``blends[@SEED][:CONTEXT]`` — the package model trained on three sections, each of its predictors on the
   fourth, and fixed blends of them (equal contrastive + feature ridge, with / without 100 µm smoothing, + kNN)
   beside what the model predicts with ``blend="equal"`` (the default) and with ``blend="grid"`` (the weight
@@ -308,6 +309,46 @@ def stage_ensembles(secs, n_seeds: int = 6) -> None:
     print("| mean | " + " | ".join(f"{np.mean([rows[h][c_] for h in INNER]):.3f}" for c_ in cols) + " |")
 
 
+def stage_bank(secs, seed: int = 0) -> None:
+    """The retrieval bank's expression smoothed over each training section's spots (σ 100 / 150 µm) against
+    as measured: the contrastive half retrieves denoised neighbourhoods instead of single noisy spots."""
+    from napari_spatial_impute.models.stco.expression import section_expression
+    from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.model import STco
+    from napari_spatial_impute.progress import run_to_end
+
+    rows = {}
+    for held in INNER:
+        train = [secs[s] for s in INNER if s != held]
+        m = STco(seed=seed, device="cpu").fit(train)
+        _, xy = m.section_inputs(secs[held])
+        truth = section_expression(secs[held], m.top_genes, m.target_sum)
+        idx = [m.genes.index(g) for g in m.top_genes]
+
+        def score(p, sigma=100.0, truth=truth, xy=xy, idx=idx):
+            return float(pcc_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
+
+        bank, ends = m.bank_expr, np.cumsum([0] + [a.n_obs for a in train])
+        train_xy = [m.section_inputs(a)[1] for a in train]
+        row = {}
+        for sigma in (0.0, 100.0, 150.0):
+            m.bank_expr = np.concatenate([smooth(bank[a:b], xy_, sigma) for a, b, xy_ in
+                                          zip(ends[:-1], ends[1:], train_xy)]) if sigma else bank
+            parts = run_to_end(m.predict_section_steps(secs[held], parts=True))
+            c, r = parts["contrastive"], parts["feature_ridge"]
+            row[f"contrastive, bank σ {sigma:g}"] = score(c, 0.0)
+            row[f"equal blend, bank σ {sigma:g}, 100 µm"] = score((c + r) / 2)
+        m.bank_expr = bank
+        rows[held] = row
+        print(held, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    cols = list(rows[INNER[0]])
+    print(f"\n| LOSO within C2–C5, seed {seed} | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for h in INNER:
+        print(f"| {h} | " + " | ".join(f"{rows[h][c_]:.3f}" for c_ in cols) + " |")
+    print("| mean | " + " | ".join(f"{np.mean([rows[h][c_] for h in INNER]):.3f}" for c_ in cols) + " |")
+
+
 def main(argv: list[str]) -> int:
     import torch
 
@@ -326,9 +367,11 @@ def main(argv: list[str]) -> int:
             stage_blends(secs, int(seed or 0), float(context) if context else None)
         elif name == "ensembles":
             stage_ensembles(secs, int(seed or 6))
+        elif name == "bank":
+            stage_bank(secs, int(seed or 0))
         else:
             raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | blends[@SEED][:CONTEXT] | "
-                             "ensembles[@N_SEEDS]")
+                             "ensembles[@N_SEEDS] | bank[@SEED]")
     return 0
 
 

@@ -11,7 +11,6 @@ an existing ``distributed.Client``, or ``"local"`` / ``"local:N"`` for a LocalCl
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from . import UNS_KEY
 from .errors import InputError
-from .progress import Progress, ProgressGen, relay, run_to_end
+from .progress import Progress, ProgressGen, run_to_end
 
 
 def _client(scheduler, timeout: str = "20s"):
@@ -73,10 +72,10 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     ``impute(..., out=...)``; the returned AnnData's values stay on disk); ``out_zarr``: a bare zarr array
     the workers write into directly (storage they share).
     """
-    from .api.impute import _gene_var, prepare_steps, result_writer, to_anndata
-    from .api.plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
+    from .api.impute import _gene_var, _model_uns, planned_inputs_steps, result_writer, run_uns, to_anndata
+    from .api.plan import DEFAULT_N_TOP_GENES
     from .io.results import check_target, check_zarr_support, is_zarr_path
-    from .models import get_method
+    from .models import get_imputer
     from .models.params_spec import validate_params
 
     t0 = time.perf_counter()
@@ -84,7 +83,7 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     if int(chunk_size) < 1:
         raise InputError(f"chunk_size {chunk_size} is not valid: each Dask task needs at least one cell.",
                          "use e.g. --chunk-size 50000 (API: chunk_size=50_000).")
-    klass = get_method(method)
+    klass = get_imputer(method)
     params = validate_params(klass.method, params, seed=seed)
     if not klass.cell_independent_predict:
         raise InputError(f"Method {method!r} predicts a whole slide at once and cannot be split over cells.",
@@ -93,15 +92,10 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
     if to_disk:  # before any work: zarr support and the output path
         check_zarr_support()
         check_target(Path(out), overwrite)
-    data, match = yield from relay(prepare_steps(
-        spatial, reference, genes, all_genes=all_genes,
-        n_top_genes=n_top_genes,
-        reference_values=reference_values, spatial_values=spatial_values), "prepare", 0, 100, span=1)
-    plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), klass.method,
-                    to_disk=to_disk)
-    check_plan(plan)  # without ``out`` the driver gathers the whole result
-    yield Progress(1, 100, match.report(), "report")
-    yield Progress(2, 100, "plan: " + plan.text(), "plan")
+    # planned as a local run: without ``out`` the driver gathers the whole result
+    data, match, plan = yield from planned_inputs_steps(
+        spatial, reference, genes, klass.method, to_disk=to_disk, all_genes=all_genes, n_top_genes=n_top_genes,
+        reference_values=reference_values, spatial_values=spatial_values)
     fit_data = data
     if fit_subsample and fit_subsample < data.n_cells:
         rows = np.sort(np.random.default_rng(seed).choice(data.n_cells, fit_subsample, replace=False))
@@ -145,10 +139,8 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
             done += 1
             yield Progress(3 + round(95 * done / len(futures)), 100, f"chunk {done}/{len(futures)}", "predict")
         n_workers = len(client.scheduler_info().get("workers", {}))
-        uns = {"method": klass.method, "params": {k: str(v) for k, v in model.get_params().items()},
-               "device": "dask", "n_workers": n_workers, "chunks": len(bounds), "seconds": time.perf_counter() - t0,
-               "gene_match": json.dumps(match.as_dict()), "plan": plan.as_dict(),
-               "input_genes": list(data.shared_genes), "out_zarr": str(out_zarr or "")}
+        uns = {**run_uns(model, data, match, plan, "dask"), "n_workers": n_workers, "chunks": len(bounds),
+               "out_zarr": str(out_zarr or ""), **_model_uns(model, t0)}
         if writer is not None:
             writer.close(uns={UNS_KEY: uns})
     except BaseException:

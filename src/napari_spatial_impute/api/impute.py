@@ -173,24 +173,38 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
         from ..io.results import check_zarr_support
 
         check_zarr_support()  # before any work
-    data, match = yield from relay(prepare_steps(spatial, reference, genes, all_genes=all_genes,
-                                                 n_top_genes=n_top_genes, reference_values=reference_values,
-                                                 spatial_values=spatial_values), "prepare", 0, 100, span=1)
-    plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), klass.method,
-                    to_disk=to_disk)
-    check_plan(plan)
-    yield Progress(1, 100, match.report(), "report")
-    yield Progress(2, 100, "plan: " + plan.text(), "plan")
+    data, match, plan = yield from planned_inputs_steps(
+        spatial, reference, genes, klass.method, to_disk=to_disk, all_genes=all_genes, n_top_genes=n_top_genes,
+        reference_values=reference_values, spatial_values=spatial_values)
     model = klass(seed=seed, device=dev, **params)
-    uns = {"method": klass.method, "params": _jsonable(model.get_params()), "device": dev,
-           "gene_match": json.dumps(match.as_dict()), "plan": plan.as_dict(),
-           "input_genes": list(data.shared_genes), "values": "log1p(counts / total * median total) of reference"}
+    uns = run_uns(model, data, match, plan, dev)
     if not to_disk:
         pred = yield from relay(model.fit_predict_steps(data), "", 2, 100, span=98)
         check_finite(pred, klass.method)
         uns.update(_model_uns(model, t0))
         return to_anndata(pred, spatial, data.target_genes, var=_gene_var(model, data), uns=uns)
     return (yield from _impute_to_zarr(model, data, spatial, uns, Path(out), overwrite, t0))
+
+
+def planned_inputs_steps(spatial, reference, genes, method: str, *, to_disk: bool, **prepare_kwargs):
+    """Prepare the inputs (progress 0–1 %), plan the run and refuse one that cannot fit, report the gene match
+    and the plan (1–2 %): returns ``(data, match, plan)``. Shared by :func:`impute_steps` and the Dask run."""
+    data, match = yield from relay(prepare_steps(spatial, reference, genes, **prepare_kwargs), "prepare", 0, 100,
+                                   span=1)
+    plan = plan_run(data.n_cells, len(data.target_genes), data.n_reference, len(data.shared_genes), method,
+                    to_disk=to_disk)
+    check_plan(plan)
+    yield Progress(1, 100, match.report(), "report")
+    yield Progress(2, 100, "plan: " + plan.text(), "plan")
+    return data, match, plan
+
+
+def run_uns(model, data: ImputeData, match: GeneMatch, plan, device: str) -> dict:
+    """The provenance a result carries in ``uns[UNS_KEY]`` before the model has run (method, parameters,
+    device, gene match, plan, input genes, value scale); :func:`_model_uns` adds time and model info."""
+    return {"method": model.method, "params": _jsonable(model.get_params()), "device": device,
+            "gene_match": json.dumps(match.as_dict()), "plan": plan.as_dict(),
+            "input_genes": list(data.shared_genes), "values": "log1p(counts / total * median total) of reference"}
 
 
 def _gene_var(model, data: ImputeData) -> pd.DataFrame:
