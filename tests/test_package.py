@@ -15,6 +15,17 @@ def test_import_is_light():
     assert _imported_after("napari_spatial_impute, napari_spatial_impute.cli", heavy) == []
 
 
+def test_reader_detection_is_light(tmp_path):
+    """npe2 asks ``get_reader`` about every file dropped on napari: for an .h5ad it reads the file's group
+    names at most (h5py) and imports no pandas / anndata / torch; opening comes later."""
+    (tmp_path / "x.h5ad").write_bytes(b"not hdf5")
+    code = ("import sys; from napari_spatial_impute._reader import get_reader; "
+            f"print(get_reader({str(tmp_path / 'x.h5ad')!r}).__name__, "
+            "*[m for m in ('pandas', 'anndata', 'torch') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["read_layers"]
+
+
 def test_core_modules_do_not_import_qt():
     core = ("napari_spatial_impute.api, napari_spatial_impute.models.knn, napari_spatial_impute.metrics, "
             "napari_spatial_impute.io, napari_spatial_impute.layers")

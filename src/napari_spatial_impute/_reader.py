@@ -20,14 +20,11 @@ def get_reader(path):
             if len(path) != 1:
                 return None
             path = path[0]
-        from .io.detect import detect_platform, st_reader_available
-        from .layers.results import is_saved_result
+        from .io.detect import detect_platform, is_saved_result
 
         if is_saved_result(path):  # an imputation result saved by the plugin: its genes are imputed values
-            return read_layers
+            return read_result_layers
         platform = detect_platform(Path(str(path)))
-        if platform in ("visium", "st") and not st_reader_available():
-            return None
         if platform == "spatialdata":
             import importlib.util
 
@@ -40,20 +37,21 @@ def get_reader(path):
     return read_layers
 
 
-def read_layers(path) -> list:
-    """Read ``path`` into layer-data tuples (µm world); bad input → notification + ``[]``."""
+def read_layers(path, *, saved_result: bool | None = None) -> list:
+    """Read ``path`` into layer-data tuples (µm world); bad input → notification + ``[]``. ``saved_result``:
+    whether it is a result saved by the plugin (None: look)."""
     import warnings
 
     try:
         if isinstance(path, list | tuple):
             path = path[0]
-        from .io.detect import read_sample
+        from .io.detect import is_saved_result, read_sample
         from .layers import sample_to_layers
-        from .layers.results import is_saved_result, saved_result_layers
+        from .layers.results import saved_result_layers
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if is_saved_result(path):
+            if saved_result if saved_result is not None else is_saved_result(path):
                 layers = saved_result_layers(path)
             else:
                 sample = read_sample(path)
@@ -69,6 +67,11 @@ def read_layers(path) -> list:
             f"napari-spatial-impute could not open {path}: {type(err).__name__}: {err}")
         _notify(msg)
         return []
+
+
+def read_result_layers(path) -> list:
+    """:func:`read_layers` for a path :func:`get_reader` already found to be a saved result (not opened twice)."""
+    return read_layers(path, saved_result=True)
 
 
 def _notify(message: str, *, warning: bool = False) -> None:

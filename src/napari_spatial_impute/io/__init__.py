@@ -1,18 +1,28 @@
-"""Readers: files and instrument folders → AnnData (+ images, transforms). No Qt, no napari."""
+"""Readers: files and instrument folders → AnnData (+ images, transforms). No Qt, no napari.
+
+The readers are imported on first use, so the npe2 reader's cheap path checks (:mod:`.detect`) do not pull
+in pandas / anndata."""
 
 from __future__ import annotations
 
-from .anndata_io import read_reference, read_spatial, write_h5ad_safely
-from .cosmx import read_cosmx
-from .detect import detect_platform, read_sample, read_section
-from .h5ad import read_anndata
-from .legacy_st import read_legacy_st, read_spots_table, read_st_section
-from .merscope import read_merscope
-from .spatial_sample import SampleImage, SampleLabels, SpatialSample
-from .visium import read_visium, read_visium_section
-from .xenium import read_xenium
+from importlib import import_module
+from typing import Any
 
-__all__ = ["read_spatial", "read_reference", "write_h5ad_safely",
-           "SpatialSample", "SampleImage", "SampleLabels", "read_xenium", "read_cosmx", "read_merscope",
-           "read_anndata", "read_sample", "detect_platform", "read_visium", "read_visium_section", "read_legacy_st",
-           "read_st_section", "read_section", "read_spots_table"]
+_LAZY = {
+    "read_spatial": ".anndata_io", "read_reference": ".anndata_io", "write_h5ad_safely": ".anndata_io",
+    "SpatialSample": ".spatial_sample", "SampleImage": ".spatial_sample", "SampleLabels": ".spatial_sample",
+    "read_xenium": ".xenium", "read_cosmx": ".cosmx", "read_merscope": ".merscope", "read_anndata": ".h5ad",
+    "read_sample": ".detect", "detect_platform": ".detect", "read_section": ".detect", "read_visium": ".visium",
+    "read_visium_section": ".visium", "read_legacy_st": ".legacy_st", "read_st_section": ".legacy_st",
+    "read_spots_table": ".legacy_st",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Which reader fits a path: cheap checks on file names only (used by the npe2 reader)."""
+"""Which reader fits a path: cheap checks on file names (and an .h5ad's group names) only, for the npe2
+reader."""
 
 from __future__ import annotations
 
@@ -20,17 +21,39 @@ def _is_legacy_st(path: Path) -> bool:
     return any(path.glob("*_selection.tsv*")) and any(path.glob("*.tsv.gz"))
 
 
-def st_reader_available() -> bool:
-    """Always True now that the Visium / legacy-ST readers live in :mod:`napari_spatial_impute.io` (kept until
-    ``_reader.py`` stops asking)."""
-    return True
+def zarr_root(path: Path) -> Path | None:
+    """The ``.zarr`` folder ``path`` is, or lies inside (a file dialog picks a file in it)."""
+    return next((p for p in (path, *path.parents) if p.suffix == ".zarr" and p.is_dir()), None)
+
+
+def is_saved_result(path) -> bool:
+    """Whether ``path`` is an imputation result (``.h5ad`` / AnnData ``.zarr`` with ``uns["napari_spatial_impute"]``):
+    its genes are imputed values, not counts. Cheap (group names only, no matrix read); never raises."""
+    from .. import UNS_KEY
+
+    try:
+        path = Path(str(path))
+        root = zarr_root(path)
+        if root is not None:
+            return (root / "obs").is_dir() and (root / "uns" / UNS_KEY).is_dir()
+        if path.suffix == ".h5ad" and path.is_file():
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                return f"uns/{UNS_KEY}" in f
+    except Exception:  # noqa: BLE001 - a detector: not a result
+        return False
+    return False
 
 
 def detect_platform(path) -> str | None:
-    """'xenium', 'cosmx', 'merscope', 'visium', 'st', 'anndata', 'spatialdata' or None. Never raises."""
-    from .cosmx import is_cosmx_folder
-    from .merscope import is_merscope_folder
-    from .xenium import is_xenium_folder
+    """'xenium', 'cosmx', 'merscope', 'visium', 'st', 'anndata', 'spatialdata' or None. Never raises. The
+    instrument readers (pandas) are imported only for the paths that need their checks."""
+
+    def is_xenium_folder(folder: Path) -> bool:
+        from .xenium import is_xenium_folder as check
+
+        return check(folder)
 
     try:
         path = Path(path)
@@ -53,6 +76,9 @@ def detect_platform(path) -> str | None:
             return "spatialdata"
         if is_xenium_folder(path):
             return "xenium"
+        from .cosmx import is_cosmx_folder
+        from .merscope import is_merscope_folder
+
         if is_cosmx_folder(path):
             return "cosmx"
         if is_merscope_folder(path):

@@ -19,6 +19,7 @@ import pandas as pd
 from .. import UNS_KEY
 from ..atomic import PARTIAL, atomic_path, remove
 from ..errors import InputError
+from ..io.detect import zarr_root
 from ..progress import Progress, ProgressGen
 
 #: above this many values (cells × genes) imputed genes are not all copied into the cells layer's features
@@ -204,33 +205,10 @@ def remove_partial(path) -> None:
 
 # --- opening a saved result (the reader) -----------------------------------------------------------------
 
-def _zarr_root(path: Path) -> Path | None:
-    """The ``.zarr`` folder ``path`` is, or lies inside (a file dialog picks a file in it)."""
-    return next((p for p in (path, *path.parents) if p.suffix == ".zarr" and p.is_dir()), None)
-
-
-def is_saved_result(path) -> bool:
-    """Whether ``path`` is an imputation result (``.h5ad`` / AnnData ``.zarr`` with ``uns["napari_spatial_impute"]``):
-    its genes are imputed values, not counts. Cheap (no matrix read); never raises."""
-    try:
-        path = Path(str(path))
-        root = _zarr_root(path)
-        if root is not None:
-            return (root / "obs").is_dir() and (root / "uns" / UNS_KEY).is_dir()
-        if path.suffix == ".h5ad" and path.is_file():
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                return f"uns/{UNS_KEY}" in f
-    except Exception:  # noqa: BLE001 - a detector: not a result
-        return False
-    return False
-
-
 def read_result(path):
     """A saved result as AnnData: ``.h5ad`` in memory, ``.zarr`` with X left on disk (read one gene at a time)."""
     path = Path(str(path))
-    root = _zarr_root(path)
+    root = zarr_root(path)
     try:
         if root is not None:
             from ..io.results import open_result
