@@ -104,3 +104,25 @@ def chunks_with_fallback(n: int, chunk: int, device: str, step, *, what: str = "
             continue
         yield start, stop, result
         start = stop
+
+
+class StickyChunks:
+    """:func:`chunks_with_fallback` whose outcome holds for the loops after it (a prediction made of several):
+    once on the CPU the prediction stays there, and a chunk size that had to shrink (per kind of step) is the
+    size later loops start from, so a full GPU is not asked again for what it could not hold."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self._chunks: dict[str, int] = {}
+
+    def __call__(self, kind: str, n: int, chunk: int, step, what: str):
+        chunk = min(int(chunk), self._chunks.get(kind, int(chunk)))
+
+        def tracked(start: int, stop: int, device: str):
+            out = step(start, stop, device)
+            self.device = device
+            if stop < n:  # a whole chunk: the size now in use
+                self._chunks[kind] = stop - start
+            return out
+
+        return chunks_with_fallback(n, chunk, self.device, tracked, what=what)

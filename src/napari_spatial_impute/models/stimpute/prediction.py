@@ -2,7 +2,7 @@
 
 Out of device memory, every step that runs on the device (embedding the reference and each block of cells,
 the neighbour search, the gene-graph predictor) is retried in smaller chunks, then on the CPU with a warning
-(:func:`~napari_spatial_impute.device.chunks_with_fallback`); a fallback holds for the rest of the prediction.
+(:class:`~napari_spatial_impute.device.StickyChunks`); a fallback holds for the rest of the prediction.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from functools import partial
 
 import numpy as np
 
+from ...device import StickyChunks
 from ...progress import Progress, ProgressGen, relay
 from ..knn import cosine_topk, neighbour_weight_values, zscore_columns
 from .features import GeneMajorReference
@@ -25,7 +26,7 @@ def predict_cells_steps(model, ae, gnn, sp_in: np.ndarray, in_cols: np.ndarray,
     _, dev = model._torch()
     out_cols = np.asarray(out_cols, dtype=np.int64)
     place = _Placement(model, ae, gnn, out_cols)
-    run = _StickyChunks(str(dev))
+    run = StickyChunks(str(dev))
     ref_in_z, _, _ = zscore_columns(model.reference_log_[:, in_cols])
     n_ref = ref_in_z.shape[0]
     bank = np.concatenate([b for _, _, b in run("embed", n_ref, n_ref, partial(place.embed, ref_in_z),
@@ -62,30 +63,6 @@ def _cells_step(place: _Placement, idx_blk: np.ndarray, w_blk: np.ndarray, ref_o
     idx, w = idx_blk[start:stop], w_blk[start:stop]
     knn = (np.einsum("ck,ckg->cg", w, ref_out[idx]) - mu) / sd
     return knn, (knn if place.gnn is None else place.gnn_z(idx, w, device))
-
-
-class _StickyChunks:
-    """:func:`~napari_spatial_impute.device.chunks_with_fallback` whose outcome holds for the loops after it:
-    once on the CPU the prediction stays there, and a chunk size that had to shrink (per kind of step) is the
-    size later loops start from, so a full GPU is not asked again for what it could not hold."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self._chunks: dict[str, int] = {}
-
-    def __call__(self, kind: str, n: int, chunk: int, step, what: str):
-        from ...device import chunks_with_fallback
-
-        chunk = min(int(chunk), self._chunks.get(kind, int(chunk)))
-
-        def tracked(start: int, stop: int, device: str):
-            out = step(start, stop, device)
-            self.device = device
-            if stop < n:  # a whole chunk: the size now in use
-                self._chunks[kind] = stop - start
-            return out
-
-        return chunks_with_fallback(n, chunk, self.device, tracked, what=what)
 
 
 class _Placement:
