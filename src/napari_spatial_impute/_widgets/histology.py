@@ -224,7 +224,6 @@ class HistologyWidget(RunsInWorker, Container):
     def _title(self, gene: str) -> None:
         """The gene and the unit on the canvas (top left; the heat map's colorbar shows its values)."""
         from ..layers.histology import title
+        from ..layers.paint import show_title
 
-        overlay = self.viewer.text_overlay
-        overlay.text = title(gene)
-        overlay.visible, overlay.position = True, "top_left"
+        show_title(self.viewer, title(gene))

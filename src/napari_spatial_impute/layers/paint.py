@@ -169,3 +169,12 @@ def categories_rgba(codes, n_categories: int, nan_rgba=NAN_RGBA) -> np.ndarray:
     codes = np.asarray(codes, dtype=np.int64)
     table = np.vstack([category_colors(n_categories), np.asarray(nan_rgba, np.float32)[None]])
     return table[np.where(codes < 0, n_categories, codes)]
+
+
+def show_title(viewer, text: str) -> None:
+    """The canvas title (gene or column, unit) top left, where the colorbars and legend lines stack; position
+    and visibility are set only when they change (each set re-lays the canvas overlays)."""
+    overlay = viewer.text_overlay
+    overlay.text = text
+    if not overlay.visible or str(overlay.position) != LEGEND_POSITION:
+        overlay.visible, overlay.position = True, LEGEND_POSITION

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .colors import contrast_limits
-from .paint import LEGEND_POSITION, PAINT_KWARGS_NO_UNITS, UM, paint_values, values_rgba
+from .paint import LEGEND_POSITION, PAINT_KWARGS_NO_UNITS, UM, paint_values, show_title, values_rgba
 
 
 def show_grid(view, gene: str | None) -> list:
@@ -22,8 +22,7 @@ def show_grid(view, gene: str | None) -> list:
     view.viewer.grid.enabled = False
     if gene is None:
         if view.current is not None:  # the single view's title and legend again
-            view.viewer.text_overlay.text = view.current.title
-            view.viewer.text_overlay.visible = True
+            show_title(view.viewer, view.current.title)
             view.legend(view.current)
         return []
     measured, imputed = view.colouring(f"measured:{gene}"), view.colouring(f"imputed:{gene}")

@@ -26,6 +26,7 @@ from .paint import (
     paint_rgba,
     paint_values,
     prepare_mask,
+    show_title,
     values_rgba,
 )
 
@@ -241,10 +242,7 @@ class SampleView:
         for pm in self.masks:
             self.defer(lambda pm=pm: self._paint(pm, c, rgba))
         show_um_scale_bar(self.viewer)
-        overlay = self.viewer.text_overlay
-        overlay.text = c.title
-        if not overlay.visible or str(overlay.position) != LEGEND_POSITION:  # each set re-lays the canvas overlays
-            overlay.visible, overlay.position = True, LEGEND_POSITION
+        show_title(self.viewer, c.title)
         self.defer(lambda: self.legend(c))
 
     def legend(self, c: Colouring) -> None:
