@@ -409,3 +409,50 @@ def test_stock_lite2_is_read_from_its_package_not_bundled(synthetic, tmp_path):
     patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
     np.testing.assert_allclose(run_to_end(again.predict_patches_steps(patches, xy_um=xy)),
                                run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)
+
+
+def test_feature_kernel_ridge_exact_nystrom_and_bundle(synthetic, backbone_file, tmp_path):
+    """``feature_krr``: the RBF kernel ridge equals scikit-learn's on the same standardised features and γ,
+    learns a non-linear map a linear ridge cannot, stays close with Nyström landmarks (bounded memory), and
+    travels in the bundle; ``krr_alpha=0`` leaves it out of the model and the blend."""
+    from sklearn.kernel_ridge import KernelRidge as SkKernelRidge
+
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.models.stco.fallback import KernelRidge, Ridge, pcc_per_gene
+    from napari_spatial_impute.progress import run_to_end
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 8))
+    y = np.column_stack([np.sin(2 * x[:, 0]), x[:, 1] * x[:, 2], np.exp(-x[:, 3] ** 2)])
+    train, test = slice(0, 500), slice(500, None)
+    krr = KernelRidge(0.3).fit(x[train], y[train])
+    z = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
+    sk = SkKernelRidge(alpha=0.3, kernel="rbf", gamma=krr.gamma).fit(z[train], y[train] - y[train].mean(0))
+    np.testing.assert_allclose(krr.predict(x[test]), sk.predict(z[test]) + y[train].mean(0), rtol=1e-4, atol=1e-4)
+    r_krr = pcc_per_gene(y[test], krr.predict(x[test]))
+    r_lin = pcc_per_gene(y[test], Ridge(1.0).fit(x[train], y[train]).predict(x[test]))
+    assert r_krr.min() > 0.6 and (r_krr > r_lin + 0.3).all()  # sin, product, bump: no linear ridge gets them
+    nys = KernelRidge(0.3, max_rows=200).fit(x[train], y[train])
+    assert nys.landmarks.shape == (200, 8)
+    assert (pcc_per_gene(krr.predict(x[test]), nys.predict(x[test])) > 0.95).all()
+    np.testing.assert_array_equal(KernelRidge.from_state(_npz(nys.state("k"), tmp_path), "k").predict(x[test]),
+                                  nys.predict(x[test]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file), **SMALL)
+        off = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
+                              **{**SMALL, "krr_alpha": 0.0})
+    assert model.feature_krr is not None and "feature_krr" in model.choice["scores"]
+    assert off.feature_krr is None and "feature_krr" not in off.choice["scores"]
+    patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+    parts = run_to_end(model.predict_parts_steps(patches, parts=["feature_krr"]))
+    model.save(tmp_path / "bundle")
+    again = load_model(tmp_path / "bundle", device="cpu")
+    np.testing.assert_array_equal(run_to_end(again.predict_parts_steps(patches, parts=["feature_krr"]))["feature_krr"],
+                                  parts["feature_krr"])
+
+
+def _npz(state: dict, tmp_path):
+    np.savez(tmp_path / "state.npz", **state)
+    return np.load(tmp_path / "state.npz")

@@ -44,6 +44,13 @@ def resolve_device(device: str | None = "auto") -> str:
     return name
 
 
+def torch_device(device: str | None = "auto"):
+    """:func:`resolve_device` as a ``torch.device``."""
+    import torch
+
+    return torch.device(resolve_device(device))
+
+
 def is_out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is an allocation failure (CUDA / MPS / CPU) that smaller chunks might avoid."""
     if isinstance(err, MemoryError):

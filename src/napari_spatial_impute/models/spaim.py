@@ -148,11 +148,9 @@ class SpaIMImputer(Imputer):
 
     # --- helpers ---------------------------------------------------------------------------------------
     def _torch_device(self):
-        import torch
+        from ..device import torch_device
 
-        from ..device import resolve_device
-
-        return torch.device(resolve_device(self.device))
+        return torch_device(self.device)
 
     # --- fit / predict -------------------------------------------------------------------------------
     def fit_steps(self, data: ImputeData) -> ProgressGen[None]:

