@@ -79,9 +79,9 @@ class GenePicker(Container):
         """(``genes``, ``all_genes``) for :func:`~napari_spatial_impute.api.impute_steps`. When the reference
         has no gene the panel lacks and nothing is chosen, the suggested held-out genes (e.g. the osmFISH
         sample's) rather than an error that every gene is already measured."""
-        mode = self.mode_key()
-        if mode == "chosen" and self.chosen():
-            return self.chosen(), False
+        mode, chosen = self.mode_key(), self.chosen()
+        if mode == "chosen" and chosen:
+            return chosen, False
         if not self.missing and self.suggested:
             return list(self.suggested), False
         if mode == "chosen":

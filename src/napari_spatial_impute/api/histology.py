@@ -93,8 +93,8 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     spearman_mean_all, seconds; beside them the names imputation uses
     (:func:`~napari_spatial_impute.metrics.summarize`: pcc_median, pcc_mean, spearman_median, ssim_median, …),
     the gene match and per_gene {gene: {pcc, spearman, …, top}}. Side by side, every predictor the bundle
-    carries, unblended and unsmoothed: ``components`` {contrastive, feature_ridge, feature_knn, colour_ridge:
-    {pcc_mean_all, pcc_median_all, pcc_mean_top50}} (also flat as ``pcc_mean_top50_<name>``,
+    carries, unblended and unsmoothed: ``components`` {contrastive, feature_ridge, feature_krr, feature_knn,
+    colour_ridge: {pcc_mean_all, pcc_median_all, pcc_mean_top50}} (also flat as ``pcc_mean_top50_<name>``,
     ``pcc_mean_all_<name>``), and ``predictor``: the blend weights, smoothing and validation scores chosen at
     training time.
     """
