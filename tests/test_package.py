@@ -16,14 +16,19 @@ def test_import_is_light():
 
 
 def test_reader_detection_is_light(tmp_path):
-    """npe2 asks ``get_reader`` about every file dropped on napari: for an .h5ad it reads the file's group
-    names at most (h5py) and imports no pandas / anndata / torch; opening comes later."""
+    """npe2 asks ``get_reader`` about every path dropped on napari: deciding reads names (an .h5ad's group names,
+    an instrument folder's file names) and imports no pandas / anndata / torch; opening comes later."""
     (tmp_path / "x.h5ad").write_bytes(b"not hdf5")
+    xenium = tmp_path / "xenium_out"
+    xenium.mkdir()
+    (xenium / "cells.csv.gz").write_bytes(b"")
+    (tmp_path / "empty").mkdir()
     code = ("import sys; from napari_spatial_impute._reader import get_reader; "
-            f"print(get_reader({str(tmp_path / 'x.h5ad')!r}).__name__, "
+            f"print(get_reader({str(tmp_path / 'x.h5ad')!r}).__name__, get_reader({str(xenium)!r}).__name__, "
+            f"get_reader({str(tmp_path / 'empty')!r}), "
             "*[m for m in ('pandas', 'anndata', 'torch') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["read_layers"]
+    assert out == ["read_layers", "read_layers", "None"]
 
 
 def test_core_modules_do_not_import_qt():

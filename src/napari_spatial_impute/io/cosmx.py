@@ -22,29 +22,13 @@ from ..coords import PLATFORM_PIXEL_SIZE_UM, apply_affine_xy, cosmx_global_px_to
 from ..errors import InputError
 from .checks import check_covers
 from .images import geotiff_origin, read_plain_image
+from .layouts import COSMX_FILES
 from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .tables import find_first, match_column, peek_header, read_table, require_columns
 
 CONTROL_PATTERN = re.compile(r"^(NegPrb|Negative|SystemControl|FalseCode|NegControl)", re.IGNORECASE)
 FOV = ["fov", "FOV", "fov_id"]
 CELL = ["cell_ID", "cell_id", "cellID", "CellId"]
-FILE_PATTERNS = {
-    "expr": ["*exprMat_file.csv.gz", "*exprMat_file.csv"],
-    "meta": ["*metadata_file.csv.gz", "*metadata_file.csv"],
-    "fov": ["*fov_positions_file.csv.gz", "*fov_positions_file.csv"],
-    "tx": ["*tx_file.csv.gz", "*tx_file.csv"],
-}
-
-
-def is_cosmx_folder(path: Path) -> bool:
-    """Cheap check: a folder with CosMx flat files or CellLabels/."""
-    if not path.is_dir():
-        return False
-    if (path / "CellLabels").is_dir():
-        return True
-    return any(find_first(path, pats) is not None for pats in FILE_PATTERNS.values())
-
-
 def cell_key(fov, cell_id) -> np.ndarray:
     """Per-slide unique cell name ``"<fov>_<cell_ID>"`` (CosMx ids repeat across FOVs)."""
     return (pd.Series(np.asarray(fov)).astype(int).astype(str) + "_"
@@ -140,7 +124,7 @@ def read_cosmx(path, *, transcripts: bool = True, images: bool = True, labels: b
         folder = folder.parent
     if not folder.is_dir():
         raise InputError(f"The CosMx folder {folder} does not exist.", "check the path.")
-    files = {k: find_first(folder, pats) for k, pats in FILE_PATTERNS.items()}
+    files = {k: find_first(folder, pats) for k, pats in COSMX_FILES.items()}
     if files["expr"] is None and files["tx"] is None:
         raise InputError(f"The CosMx folder {folder} has neither *_exprMat_file.csv nor *_tx_file.csv: no counts.",
                          "copy the flat files (exprMat and/or tx file) of the export into the folder.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from .layouts import is_cosmx_folder, is_merscope_folder, is_xenium_folder
 
 
 def _is_visium(path: Path) -> bool:
@@ -48,12 +49,7 @@ def is_saved_result(path) -> bool:
 
 def detect_platform(path) -> str | None:
     """'xenium', 'cosmx', 'merscope', 'visium', 'st', 'anndata', 'spatialdata' or None. Never raises. The
-    instrument readers (pandas) are imported only for the paths that need their checks."""
-
-    def is_xenium_folder(folder: Path) -> bool:
-        from .xenium import is_xenium_folder as check
-
-        return check(folder)
+    instrument readers (pandas) are not imported: :mod:`.layouts` holds their cheap checks."""
 
     try:
         path = Path(path)
@@ -76,9 +72,6 @@ def detect_platform(path) -> str | None:
             return "spatialdata"
         if is_xenium_folder(path):
             return "xenium"
-        from .cosmx import is_cosmx_folder
-        from .merscope import is_merscope_folder
-
         if is_cosmx_folder(path):
             return "cosmx"
         if is_merscope_folder(path):

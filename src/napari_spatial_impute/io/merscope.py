@@ -19,6 +19,7 @@ from ..coords import invert_affine, pixel_grid_affine
 from ..errors import InputError
 from .checks import check_covers
 from .images import gdal_aux_geotransform, open_tiff, read_plain_image
+from .layouts import MERSCOPE_TRANSCRIPTS
 from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .tables import (
     find_first,
@@ -31,26 +32,12 @@ from .tables import (
 )
 
 CONTROL_PATTERN = re.compile(r"^(Blank|NegControl)", re.IGNORECASE)
-TX_PATTERNS = ["detected_transcripts.csv", "detected_transcripts.csv.gz", "detected_transcripts.parquet",
-               "*transcripts*.csv.gz", "*transcripts*.gz", "*transcripts*.csv"]
 IMAGE_RE = re.compile(r"_(?P<stain>[A-Za-z0-9]+)_z(?P<z>\d+)\.(tif|tiff|jpg|jpeg|png)$", re.IGNORECASE)
 MAX_LABEL_PIXELS = 64_000_000
 
 
-def is_merscope_folder(path: Path) -> bool:
-    """Cheap check: official MERSCOPE files, or a transcripts table with global_x / global_y."""
-    if not path.is_dir():
-        return False
-    if any((path / n).exists() for n in ("cell_by_gene.csv", "cell_metadata.csv", "detected_transcripts.csv")):
-        return True
-    if (path / "images" / "micron_to_mosaic_pixel_transform.csv").exists():
-        return True
-    f = find_first(path, TX_PATTERNS[3:])
-    return f is not None and {"global_x", "global_y"} <= set(peek_header(f))
-
-
 def _transcripts(folder: Path) -> pd.DataFrame | None:
-    f = find_first(folder, TX_PATTERNS)
+    f = find_first(folder, MERSCOPE_TRANSCRIPTS)
     if f is None:
         return None
     header = peek_header(f)

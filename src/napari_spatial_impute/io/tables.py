@@ -11,35 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-
-
-def find_first(folder: Path, patterns: Sequence[str]) -> Path | None:
-    """First file in ``folder`` matching one of the glob ``patterns`` (in order of the patterns)."""
-    for pattern in patterns:
-        hits = sorted(p for p in folder.glob(pattern) if p.is_file())
-        if hits:
-            return hits[0]
-    return None
-
-
-def peek_header(path: Path) -> list[str]:
-    """Column names of a csv / csv.gz / parquet file without reading it (empty list when unreadable)."""
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        opener = gzip.open if _is_gzip(path) else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            line = fh.readline()
-        return [c.strip().strip('"') for c in line.rstrip("\r\n").split(",")]
-    except Exception:  # noqa: BLE001 - a peek never raises
-        return []
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
+from .layouts import find_first, is_gzip, peek_header  # noqa: F401 - the readers' table helpers
 
 
 def read_table(path: Path, *, what: str, columns: Iterable[str] | None = None,
@@ -59,7 +31,7 @@ def read_table(path: Path, *, what: str, columns: Iterable[str] | None = None,
         if path.suffix == ".parquet":
             df = pd.read_parquet(path, columns=cols)
         else:
-            compression = "gzip" if _is_gzip(path) else None
+            compression = "gzip" if is_gzip(path) else None
             df = pd.read_csv(path, usecols=cols, compression=compression, dtype=dtype, low_memory=False)
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise InputError(f"The {what} file {path.name} is truncated or corrupt ({err}).",

@@ -12,20 +12,13 @@ from ..coords import PLATFORM_PIXEL_SIZE_UM, pixel_grid_affine
 from ..errors import InputError
 from .checks import check_covers
 from .images import ome_pixel_size_um, open_tiff
+from .layouts import CELLS_NAMES, MATRIX_NAMES
 from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 from .tables import find_first, read_table, require_columns
 
-MATRIX_NAMES = ("cell_feature_matrix.h5", "cell_feature_matrix", "cell_feature_matrix.zarr.zip")
-CELLS_NAMES = ("cells.parquet", "cells.csv.gz", "cells.csv")
 CONTROL_PREFIXES = ("NegControl", "BLANK", "Unassigned", "DeprecatedCodeword", "Intergenic", "antisense")
 #: Labels rasterised from boundaries stay below this many pixels (coarser pixels for big slides).
 MAX_LABEL_PIXELS = 64_000_000
-
-
-def is_xenium_folder(path: Path) -> bool:
-    """Cheap check: a folder with Xenium's matrix / cells / experiment files."""
-    names = (*MATRIX_NAMES, *CELLS_NAMES, "experiment.xenium", "transcripts.parquet", "morphology_focus")
-    return path.is_dir() and any((path / n).exists() for n in names)
 
 
 def _folder(path) -> Path:
