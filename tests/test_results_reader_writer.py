@@ -157,9 +157,15 @@ def test_labels_carry_imputed_genes_and_write_labels(real_result, tmp_path, suff
         getattr(viewer, f"add_{kind}")(data, **kwargs)
     labels = viewer.layers["cells"]
     cells = viewer.layers["xenium cells"]
-    SampleView(viewer, cells).attach(SampleResult(result, spatial.obs_names))
+    sample_result = SampleResult(result, spatial.obs_names)
+    SampleView(viewer, cells).attach(sample_result)
     feats = labels.features
     assert {"index", "cell_id", *GENES} <= set(feats.columns)  # the segmentation's table has the imputed genes
+    # a second view of the same cells (the Colour dock re-attaching) reuses the columns instead of rebuilding them
+    sample_result.features = lambda: pytest.fail("the result's columns were rebuilt")
+    before = cells.features
+    assert SampleView(viewer, cells).attach(sample_result) == list(sample_result.genes)
+    assert cells.features is before
     out = write_labels(str(tmp_path / f"seg{suffix}"), labels.data, {"features": feats})
     assert [p.split("/")[-1] for p in out] == [f"seg{suffix}", "seg.cells.csv"] and _partials(tmp_path) == []
     if suffix == ".npy":

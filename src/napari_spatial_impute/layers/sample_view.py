@@ -171,9 +171,13 @@ class SampleView:
     def attach(self, result) -> list[str]:
         """Make ``result`` (a :class:`~.results.SampleResult`) part of the sample: its genes become features of
         the cells layer and of its segmentation Labels layers (rows matched by ``cell_id``; every gene when
-        small, else the shown one), so the Labels writer's per-cell table carries them; returns the genes."""
+        small, else the shown one), so the Labels writer's per-cell table carries them; returns the genes. A
+        new view of a cells layer that already carries ``result`` (the Colour dock re-attaching) reuses it."""
+        again = self.cells.metadata.get("result") is result
         self.result = result
         self.cells.metadata["result"] = result
+        if again:
+            return list(result.genes)
         feats = result.features()
         if feats is not None:
             import pandas as pd
