@@ -128,6 +128,7 @@ class KernelRidge:
         self.alpha, self.max_rows, self.seed = float(alpha), int(max_rows), int(seed)
         self.mu = self.sd = self.ym = self.landmarks = self.coef = None
         self.gamma = 0.0
+        self._f64: tuple[np.ndarray, np.ndarray] | None = None
 
     def _z(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, np.float64) - self.mu) / self.sd
@@ -151,11 +152,14 @@ class KernelRidge:
             self.coef = np.linalg.solve(lhs, k_nm.T @ yc)
         # kept as the bundle stores them, so a loaded model predicts exactly the same
         self.landmarks, self.coef = land.astype(np.float32), self.coef.astype(np.float32)
+        self._f64 = None
         return self
 
     def predict(self, x: np.ndarray, rows: int = 4096) -> np.ndarray:
         z = self._z(x)
-        land, coef = self.landmarks.astype(np.float64), self.coef.astype(np.float64)
+        if self._f64 is None:  # cast once per model, not per call (a block of a whole slide is one call)
+            self._f64 = (self.landmarks.astype(np.float64), self.coef.astype(np.float64))
+        land, coef = self._f64
         out = np.empty((len(z), len(self.ym)), np.float32)
         for start in range(0, len(z), rows):  # bounded memory: one block of rows × landmarks at a time
             out[start:start + rows] = rbf_kernel(z[start:start + rows], land, self.gamma) @ coef + self.ym

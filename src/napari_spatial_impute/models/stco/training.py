@@ -158,8 +158,10 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
                                           float(heads.logit_scale.detach()))
         f0 = feats[0].cpu().numpy()
         oof["feature_knn"][te] = knn_predict(f0[tr], expr[tr], f0[te], cfg["knn_k"])
+        yield Progress(start + fi, total, f"validation: section {h} held out, feature ridge", "validate")
         ridge = fit_feature_ridge(ridge_x[tr], expr[tr], groups[tr], xy_um[tr], cfg)
         oof["feature_ridge"][te] = ridge.predict(ridge_x[te])
+        yield Progress(start + fi, total, f"validation: section {h} held out, kernel ridge", "validate")
         if krr:
             oof["feature_krr"][te] = fit_feature_krr(ridge_x[tr], expr[tr], groups[tr], cfg, seed).predict(ridge_x[te])
         oof["colour_ridge"][te] = Ridge().fit(colour[tr], expr[tr]).predict(colour[te])

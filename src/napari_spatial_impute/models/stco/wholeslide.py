@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from ...errors import InputError
-from ...progress import Progress, ProgressGen, run_to_end
+from ...progress import Progress, ProgressGen, relay
 from .patches import check_pixel_size, check_spots_in_image, reduce_for, region_patches
 from .slide import PIXEL_SIZE_NOTE, DecodedSlide, blocks_of, cut_patches, open_slide
 from .tiling import make_grid, tissue_mask
@@ -58,6 +58,7 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
     overview, oscale = slide.overview(1024)
     yield Progress(0, 1, "image decoded", "tiles")
     mask, mscale = tissue_mask(overview, oscale)
+    yield Progress(0, 1, "tissue found", "tiles")
     grid = None
     if spots_xy is None:
         grid = make_grid(mask, mscale, width, height, tile_um / pixel_size_um, min_tissue)
@@ -78,6 +79,7 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
         # patches spread over the slide: its stain, and its feature statistics (feature_norm="section")
         picked = centres[np.unique(np.linspace(0, len(centres) - 1, min(stain_sample, len(centres))).astype(int))]
         sample = region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px, cfg["context"])
+        yield Progress(0, 1, "stain sample cut", "tiles")
         if model.stain_reference is not None:
             from .stain import estimate_stains
 
@@ -87,7 +89,9 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
     weights = model.weights
     for bi, idx in enumerate(blocks):
         patches = cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"])
-        parts = run_to_end(model.predict_parts_steps(patches, tta, source=source, stats=stats))
+        # the block's own feature batches are relayed, so a cancel or a redraw never waits for a whole block
+        parts = yield from relay(model.predict_parts_steps(patches, tta, source=source, stats=stats), "predict",
+                                 bi * 100, len(blocks) * 100, prefix=f"tile batch {bi + 1}/{len(blocks)}: ")
         values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
         yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
     sigma = float(model.choice.get("smoothing_um", 0.0))
