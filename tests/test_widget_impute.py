@@ -68,7 +68,8 @@ def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot
     before = layer.face_color.copy()
     w.colour.show("imputed:Vip")
     qtbot.waitUntil(lambda: not np.allclose(before, layer.face_color))  # recoloured without recomputing
-    assert layer.face_contrast_limits == pytest.approx(w.view.clim)  # the bar follows the gene
+    # the bar follows the gene (its own GUI turn, queued after the colours')
+    qtbot.waitUntil(lambda: layer.face_contrast_limits == pytest.approx(w.view.clim))
     # measured vs imputed side by side for a gene that has both
     assert "Plp1" in w.colour.grid_gene.choices
     w.colour.grid_gene.value = "Plp1"
@@ -147,6 +148,7 @@ def test_cancel_mid_run_adds_nothing(viewer_with_sample, qtbot, monkeypatch):
     assert len(viewer.layers) == 1 and w.view is None
     assert "cancelled" in w.status.value
     monkeypatch.setattr(api, "impute_steps", real)
+    w.method.value = "knn"  # the re-run after a cancel: any method shows it (kNN keeps CI short)
     w.run()
     _wait_idle(w, qtbot)
     assert w.view is not None
@@ -201,6 +203,7 @@ def test_ten_thousand_categories_do_not_freeze(viewer_with_sample, qtbot):
 def test_cancel_while_saving_leaves_no_file(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     viewer, w = viewer_with_sample
     w.picker.select(["Gad2", "Vip"])
+    w.method.value = "knn"  # a result to save; the default method's own run is covered above
     w.run()
     _wait_idle(w, qtbot)
     from napari_spatial_impute.layers import results
