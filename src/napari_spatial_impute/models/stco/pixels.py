@@ -107,6 +107,9 @@ def crop_patches(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, out_px
     ox, oy = int(origin[0]), int(origin[1])
     for i, (x, y) in enumerate(np.asarray(centres_xy, dtype=np.float64)):
         x0, y0 = int(round(x - half)) - ox, int(round(y - half)) - oy
+        if x0 >= 0 and y0 >= 0 and x0 + n_side <= w and y0 + n_side <= h:  # inside: no white canvas needed
+            out[i] = _resize(arr[y0:y0 + n_side, x0:x0 + n_side], out_px)
+            continue
         patch = np.full((n_side, n_side, 3), 255, np.uint8)
         sx0, sy0 = max(0, x0), max(0, y0)
         sx1, sy1 = min(w, x0 + n_side), min(h, y0 + n_side)
