@@ -181,7 +181,8 @@ def test_pyramidal_tiff_is_predicted_region_by_region(small_model, tmp_path):
     biggest = max(max(x1_ - x0_, y1_ - y0_) for x0_, y0_, x1_, y1_ in slide.regions)
     wide = 60 * max(1.0, small_model.cfg["context"])
     assert biggest <= max(256, 2 * wide) + wide + 4 and len(slide.regions) > 10
-    assert max(peaks[1:]) < image.nbytes / 4, peaks
+    # two blocks at most in flight (the next one is read and cut on a second thread): far below the slide
+    assert max(peaks[1:]) < image.nbytes / 3, peaks
     assert overall < image.nbytes, overall  # the overview + tissue mask are ≤ 1024 px a side, whatever the slide
     assert np.isfinite(res["values"]).all() and res["pixel_size_um"] == pytest.approx(PX_UM)  # from the TIFF
     # the same tiles and values as the slide held in memory

@@ -11,6 +11,7 @@ backbone features (``feature_norm="section"``).
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -87,20 +88,34 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
         stats = yield from model.feature_stats_steps(sample, source)
     values = np.empty((len(centres), len(model.genes)), np.float32)
     weights = model.weights
-    for bi, idx in enumerate(blocks):
-        patches = cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"])
-        # the block's own feature batches are relayed, so a cancel or a redraw never waits for a whole block
-        parts = yield from relay(model.predict_parts_steps(patches, tta, source=source, stats=stats), "predict",
-                                 bi * 100, len(blocks) * 100, prefix=f"tile batch {bi + 1}/{len(blocks)}: ")
-        values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
-        yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
+
+    def cut(idx: np.ndarray) -> np.ndarray:
+        return cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"])
+
+    # the next block's patches are cut (region read + PIL resizing, outside the GIL) on a second thread while
+    # this block's go through the backbone; only that thread reads the slide inside the loop
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsi-patches")
+    try:
+        ahead = pool.submit(cut, blocks[0])
+        for bi, idx in enumerate(blocks):
+            patches = ahead.result()
+            if bi + 1 < len(blocks):
+                ahead = pool.submit(cut, blocks[bi + 1])
+            # the block's own feature batches are relayed, so a cancel or a redraw never waits for a whole block
+            parts = yield from relay(model.predict_parts_steps(patches, tta, source=source, stats=stats),
+                                     "predict", bi * 100, len(blocks) * 100,
+                                     prefix=f"tile batch {bi + 1}/{len(blocks)}: ")
+            values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
+            yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
+    finally:  # also on cancel (the generator closed): the cutting thread ends before the slide closes
+        pool.shutdown(wait=True, cancel_futures=True)
+        if hasattr(slide, "close") and not isinstance(image, type(slide)):
+            slide.close()
     sigma = float(model.choice.get("smoothing_um", 0.0))
     if sigma:
         from .fallback import smooth
 
         values = smooth(values, centres * pixel_size_um, sigma)
-    if hasattr(slide, "close") and not isinstance(image, type(slide)):
-        slide.close()
     return {"values": values, "centres_xy": centres, "genes": list(model.genes), "grid": grid,
             "pixel_size_um": float(pixel_size_um), "weights": weights, "smoothing_um": sigma}
 
