@@ -222,6 +222,9 @@ def test_bad_input_is_said_and_handled(small_model, synthetic):
     rgba = np.concatenate([image, np.full(image.shape[:2] + (1,), 255, np.uint8)], axis=2)
     with pytest.warns(UserWarning, match="alpha"):
         small_model.predict_image(rgba, PX_UM, spots_xy=xy)
+    # no spots at all: said before any work, not an error from deep inside the patch cutting
+    with pytest.raises(InputError, match="No spots"):
+        small_model.predict_image(image, PX_UM, spots_xy=np.zeros((0, 2)))
     # an image of another section: no spot on tissue
     glass = np.full_like(image, 245)
     glass[:200, :200] = image[:200, :200]
