@@ -50,6 +50,10 @@ def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot
     assert w.picker.missing == [] and "held out" in w.picker.note.value
     assert sorted(w.picker.chosen()) == sorted(["Gad2", "Vip", "Plp1", "Mfge8", "Aldoc", "Sox10"])
     w.picker.select(["Gad2", "Vip", "Plp1"])
+    # the dock offers the default method; the run here is kNN to keep CI short (the widget passes the method's
+    # name on: "auto" itself runs through the API in test_crossval_auto / test_cancel_xenium / test_determinism)
+    assert w.method.value == "auto"
+    w.method.value = "knn"
     w.run()
     _wait_idle(w, qtbot)
     layer = w.output_layer
@@ -203,7 +207,7 @@ def test_ten_thousand_categories_do_not_freeze(viewer_with_sample, qtbot):
 def test_cancel_while_saving_leaves_no_file(viewer_with_sample, qtbot, tmp_path, monkeypatch):
     viewer, w = viewer_with_sample
     w.picker.select(["Gad2", "Vip"])
-    w.method.value = "knn"  # a result to save; the default method's own run is covered above
+    w.method.value = "knn"  # a result to save
     w.run()
     _wait_idle(w, qtbot)
     from napari_spatial_impute.layers import results
