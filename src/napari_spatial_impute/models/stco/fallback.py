@@ -128,7 +128,6 @@ class KernelRidge:
         self.alpha, self.max_rows, self.seed = float(alpha), int(max_rows), int(seed)
         self.mu = self.sd = self.ym = self.landmarks = self.coef = None
         self.gamma = 0.0
-        self._f64: tuple[np.ndarray, np.ndarray] | None = None
 
     def _z(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, np.float64) - self.mu) / self.sd
@@ -150,16 +149,13 @@ class KernelRidge:
             k_nm, k_mm = rbf_kernel(z, land, self.gamma), rbf_kernel(land, land, self.gamma)
             lhs = k_nm.T @ k_nm + self.alpha * k_mm + 1e-8 * np.eye(len(land))
             self.coef = np.linalg.solve(lhs, k_nm.T @ yc)
-        # kept as the bundle stores them, so a loaded model predicts exactly the same
-        self.landmarks, self.coef = land.astype(np.float32), self.coef.astype(np.float32)
-        self._f64 = None
+        # rounded as the bundle stores them (float32), so a loaded model predicts exactly the same
+        self.landmarks, self.coef = _as_stored(land), _as_stored(self.coef)
         return self
 
     def predict(self, x: np.ndarray, rows: int = 4096) -> np.ndarray:
         z = self._z(x)
-        if self._f64 is None:  # cast once per model, not per call (a block of a whole slide is one call)
-            self._f64 = (self.landmarks.astype(np.float64), self.coef.astype(np.float64))
-        land, coef = self._f64
+        land, coef = self.landmarks, self.coef
         out = np.empty((len(z), len(self.ym)), np.float32)
         for start in range(0, len(z), rows):  # bounded memory: one block of rows × landmarks at a time
             out[start:start + rows] = rbf_kernel(z[start:start + rows], land, self.gamma) @ coef + self.ym
@@ -167,16 +163,22 @@ class KernelRidge:
 
     def state(self, prefix: str = "krr") -> dict[str, np.ndarray]:
         return {f"{prefix}_mu": self.mu, f"{prefix}_sd": self.sd, f"{prefix}_ym": self.ym,
-                f"{prefix}_landmarks": self.landmarks, f"{prefix}_coef": self.coef,
+                f"{prefix}_landmarks": self.landmarks.astype(np.float32),
+                f"{prefix}_coef": self.coef.astype(np.float32),
                 f"{prefix}_gamma": np.float64(self.gamma), f"{prefix}_alpha": np.float64(self.alpha)}
 
     @classmethod
     def from_state(cls, z, prefix: str = "krr") -> KernelRidge:
         k = cls(float(z[f"{prefix}_alpha"]))
         k.mu, k.sd, k.ym = (np.asarray(z[f"{prefix}_{n}"], np.float64) for n in ("mu", "sd", "ym"))
-        k.landmarks, k.coef = np.asarray(z[f"{prefix}_landmarks"]), np.asarray(z[f"{prefix}_coef"])
+        k.landmarks, k.coef = _as_stored(z[f"{prefix}_landmarks"]), _as_stored(z[f"{prefix}_coef"])
         k.gamma = float(z[f"{prefix}_gamma"])
         return k
+
+
+def _as_stored(a) -> np.ndarray:
+    """float64 holding float32-rounded values: what the bundle stores, in the precision predict computes in."""
+    return np.asarray(a, np.float32).astype(np.float64)
 
 
 def fit_feature_krr(x: np.ndarray, y: np.ndarray, groups: np.ndarray, cfg: dict, seed: int = 0) -> KernelRidge:

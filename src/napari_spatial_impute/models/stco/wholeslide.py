@@ -69,10 +69,7 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
     else:
         from .patches import _warn_off_tissue
 
-        centres = np.asarray(spots_xy, dtype=np.float64).reshape(-1, 2)
-        if len(centres) == 0:
-            raise InputError("No spots were given to predict.", "give (x, y) pixel positions, or none to tile the "
-                             "whole tissue.")
+        centres = np.asarray(spots_xy, dtype=np.float64)
         check_spots_in_image(centres, width, height)
         iy = np.clip((centres[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
         ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
