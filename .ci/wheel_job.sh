@@ -4,10 +4,17 @@
 #  2. core: fresh venv, CPU torch first, the wheel without extras; napari / Qt / magicgui / npe2 / fair-esm absent;
 #     the CLI on the bundled samples found through importlib.resources; the FASTA path names the [esm] extra;
 #  3. floors: fresh venv, the wheel with .ci/minimum-versions.txt (the core's lower bounds, exactly), core tests;
-#  4. [all]: the wheel's [all] extra into the core venv; `npe2 validate`; a headless widget smoke test.
+#  4. [all]: a third fresh venv with the wheel's [all] extra; `npe2 validate`; a headless widget smoke test.
 # Prints sizes (du of site-packages) and package counts of core and [all], and each step's time.
-# Env: PY (python for the venvs), TORCH / TORCH_INDEX (as in the Makefile), WHEEL_JOB_DIR (work folder, /tmp).
+# Phases: `prepare` builds and installs (downloads and unpacking, little CPU: .ci/run runs it beside `make test`),
+# `check` runs the checks in the prepared venvs (after the main suite, so timing tests never share the cores);
+# no argument = both. The source is copied first (git-tracked and untracked files, no .venv / build output), so
+# a `pip install -e .` in the tree at the same time cannot race the build.
+# Env: PY (python for the venvs), TORCH / TORCH_INDEX (as in the Makefile), WHEEL_JOB_DIR (work folder, /tmp;
+# give the same one to both phases).
 set -euo pipefail
+PHASE=${1:-all}
+case "$PHASE" in prepare|check|all) ;; *) echo "usage: $0 [prepare|check]"; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-python3}
 TORCH=${TORCH:-torch==2.13.0}
@@ -34,11 +41,22 @@ site_size() {  # $1 = venv python -> "N MB, M packages"
   echo "$(du -sm "$sp" | cut -f1) MB, $("$1" -m pip list --format=freeze --exclude pip 2>/dev/null | wc -l) packages"
 }
 
-step "1. build sdist + wheel from $ROOT into $WORK/dist"
-rm -rf "$WORK/dist" "$WORK/build-env"
+C="$WORK/core/bin/python"
+F="$WORK/floor/bin/python"
+A="$WORK/all/bin/python"
+
+prepare() {
+step "1. build sdist + wheel from a copy of $ROOT into $WORK/dist"
+rm -rf "$WORK/dist" "$WORK/build-env" "$WORK/src"
+mkdir -p "$WORK/src"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then  # tracked + untracked, not ignored
+  (cd "$ROOT" && git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf -) | tar -xf - -C "$WORK/src"
+else
+  (cd "$ROOT" && tar --exclude=./.venv --exclude=./build --exclude=./dist -cf - .) | tar -xf - -C "$WORK/src"
+fi
 "$PY" -m venv "$WORK/build-env"
 quiet "$WORK/build-env/bin/python" -m pip install "build>=1.2"
-quiet "$WORK/build-env/bin/python" -m build --outdir "$WORK/dist" "$ROOT"
+quiet "$WORK/build-env/bin/python" -m build --outdir "$WORK/dist" "$WORK/src"
 WHEEL=$(ls "$WORK"/dist/napari_spatial_impute-*.whl)
 SDIST=$(ls "$WORK"/dist/napari_spatial_impute-*.tar.gz)
 ls -l "$WORK/dist"
@@ -63,12 +81,36 @@ PY
 step "2. core: fresh venv, $TORCH (index: ${TORCH_INDEX:-PyPI}), then the wheel without extras"
 rm -rf "$WORK/core"
 "$PY" -m venv "$WORK/core"
-C="$WORK/core/bin/python"
 quiet "$C" -m pip install --upgrade pip
 t=$(date +%s); install_torch "$C"; quiet "$C" -m pip install "$WHEEL"
 echo "core install: $(($(date +%s) - t)) s"
 quiet "$C" -m pip check
-CORE_SIZE=$(site_size "$C"); echo "core: $CORE_SIZE"
+site_size "$C" > "$WORK/core.size"; echo "core: $(cat "$WORK/core.size")"
+
+step "3a. floors: fresh venv, the wheel with the core's lower bounds pinned (.ci/minimum-versions.txt)"
+rm -rf "$WORK/floor"
+"$PY" -m venv "$WORK/floor"
+quiet "$F" -m pip install --upgrade pip
+install_torch "$F"
+# PIP_CONSTRAINT replaces the machine's constraint file, whose torch cap the floors respect anyway
+t=$(date +%s)
+PIP_CONSTRAINT="$ROOT/.ci/minimum-versions.txt" quiet "$F" -m pip install "$WHEEL" "pytest>=8"
+echo "floors install: $(($(date +%s) - t)) s"
+
+step "4a. [all]: fresh venv, $TORCH, then the wheel's [all] extra"
+rm -rf "$WORK/all"
+"$PY" -m venv "$WORK/all"
+quiet "$A" -m pip install --upgrade pip
+install_torch "$A"
+t=$(date +%s); quiet "$A" -m pip install "${WHEEL}[all]"; echo "[all] install: $(($(date +%s) - t)) s"
+quiet "$A" -m pip check
+site_size "$A" > "$WORK/all.size"; echo "[all]: $(cat "$WORK/all.size")"
+step "prepared"
+}
+
+check() {
+WHEEL=$(ls "$WORK"/dist/napari_spatial_impute-*.whl)
+step "2b. core: the public API, the CLI on the bundled samples"
 cd "$WORK"   # not the source tree: only the installed package is importable
 "$C" "$ROOT/.ci/wheel_smoke.py" core
 SAMPLES=$("$C" -c "from importlib.resources import files; print(files('napari_spatial_impute') / 'data')")
@@ -83,16 +125,8 @@ if [ -f "$SAMPLES/xenium_mouse_brain/spatial.h5ad" ]; then
 fi
 "$C" "$ROOT/.ci/wheel_smoke.py" check-outputs "$WORK"
 
-step "3. floors: fresh venv, the wheel with the core's lower bounds pinned (.ci/minimum-versions.txt)"
-rm -rf "$WORK/floor" "$WORK/floor-tests"
-"$PY" -m venv "$WORK/floor"
-F="$WORK/floor/bin/python"
-quiet "$F" -m pip install --upgrade pip
-install_torch "$F"
-# PIP_CONSTRAINT replaces the machine's constraint file, whose torch cap the floors respect anyway
-t=$(date +%s)
-PIP_CONSTRAINT="$ROOT/.ci/minimum-versions.txt" quiet "$F" -m pip install "$WHEEL" "pytest>=8"
-echo "floors install: $(($(date +%s) - t)) s"
+step "3b. floors: the pinned versions, then the core tests"
+rm -rf "$WORK/floor-tests"
 "$F" -m pip list --format=freeze 2>/dev/null | grep -iE "^(numpy|scipy|pandas|scikit-learn|anndata|scanpy|h5py|pyarrow|matplotlib|scikit-image|tifffile|pillow|igraph|torch)=="
 "$F" - "$ROOT/.ci/minimum-versions.txt" <<'PY'
 import sys
@@ -116,17 +150,17 @@ cd "$WORK/floor-tests"
 # on the same torch (the main suite runs them), the floors' slowest fixture
 cd "$WORK"
 
-step "4. [all]: the wheel's [all] extra into the core venv; npe2 validate; headless widget smoke test"
-t=$(date +%s); quiet "$C" -m pip install "${WHEEL}[all]"; echo "[all] install: $(($(date +%s) - t)) s"
-quiet "$C" -m pip check
-ALL_SIZE=$(site_size "$C"); echo "[all]: $ALL_SIZE"
-"$WORK/core/bin/npe2" validate napari-spatial-impute
+step "4b. [all]: npe2 validate; headless widget smoke test"
+"$WORK/all/bin/npe2" validate napari-spatial-impute
 if [ "$(uname -s)" = "Linux" ] && [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null 2>&1; then
-  xvfb-run -a -s "-screen 0 1600x1000x24" "$C" "$ROOT/.ci/wheel_smoke.py" widget
+  xvfb-run -a -s "-screen 0 1600x1000x24" "$A" "$ROOT/.ci/wheel_smoke.py" widget
 else
-  "$C" "$ROOT/.ci/wheel_smoke.py" widget
+  "$A" "$ROOT/.ci/wheel_smoke.py" widget
 fi
-
 step "done"
-echo "SIZES core: $CORE_SIZE | [all]: $ALL_SIZE"
-echo "wheel job: $(($(date +%s) - T0)) s in all"
+echo "SIZES core: $(cat "$WORK/core.size") | [all]: $(cat "$WORK/all.size")"
+}
+
+if [ "$PHASE" != check ]; then prepare; fi
+if [ "$PHASE" != prepare ]; then check; fi
+echo "wheel job ($PHASE): $(($(date +%s) - T0)) s"

@@ -200,6 +200,31 @@ def test_pyramidal_tiff_is_predicted_region_by_region(small_model, tmp_path):
     assert np.isfinite(grid[r, c]).all() and np.isnan(grid).sum() == grid.size - len(r)
 
 
+def test_slide_opened_for_a_prediction_is_closed_on_an_early_error(small_model, tmp_path, monkeypatch):
+    from napari_spatial_impute.errors import InputError
+    from napari_spatial_impute.models.stco import slide as slide_mod
+
+    path = tmp_path / "glass.tif"
+    write_pyramid(path, np.full((1024, 1024, 3), 245, np.uint8))  # glass only: no tissue tile
+    opened = []
+    real_init = slide_mod.TiffSlide.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(slide_mod.TiffSlide, "__init__", spy)
+    with pytest.raises(InputError, match="No tissue"):
+        small_model.predict_image(path, tile_um=60.0)
+    assert len(opened) == 1 and opened[0].tif.filehandle.closed
+    # a slide the caller opened stays open for the caller
+    slide = slide_mod.TiffSlide(path)
+    with pytest.raises(InputError, match="No tissue"):
+        small_model.predict_image(slide, tile_um=60.0)
+    assert not slide.tif.filehandle.closed
+    slide.close()
+
+
 def test_bad_input_is_said_and_handled(small_model, synthetic):
     from napari_spatial_impute.errors import InputError
     from napari_spatial_impute.models.stco.patches import check_pixel_size, section_patches

@@ -66,6 +66,9 @@ class Slide:
         """The whole slide reduced to ≤ ~``max_side`` pixels; (array, full-res pixels per array pixel)."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release the file (a no-op for slides that hold no file open)."""
+
 
 class ArraySlide(Slide):
     """An RGB array at full resolution: numpy, or any lazily sliced array (dask, zarr), converted per read."""

@@ -39,10 +39,20 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
     ``scale`` / ``translate`` put a heat map over the image layer).
     """
     model._check_fitted()
-    cfg = model.cfg
     if tta is None and spots_xy is None:
         tta = TILE_TTA
     slide = open_slide(image, 1)
+    try:  # closed on every exit (an error such as "no tissue", a cancel, the end), unless the caller opened it
+        return (yield from _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tissue, tta,
+                                                block_px, stain_sample))
+    finally:
+        if slide is not image:
+            slide.close()
+
+
+def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tissue, tta, block_px,
+                         stain_sample) -> ProgressGen[dict]:
+    cfg = model.cfg
     if pixel_size_um is None:
         if slide.pixel_size_um is not None and PIXEL_SIZE_NOTE[0] <= slide.pixel_size_um <= PIXEL_SIZE_NOTE[1]:
             pixel_size_um = slide.pixel_size_um
@@ -109,8 +119,6 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
             yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
     finally:  # also on cancel (the generator closed): the cutting thread ends before the slide closes
         pool.shutdown(wait=True, cancel_futures=True)
-        if hasattr(slide, "close") and not isinstance(image, type(slide)):
-            slide.close()
     sigma = float(model.choice.get("smoothing_um", 0.0))
     if sigma:
         from .fallback import smooth
