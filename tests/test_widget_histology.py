@@ -96,3 +96,35 @@ def test_missing_bundle_is_reported(widget, tmp_path):
     w.model_dir.value = tmp_path / "nothing-here"
     w.run()
     assert w._worker is None and "not a model bundle" in w.status.value and len(viewer.layers) == 1
+
+
+def test_pixel_size_auto_comes_from_a_layer_in_micrometres(widget, her2st, qtbot, recwarn):
+    """An H&E layer shown in µm (as the instrument readers show theirs): "auto" reads its pixel size from the
+    layer's scale, so patches are cut at the model's physical size without a guess."""
+    viewer, w = widget
+    _, c6, image, factor = her2st
+    um_per_px = c6.uns["histology"]["pixel_size_um"] * factor
+    viewer.add_image(image, name="C6 H&E (µm)", rgb=True, scale=(um_per_px, um_per_px), units=("um", "um"))
+    w.image_layer.value = "C6 H&E (µm)"
+    w.pixel_size.value = 0.0
+    assert w.pixel_size.native.text() == "auto"
+    w.tile_um.value = 200.0
+    _run(w, qtbot)
+    assert w.output_layer is not None, w.status.value
+    assert w.result.uns["napari_spatial_impute"]["pixel_size_um"] == pytest.approx(um_per_px)
+    assert f"at {um_per_px:.3g} µm/px" in w.status.value
+    assert not [r for r in recwarn if "No pixel size given" in str(r.message)]
+
+
+def test_layer_pixel_size_reads_units_scale_and_affine():
+    from napari.layers import Image
+
+    from napari_spatial_impute.layers.histology import layer_pixel_size_um
+
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    assert layer_pixel_size_um(Image(rgb, rgb=True, scale=(0.5, 0.5))) is None  # pixels: unknown size
+    assert layer_pixel_size_um(Image(rgb, rgb=True, scale=(0.5, 0.5), units=("um", "um"))) == pytest.approx(0.5)
+    assert layer_pixel_size_um(Image(rgb, rgb=True, scale=(5e-4, 5e-4), units=("mm", "mm"))) == pytest.approx(0.5)
+    assert layer_pixel_size_um(Image(rgb, rgb=True, scale=(0.5, 0.7), units=("um", "um"))) is None  # not square
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) * [[0.25], [0.25], [1.0]]
+    assert layer_pixel_size_um(Image(rgb, rgb=True, affine=turn, units=("um", "um"))) == pytest.approx(0.25)

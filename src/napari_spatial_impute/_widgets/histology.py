@@ -79,7 +79,10 @@ class HistologyWidget(RunsInWorker, Container):
         self.spots_layer = ComboBox(label="Spots", choices=self._points_choices,
                                     tooltip="A Points layer of spot centres on the image, or the whole tissue.")
         self.pixel_size = FloatSpinBox(label="µm per pixel", value=0.0, min=0.0, max=100.0, step=0.01,
-                                       tooltip="0 = the training sections' pixel size")
+                                       tooltip="auto (0): the H&E layer's scale when its units are µm (the "
+                                               "plugin's instrument readers), else the training sections' "
+                                               "pixel size, with a warning")
+        self.pixel_size.native.setSpecialValueText("auto")
         self.tile_um = FloatSpinBox(label="Tile (µm)", value=100.0, min=10.0, max=2000.0, step=10.0)
         self.device = ComboBox(label="Device", choices=["auto"], value="auto",
                                tooltip="auto picks a GPU when there is one")
@@ -166,7 +169,9 @@ class HistologyWidget(RunsInWorker, Container):
             if not model_dir or not (Path(model_dir) / "config.json").is_file():
                 raise InputError(f"{model_dir!r} is not a model bundle folder.", "pick the folder written by "
                                  "'histology train', or switch to 'Train on sections'.")
-        pixel_size = float(self.pixel_size.value) or None
+        from ..layers.histology import layer_pixel_size_um
+
+        pixel_size = float(self.pixel_size.value) or layer_pixel_size_um(img_layer)
         save = str(self.save_dir.value) if self.mode.value == TRAIN and str(self.save_dir.value) not in ("", ".") \
             else None
         return dict(model_dir=model_dir, sections=list(self.sections) if self.mode.value == TRAIN else [],
@@ -206,9 +211,12 @@ class HistologyWidget(RunsInWorker, Container):
         self.gene_select.value = gene
         self._title(gene)
         what = "tiles" if is_tiled(prediction) else "spots"
+        from .. import UNS_KEY
         from ..api.histology import describe_choice
 
-        self.status.value = f"{len(self._genes)} genes predicted for {prediction.n_obs} {what}"
+        px = prediction.uns.get(UNS_KEY, {}).get("pixel_size_um")
+        self.status.value = f"{len(self._genes)} genes predicted for {prediction.n_obs} {what}" + \
+            (f" at {float(px):.3g} µm/px" if px else "")
         self.status.tooltip = describe_choice(model)
         self.progress_bar.value = 100
 

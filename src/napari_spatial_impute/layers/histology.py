@@ -101,6 +101,24 @@ def points_in_image_px(points_layer, image_layer) -> np.ndarray:
     return yx_to_xy(pixels)
 
 
+def layer_pixel_size_um(image_layer) -> float | None:
+    """µm per pixel of an image layer whose world is in a length unit (``units`` µm, mm, nm…: the plugin's
+    instrument readers put their images in µm), from its scale and affine; None when the units are pixels or
+    unknown, or the pixels are not square (> 1 % apart)."""
+    try:
+        to_um = [float((1.0 * u).to("micrometer").magnitude) for u in tuple(image_layer.units)[-2:]]
+    except Exception:  # noqa: BLE001  (no units, "pixel", or not a length)
+        return None
+    if len(to_um) != 2:
+        return None
+    linear = np.asarray(image_layer.affine.linear_matrix, dtype=np.float64)[-2:, -2:]
+    columns = linear @ np.diag(np.asarray(image_layer.scale, dtype=np.float64)[-2:])
+    sizes = np.linalg.norm(columns, axis=0) * np.asarray(to_um)
+    if not np.isfinite(sizes).all() or sizes.min() <= 0 or sizes.max() > 1.01 * sizes.min():
+        return None
+    return float(sizes.mean())
+
+
 def _limits(grid: np.ndarray) -> tuple[float, float]:
     """Full (min, max) range of the finite values (never empty)."""
     return contrast_limits(grid, 0.0, 100.0)

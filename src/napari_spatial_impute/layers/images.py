@@ -13,7 +13,7 @@ from .colors import contrast_limits
 def image_layer(image, *, visible: bool = True) -> LayerDataTuple:
     """Image layer of a :class:`SampleImage` (µm world). Grey channels blend additively over RGB images."""
     data = image.data
-    kwargs = {"name": image.name, "visible": visible, "metadata": {"source": image.source}}
+    kwargs = {"name": image.name, "visible": visible, "metadata": {"source": image.source}, "units": ("um", "um")}
     kwargs.update(affine_to_napari(image.affine))
     if isinstance(data, list):
         kwargs["multiscale"] = True
