@@ -138,6 +138,9 @@ print(f"{len(pins)} floors installed exactly")
 PY
 mkdir -p "$WORK/floor-tests"
 cp -r "$ROOT/tests" "$WORK/floor-tests/tests"
+# the real datasets beside the copied tests, where the tests look for them (../shared), when CI has them
+rm -f "$WORK/shared"
+if [ -d "$ROOT/../shared/datasets" ]; then ln -s "$(cd "$ROOT/../shared" && pwd)" "$WORK/shared"; fi
 cd "$WORK/floor-tests"
 "$F" -m pytest -q -p no:cacheprovider tests/test_knn.py tests/test_stimpute.py tests/test_metrics.py \
     tests/test_preprocessing.py tests/test_cli.py tests/test_readers_xenium.py tests/test_readers_anndata.py \
