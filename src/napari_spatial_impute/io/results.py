@@ -8,7 +8,6 @@ folder is removed. :func:`read_gene` reads one gene (one column) without loading
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
@@ -76,6 +75,10 @@ def check_target(path: Path, overwrite: bool) -> None:
     check_writable(path, "result store", folder=True)
 
 
+class _Aborted(Exception):
+    """Thrown into the write-then-rename of an aborted writer: its partial output is removed."""
+
+
 class ResultWriter:
     """Write an (n_cells × n_genes) float32 result to ``path`` (``.zarr``) block by block.
 
@@ -90,11 +93,14 @@ class ResultWriter:
         import anndata as ad
         import zarr
 
+        from ..atomic import atomic_path
+
         self.path = Path(path)
         check_target(self.path, overwrite)
-        self.tmp = self.path.with_name(self.path.name + ".partial")
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
+        # the package's one write-then-rename: closed without error by close(), with one by abort()
+        self._atomic = atomic_path(self.path, "result store", overwrite=overwrite, folder=True)
+        self.tmp = self._atomic.__enter__()
+        self._open = True
         self.shape = (len(obs), len(var))
         self._written = 0
         try:
@@ -110,6 +116,9 @@ class ResultWriter:
             self.abort()
             raise InputError(f"Could not write {self.path}: {err.strerror or err}.",
                              "choose a writable folder with enough free space.") from err
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, rows: slice, block: np.ndarray, cols: slice | None = None) -> None:
         """Store predictions of the cells ``rows`` for the genes ``cols`` (default: every gene); each
@@ -151,19 +160,21 @@ class ResultWriter:
                 for key, value in uns.items():  # merged: the spatial data's uns written at creation stays
                     ad.io.write_elem(root["uns"], key, value)
             zarr.consolidate_metadata(str(self.tmp))
-            if self.path.exists():
-                shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-            self.tmp.replace(self.path)
         except OSError as err:
             from ..atomic import os_error
 
             self.abort()
             raise os_error(err, self.path, "result store") from err
+        self._open = False
+        self._atomic.__exit__(None, None, None)  # renamed into place (an OSError: removed, InputError)
         return self.path
 
     def abort(self) -> None:
-        """Remove the partial output (cancel, error)."""
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        """Remove the partial output (cancel, error); once."""
+        if self._open:
+            self._open = False
+            stop = _Aborted()
+            self._atomic.__exit__(_Aborted, stop, None)
 
     def __enter__(self) -> ResultWriter:
         return self
