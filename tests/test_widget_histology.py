@@ -113,6 +113,8 @@ def test_pixel_size_auto_comes_from_a_layer_in_micrometres(widget, her2st, qtbot
     assert w.output_layer is not None, w.status.value
     assert w.result.uns["napari_spatial_impute"]["pixel_size_um"] == pytest.approx(um_per_px)
     assert f"at {um_per_px:.3g} µm/px" in w.status.value
+    # drawn in the H&E layer's world units (napari renders no units when layers disagree)
+    assert tuple(map(str, w.output_layer.units)) == ("micrometer", "micrometer")
     assert not [r for r in recwarn if "No pixel size given" in str(r.message)]
 
 
@@ -128,3 +130,37 @@ def test_layer_pixel_size_reads_units_scale_and_affine():
     assert layer_pixel_size_um(Image(rgb, rgb=True, scale=(0.5, 0.7), units=("um", "um"))) is None  # not square
     turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]) * [[0.25], [0.25], [1.0]]
     assert layer_pixel_size_um(Image(rgb, rgb=True, affine=turn, units=("um", "um"))) == pytest.approx(0.25)
+
+
+def test_rotated_h_and_e_layer_spots_and_heatmap_follow_its_affine(widget, her2st, qtbot):
+    """An H&E layer placed by an affine (a Xenium H&E with its alignment: rotated and scaled into µm): the spots
+    are read in its pixels and the results are drawn where those pixels are in the world."""
+    from napari_spatial_impute.coords import apply_affine_xy, layer_affine_xy
+
+    viewer, w = widget
+    _, c6, image, factor = her2st
+    turn = np.array([[0.0, -1.0, 5000.0], [1.0, 0.0, 200.0], [0.0, 0.0, 1.0]])  # (y, x): a quarter turn
+    turn[:2, :2] *= 0.8
+    viewer.add_image(image, name="C6 H&E (aligned)", rgb=True, affine=turn)
+    img = viewer.layers["C6 H&E (aligned)"]
+    to_world = layer_affine_xy(img)
+    spots_px = c6.obsm["spatial_px"] / factor  # in the shown (1/4) image's pixels
+    spots_world = apply_affine_xy(to_world, spots_px)
+    viewer.add_points(spots_world[:, ::-1], name="C6 spots (world)", size=50)
+    w.image_layer.value = "C6 H&E (aligned)"
+    w.pixel_size.value = c6.uns["histology"]["pixel_size_um"] * factor
+    w.spots_layer.value = "C6 spots (world)"
+    _run(w, qtbot)
+    layer = w.output_layer
+    assert layer is not None and layer.name.startswith("H&E →"), w.status.value
+    np.testing.assert_allclose(w.result.obsm["spatial_px"], spots_px, atol=1e-6)  # read in the layer's pixels
+    drawn = apply_affine_xy(layer_affine_xy(layer), layer.data[:, ::-1])
+    np.testing.assert_allclose(drawn, spots_world, atol=1e-6)
+    # tiles: each heat-map element is drawn at its tile centre on the rotated image
+    w.spots_layer.value = "(whole slide: tile the tissue)"
+    w.tile_um.value = 400.0
+    _run(w, qtbot)
+    heat, pred = w.output_layer, w.result
+    cells_xy = np.column_stack([pred.obs["tile_col"], pred.obs["tile_row"]]).astype(float)
+    np.testing.assert_allclose(apply_affine_xy(layer_affine_xy(heat), cells_xy),
+                               apply_affine_xy(to_world, pred.obsm["spatial_px"]), atol=1e-6)

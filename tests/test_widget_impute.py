@@ -67,7 +67,7 @@ def test_osmfish_prefills_held_out_genes_and_recolours(viewer_with_sample, qtbot
     # the Points are the per-cell rendering here: their colorbar on the canvas, under the title (gene, unit)
     qtbot.waitUntil(lambda: layer.face_colorbar.visible)
     assert layer.face_contrast_limits == pytest.approx(w.view.clim) and layer.face_colormap.name == "magma"
-    assert viewer.text_overlay.text == "Plp1\nlog1p normalised expression (imputed)"
+    assert viewer.text_overlay.text.rstrip() == "Plp1\nlog1p normalised expression (imputed)"
     assert str(layer.face_colorbar.position) == str(viewer.text_overlay.position) == "top_left"
     before = layer.face_color.copy()
     w.colour.show("imputed:Vip")

@@ -107,7 +107,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     from napari_spatial_impute.layers.sample_view import LEGEND_KEY
 
     rows = [ov for key, ov in viewer.canvas.overlays.items() if key.startswith(LEGEND_KEY) and ov.visible]
-    assert viewer.text_overlay.text == "cluster\ncategory" and len(rows) == 7
+    assert viewer.text_overlay.text.rstrip() == "cluster\ncategory" and len(rows) == 7
     colors = category_colors(7)
     swatch = {}
     for ov in rows:

@@ -92,6 +92,21 @@ def invert_affine(affine) -> np.ndarray:
     return np.linalg.inv(np.asarray(affine, dtype=np.float64))
 
 
+def layer_affine_xy(layer) -> np.ndarray:
+    """3×3 (x, y) affine from a napari layer's data pixels (col, row) of its last two axes to world (x, y): its
+    scale, translate, rotate, shear and ``affine`` together, read through the public ``layer.data_to_world``."""
+    n = max(2, int(layer.ndim))
+
+    def world_xy(row: float, col: float) -> np.ndarray:
+        pos = np.zeros(n)
+        pos[-2:] = (row, col)
+        return np.asarray(layer.data_to_world(pos), dtype=np.float64)[-2:][::-1]
+
+    origin = world_xy(0.0, 0.0)
+    along_x, along_y = world_xy(0.0, 1.0) - origin, world_xy(1.0, 0.0) - origin
+    return np.array([[along_x[0], along_y[0], origin[0]], [along_x[1], along_y[1], origin[1]], [0.0, 0.0, 1.0]])
+
+
 def affine_to_napari(affine) -> dict:
     """napari layer kwargs for a (col, row) → (x, y) affine: ``scale`` / ``translate`` in (y, x) order when it is
     axis-aligned (keeps the scale bar right), else ``affine`` in (y, x) order."""

@@ -191,7 +191,10 @@ class HistologyWidget(RunsInWorker, Container):
         except InputError as err:
             self._fail(err)
             return
-        self._image_transform = (np.asarray(img_layer.scale)[-2:], np.asarray(img_layer.translate)[-2:])
+        from ..coords import layer_affine_xy
+
+        # the heat map / spots follow the layer however it is placed, in its world units
+        self._image_affine, self._image_units = layer_affine_xy(img_layer), tuple(img_layer.units)[-2:]
         self._start(_job, desc="Predicting genes from H&E", **kwargs)
 
     def _on_result(self, out) -> None:
@@ -199,9 +202,9 @@ class HistologyWidget(RunsInWorker, Container):
 
         model, prediction = out
         self.model, self.result = model, prediction
-        scale, translate = self._image_transform
         gene = model.top_genes[0] if model.top_genes else model.genes[0]
-        data, kwargs, kind = prediction_layer(prediction, gene, image_scale=scale, image_translate=translate)
+        data, kwargs, kind = prediction_layer(prediction, gene, image_affine=self._image_affine)
+        kwargs["units"] = self._image_units
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
         if kind == "image":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import UNS_KEY
-from ..coords import yx_to_xy
+from ..coords import affine_to_napari, apply_affine_xy, invert_affine, layer_affine_xy, yx_to_xy
 from ..errors import InputError
 from .cells import LayerDataTuple, cells_points_layer, show_gene_on_points
 from .colors import contrast_limits
@@ -42,34 +42,52 @@ def heatmap_grid(prediction, gene: str) -> tuple[np.ndarray, tuple, tuple]:
     return grid, tuple(info["napari_scale_yx"]), tuple(info["napari_translate_yx"])
 
 
-def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> LayerDataTuple:
+def _image_xy(image_scale, image_translate, image_affine) -> np.ndarray:
+    """The H&E layer's (x, y) data → world affine: ``image_affine`` when given, else its scale / translate (y, x)."""
+    if image_affine is not None:
+        return np.asarray(image_affine, dtype=np.float64)
+    (sy, sx), (ty, tx) = np.asarray(image_scale, float)[-2:], np.asarray(image_translate, float)[-2:]
+    return np.array([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]])
+
+
+def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
+                  image_affine=None) -> LayerDataTuple:
     """Image layer of one gene of a tiled prediction over an H&E layer shown with ``image_scale`` /
-    ``image_translate`` (y, x)."""
-    grid, scale, translate = heatmap_grid(prediction, gene)
-    image_scale, image_translate = np.asarray(image_scale, float)[-2:], np.asarray(image_translate, float)[-2:]
+    ``image_translate`` (y, x), or with ``image_affine`` (3×3, its pixels (col, row) → world (x, y), e.g.
+    :func:`~napari_spatial_impute.coords.layer_affine_xy` of the layer: rotations and shears too)."""
+    grid, (gsy, gsx), (gty, gtx) = heatmap_grid(prediction, gene)
+    grid_xy = np.array([[gsx, 0.0, gtx], [0.0, gsy, gty], [0.0, 0.0, 1.0]])  # cell (col, row) → image pixel (x, y)
     kwargs = {"name": f"H&E → {gene}", "colormap": "magma", "opacity": 0.7, "blending": "translucent",
-              "scale": tuple(np.asarray(scale) * image_scale),
-              "translate": tuple(image_translate + np.asarray(translate) * image_scale),
+              **affine_to_napari(_image_xy(image_scale, image_translate, image_affine) @ grid_xy),
               "contrast_limits": _limits(grid),
               "metadata": {"genes": list(map(str, prediction.var_names)), "gene": gene, "kind": "stco-heatmap",
                            "adata": prediction}}
     return grid, kwargs, "image"
 
 
-def spots_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> LayerDataTuple:
+def spots_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
+                image_affine=None) -> LayerDataTuple:
     """Points (one per spot, every gene a feature column) over an H&E layer shown with ``image_scale`` /
-    ``image_translate`` (y, x); µm data, scaled onto the image's pixels."""
+    ``image_translate`` (y, x) or ``image_affine`` (as :func:`heatmap_layer`); µm data, placed on the image's
+    pixels."""
     pixel_size = float(_info(prediction)["pixel_size_um"])
-    scale = np.asarray(image_scale, float)[-2:] / pixel_size
-    return cells_points_layer(prediction, f"H&E → {gene}", features="genes", gene=gene, size=SPOT_MARKER_UM,
-                              metadata={"kind": "stco-spots"}, scale=tuple(scale),
-                              translate=tuple(np.asarray(image_translate, float)[-2:]))
+    place = affine_to_napari(_image_xy(image_scale, image_translate, image_affine)
+                             @ np.diag([1.0 / pixel_size, 1.0 / pixel_size, 1.0]))
+    data, kwargs, kind = cells_points_layer(prediction, f"H&E → {gene}", features="genes", gene=gene,
+                                            size=SPOT_MARKER_UM, metadata={"kind": "stco-spots"},
+                                            scale=place.get("scale", (1.0, 1.0)),
+                                            translate=place.get("translate", (0.0, 0.0)))
+    if "affine" in place:
+        kwargs["affine"] = place["affine"]
+    return data, kwargs, kind
 
 
-def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> LayerDataTuple:
+def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
+                     image_affine=None) -> LayerDataTuple:
     """:func:`heatmap_layer` for a tiled prediction, else :func:`spots_layer`."""
     build = heatmap_layer if is_tiled(prediction) else spots_layer
-    return build(prediction, gene, image_scale=image_scale, image_translate=image_translate)
+    return build(prediction, gene, image_scale=image_scale, image_translate=image_translate,
+                 image_affine=image_affine)
 
 
 #: what the heat map's values are (the model's training normalisation)
@@ -93,27 +111,24 @@ def show_gene(layer, prediction, gene: str) -> None:
 
 
 def points_in_image_px(points_layer, image_layer) -> np.ndarray:
-    """(x, y) pixel coordinates, in ``image_layer``'s data, of a Points layer's markers (both layers' scale /
-    translate applied)."""
+    """(x, y) pixel coordinates, in ``image_layer``'s data, of a Points layer's markers (both layers' scale,
+    translate, rotation and affine applied)."""
     yx = np.asarray(points_layer.data, dtype=np.float64)[:, -2:]
-    world = yx * np.asarray(points_layer.scale)[-2:] + np.asarray(points_layer.translate)[-2:]
-    pixels = (world - np.asarray(image_layer.translate)[-2:]) / np.asarray(image_layer.scale)[-2:]
-    return yx_to_xy(pixels)
+    world_xy = apply_affine_xy(layer_affine_xy(points_layer), yx_to_xy(yx))
+    return apply_affine_xy(invert_affine(layer_affine_xy(image_layer)), world_xy)
 
 
 def layer_pixel_size_um(image_layer) -> float | None:
     """µm per pixel of an image layer whose world is in a length unit (``units`` µm, mm, nm…: the plugin's
-    instrument readers put their images in µm), from its scale and affine; None when the units are pixels or
-    unknown, or the pixels are not square (> 1 % apart)."""
+    instrument readers put their images in µm), from its scale, rotation and affine; None when the units are
+    pixels or unknown, or the pixels are not square (> 1 % apart)."""
     try:
         to_um = [float((1.0 * u).to("micrometer").magnitude) for u in tuple(image_layer.units)[-2:]]
     except Exception:  # noqa: BLE001  (no units, "pixel", or not a length)
         return None
     if len(to_um) != 2:
         return None
-    linear = np.asarray(image_layer.affine.linear_matrix, dtype=np.float64)[-2:, -2:]
-    columns = linear @ np.diag(np.asarray(image_layer.scale, dtype=np.float64)[-2:])
-    sizes = np.linalg.norm(columns, axis=0) * np.asarray(to_um)
+    sizes = np.linalg.norm(layer_affine_xy(image_layer)[:2, :2], axis=0) * np.asarray(to_um[::-1])
     if not np.isfinite(sizes).all() or sizes.min() <= 0 or sizes.max() > 1.01 * sizes.min():
         return None
     return float(sizes.mean())

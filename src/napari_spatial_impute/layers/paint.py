@@ -175,6 +175,10 @@ def show_title(viewer, text: str) -> None:
     """The canvas title (gene or column, unit) top left, where the colorbars and legend lines stack; position
     and visibility are set only when they change (each set re-lays the canvas overlays)."""
     overlay = viewer.text_overlay
-    overlay.text = text
+    # napari sizes the text's background box about one glyph short: the longest line gets a trailing space, so
+    # its last character (the unit's ")") is drawn inside the box, not white on the tissue beside it
+    lines = text.split("\n")
+    width = max(len(line) for line in lines)
+    overlay.text = "\n".join(line + " " if len(line) == width else line for line in lines)
     if not overlay.visible or str(overlay.position) != LEGEND_POSITION:
         overlay.visible, overlay.position = True, LEGEND_POSITION
