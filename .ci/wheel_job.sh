@@ -109,7 +109,6 @@ step "prepared"
 }
 
 check() {
-WHEEL=$(ls "$WORK"/dist/napari_spatial_impute-*.whl)
 step "2b. core: the public API, the CLI on the bundled samples"
 cd "$WORK"   # not the source tree: only the installed package is importable
 "$C" "$ROOT/.ci/wheel_smoke.py" core

@@ -65,31 +65,59 @@ def os_error(err: OSError, path: Path, what: str = "output") -> InputError:
                       "choose a writable folder with enough free space.")
 
 
+class AtomicTarget:
+    """An output written under a temporary sibling name (``<name>.partial``, :attr:`tmp`): :meth:`commit` renames
+    it to ``path``, :meth:`discard` removes it. For writers that outlive one ``with`` block (a zarr result filled
+    block by block); :func:`atomic_path` is the ``with`` form. OSErrors become :class:`InputError`."""
+
+    def __init__(self, path: str | Path, what: str = "output", *, overwrite: bool = True, folder: bool = False):
+        self.path, self.what = Path(path), what
+        if self.path.exists() and not overwrite:
+            raise InputError(f"{self.path} already exists.", "choose another output path or pass --overwrite.")
+        check_writable(self.path, what, folder=folder)
+        self.tmp = self.path.with_name(self.path.name + PARTIAL)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise os_error(err, self.path, what) from err
+        remove(self.tmp)
+
+    def commit(self) -> Path:
+        """Move the finished output into place (a folder replaces what is there)."""
+        try:
+            if not self.tmp.exists():
+                raise InputError(f"Writing the {self.what} {self.path} produced no file.", "report this as a bug.")
+            if self.tmp.is_dir() or self.path.is_dir():  # a file replaces a file atomically; a folder goes first
+                remove(self.path)
+            self.tmp.replace(self.path)
+        except OSError as err:
+            self.discard()
+            raise os_error(err, self.path, self.what) from err
+        except BaseException:
+            self.discard()
+            raise
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the partial output (never raises)."""
+        remove(self.tmp)
+
+
 @contextmanager
 def atomic_path(path: str | Path, what: str = "output", *, overwrite: bool = True,
                 folder: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path (``<name>.partial``) to write into; it is renamed to ``path`` when the block
     ends without error and removed on any error or interruption. OSErrors become :class:`InputError`."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} already exists.", "choose another output path or pass --overwrite.")
-    check_writable(path, what, folder=folder)
-    tmp = path.with_name(path.name + PARTIAL)
+    target = AtomicTarget(path, what, overwrite=overwrite, folder=folder)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove(tmp)
-        yield tmp
-        if not tmp.exists():
-            raise InputError(f"Writing the {what} {path} produced no file.", "report this as a bug.")
-        if tmp.is_dir() or path.is_dir():  # a file replaces a file atomically; a folder goes first
-            remove(path)
-        tmp.replace(path)
+        yield target.tmp
     except OSError as err:
-        remove(tmp)
-        raise os_error(err, path, what) from err
+        target.discard()
+        raise os_error(err, target.path, what) from err
     except BaseException:
-        remove(tmp)
+        target.discard()
         raise
+    target.commit()
 
 
-__all__ = ["PARTIAL", "atomic_path", "check_writable", "os_error", "remove"]
+__all__ = ["PARTIAL", "AtomicTarget", "atomic_path", "check_writable", "os_error", "remove"]

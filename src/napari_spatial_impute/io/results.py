@@ -75,10 +75,6 @@ def check_target(path: Path, overwrite: bool) -> None:
     check_writable(path, "result store", folder=True)
 
 
-class _Aborted(Exception):
-    """Thrown into the write-then-rename of an aborted writer: its partial output is removed."""
-
-
 class ResultWriter:
     """Write an (n_cells × n_genes) float32 result to ``path`` (``.zarr``) block by block.
 
@@ -93,14 +89,13 @@ class ResultWriter:
         import anndata as ad
         import zarr
 
-        from ..atomic import atomic_path
+        from ..atomic import AtomicTarget
 
         self.path = Path(path)
         check_target(self.path, overwrite)
-        # the package's one write-then-rename: closed without error by close(), with one by abort()
-        self._atomic = atomic_path(self.path, "result store", overwrite=overwrite, folder=True)
-        self.tmp = self._atomic.__enter__()
-        self._open = True
+        # the package's one write-then-rename: committed by close(), discarded by abort()
+        self._target = AtomicTarget(self.path, "result store", overwrite=overwrite, folder=True)
+        self.tmp = self._target.tmp
         self.shape = (len(obs), len(var))
         self._written = 0
         try:
@@ -165,16 +160,11 @@ class ResultWriter:
 
             self.abort()
             raise os_error(err, self.path, "result store") from err
-        self._open = False
-        self._atomic.__exit__(None, None, None)  # renamed into place (an OSError: removed, InputError)
-        return self.path
+        return self._target.commit()
 
     def abort(self) -> None:
-        """Remove the partial output (cancel, error); once."""
-        if self._open:
-            self._open = False
-            stop = _Aborted()
-            self._atomic.__exit__(_Aborted, stop, None)
+        """Remove the partial output (cancel, error)."""
+        self._target.discard()
 
     def __enter__(self) -> ResultWriter:
         return self
