@@ -212,7 +212,8 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 # §000000: the deeper / wider ImageNet EfficientNet-Lite1 / Lite2 as the frozen backbone
                 "lite1": {"backbone": "lite1"}, "lite2": {"backbone": "lite2"},
                 # §000000: the feature kernel ridge as a third member of the equal blend (default) and without
-                "krr blend": {"krr_alpha": 0.3}, "no krr": {"krr_alpha": 0.0}}
+                "krr blend": {"krr_alpha": 0.3}, "no krr": {"krr_alpha": 0.0},
+                "box context": {"context_cut": "box"}, "resized context": {"context_cut": "resize"}}
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:

@@ -121,8 +121,8 @@ def main() -> None:
     rows.append(("colour/texture features + kNN (k=50)", *score(yte, knn_predict(ftr, fte, ytr), top), t_feat, 0.0))
     rows.append(("colour/texture features + ridge", *score(yte, ridge_predict(ftr, fte, ytr), top), t_feat, 0.0))
     t0 = time.perf_counter()
-    ltr = run_to_end(model._features_steps(ptr, [0], None, "train"))[0]
-    lte = run_to_end(model._features_steps(pte, [0], None, "test"))[0]
+    ltr = run_to_end(model.backbone_features_steps(ptr, [0], None, "train"))[0]
+    lte = run_to_end(model.backbone_features_steps(pte, [0], None, "test"))[0]
     t_lite = time.perf_counter() - t0
     rows.append(("Lite0 ImageNet features + kNN (k=50), no training",
                  *score(yte, knn_predict(ltr, lte, ytr), top), t_lite, 0.0))

@@ -72,8 +72,8 @@ class Setup:
         m = self.model(backbone)
         out = {}
         for s in INNER:
-            feats, taps = run_to_end(m._features_steps(self.patches(m, s), [0], False, s, taps=True))
-            out[s] = m._ridge_x(feats, taps)
+            feats, taps = run_to_end(m.backbone_features_steps(self.patches(m, s), [0], False, s, taps=True))
+            out[s] = m.ridge_input(feats, taps)
         return out
 
     def loso(self, x: dict, cfg: dict = V2, y: dict | None = None, post=None) -> list[float]:

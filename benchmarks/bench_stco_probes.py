@@ -30,29 +30,30 @@ from bench_generalisation import sections
 INNER = ["C2", "C3", "C4", "C5"]
 
 
-def _model(context: float, ridge_taps: str = "all"):
+def _model(context: float, ridge_taps: str = "all", **params):
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.models.stco.stain import DEFAULT_REFERENCE
 
-    m = STco(seed=0, device="cpu", context=context, ridge_taps=ridge_taps)
+    m = STco(seed=0, device="cpu", context=context, ridge_taps=ridge_taps, **params)
     m._make_backbone()
     m.stain_reference = DEFAULT_REFERENCE
     return m
 
 
-def view0_features(secs, context: float, ridge_taps: str = "all") -> dict:
+def view0_features(secs, context: float, ridge_taps: str = "all", **params) -> dict:
     """{section: (pooled features, tap features)} of the unrotated, stain-normalised patches (+ context);
-    ``ridge_taps="stages"``: the four stage ends' taps (§00 / §000), "all": every block's (ridge v2)."""
+    ``ridge_taps="stages"``: the four stage ends' taps (§00 / §000), "all": every block's (ridge v2);
+    ``params``: other STco parameters (e.g. ``patch_um``)."""
     from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
     from napari_spatial_impute.progress import run_to_end
 
-    m = _model(context, ridge_taps)
+    m = _model(context, ridge_taps, **params)
     out = {}
     for s in INNER:
         p, _ = m.section_inputs(secs[s])
         p = normalize_stains(p, estimate_stains(p), m.stain_reference)
-        feats, taps = run_to_end(m._features_steps(p, [0], False, s, taps=True))
-        out[s] = (feats[0], m._ridge_x(feats, taps))
+        feats, taps = run_to_end(m.backbone_features_steps(p, [0], False, s, taps=True))
+        out[s] = (feats[0], m.ridge_input(feats, taps))
     return out
 
 
@@ -231,6 +232,45 @@ def stage_contexts(secs) -> None:
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
 
 
+def stage_scales(secs) -> None:
+    """Ridge v2 on other patch sizes at the same 112 px (finer pixels, same Lite0 cost) with the context patch
+    kept near 600 µm, and a fine 75 µm patch as a third scale beside the shipped 150 + 600 µm (1.5× the cost)."""
+    from napari_spatial_impute.models.stco.expression import section_expression
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+
+    configs = {"150 µm + 4x (600 µm), as shipped": (150.0, 4.0), "100 µm + 6x (600 µm)": (100.0, 6.0),
+               "75 µm + 8x (600 µm)": (75.0, 8.0), "75 µm + 4x (300 µm)": (75.0, 4.0),
+               "200 µm + 3x (600 µm)": (200.0, 3.0)}
+    by_cfg = {name: view0_features(secs, c, patch_um=pu) for name, (pu, c) in configs.items()}
+    m = _model(4.0)
+    m._choose_genes([secs[s] for s in INNER])
+    expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
+    top = [m.genes.index(g) for g in m.top_genes]
+    xy = {s: m.section_inputs(secs[s])[1] for s in INNER}
+    groups = {s: np.full(len(xy[s]), i) for i, s in enumerate(INNER)}
+    sets = {name: {s: f[s][1] for s in INNER} for name, f in by_cfg.items()}
+    base, fine = by_cfg["150 µm + 4x (600 µm), as shipped"], by_cfg["75 µm + 4x (300 µm)"]
+    half = base["C2"][1].shape[1] // 2
+    sets["75 + 150 + 600 µm (three Lite0 passes)"] = {s: np.hstack([base[s][1], fine[s][1][:, :half]])
+                                                     for s in INNER}
+    print("| ridge v2 features (LOSO within C2–C5, predictions smoothed 100 µm) | α 10⁴ | α 3·10⁴ | per fold (α 10⁴) |")
+    print("|---|---|---|---|")
+    for name, feats in sets.items():
+        cells, folds = [], []
+        for alpha in (1e4, 3e4):
+            cfg = {"ridge_alpha": alpha, "ridge_rank": 10, "ridge_smoothing_um": 100.0}
+            sc = []
+            for h in INNER:
+                tr = [s for s in INNER if s != h]
+                fit_on = (np.concatenate([d[s] for s in tr]) for d in (feats, expr, groups, xy))
+                p = smooth(fit_feature_ridge(*fit_on, cfg).predict(feats[h]), xy[h], 100.0)
+                sc.append(float(pcc_per_gene(expr[h][:, top], p[:, top]).mean()))
+            cells.append(np.mean(sc))
+            folds = folds or sc
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " | "
+              + " / ".join(f"{v:.3f}" for v in folds) + " |", flush=True)
+
+
 def stage_blends(secs, seed: int, context: float | None = None) -> None:
     from napari_spatial_impute.models.stco.expression import section_expression
     from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
@@ -363,6 +403,8 @@ def main(argv: list[str]) -> int:
             stage_contexts(secs)
         elif name == "features":
             stage_features(secs)
+        elif name == "scales":
+            stage_scales(secs)
         elif name == "blends":
             stage_blends(secs, int(seed or 0), float(context) if context else None)
         elif name == "ensembles":
@@ -370,8 +412,8 @@ def main(argv: list[str]) -> int:
         elif name == "bank":
             stage_bank(secs, int(seed or 0))
         else:
-            raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | blends[@SEED][:CONTEXT] | "
-                             "ensembles[@N_SEEDS] | bank[@SEED]")
+            raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | scales | "
+                             "blends[@SEED][:CONTEXT] | ensembles[@N_SEEDS] | bank[@SEED]")
     return 0
 
 

@@ -35,6 +35,11 @@ TEST_IMAGE = DATA / "ST-imgs" / "C6_5714_HE_BT_E2.jpg"
 MODEL_DIR = ROOT / "benchmarks" / "out" / "wholeslide_model"
 
 
+def model_dir(context_cut: str | None) -> Path:
+    """The bundle of the package defaults, or of the defaults with another ``context_cut`` (its own folder)."""
+    return MODEL_DIR if context_cut is None else MODEL_DIR.with_name(f"{MODEL_DIR.name}_{context_cut}")
+
+
 IMAGES = {"c6": TEST_IMAGE, "full10k": ROOT / "benchmarks" / "out" / "c6_full_10k.jpg",
           "tiff40k": ROOT / "benchmarks" / "out" / "c6_on_glass_40k.tif"}
 
@@ -103,22 +108,23 @@ def make_tiff_40k(path: Path, side: int = 40960, tile: int = 512, at: tuple[int,
     print(f"wrote {path.name}: {side} × {side} px, {path.stat().st_size / 1e9:.2f} GB", flush=True)
 
 
-def train_model(epochs: int | None, n_views: int | None, seed: int = 0) -> float:
-    """Train the small STco model on C2–C5 and save it to MODEL_DIR; returns the training seconds."""
+def train_model(epochs: int | None, n_views: int | None, seed: int = 0, context_cut: str | None = None) -> float:
+    """Train the STco model on C2–C5 and save it to :func:`model_dir`; returns the training seconds."""
     from napari_spatial_impute import train_histology as train
     from napari_spatial_impute.io import read_st_section
 
     secs = [read_st_section(DATA / f"ST-cnts/{s}.tsv.gz", DATA / f"ST-spotfiles/{s}_selection.tsv",
                             DATA / "ST-imgs" / img) for s, img in TRAIN.items()]
     t0 = time.perf_counter()
-    params = {k: v for k, v in (("epochs", epochs), ("n_views", n_views)) if v is not None}
-    model = train(secs, seed=seed, device="cpu", **params)
+    given = (("epochs", epochs), ("n_views", n_views), ("context_cut", context_cut))
+    model = train(secs, seed=seed, device="cpu", **{k: v for k, v in given if v is not None})
     seconds = time.perf_counter() - t0
-    model.save(MODEL_DIR, overwrite=True)
+    model.save(model_dir(context_cut), overwrite=True)
     return seconds
 
 
-def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMAGE) -> dict:
+def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMAGE,
+           context_cut: str | None = None) -> dict:
     """Load the bundle, predict the whole slide; time, CPU time, peak RSS, stage times."""
     import numpy as np
     import torch
@@ -129,7 +135,7 @@ def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMA
     from napari_spatial_impute.models.stco.wholeslide import TILE_TTA
 
     t0 = time.perf_counter()
-    model = load_model(MODEL_DIR, device="cpu")
+    model = load_model(model_dir(context_cut), device="cpu")
     t_load = time.perf_counter() - t0
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     stages: dict[str, float] = {}
@@ -153,7 +159,8 @@ def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMA
             "width": width, "height": height, "tile_um": tile_um,
             "tile_px": float(grid.step), "grid_shape": list(grid.shape), "n_tiles": int(len(res["values"])),
             "n_genes": len(res["genes"]), "tta": tta if tta is not None else TILE_TTA,
-            "model_tta": int(model.cfg["tta"]), "seconds": wall, "cpu_seconds": cpu, "load_seconds": t_load,
+            "model_tta": int(model.cfg["tta"]), "context_cut": model.cfg["context_cut"],
+            "seconds": wall, "cpu_seconds": cpu, "load_seconds": t_load,
             "stage_seconds": stages, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
             "rss_after_load_gb": rss_after_load, "threads": torch.get_num_threads(),
             "load_average_1min_end": os.getloadavg()[0],
@@ -170,12 +177,14 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: the package's")
     ap.add_argument("--n-views", type=int, default=None, help="default: the package's")
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--context-cut", choices=["resize", "box"], default=None,
+                    help="train / time a model with this context_cut (default: the package's, its own bundle)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "wholeslide.json"))
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         tta = args.tta[0] or None
-        print(json.dumps(worker(tta, args.tile_um, args.threads, IMAGES[args.image])))
+        print(json.dumps(worker(tta, args.tile_um, args.threads, IMAGES[args.image], args.context_cut)))
         return 0
     if not TEST_IMAGE.is_file():
         raise SystemExit(f"{TEST_IMAGE} not found: the benchmark needs ../shared/datasets/her2st_subset")
@@ -184,16 +193,18 @@ def main(argv=None) -> int:
         image.parent.mkdir(parents=True, exist_ok=True)
         (make_full_10k if args.image == "full10k" else make_tiff_40k)(image)
     train_s = None
-    if args.retrain or not (MODEL_DIR / "config.json").is_file():
+    if args.retrain or not (model_dir(args.context_cut) / "config.json").is_file():
         import torch
 
         torch.set_num_threads(args.threads)
-        train_s = train_model(args.epochs, args.n_views)
-        print(f"trained the small model in {train_s:.0f} s → {MODEL_DIR}", flush=True)
+        train_s = train_model(args.epochs, args.n_views, context_cut=args.context_cut)
+        print(f"trained the model in {train_s:.0f} s → {model_dir(args.context_cut)}", flush=True)
     rows = []
     for tta in args.tta:
         cmd = [sys.executable, __file__, "--worker", "--tta", str(tta), "--tile-um", str(args.tile_um),
                "--threads", str(args.threads), "--image", args.image]
+        if args.context_cut:
+            cmd += ["--context-cut", args.context_cut]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)

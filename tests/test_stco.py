@@ -167,7 +167,8 @@ def test_feature_ridge_on_mid_level_features(model, sections, tmp_path):
     stages = copy.copy(loaded)
     stages.cfg = {**loaded.cfg, "ridge_taps": "stages"}
     feats, taps = np.zeros((1, 4, 2 * 1280), np.float32), np.zeros((4, 2 * loaded.tap_dim), np.float32)
-    assert stages._ridge_x(feats, taps).shape == (4, 2 * 848) and loaded._ridge_x(feats, taps).shape == (4, 2 * 3616)
+    assert stages.ridge_input(feats, taps).shape == (4, 2 * 848)
+    assert loaded.ridge_input(feats, taps).shape == (4, 2 * 3616)
 
 
 def test_save_load_predict_identical(model, sections, tmp_path):
@@ -271,9 +272,11 @@ def test_backbone_fallback_and_user_torchscript(tmp_path, monkeypatch):
     assert user(torch.rand(2, 3, 32, 32)).shape == (2, 64)
 
 
-def test_bundles_before_ridge_v2_keep_their_ridge(sections, tmp_path):
+def test_bundles_before_ridge_v2_keep_their_ridge_and_context_cut(sections, tmp_path):
     """A bundle written before ridge v2 (no ``ridge_taps`` / ``ridge_rank`` / ``ridge_smoothing_um`` in its
-    parameters) loads with the four stage taps, full rank, and predicts what it predicted."""
+    parameters) loads with the four stage taps, full rank; one written before box-reduced context patches (no
+    ``context_cut``) cuts its context patches as it was trained on (each resized alone); it predicts what it
+    predicted."""
     import json
 
     from napari_spatial_impute import load_model, train_histology
@@ -282,18 +285,20 @@ def test_bundles_before_ridge_v2_keep_their_ridge(sections, tmp_path):
 
     old = train_histology([sections["C2"], sections["C3"]], seed=0, device="cpu",
                           **{**SMALL, "epochs": 2, "ridge_taps": "stages", "ridge_rank": 0,
-                             "ridge_smoothing_um": 0.0})
+                             "ridge_smoothing_um": 0.0, "context_cut": "resize"})
     assert old.feature_ridge.w.shape[0] == 2 * 848 and old.feature_ridge.v is None
     old.save(tmp_path / "bundle")
     path = tmp_path / "bundle" / "config.json"
     cfg = json.loads(path.read_text())
-    for key in ("ridge_taps", "ridge_rank", "ridge_smoothing_um"):
+    for key in ("ridge_taps", "ridge_rank", "ridge_smoothing_um", "context_cut"):
         del cfg["params"][key]
     cfg["config_sha256"] = config_digest(cfg)
     path.write_text(json.dumps(cfg))
     loaded = load_model(tmp_path / "bundle", device="cpu")
     assert loaded.cfg["ridge_taps"] == "stages" and loaded.cfg["ridge_rank"] == 0
+    assert loaded.cfg["context"] == 4.0 and loaded.cfg["context_cut"] == "resize"
     patches, xy = old.section_inputs(sections["C6"])
+    np.testing.assert_array_equal(loaded.section_inputs(sections["C6"])[0], patches)
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches[:40], xy_um=xy[:40])),
                                run_to_end(old.predict_patches_steps(patches[:40], xy_um=xy[:40])), rtol=1e-5,
                                atol=1e-5)

@@ -130,7 +130,7 @@ class STco:
         bb = self.backbone
         return int(getattr(bb, "tap_dim", 0)) if self.frozen and hasattr(bb, "forward_taps") else 0
 
-    def _ridge_x(self, feats: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
+    def ridge_input(self, feats: np.ndarray, taps: np.ndarray | None) -> np.ndarray:
         """The feature ridge's input: the tap features (n, parts · tap_dim) — with ``ridge_taps="stages"``
         (bundles before "all") only the four stage ends' columns —, or view 0's pooled features for a backbone
         without taps."""
@@ -161,7 +161,7 @@ class STco:
         # with a context factor, channels 3–5 hold the context patch, cut from the same read as the patch
         patches = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"],
                                   out_px=self.cfg["patch_px"], check_tissue=check_tissue,
-                                  context=self.cfg["context"])
+                                  context=self.cfg["context"], context_cut=self.cfg["context_cut"])
         return patches, xy_um
 
     def normalise(self, patches: np.ndarray, source=None) -> np.ndarray:
@@ -174,7 +174,7 @@ class STco:
         source = source if source is not None else estimate_stains(patches)
         return normalize_stains(patches, source, self.stain_reference)
 
-    def _features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True,
+    def backbone_features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True,
                         taps: bool = False):
         """Backbone features (views, n, D); with ``taps``: (features, view 0's taps or None without any)."""
         from .features import features_steps
@@ -275,10 +275,10 @@ class STco:
         self._check_fitted()
         if feats is None:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
-            feats = yield from self._features_steps(patches, range(min(tta, 8)), False, "patches", use_cache,
+            feats = yield from self.backbone_features_steps(patches, range(min(tta, 8)), False, "patches", use_cache,
                                                     taps=self.section_norm)
             if self.section_norm:  # z-scored with the taps' statistics too, as in training
-                feats = self._standardised(*feats, None)[0]
+                feats = self.standardised(*feats, None)[0]
         self.heads.to(torch_device(self.device)).eval()
         return image_embedding(self.heads, torch.from_numpy(feats).to(torch_device(self.device)))
 
@@ -288,7 +288,7 @@ class STco:
         return retrieve(emb, self.bank_emb, self.bank_expr, self.cfg["top_k"] if top_k is None else top_k,
                         self.cfg["weighting"], float(self.heads.logit_scale.detach().cpu()))
 
-    def _standardised(self, feats: np.ndarray, taps: np.ndarray | None, stats) -> tuple:
+    def standardised(self, feats: np.ndarray, taps: np.ndarray | None, stats) -> tuple:
         """(features (views, n, D), view 0's taps) z-scored by ``stats`` or their own (None)
         (:func:`~.features.standardise_with_taps`); unchanged without ``section_norm``."""
         if not self.section_norm:
@@ -300,7 +300,7 @@ class STco:
         ``stats`` of :meth:`predict_parts_steps`); None without ``section_norm`` or for too few patches."""
         if not self.section_norm or len(patches) < MIN_SECTION_PATCHES:
             return None
-        feats, taps = yield from self._features_steps(self.normalise(patches, source), [0], False,
+        feats, taps = yield from self.backbone_features_steps(self.normalise(patches, source), [0], False,
                                                       "feature statistics", use_cache=False, taps=True)
         return section_stats(stat_rows(feats, taps))
 
@@ -325,9 +325,9 @@ class STco:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
             taps = bool(on_taps) or self.section_norm
-            feats = yield from self._features_steps(patches, views, False, "patches", use_cache, taps=taps)
-            feats, tap_x = self._standardised(*feats, stats) if taps else (feats, None)
-            x = self._ridge_x(feats, tap_x) if on_taps else None
+            feats = yield from self.backbone_features_steps(patches, views, False, "patches", use_cache, taps=taps)
+            feats, tap_x = self.standardised(*feats, stats) if taps else (feats, None)
+            x = self.ridge_input(feats, tap_x) if on_taps else None
             for name in on_taps:
                 out[name] = getattr(self, name).predict(x)
             if "contrastive" in wanted:

@@ -18,7 +18,16 @@ import numpy as np
 from ...cache import cache_dir
 from ...coords import um_to_px
 from ...errors import InputError
-from .pixels import as_rgb, check_rgb, crop_patches, image_size, load_rgb  # noqa: F401 (re-exported)
+from .pixels import (  # noqa: F401 (re-exported)
+    CONTEXT_GAP,
+    as_rgb,
+    check_rgb,
+    crop_patches,
+    cut_with_context,
+    image_size,
+    load_rgb,
+    reduce_for,
+)
 
 
 def section_geometry(adata) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -91,11 +100,11 @@ def _file_hash(path: Path) -> str:
 
 def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patch_um: float = 150.0,
                     out_px: int = 96, use_cache: bool = True, check_tissue: bool = True,
-                    reduce: int | None = None, context: float = 0.0) -> np.ndarray:
+                    reduce: int | None = None, context: float = 0.0, context_cut: str = "box") -> np.ndarray:
     """Patches (n, out_px, out_px, 3) uint8 of ``patch_um`` µm around each (x, y) full-res pixel centre, cut
     from the image read at 1/``reduce`` (default: the largest power of 2 that keeps ≥ ``out_px`` pixels). With
     ``context`` the patches of ``context`` × ``patch_um`` around the same centres follow as channels 3–5, cut from
-    the same read (as whole-slide blocks are).
+    the same read (as whole-slide blocks are; ``context_cut``: see :func:`~.pixels.cut_with_context`).
 
     Raises :class:`InputError` when a centre lies outside the image; warns when (almost) no spot sits on
     tissue, the sign of an image from another section.
@@ -113,7 +122,8 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         if reduce is not None:
             h.update(f"|reduce {reduce}".encode())
         if context:
-            h.update(f"|context {context:.3f}".encode())
+            cut = "" if context_cut == "resize" else f" box-v2 gap {CONTEXT_GAP}"
+            h.update(f"|context {context:.3f}{cut}".encode())
         key = cache_dir("patches") / f"{h.hexdigest()}.npz"
         if key.is_file():
             with np.load(key) as z:
@@ -128,16 +138,15 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
 
     if slide is not None:  # a TIFF: only the tiles / strips under the spots are read (pyramid level if any)
         try:
-            patches = region_patches(slide, centres_xy, size_full, out_px, reduce, context=context)
+            patches = region_patches(slide, centres_xy, size_full, out_px, reduce, context=context,
+                                     context_cut=context_cut)
             mask, mscale = tissue_mask(*slide.overview(1024))
         finally:
             slide.close()
     else:
         arr, factor = load_rgb(image, reduce)
-        patches = crop_patches(arr, centres_xy / factor, size_full / factor, out_px)
-        if context:
-            wide = crop_patches(arr, centres_xy / factor, size_full * context / factor, out_px)
-            patches = np.concatenate([patches, wide], axis=-1)
+        patches = cut_with_context(arr, centres_xy / factor, size_full / factor, out_px, context=context,
+                                   context_cut=context_cut)
         mask, mscale = tissue_mask(arr, factor)
     iy = np.clip((centres_xy[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
     ix = np.clip((centres_xy[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
@@ -152,14 +161,6 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     return patches
 
 
-def reduce_for(size_full: float, out_px: int) -> int:
-    """The largest power of 2 by which a patch of ``size_full`` pixels can be read and keep ≥ ``out_px``."""
-    reduce = 1
-    while reduce * 2 <= size_full / out_px:
-        reduce *= 2
-    return reduce
-
-
 def _tiff_slide(image):
     """A :class:`~.slide.TiffSlide` for a TIFF path tifffile can read region by region, else None."""
     from .slide import TIFF_SUFFIXES, TiffSlide, open_slide
@@ -171,14 +172,14 @@ def _tiff_slide(image):
 
 
 def region_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
-                   block_px: float = 2048.0, context: float = 0.0) -> np.ndarray:
+                   block_px: float = 2048.0, context: float = 0.0, context_cut: str = "box") -> np.ndarray:
     """Patches of ``size_full`` full-res pixels around ``centres_xy`` from a :class:`~.slide.Slide`, read block
     by block (squares of ``block_px`` full-res pixels plus half a patch), never whole; in the input order."""
     from .slide import blocks_of, cut_patches
 
     out = np.empty((len(centres_xy), out_px, out_px, 6 if context else 3), np.uint8)
     for idx in blocks_of(centres_xy, max(block_px, 2 * size_full * max(1.0, context))):
-        out[idx] = cut_patches(slide, centres_xy[idx], size_full, out_px, reduce, context)
+        out[idx] = cut_patches(slide, centres_xy[idx], size_full, out_px, reduce, context, context_cut)
     return out
 
 

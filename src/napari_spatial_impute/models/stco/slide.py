@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .pixels import as_rgb, crop_patches, load_rgb
+from .pixels import as_rgb, cut_with_context, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
 #: the extra that installs imagecodecs (compressed TIFF tiles), named in the error when it is missing
@@ -294,15 +294,13 @@ def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
 
 
 def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
-                context: float = 0.0) -> np.ndarray:
+                context: float = 0.0, context_cut: str = "box") -> np.ndarray:
     """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read; with
-    ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5."""
-    half = size_full * max(1.0, context) / 2 + 1
+    ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5 (:func:`~.pixels.cut_with_context`;
+    the region has a margin of two reduction blocks, so they equal those cut from the whole image)."""
+    wide = size_full * max(1.0, context)
+    half = wide / 2 + 1 + (2 * wide / out_px if context else 0.0)
     x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
     x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
     region, factor, origin = slide.read(x0, y0, x1, y1, reduce)
-    out = crop_patches(region, centres_xy / factor, size_full / factor, out_px, origin)
-    if context:
-        wide = crop_patches(region, centres_xy / factor, size_full * context / factor, out_px, origin)
-        out = np.concatenate([out, wide], axis=-1)
-    return out
+    return cut_with_context(region, centres_xy / factor, size_full / factor, out_px, origin, context, context_cut)

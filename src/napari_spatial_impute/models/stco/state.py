@@ -104,9 +104,9 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
 
     path = Path(path)
     cfg = _legacy_config(config)
-    # bundles from before context patches / per-section feature statistics: none
-    params = {"context": 0.0, "feature_norm": "global", "ridge_taps": "stages", "ridge_rank": 0,
-              "ridge_smoothing_um": 0.0, **cfg["params"]}
+    # bundles from before context patches / per-section feature statistics: none; before box-reduced contexts: resize
+    params = {"context": 0.0, "context_cut": "resize", "feature_norm": "global", "ridge_taps": "stages",
+              "ridge_rank": 0, "ridge_smoothing_um": 0.0, **cfg["params"]}
     model = cls(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
     model.genes, model.top_genes = list(cfg["genes"]), list(cfg["top_genes"])
     const = cfg["constants"]

@@ -22,17 +22,17 @@ def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: i
 
     parts = []
     for i, p in enumerate(raw):
-        f = yield from relay(model._features_steps(p, range(n_views), model.cfg["stain_augment"],
+        f = yield from relay(model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"],
                                                    f"section {i + 1}/{len(raw)}", taps=True),
                              "features", i, total, span=1)
         parts.append(f)
     if model.cfg["feature_norm"] == "section":
         stats = [section_stats(stat_rows(f, t)) for f, t in parts]
         model.feature_reference = reference_stats(stats)
-        parts = [model._standardised(f, t, st) for (f, t), st in zip(parts, stats)]
+        parts = [model.standardised(f, t, st) for (f, t), st in zip(parts, stats)]
     feats = np.concatenate([f for f, _ in parts], axis=1)
     taps = None if parts[0][1] is None else np.concatenate([t for _, t in parts])
-    return feats, model._ridge_x(feats, taps)
+    return feats, model.ridge_input(feats, taps)
 
 
 def retrieve(emb: np.ndarray, bank_emb: np.ndarray, bank_expr: np.ndarray, k: int, weighting: str,

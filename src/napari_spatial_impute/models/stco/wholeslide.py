@@ -89,7 +89,8 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
     if model.stain_reference is not None or model.section_norm:
         # patches spread over the slide: its stain, and its feature statistics (feature_norm="section")
         picked = centres[np.unique(np.linspace(0, len(centres) - 1, min(stain_sample, len(centres))).astype(int))]
-        sample = region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px, cfg["context"])
+        sample = region_patches(slide, picked, size_full, cfg["patch_px"], reduce, block_px, cfg["context"],
+                                cfg["context_cut"])
         yield Progress(0, 1, "stain sample cut", "tiles")
         if model.stain_reference is not None:
             from .stain import estimate_stains
@@ -100,7 +101,8 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
     weights = model.weights
 
     def cut(idx: np.ndarray) -> np.ndarray:
-        return cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"])
+        return cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"],
+                           cfg["context_cut"])
 
     # the next block's patches are cut (region read + PIL resizing, outside the GIL) on a second thread while
     # this block's go through the backbone; only that thread reads the slide inside the loop
