@@ -7,6 +7,7 @@
 * ``features`` — richer frozen-feature sets for the ridge (all 16 blocks, 2 × 2 pooled maps, 8-view means,
   the patch at 224 px), each section's features z-scored and targets centred: leads not adopted (§0000).
 * ``contexts`` — ridge v2 on one or two context patches (2×, 4×, 6×; two = a third Lite0 pass).
+* ``scales`` — ridge v2 on other patch sizes at 112 px (75–200 µm, context near 600 µm) and a fine third scale.
 * ``ensembles[@N]`` — the contrastive half averaged over three seeds' heads (N seeds trained per fold, default
   6: two replicates) in the equal blend, against one seed.
 * ``bank[@SEED]`` — the retrieval bank's expression smoothed over each training section (σ 100 / 150 µm).
@@ -198,26 +199,21 @@ def project(m, values: np.ndarray) -> np.ndarray:
     return ((values - mean) @ v) @ v.T + mean
 
 
-def stage_contexts(secs) -> None:
-    """Ridge v2 (all 16 blocks' taps, rank 10, training features smoothed 100 µm) on the patch + one context
-    (2×, 4× as shipped, 6×) or two contexts (a third Lite0 pass per tile): the lead for a next step."""
+def ridge_v2_table(secs, sets: dict, per_fold: bool = False) -> None:
+    """Print ridge v2 (rank 10, training features smoothed 100 µm) LOSO within C2–C5 on each feature set
+    ({name: {section: features}}), predictions smoothed 100 µm, α 10⁴ / 3·10⁴ (and α 10⁴'s folds)."""
     from napari_spatial_impute.models.stco.expression import section_expression
     from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
 
-    by_ctx = {c: view0_features(secs, c) for c in (2.0, 4.0, 6.0)}
     m = _model(4.0)
     m._choose_genes([secs[s] for s in INNER])
     expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
     top = [m.genes.index(g) for g in m.top_genes]
     xy = {s: m.section_inputs(secs[s])[1] for s in INNER}
     groups = {s: np.full(len(xy[s]), i) for i, s in enumerate(INNER)}
-    half = by_ctx[4.0]["C2"][1].shape[1] // 2
-    sets = {f"patch + {c:g}x": {s: by_ctx[c][s][1] for s in INNER} for c in by_ctx}
-    for a_, b_ in ((2.0, 4.0), (2.0, 6.0)):
-        sets[f"patch + {a_:g}x + {b_:g}x"] = {s: np.hstack([by_ctx[a_][s][1], by_ctx[b_][s][1][:, half:]])
-                                            for s in INNER}
-    print("| ridge v2 features (LOSO within C2–C5, predictions smoothed 100 µm) | α 10⁴ | α 3·10⁴ |")
-    print("|---|---|---|")
+    extra = " | per fold (α 10⁴)" if per_fold else ""
+    print(f"| ridge v2 features (LOSO within C2–C5, predictions smoothed 100 µm) | α 10⁴ | α 3·10⁴{extra} |")
+    print("|---|---|---|" + ("---|" if per_fold else ""))
     for name, feats in sets.items():
         cells = []
         for alpha in (1e4, 3e4):
@@ -228,47 +224,36 @@ def stage_contexts(secs) -> None:
                 fit_on = (np.concatenate([d[s] for s in tr]) for d in (feats, expr, groups, xy))
                 p = smooth(fit_feature_ridge(*fit_on, cfg).predict(feats[h]), xy[h], 100.0)
                 sc.append(float(pcc_per_gene(expr[h][:, top], p[:, top]).mean()))
-            cells.append(np.mean(sc))
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
+            cells.append(sc)
+        folds = (" | " + " / ".join(f"{v:.3f}" for v in cells[0])) if per_fold else ""
+        print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in cells) + folds + " |", flush=True)
+
+
+def stage_contexts(secs) -> None:
+    """Ridge v2 (all 16 blocks' taps, rank 10, training features smoothed 100 µm) on the patch + one context
+    (2×, 4× as shipped, 6×) or two contexts (a third Lite0 pass per tile): the lead for a next step."""
+    by_ctx = {c: view0_features(secs, c) for c in (2.0, 4.0, 6.0)}
+    half = by_ctx[4.0]["C2"][1].shape[1] // 2
+    sets = {f"patch + {c:g}x": {s: by_ctx[c][s][1] for s in INNER} for c in by_ctx}
+    for a_, b_ in ((2.0, 4.0), (2.0, 6.0)):
+        sets[f"patch + {a_:g}x + {b_:g}x"] = {s: np.hstack([by_ctx[a_][s][1], by_ctx[b_][s][1][:, half:]])
+                                            for s in INNER}
+    ridge_v2_table(secs, sets)
 
 
 def stage_scales(secs) -> None:
     """Ridge v2 on other patch sizes at the same 112 px (finer pixels, same Lite0 cost) with the context patch
     kept near 600 µm, and a fine 75 µm patch as a third scale beside the shipped 150 + 600 µm (1.5× the cost)."""
-    from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
-
     configs = {"150 µm + 4x (600 µm), as shipped": (150.0, 4.0), "100 µm + 6x (600 µm)": (100.0, 6.0),
                "75 µm + 8x (600 µm)": (75.0, 8.0), "75 µm + 4x (300 µm)": (75.0, 4.0),
                "200 µm + 3x (600 µm)": (200.0, 3.0)}
     by_cfg = {name: view0_features(secs, c, patch_um=pu) for name, (pu, c) in configs.items()}
-    m = _model(4.0)
-    m._choose_genes([secs[s] for s in INNER])
-    expr = {s: section_expression(secs[s], m.genes, m.target_sum) for s in INNER}
-    top = [m.genes.index(g) for g in m.top_genes]
-    xy = {s: m.section_inputs(secs[s])[1] for s in INNER}
-    groups = {s: np.full(len(xy[s]), i) for i, s in enumerate(INNER)}
     sets = {name: {s: f[s][1] for s in INNER} for name, f in by_cfg.items()}
     base, fine = by_cfg["150 µm + 4x (600 µm), as shipped"], by_cfg["75 µm + 4x (300 µm)"]
     half = base["C2"][1].shape[1] // 2
     sets["75 + 150 + 600 µm (three Lite0 passes)"] = {s: np.hstack([base[s][1], fine[s][1][:, :half]])
                                                      for s in INNER}
-    print("| ridge v2 features (LOSO within C2–C5, predictions smoothed 100 µm) | α 10⁴ | α 3·10⁴ | per fold (α 10⁴) |")
-    print("|---|---|---|---|")
-    for name, feats in sets.items():
-        cells, folds = [], []
-        for alpha in (1e4, 3e4):
-            cfg = {"ridge_alpha": alpha, "ridge_rank": 10, "ridge_smoothing_um": 100.0}
-            sc = []
-            for h in INNER:
-                tr = [s for s in INNER if s != h]
-                fit_on = (np.concatenate([d[s] for s in tr]) for d in (feats, expr, groups, xy))
-                p = smooth(fit_feature_ridge(*fit_on, cfg).predict(feats[h]), xy[h], 100.0)
-                sc.append(float(pcc_per_gene(expr[h][:, top], p[:, top]).mean()))
-            cells.append(np.mean(sc))
-            folds = folds or sc
-        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " | "
-              + " / ".join(f"{v:.3f}" for v in folds) + " |", flush=True)
+    ridge_v2_table(secs, sets, per_fold=True)
 
 
 def stage_blends(secs, seed: int, context: float | None = None) -> None:
