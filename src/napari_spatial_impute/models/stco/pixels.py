@@ -123,7 +123,7 @@ def box_reduce(arr: np.ndarray, k: int, origin: tuple[int, int] = (0, 0)) -> tup
 
 
 def cut_with_context(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, out_px: int,
-                     origin: tuple[int, int] = (0, 0), context: float = 0.0, context_cut: str = "box") -> np.ndarray:
+                     origin: tuple[int, int] = (0, 0), context: float = 0.0, context_cut: str = "resize") -> np.ndarray:
     """:func:`crop_patches`; with ``context`` the crops of ``context`` × ``size_px`` around the same points follow
     as channels 3–5. ``context_cut="box"``: those are resampled from ``arr`` box-reduced by the largest power of 2
     that keeps them ≥ ``CONTEXT_GAP`` × ``out_px`` (:func:`box_reduce`), over the same full-resolution square
@@ -139,8 +139,8 @@ def cut_with_context(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, ou
 
 
 #: box reduction of context crops leaves them ≥ this × the output size (then resampled bilinearly): PIL's own
-#: ``reducing_gap`` idea. 1 (reduce down to ≥ out_px) gave contexts 1.1 grey levels from each crop resized alone
-#: and −0.002 within her2st C2–C5; 2 keeps them closer (0.25 grey levels on C6) at ≈ twice its cost
+#: ``reducing_gap`` idea. 1 (reduce down to ≥ out_px) gives contexts 1.1 grey levels from each crop resized alone,
+#: 2 gives 0.35 at ≈ twice its cost; both −0.002 within her2st C2–C5 (histology_generalisation.md §0000000)
 CONTEXT_GAP = 2
 
 
