@@ -213,7 +213,21 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 "lite1": {"backbone": "lite1"}, "lite2": {"backbone": "lite2"},
                 # §000000: the feature kernel ridge as a third member of the equal blend (default) and without
                 "krr blend": {"krr_alpha": 0.3}, "no krr": {"krr_alpha": 0.0},
-                "box context": {"context_cut": "box"}, "resized context": {"context_cut": "resize"}}
+                "box context": {"context_cut": "box"}, "resized context": {"context_cut": "resize"},
+                # §0000000: what moving every spot by one pixel (x and y) costs: the noise floor of a patch change
+                "spots moved 1 px": {"context_cut": "resize"}}
+#: arms whose sections' spots are shifted by this many full-resolution pixels (x, y) before cutting patches
+SHIFTED_ARMS = {"spots moved 1 px": 1.0}
+
+
+def shifted(secs: dict, px: float) -> dict:
+    """Copies of the sections with every spot moved by ``px`` image pixels in x and y (µm positions kept)."""
+    out = {}
+    for name, a in secs.items():
+        b = a.copy()
+        b.obsm["spatial_px"] = np.asarray(a.obsm["spatial_px"], dtype=np.float64) + px
+        out[name] = b
+    return out
 
 
 def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
@@ -222,9 +236,10 @@ def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
     results = {}
     for name in arms or list(CONTEXT_ARMS):
         per_fold, contrastive = {}, {}
+        arm_secs = shifted(secs, SHIFTED_ARMS[name]) if name in SHIFTED_ARMS else secs
         for held in inner:
-            model, t_train = train(secs, [s for s in inner if s != held], seed, CONTEXT_ARMS[name])
-            m = evaluate(model, secs[held])
+            model, t_train = train(arm_secs, [s for s in inner if s != held], seed, CONTEXT_ARMS[name])
+            m = evaluate(model, arm_secs[held])
             per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
             print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
                   flush=True)

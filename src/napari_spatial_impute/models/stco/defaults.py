@@ -32,6 +32,7 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
 #: of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are concatenated to the
 #: patch's; frozen backbones only), 0 = none (bundles from before it load with 0). ``context_cut``: "resize" (each
 #: context crop resized alone) or "box" (resampled from the window box-reduced once: ≈ 3× less cutting work, −0.002
-#: within C2–C5, so not the default: histology_generalisation.md §0000000). Defaults were chosen by
+#: within C2–C5, inside the 0.004 that moving every spot by 1 px costs; not the default by a rule fixed before the
+#: runs: histology_generalisation.md §0000000). Defaults were chosen by
 #: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
