@@ -215,9 +215,15 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 "krr blend": {"krr_alpha": 0.3}, "no krr": {"krr_alpha": 0.0},
                 "box context": {"context_cut": "box"}, "resized context": {"context_cut": "resize"},
                 # §0000000: what moving every spot by one pixel (x and y) costs: the noise floor of a patch change
-                "spots moved 1 px": {"context_cut": "resize"}}
-#: arms whose sections' spots are shifted by this many full-resolution pixels (x, y) before cutting patches
-SHIFTED_ARMS = {"spots moved 1 px": 1.0}
+                # ("shift_px": not an STco parameter; the sections' spots are moved before anything is cut)
+                "spots moved 1 px": {"shift_px": 1.0}}
+
+
+def arm(secs: dict, name: str) -> tuple[dict, dict]:
+    """(the sections as the arm sees them, its STco parameters) of a CONTEXT_ARMS entry."""
+    params = dict(CONTEXT_ARMS[name])
+    shift = params.pop("shift_px", 0.0)
+    return (shifted(secs, shift) if shift else secs), params
 
 
 def shifted(secs: dict, px: float) -> dict:
@@ -236,9 +242,9 @@ def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
     results = {}
     for name in arms or list(CONTEXT_ARMS):
         per_fold, contrastive = {}, {}
-        arm_secs = shifted(secs, SHIFTED_ARMS[name]) if name in SHIFTED_ARMS else secs
+        arm_secs, params = arm(secs, name)
         for held in inner:
-            model, t_train = train(arm_secs, [s for s in inner if s != held], seed, CONTEXT_ARMS[name])
+            model, t_train = train(arm_secs, [s for s in inner if s != held], seed, params)
             m = evaluate(model, arm_secs[held])
             per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
             print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
@@ -260,9 +266,10 @@ def stage_context_final(secs, arms=None, seeds=(0, 1, 2)) -> dict:
     results = {}
     for name in arms or list(CONTEXT_ARMS):
         runs = []
+        arm_secs, params = arm(secs, name)
         for seed in seeds:
-            model, t_train = train(secs, ["C2", "C3", "C4", "C5"], seed, CONTEXT_ARMS[name])
-            runs.append(evaluate(model, secs["C6"]) | {"train_s": t_train, "weights": model.weights})
+            model, t_train = train(arm_secs, ["C2", "C3", "C4", "C5"], seed, params)
+            runs.append(evaluate(model, arm_secs["C6"]) | {"train_s": t_train, "weights": model.weights})
             print(name, seed, round(runs[-1]["pcc_mean_top50"], 3), f"{t_train:.0f}s", flush=True)
         results[name] = runs
         save(f"context_final_{name}", runs)

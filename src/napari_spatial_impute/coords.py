@@ -107,6 +107,13 @@ def layer_affine_xy(layer) -> np.ndarray:
     return np.array([[along_x[0], along_y[0], origin[0]], [along_x[1], along_y[1], origin[1]], [0.0, 0.0, 1.0]])
 
 
+def napari_to_affine(scale_yx=(1.0, 1.0), translate_yx=(0.0, 0.0)) -> np.ndarray:
+    """3×3 (col, row) → (x, y) affine of a napari ``scale`` / ``translate`` (y, x; last two axes): the inverse of
+    :func:`affine_to_napari` for axis-aligned placements."""
+    (sy, sx), (ty, tx) = np.asarray(scale_yx, float)[-2:], np.asarray(translate_yx, float)[-2:]
+    return np.array([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]])
+
+
 def affine_to_napari(affine) -> dict:
     """napari layer kwargs for a (col, row) → (x, y) affine: ``scale`` / ``translate`` in (y, x) order when it is
     axis-aligned (keeps the scale bar right), else ``affine`` in (y, x) order."""

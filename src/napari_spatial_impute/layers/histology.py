@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import UNS_KEY
-from ..coords import affine_to_napari, apply_affine_xy, invert_affine, layer_affine_xy, yx_to_xy
+from ..coords import affine_to_napari, apply_affine_xy, invert_affine, layer_affine_xy, napari_to_affine, yx_to_xy
 from ..errors import InputError
 from .cells import LayerDataTuple, cells_points_layer, show_gene_on_points
 from .colors import contrast_limits
@@ -46,8 +46,7 @@ def _image_xy(image_scale, image_translate, image_affine) -> np.ndarray:
     """The H&E layer's (x, y) data → world affine: ``image_affine`` when given, else its scale / translate (y, x)."""
     if image_affine is not None:
         return np.asarray(image_affine, dtype=np.float64)
-    (sy, sx), (ty, tx) = np.asarray(image_scale, float)[-2:], np.asarray(image_translate, float)[-2:]
-    return np.array([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]])
+    return napari_to_affine(image_scale, image_translate)
 
 
 def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
@@ -55,8 +54,8 @@ def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_transl
     """Image layer of one gene of a tiled prediction over an H&E layer shown with ``image_scale`` /
     ``image_translate`` (y, x), or with ``image_affine`` (3×3, its pixels (col, row) → world (x, y), e.g.
     :func:`~napari_spatial_impute.coords.layer_affine_xy` of the layer: rotations and shears too)."""
-    grid, (gsy, gsx), (gty, gtx) = heatmap_grid(prediction, gene)
-    grid_xy = np.array([[gsx, 0.0, gtx], [0.0, gsy, gty], [0.0, 0.0, 1.0]])  # cell (col, row) → image pixel (x, y)
+    grid, grid_scale, grid_translate = heatmap_grid(prediction, gene)
+    grid_xy = napari_to_affine(grid_scale, grid_translate)  # cell (col, row) → image pixel (x, y)
     kwargs = {"name": f"H&E → {gene}", "colormap": "magma", "opacity": 0.7, "blending": "translucent",
               **affine_to_napari(_image_xy(image_scale, image_translate, image_affine) @ grid_xy),
               "contrast_limits": _limits(grid),
@@ -74,12 +73,8 @@ def spots_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translat
     place = affine_to_napari(_image_xy(image_scale, image_translate, image_affine)
                              @ np.diag([1.0 / pixel_size, 1.0 / pixel_size, 1.0]))
     data, kwargs, kind = cells_points_layer(prediction, f"H&E → {gene}", features="genes", gene=gene,
-                                            size=SPOT_MARKER_UM, metadata={"kind": "stco-spots"},
-                                            scale=place.get("scale", (1.0, 1.0)),
-                                            translate=place.get("translate", (0.0, 0.0)))
-    if "affine" in place:
-        kwargs["affine"] = place["affine"]
-    return data, kwargs, kind
+                                            size=SPOT_MARKER_UM, metadata={"kind": "stco-spots"})
+    return data, {**kwargs, **place}, kind  # scale / translate, or an affine (identity scale / translate kept)
 
 
 def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),

@@ -174,8 +174,8 @@ class STco:
         source = source if source is not None else estimate_stains(patches)
         return normalize_stains(patches, source, self.stain_reference)
 
-    def backbone_features_steps(self, patches: np.ndarray, views, augment: bool, label: str, use_cache: bool = True,
-                        taps: bool = False):
+    def backbone_features_steps(self, patches: np.ndarray, views, augment: bool, label: str,
+                                use_cache: bool = True, taps: bool = False):
         """Backbone features (views, n, D); with ``taps``: (features, view 0's taps or None without any)."""
         from .features import features_steps
 
@@ -275,8 +275,8 @@ class STco:
         self._check_fitted()
         if feats is None:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
-            feats = yield from self.backbone_features_steps(patches, range(min(tta, 8)), False, "patches", use_cache,
-                                                    taps=self.section_norm)
+            feats = yield from self.backbone_features_steps(patches, range(min(tta, 8)), False, "patches",
+                                                            use_cache, taps=self.section_norm)
             if self.section_norm:  # z-scored with the taps' statistics too, as in training
                 feats = self.standardised(*feats, None)[0]
         self.heads.to(torch_device(self.device)).eval()
@@ -301,7 +301,7 @@ class STco:
         if not self.section_norm or len(patches) < MIN_SECTION_PATCHES:
             return None
         feats, taps = yield from self.backbone_features_steps(self.normalise(patches, source), [0], False,
-                                                      "feature statistics", use_cache=False, taps=True)
+                                                              "feature statistics", use_cache=False, taps=True)
         return section_stats(stat_rows(feats, taps))
 
     def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,

@@ -297,9 +297,10 @@ def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, re
                 context: float = 0.0, context_cut: str = "resize") -> np.ndarray:
     """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read; with
     ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5 (:func:`~.pixels.cut_with_context`;
-    the region has a margin of two reduction blocks, so they equal those cut from the whole image)."""
+    for ``context_cut="box"`` the region has a margin of two reduction blocks plus the resampling support, so they
+    equal those cut from the whole image)."""
     wide = size_full * max(1.0, context)
-    half = wide / 2 + 1 + (2 * wide / out_px if context else 0.0)
+    half = wide / 2 + 1 + (2 * wide / out_px if context and context_cut == "box" else 0.0)
     x0, y0 = int(math.floor(centres_xy[:, 0].min() - half)), int(math.floor(centres_xy[:, 1].min() - half))
     x1, y1 = int(math.ceil(centres_xy[:, 0].max() + half)), int(math.ceil(centres_xy[:, 1].max() + half))
     region, factor, origin = slide.read(x0, y0, x1, y1, reduce)

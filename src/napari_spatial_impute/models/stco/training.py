@@ -23,7 +23,7 @@ def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: i
     parts = []
     for i, p in enumerate(raw):
         f = yield from relay(model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"],
-                                                   f"section {i + 1}/{len(raw)}", taps=True),
+                                                           f"section {i + 1}/{len(raw)}", taps=True),
                              "features", i, total, span=1)
         parts.append(f)
     if model.cfg["feature_norm"] == "section":

@@ -17,7 +17,8 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay
-from .patches import check_pixel_size, check_spots_in_image, reduce_for, region_patches
+from .patches import check_pixel_size, check_spots_in_image, region_patches
+from .pixels import reduce_for
 from .slide import PIXEL_SIZE_NOTE, DecodedSlide, blocks_of, cut_patches, open_slide
 from .tiling import make_grid, tissue_mask
 
