@@ -11,6 +11,9 @@
 * ``ensembles[@N]`` — the contrastive half averaged over three seeds' heads (N seeds trained per fold, default
   6: two replicates) in the equal blend, against one seed.
 * ``bank[@SEED]`` — the retrieval bank's expression smoothed over each training section (σ 100 / 150 µm).
+* ``finetune@HELD`` — a pilot of the one lead left on a CPU: Lite0 fine-tuned end to end (``finetune=True``,
+  patch only, the package's 30 epochs, no inner validation), trained on the other three of C2–C5, scored on
+  HELD (seed 0); ≈ 20 min per fold on one core.
 * ``blends[@SEED][:CONTEXT]`` — the package model trained on three sections, each of its predictors on the
   fourth, and fixed blends of them (equal contrastive + feature ridge, with / without 100 µm smoothing, + kNN)
   beside what the model predicts with ``blend="equal"`` (the default) and with ``blend="grid"`` (the weight
@@ -374,6 +377,21 @@ def stage_bank(secs, seed: int = 0) -> None:
     print("| mean | " + " | ".join(f"{np.mean([rows[h][c_] for h in INNER]):.3f}" for c_ in cols) + " |")
 
 
+def stage_finetune(secs, held: str, seed: int = 0) -> None:
+    """One LOSO fold of the fine-tuned Lite0 (seed 0), beside the time it took."""
+    import time
+
+    from napari_spatial_impute import evaluate_histology, train_histology
+
+    t0 = time.perf_counter()
+    model = train_histology([secs[s] for s in INNER if s != held], seed=seed, device="cpu", finetune=True,
+                            validation="none")
+    seconds = time.perf_counter() - t0
+    m = evaluate_histology(model, secs[held])
+    print(f"| fine-tuned Lite0, held out {held}, seed {seed} | {m['pcc_mean_top50']:.3f} | {seconds:.0f} s |",
+          flush=True)
+
+
 def main(argv: list[str]) -> int:
     import torch
 
@@ -396,6 +414,8 @@ def main(argv: list[str]) -> int:
             stage_ensembles(secs, int(seed or 6))
         elif name == "bank":
             stage_bank(secs, int(seed or 0))
+        elif name == "finetune":
+            stage_finetune(secs, seed or "C5")
         else:
             raise SystemExit(f"unknown stage {stage!r}: ridge | features | contexts | scales | "
                              "blends[@SEED][:CONTEXT] | ensembles[@N_SEEDS] | bank[@SEED]")
