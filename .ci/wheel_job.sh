@@ -11,7 +11,8 @@
 # no argument = both. The source is copied first (git-tracked and untracked files, no .venv / build output), so
 # a `pip install -e .` in the tree at the same time cannot race the build.
 # Env: PY (python for the venvs), TORCH / TORCH_INDEX (as in the Makefile), WHEEL_JOB_DIR (work folder, /tmp;
-# give the same one to both phases).
+# give the same one to both phases; without it, a new folder, removed at the end of a run of both phases unless
+# KEEP_WHEEL_JOB=1).
 set -euo pipefail
 PHASE=${1:-all}
 case "$PHASE" in prepare|check|all) ;; *) echo "usage: $0 [prepare|check]"; exit 2 ;; esac
@@ -21,7 +22,11 @@ TORCH=${TORCH:-torch==2.13.0}
 if [ -z "${TORCH_INDEX+x}" ]; then
   if [ "$(uname -s)" = "Linux" ]; then TORCH_INDEX=https://download.pytorch.org/whl/cpu; else TORCH_INDEX=; fi
 fi
-WORK=${WHEEL_JOB_DIR:-$(mktemp -d /tmp/nsi-wheel-job.XXXXXX)}
+WORK=${WHEEL_JOB_DIR:-}
+if [ -z "$WORK" ]; then  # a folder of its own: removed on exit when both phases run here (~6 GB of venvs)
+  WORK=$(mktemp -d /tmp/nsi-wheel-job.XXXXXX)
+  if [ "$PHASE" = all ] && [ -z "${KEEP_WHEEL_JOB:-}" ]; then trap 'rm -rf "$WORK"' EXIT; fi
+fi
 mkdir -p "$WORK"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 unset PYTHONPATH

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -14,13 +16,28 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 
 
+_CACHE_ENV = "NAPARI_SPATIAL_IMPUTE_CACHE"
+_OWN_CACHE: list[str] = []
+
+
 def pytest_configure(config):
+    # the package's disk caches (H&E patches, backbone features) go to a folder of this run, removed at its
+    # end, not to the user's cache, which a test suite has no business filling
+    if not os.environ.get(_CACHE_ENV):
+        _OWN_CACHE.append(tempfile.mkdtemp(prefix="nsi-test-cache-"))
+        os.environ[_CACHE_ENV] = _OWN_CACHE[0]
     try:
         import torch
 
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
+
+
+def pytest_unconfigure(config):
+    for folder in _OWN_CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(_CACHE_ENV, None)
 
 
 def shared_dataset(name: str) -> Path:
