@@ -37,3 +37,68 @@ def test_fallback_without_platformdirs_follows_xdg(tmp_path, monkeypatch):
 def test_platformdirs_default_names_the_package(monkeypatch):
     monkeypatch.delenv("NAPARI_SPATIAL_IMPUTE_CACHE", raising=False)
     assert cache._user_cache_root().name in ("napari-spatial-impute", "Cache")
+
+
+def _entry(kind: str, name: str, size: int, age_s: float) -> Path:
+    """A cache file of ``size`` bytes last used ``age_s`` seconds ago."""
+    import os
+    import time
+
+    path = cache_dir(kind) / name
+    path.write_bytes(b"x" * size)
+    t = time.time() - age_s
+    os.utime(path, (t, t))
+    return path
+
+
+def test_prune_evicts_least_recently_used_to_the_cap_and_never_esm2(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path))
+    old = _entry("features", "old.npz", 400, 300)
+    used = _entry("patches", "used.npz", 400, 200)
+    new = _entry("features", "new.npz", 400, 100)
+    esm = _entry("esm2", "gene.npy", 5000, 1000)
+    cache.touch(used)  # a cache hit: now the most recently used
+    assert cache.prune(limit=900) == 400
+    assert not old.exists() and used.exists() and new.exists() and esm.exists()
+    assert cache.prune(limit=100, keep=new) == 400  # the file just written goes last
+    assert new.exists() and not used.exists()
+    assert cache.usage() == {"esm2": (1, 5000), "features": (1, 400), "patches": (0, 0)}
+
+
+def test_store_npz_round_trips_and_the_cap_comes_from_the_environment(tmp_path, monkeypatch):
+    import numpy as np
+    import pytest
+
+    from napari_spatial_impute.errors import InputError
+
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path))
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", "1")
+    assert cache.max_bytes() == 10**9
+    path = cache.store_npz(cache_dir("features") / "a.npz", features=np.arange(6.0).reshape(2, 3))
+    with np.load(path) as z:
+        assert z["features"].tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert not list(path.parent.glob("*partial*"))
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", "0")  # keeps nothing
+    cache.store_npz(cache_dir("features") / "b.npz", features=np.zeros(3))
+    assert cache.usage()["features"] == (0, 0)
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", "lots")
+    with pytest.raises(InputError, match="MAX_GB"):
+        cache.max_bytes()
+
+
+def test_cli_shows_and_clears_the_cache(tmp_path, monkeypatch, capsys):
+    from napari_spatial_impute.cli import main
+
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path))
+    _entry("features", "f.npz", 3_000_000, 10)
+    _entry("esm2", "g.npy", 1000, 10)
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and "features" in out and "3.0 MB" in out and "5.00 GB" in out
+    assert main(["cache", "--clear", "nonsense"]) == 2
+    assert "no kind nonsense" in capsys.readouterr().err
+    assert main(["cache", "--clear", "features"]) == 0
+    assert "removed 1 files (3.0 MB)" in capsys.readouterr().out
+    assert cache.usage() == {"esm2": (1, 1000), "features": (0, 0)}
+    assert main(["cache", "--clear"]) == 0
+    assert cache.usage() == {"esm2": (0, 0), "features": (0, 0)}

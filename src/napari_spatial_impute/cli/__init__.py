@@ -1,4 +1,5 @@
-"""Command line: ``napari-spatial-impute impute ...`` and ``napari-spatial-impute histology train|evaluate|predict``.
+"""Command line: ``napari-spatial-impute impute ...``, ``napari-spatial-impute histology train|evaluate|predict``
+and ``napari-spatial-impute cache [--clear]``.
 
 Errors on bad input print one clear line and exit with code 2; nothing is written. Importing this package does
 not import torch: each command imports what it needs when it runs.
@@ -10,7 +11,7 @@ import argparse
 import sys
 
 from ..errors import InputError
-from . import histology, impute
+from . import cache, histology, impute
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     impute.add_parser(sub)
     histology.add_parser(sub)
+    cache.add_parser(sub)
     return parser
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import os
 import warnings
 import weakref
 
 import numpy as np
 
-from ...cache import cache_dir
+from ...cache import cache_dir, store_npz, touch
 from ...progress import Progress, ProgressGen, iter_chunks
 
 # v3: taps of all 16 Lite0 blocks; v4: sd 0 (not NaN) of 1 × 1 maps; v5: .npz, view-0 taps; v6: taps' sd by two
@@ -127,6 +126,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
             try:
                 with np.load(path) as z:
                     out = (z["features"], z["taps"]) if taps else z["features"]
+                touch(path)
                 yield Progress(1, 1, f"{label}: cached features", "features")
                 return out
             except (OSError, ValueError, KeyError):
@@ -161,10 +161,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
     if taps and tap_out is None:
         tap_out = np.empty((0, backbone.tap_dim), np.float32)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".{os.getpid()}.partial.npz")
-        np.savez(tmp, features=out, **({"taps": tap_out} if taps else {}))
-        tmp.replace(path)
+        store_npz(path, features=out, **({"taps": tap_out} if taps else {}))
     return (out, tap_out) if taps else out
 
 

@@ -9,13 +9,12 @@ are cached as ``.npz`` keyed by the image file's hash and the extraction paramet
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ...cache import cache_dir
+from ...cache import cache_dir, store_npz, touch
 from ...coords import um_to_px
 from ...errors import InputError
 from .pixels import (  # noqa: F401 (re-exported)
@@ -128,6 +127,7 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         if key.is_file():
             with np.load(key) as z:
                 patches, on_tissue = z["patches"], z["on_tissue"]
+            touch(key)
             if check_tissue:
                 _warn_off_tissue(on_tissue)
             return patches
@@ -152,10 +152,7 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     ix = np.clip((centres_xy[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
     on_tissue = mask[iy, ix]
     if key is not None:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        tmp = key.with_name(key.stem + f".{os.getpid()}.partial.npz")
-        np.savez_compressed(tmp, patches=patches, on_tissue=on_tissue)
-        tmp.replace(key)
+        store_npz(key, compressed=True, patches=patches, on_tissue=on_tissue)
     if check_tissue:
         _warn_off_tissue(on_tissue)
     return patches
