@@ -216,7 +216,9 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 "box context": {"context_cut": "box"}, "resized context": {"context_cut": "resize"},
                 # §0000000: what moving every spot by one pixel (x and y) costs: the noise floor of a patch change
                 # ("shift_px": not an STco parameter; the sections' spots are moved before anything is cut)
-                "spots moved 1 px": {"shift_px": 1.0}}
+                "spots moved 1 px": {"shift_px": 1.0},
+                # with the default and the +1 px arm: three cutting positions for C6's error bar (context-final)
+                "spots moved -1 px": {"shift_px": -1.0}}
 
 
 def arm(secs: dict, name: str) -> tuple[dict, dict]:
