@@ -20,9 +20,12 @@ def her2st():
     root = shared_dataset("her2st_subset")
     c2 = read_st_section(root / "ST-cnts/C2.tsv.gz", root / "ST-spotfiles/C2_selection.tsv",
                          root / "ST-imgs/C2_5714_HE_BT_C2.jpg")
+    c3 = read_st_section(root / "ST-cnts/C3.tsv.gz", root / "ST-spotfiles/C3_selection.tsv",
+                         root / "ST-imgs/C3_5714_HE_BT_D1.jpg")
     c6 = read_st_section(root / "ST-cnts/C6.tsv.gz", root / "ST-spotfiles/C6_selection.tsv",
                          root / "ST-imgs/C6_5714_HE_BT_E2.jpg")
-    model = train([c2], genes=GENES, seed=0, device="cpu", patch_px=64, n_views=1, epochs=5, tta=1)
+    # two sections: each is held out in turn at training time, which gives the per-gene expected r
+    model = train([c2, c3], genes=GENES, seed=0, device="cpu", patch_px=64, n_views=1, epochs=5, tta=1)
     image, factor = load_rgb(c6.uns["histology"]["image"], 4)
     return model, c6, image, factor
 
@@ -70,7 +73,9 @@ def test_whole_slide_heatmap_overlays_the_image(widget, qtbot):
     w.gene_select.value = other
     assert layer.name.endswith(other) and not np.allclose(np.nan_to_num(before), np.nan_to_num(layer.data))
     # the canvas names the gene and the unit; the heat map's colorbar shows the values
-    assert viewer.text_overlay.visible and viewer.text_overlay.text.startswith(f"{other}\n")
+    r = dict(zip(w.model.genes, w.model.expected_r))  # with the bundle's expected r for that gene
+    assert viewer.text_overlay.visible
+    assert viewer.text_overlay.text.startswith(f"{other}  (expected r {r[other]:.2f})\n")
     assert "predicted from H&E" in viewer.text_overlay.text and layer.colorbar.visible
 
 
@@ -89,6 +94,13 @@ def test_points_per_spot_with_gene_features(widget, her2st, qtbot):
     w.gene_select.value = "ERBB2"
     hi, lo = int(np.argmax(layer.features["ERBB2"])), int(np.argmin(layer.features["ERBB2"]))
     assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()
+    # the gene list: most reliable first, each with the bundle's expected r (its training validation)
+    model = w.model
+    r = dict(zip(model.genes, model.expected_r))
+    labels = [w.gene_select.native.itemText(i) for i in range(w.gene_select.native.count())]
+    assert list(w.gene_select.choices) == sorted(GENES, key=lambda g: -r[g])
+    assert labels[0] == f"{w.gene_select.choices[0]}  [expected r {max(r.values()):.2f}]"
+    assert w.result.var["expected_r"].to_numpy() == pytest.approx([r[g] for g in GENES])
 
 
 def test_missing_bundle_is_reported(widget, tmp_path):

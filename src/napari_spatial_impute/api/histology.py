@@ -57,8 +57,13 @@ def describe_choice(model) -> str:
         return "predictor: the contrastive model (not validated)"
     scores = ", ".join(f"{k} {v:.3f}" for k, v in choice["scores"].items())
     weights = " + ".join(f"{w:.2f}·{k}" for k, w in model.weights.items())
-    return (f"validation (top-50 PCC, sections {', '.join(choice['validated_on'])} held out in turn): {scores} → "
+    line = (f"validation (top-50 PCC, sections {', '.join(choice['validated_on'])} held out in turn): {scores} → "
             f"predicts {weights}, smoothing {choice['smoothing_um']:g} µm")
+    r = model.expected_r
+    if r is not None:
+        line += (f"; expected r per gene (var['expected_r']): median {np.median(r):.2f}, "
+                 f"{int((r >= 0.3).sum())} of {len(r)} genes ≥ 0.3")
+    return line
 
 
 def truth_for(model, adata) -> tuple[np.ndarray, list[str], Any]:
@@ -96,7 +101,8 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     carries, unblended and unsmoothed: ``components`` {contrastive, feature_ridge, feature_krr, feature_knn,
     colour_ridge: {pcc_mean_all, pcc_median_all, pcc_mean_top50}} (also flat as ``pcc_mean_top50_<name>``,
     ``pcc_mean_all_<name>``), and ``predictor``: the blend weights, smoothing and validation scores chosen at
-    training time.
+    training time. A bundle validated at training time also has its per-gene expected r checked here:
+    ``expected_r_spearman``, ``expected_r_mae``, ``expected_r_mean_top50`` and per_gene[gene]["expected_r"].
     """
     from ..metrics import summarize
 
@@ -113,6 +119,10 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     top_set = set(model.top_genes)
     top = [i for i, g in enumerate(genes) if g in top_set]
     per_gene = {g: {**row, "top": g in top_set} for g, row in shared.pop("per_gene").items()}
+    expected = _expected_r_check(model, genes, pcc, top)
+    if expected:
+        for g, r in zip(genes, expected.pop("values")):
+            per_gene[g]["expected_r"] = r
     components = {name: _pcc_summary(truth, values[:, cols], top) for name, values in out.items()}
     flat = {f"{k}_{name}": v for name, row in components.items() for k, v in row.items() if k != "pcc_median_all"}
     return {
@@ -127,9 +137,25 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
         "predictor": {"weights": model.weights, "smoothing_um": float(model.choice.get("smoothing_um", 0.0)),
                       "winner": model.choice.get("winner"), "validation_top": model.choice.get("scores", {}),
                       "validated_on": model.choice.get("validated_on", [])},
+        **expected,
         "gene_match": match.as_dict(),
         "per_gene": per_gene,
     }
+
+
+def _expected_r_check(model, genes: list[str], pcc: np.ndarray, top: list[int]) -> dict:
+    """How the bundle's per-gene expected r (its training validation) compares with the r reached here:
+    ``expected_r_spearman`` (rank agreement over the genes), ``expected_r_mean_top50`` (beside
+    ``pcc_mean_top50``), ``expected_r_mae`` (mean |expected − reached|); {} for a bundle without it."""
+    from scipy.stats import spearmanr
+
+    if model.expected_r is None:
+        return {}
+    r = dict(zip(model.genes, model.expected_r.tolist()))
+    exp = np.array([r[g] for g in genes], np.float64)
+    rho = spearmanr(exp, pcc).statistic if len(genes) > 2 and np.ptp(exp) > 0 and np.ptp(pcc) > 0 else np.nan
+    return {"expected_r_spearman": float(rho), "expected_r_mae": float(np.mean(np.abs(exp - pcc))),
+            "expected_r_mean_top50": float(np.mean(exp[top])) if top else float("nan"), "values": exp.tolist()}
 
 
 def evaluate_histology(model, section, callback=None) -> dict:
@@ -180,8 +206,9 @@ def predict_histology(model, image, pixel_size_um: float | None = None, *, callb
 
 def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
     """The dict of :meth:`STco.predict_image_steps` → AnnData: ``obsm['spatial']`` (x, y) µm and
-    ``obsm['spatial_px']`` (x, y) H&E pixels; ``uns['napari_spatial_impute']`` with the method, its parameters
-    and, when tiled, the tile grid (``napari_scale_yx`` / ``napari_translate_yx`` place it over the H&E in pixels)."""
+    ``obsm['spatial_px']`` (x, y) H&E pixels; ``var['expected_r']`` (the bundle's per-gene validation r, when it
+    was validated); ``uns['napari_spatial_impute']`` with the method, its parameters and, when tiled, the tile
+    grid (``napari_scale_yx`` / ``napari_translate_yx`` place it over the H&E in pixels)."""
     import anndata as ad
 
     from ..coords import px_to_um
@@ -197,6 +224,9 @@ def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
     out.obsm["spatial_px"] = centres
     info: dict[str, Any] = {"method": "stco", "pixel_size_um": float(result["pixel_size_um"]),
                             "values": "log1p(normalised)"}
+    if model is not None and model.expected_r is not None:  # the validation's per-gene r, as imputation has
+        r = dict(zip(model.genes, model.expected_r.tolist()))
+        out.var["expected_r"] = np.array([r.get(g, np.nan) for g in out.var_names], np.float32)
     if model is not None:
         info.update(params=_jsonable(model.cfg), seed=model.seed, top_genes=list(model.top_genes),
                     target_sum=float(model.target_sum), predictor=dict(model.weights),

@@ -128,6 +128,10 @@ def run_evaluate(args) -> int:
     side = ", ".join(f"{name} {row['pcc_mean_top50']:.3f}" for name, row in metrics.get("components", {}).items())
     if side:
         print(f"top-50 PCC of each predictor alone: {side}")
+    if "expected_r_spearman" in metrics:
+        print(f"expected r (the bundle's validation): top-50 {metrics['expected_r_mean_top50']:.3f} against "
+              f"{metrics['pcc_mean_top50']:.3f} reached; rank agreement over genes (Spearman) "
+              f"{metrics['expected_r_spearman']:.2f}")
     return 0
 
 

@@ -89,9 +89,11 @@ def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_tra
 PREDICTED_UNIT = "log1p normalised expression (predicted from H&E)"
 
 
-def title(gene: str) -> str:
-    """The canvas title of a histology prediction layer: the gene, then the unit."""
-    return f"{gene}\n{PREDICTED_UNIT}"
+def title(gene: str, expected_r: float | None = None) -> str:
+    """The canvas title of a histology prediction layer: the gene (with the bundle's expected r for it, when
+    known), then the unit."""
+    known = expected_r is not None and expected_r == expected_r
+    return f"{gene}" + (f"  (expected r {expected_r:.2f})" if known else "") + f"\n{PREDICTED_UNIT}"
 
 
 def show_gene(layer, prediction, gene: str) -> None:

@@ -242,6 +242,19 @@ def _weight_grid(names: list[str], step: float = 0.25):
             yield dict(zip(names, map(float, combo)))
 
 
+def gene_expected_r(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.ndarray, xy_um: np.ndarray,
+                    weights: dict[str, float], smoothing_um: float) -> np.ndarray:
+    """Per-gene Pearson r of the blend ``weights`` (smoothed ``smoothing_um``) on the out-of-fold predictions
+    ``oof``, averaged over the held-out sections: what each gene can be expected to reach on a new section of
+    the training patients (never in-sample; optimistic for another patient or lab)."""
+    pred = blend({k: v for k, v in oof.items() if k in weights}, weights)
+    per_section = []
+    for s in np.unique(groups):
+        m = groups == s
+        per_section.append(pcc_per_gene(truth[m], smooth(pred[m], xy_um[m], float(smoothing_um))))
+    return np.mean(per_section, axis=0).astype(np.float32)
+
+
 #: the default blend: the equal-weight mean of these predictors (those that validate), see :func:`choose_blend`
 EQUAL_BLEND = ("contrastive", "feature_ridge", "feature_krr")
 

@@ -267,6 +267,13 @@ class STco:
         """Blend weights of the predictors (see :mod:`.fallback`)."""
         return {k: float(v) for k, v in self.choice["weights"].items() if v > 0}
 
+    @property
+    def expected_r(self) -> np.ndarray | None:
+        """Per-gene Pearson r (``genes`` order) that what the bundle predicts reached on the training sections
+        held out in turn; None when not validated (one section, ``validation="none"``, bundles before it)."""
+        r = self.choice.get("expected_r")
+        return None if r is None or len(r) != len(self.genes) else np.asarray(r, np.float32)
+
     def embed_patches_steps(self, patches: np.ndarray, tta: int | None = None, *, feats=None,
                             use_cache: bool = False) -> ProgressGen[np.ndarray]:
         """L2-normalised image embeddings (n, embed_dim) of (normalised) patches, averaged over ``tta`` views."""

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ...progress import Progress, ProgressGen, iter_chunks, relay
-from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_krr, fit_feature_ridge, knn_predict
+from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_krr, fit_feature_ridge, gene_expected_r, knn_predict
 from .network import build_heads, clip_loss
 
 
@@ -167,8 +167,14 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
         oof["colour_ridge"][te] = Ridge().fit(colour[tr], expr[tr]).predict(colour[te])
         done |= te
         yield Progress(start + fi + 1, total, f"validation: section {h} held out", "validate")
-    choice = choose_blend({c: v[done] for c, v in oof.items()}, expr[done], groups[done], xy_um[done], top_idx,
+    oof = {c: v[done] for c, v in oof.items()}
+    choice = choose_blend(oof, expr[done], groups[done], xy_um[done], top_idx,
                           smoothing_um=cfg["smoothing_choices"], mode=cfg["blend"])
+    # what each gene reached out of fold, with the predictor the bundle will use (a forced one: unsmoothed)
+    weights, smoothing = ((choice["weights"], choice["smoothing_um"]) if cfg["predictor"] == "auto"
+                          else ({cfg["predictor"]: 1.0}, 0.0))
+    r = gene_expected_r(oof, expr[done], groups[done], xy_um[done], weights, smoothing)
+    choice["expected_r"] = [round(float(v), 4) for v in r]
     return choice
 
 
