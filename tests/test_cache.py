@@ -102,3 +102,18 @@ def test_cli_shows_and_clears_the_cache(tmp_path, monkeypatch, capsys):
     assert cache.usage() == {"esm2": (1, 1000), "features": (0, 0)}
     assert main(["cache", "--clear"]) == 0
     assert cache.usage() == {"esm2": (0, 0), "features": (0, 0)}
+
+
+def test_a_failed_cache_write_warns_and_leaves_nothing(tmp_path, monkeypatch):
+    import numpy as np
+    import pytest
+
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full_disk)
+    with pytest.warns(UserWarning, match="No space left on device"):
+        cache.store_npz(cache_dir("features") / "c.npz", features=np.zeros(3))
+    assert not list((tmp_path / "features").iterdir())

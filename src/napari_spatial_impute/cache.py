@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -145,14 +146,17 @@ def prune(limit: int | None = None, keep: Path | None = None) -> int:
 
 
 def store_npz(path: Path, *, compressed: bool = False, **arrays: np.ndarray) -> Path:
-    """Write a cache entry: under a temporary name, renamed when complete, then the cache pruned to its cap."""
+    """Write a cache entry: under a temporary name, renamed when complete, then the cache pruned to its cap.
+    A write that fails (full or read-only disk) warns and leaves no file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.{time.monotonic_ns()}.partial.npz")
     try:
         (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
         tmp.replace(path)
-    except OSError:  # a full or read-only disk: the cache is an optimisation, the result is still returned
+    except OSError as err:  # a full or read-only disk: the cache is an optimisation, the result still comes
         tmp.unlink(missing_ok=True)
+        warnings.warn(f"Could not write the cache file {path} ({err}); going on without it. Free some disk or "
+                      f"point ${ENV_VAR} at another folder.", stacklevel=2)
         return path
     prune(keep=path)
     return path

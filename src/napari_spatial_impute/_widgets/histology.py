@@ -124,11 +124,11 @@ class HistologyWidget(RunsInWorker, Container):
 
     def _gene_choices(self, _w=None) -> list:
         """The predicted genes; with the bundle's per-gene expected r, the most reliable first, r in the label."""
-        r = self._gene_r
+        r = {g: v for g, v in self._gene_r.items() if np.isfinite(v)}
         if not r:
             return list(self._genes)
-        order = sorted(self._genes, key=lambda g: -r[g] if r.get(g) == r.get(g) else np.inf)
-        return [(f"{g}  [expected r {r[g]:.2f}]" if r.get(g) == r.get(g) else g, g) for g in order]
+        order = sorted(self._genes, key=lambda g: -r.get(g, -np.inf))
+        return [(f"{g}  [expected r {r[g]:.2f}]" if g in r else g, g) for g in order]
 
     def _refresh_layers(self, _event=None) -> None:
         self.image_layer.reset_choices()

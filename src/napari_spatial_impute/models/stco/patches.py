@@ -124,9 +124,12 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
             cut = "" if context_cut == "resize" else f" box-v2 gap {CONTEXT_GAP}"
             h.update(f"|context {context:.3f}{cut}".encode())
         key = cache_dir("patches") / f"{h.hexdigest()}.npz"
-        if key.is_file():
+        try:  # another process may prune it between the check and the read: then cut again
             with np.load(key) as z:
                 patches, on_tissue = z["patches"], z["on_tissue"]
+        except (OSError, ValueError, KeyError):
+            pass
+        else:
             touch(key)
             if check_tissue:
                 _warn_off_tissue(on_tissue)
