@@ -22,10 +22,10 @@ _OWN_CACHE: list[str] = []
 
 def pytest_configure(config):
     # the package's disk caches (H&E patches, backbone features) go to a folder of this run, removed at its
-    # end, not to the user's cache, which a test suite has no business filling
-    if not os.environ.get(_CACHE_ENV):
-        _OWN_CACHE.append(tempfile.mkdtemp(prefix="nsi-test-cache-"))
-        os.environ[_CACHE_ENV] = _OWN_CACHE[0]
+    # end, not to the user's cache (wherever it is), which a test suite has no business filling or pruning
+    _OWN_CACHE.append(tempfile.mkdtemp(prefix="nsi-test-cache-"))
+    os.environ[_CACHE_ENV] = _OWN_CACHE[0]
+    os.environ.pop(_CACHE_ENV + "_MAX_GB", None)  # the default cap, whatever the user's shell says
     try:
         import torch
 

@@ -177,6 +177,14 @@ def test_the_error_lists_the_valid_parameters(method):
     assert names and all(n in str(info.value) for n in names)
 
 
+def test_a_forced_predictor_that_the_parameters_leave_out_is_refused():
+    from napari_spatial_impute.models.params_spec import validate_params
+
+    with pytest.raises(InputError, match="krr_alpha=0"):
+        validate_params("stco", {"predictor": "feature_krr", "krr_alpha": 0})
+    assert validate_params("stco", {"predictor": "feature_krr"})["predictor"] == "feature_krr"
+
+
 def test_api_and_histology_check_parameters_first(osmfish):
     import napari_spatial_impute as nsi
 

@@ -81,9 +81,51 @@ def test_store_npz_round_trips_and_the_cap_comes_from_the_environment(tmp_path, 
     monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", "0")  # keeps nothing
     cache.store_npz(cache_dir("features") / "b.npz", features=np.zeros(3))
     assert cache.usage()["features"] == (0, 0)
-    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", "lots")
-    with pytest.raises(InputError, match="MAX_GB"):
-        cache.max_bytes()
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", "inf")  # no cap
+    assert cache.max_bytes() == float("inf")
+    for bad in ("lots", "nan", "-1"):
+        monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB", bad)
+        with pytest.raises(InputError, match="MAX_GB"):
+            cache.max_bytes()
+    # a bad cap does not stop the work the cache serves: the write warns
+    with pytest.warns(UserWarning, match="MAX_GB"):
+        cache.store_npz(cache_dir("features") / "c.npz", features=np.zeros(3))
+
+
+def test_clear_and_prune_touch_only_the_package_kinds(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path))  # a shared folder, say ~/.cache
+    other = tmp_path / "someone-else" / "model.bin"
+    other.parent.mkdir()
+    other.write_bytes(b"x" * 100)
+    feats = _entry("features", "f.npz", 100, 10)
+    esm = _entry("esm2", "g.npy", 100, 10)
+    stale = cache_dir("patches") / "p.123.456.partial.npz"  # left by a process that died two hours ago
+    stale.write_bytes(b"x" * 100)
+    t = time.time() - 7200
+    os.utime(stale, (t, t))
+    fresh = cache_dir("patches") / "q.123.789.partial.npz"  # another process writing now
+    fresh.write_bytes(b"x" * 100)
+    assert set(cache.usage()) == {"features", "esm2", "patches"}
+    cache.prune(limit=10**9)
+    assert not stale.exists() and fresh.exists() and feats.exists()
+    assert cache.clear() == (2, 200)  # default: patches and features (the fresh partial file included)
+    assert esm.exists() and other.exists()
+    assert cache.clear(["esm2"]) == (1, 100) and other.exists()
+
+
+def test_a_damaged_entry_is_removed_and_made_again(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path))
+    path = cache.entry("features", "k.npz")
+    assert cache.load_npz(path, "features") is None  # missing
+    cache.store_npz(path, features=np.arange(4.0))
+    assert cache.load_npz(path, "features")[0].tolist() == [0, 1, 2, 3]
+    path.write_bytes(path.read_bytes()[:20])  # truncated by a crash or a full disk
+    assert cache.load_npz(path, "features") is None and not path.exists()
 
 
 def test_cli_shows_and_clears_the_cache(tmp_path, monkeypatch, capsys):
@@ -97,10 +139,14 @@ def test_cli_shows_and_clears_the_cache(tmp_path, monkeypatch, capsys):
     assert str(tmp_path) in out and "features" in out and "3.0 MB" in out and "5.00 GB" in out
     assert main(["cache", "--clear", "nonsense"]) == 2
     assert "no kind nonsense" in capsys.readouterr().err
+    assert main(["cache", "--clear", "patches"]) == 0  # nothing cached of that kind: nothing to do
+    assert "removed 0 files" in capsys.readouterr().out
     assert main(["cache", "--clear", "features"]) == 0
     assert "removed 1 files (3.0 MB)" in capsys.readouterr().out
     assert cache.usage() == {"esm2": (1, 1000), "features": (0, 0)}
-    assert main(["cache", "--clear"]) == 0
+    assert main(["cache", "--clear"]) == 0  # patches and features: the ESM-2 embeddings stay
+    assert cache.usage() == {"esm2": (1, 1000), "features": (0, 0)}
+    assert main(["cache", "--clear", "esm2"]) == 0
     assert cache.usage() == {"esm2": (0, 0), "features": (0, 0)}
 
 

@@ -2,9 +2,10 @@
 
 Everything the package caches on disk (ESM-2 embeddings, H&E patches, backbone features) lives under
 :func:`cache_dir`, one sub-folder per kind. The kinds that are quick to make again (:data:`PRUNED_KINDS`) are
-kept under a size cap, ``$NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB`` (default 5; 0 keeps nothing): after each write
-the least recently used files go first. ESM-2 embeddings (hours of CPU to make) are never pruned.
-``napari-spatial-impute cache`` shows the folder's use; ``--clear`` empties it.
+kept under a size cap, ``$NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB`` (default 5; 0 keeps nothing; inf: no cap):
+after each write the least recently used files go first. ESM-2 embeddings (hours of CPU to make) are never
+pruned. ``napari-spatial-impute cache`` shows the folder's use; ``--clear`` empties the patches and features
+(``--clear esm2`` the embeddings). Only these sub-folders are ever touched, so the root may be a shared folder.
 
 >>> from napari_spatial_impute.cache import cache_dir
 >>> cache_dir("esm2")          # e.g. ~/.cache/napari-spatial-impute/esm2 on Linux
@@ -28,6 +29,10 @@ APP_NAME = "napari-spatial-impute"
 DEFAULT_MAX_GB = 5.0
 #: sub-folders kept under the size cap (made again in seconds to minutes when evicted)
 PRUNED_KINDS = ("patches", "features")
+#: every sub-folder the package writes (only these are listed, cleared or pruned; the root may be shared)
+KINDS = PRUNED_KINDS + ("esm2",)
+#: a temporary file older than this (seconds) was left by a process that died; prune removes it
+STALE_PARTIAL_S = 3600.0
 
 
 def _user_cache_root() -> Path:
@@ -53,60 +58,76 @@ def cache_dir(subdir: str | None = None) -> Path:
     (``~/.cache/napari-spatial-impute`` on Linux, ``~/Library/Caches/napari-spatial-impute`` on macOS,
     ``%LOCALAPPDATA%\\napari-spatial-impute\\Cache`` on Windows).
     """
-    root = _root()
-    folder = root / subdir if subdir else root
+    base = root()
+    folder = base / subdir if subdir else base
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def _root() -> Path:
+def root() -> Path:
     override = os.environ.get(ENV_VAR)
     return Path(override).expanduser() if override else _user_cache_root()
 
 
-def max_bytes() -> int:
-    """The size cap of :data:`PRUNED_KINDS` together, from ``$NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB``."""
+def max_bytes() -> float:
+    """The size cap of :data:`PRUNED_KINDS` together, from ``$NAPARI_SPATIAL_IMPUTE_CACHE_MAX_GB`` (``inf``:
+    no cap)."""
     raw = os.environ.get(MAX_ENV, "").strip()
     try:
         gb = float(raw) if raw else DEFAULT_MAX_GB
     except ValueError:
-        raise InputError(f"{MAX_ENV}={raw!r} is not a number.",
-                         f"set it to the cache's size in GB (e.g. {MAX_ENV}=5), 0 to keep nothing.") from None
-    return max(0, int(gb * 1e9))
+        gb = float("nan")
+    if not gb >= 0:  # NaN, negative or not a number
+        raise InputError(f"{MAX_ENV}={raw!r} is not a size in GB.",
+                         f"set it to the cache's size in GB (e.g. {MAX_ENV}=5), 0 to keep nothing, inf for no cap.")
+    return gb * 1e9
 
 
-def _files(kinds) -> list[Path]:
-    root = _root()
+def entry(kind: str, name: str) -> Path:
+    """The path of a cache entry (its folder is made when it is written, by :func:`store_npz`)."""
+    return root() / kind / name
+
+
+def _size(p: Path) -> int | None:
+    try:
+        return p.stat().st_size
+    except OSError:  # removed by another process meanwhile
+        return None
+
+
+def _files(kinds, partial: bool = False) -> list[Path]:
+    """The entries (``partial``: the temporary files instead) of ``kinds``."""
+    base = root()
     out = []
     for kind in kinds:
-        folder = root / kind
+        folder = base / kind
         if folder.is_dir():
-            out += [p for p in folder.rglob("*") if p.is_file() and ".partial" not in p.name]
+            out += [p for p in folder.rglob("*") if (".partial" in p.name) == partial and p.is_file()]
     return out
 
 
 def usage() -> dict[str, tuple[int, int]]:
-    """``{kind: (files, bytes)}`` of every sub-folder of the cache."""
-    root = _root()
-    kinds = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    """``{kind: (files, bytes)}`` of each kind of :data:`KINDS` present in the cache."""
     out = {}
-    for kind in kinds:
-        files = _files([kind])
-        out[kind] = (len(files), sum(p.stat().st_size for p in files))
+    for kind in KINDS:
+        if (root() / kind).is_dir():
+            sizes = [s for s in map(_size, _files([kind])) if s is not None]
+            out[kind] = (len(sizes), sum(sizes))
     return out
 
 
 def clear(kinds=None) -> tuple[int, int]:
-    """Delete the cached files of ``kinds`` (default: all); returns (files, bytes) removed."""
-    kinds = list(kinds) if kinds else list(usage())
+    """Delete the cached files of ``kinds`` (default :data:`PRUNED_KINDS`: ESM-2 embeddings only when named),
+    temporary files left behind included; returns (files, bytes) removed."""
+    kinds = [k for k in (kinds or PRUNED_KINDS) if k in KINDS]
     n = size = 0
-    for p in _files(kinds):
+    for p in _files(kinds) + _files(kinds, partial=True):
+        s = _size(p)
         try:
-            s = p.stat().st_size
             p.unlink()
         except OSError:
             continue
-        n, size = n + 1, size + s
+        n, size = n + 1, size + (s or 0)
     return n, size
 
 
@@ -118,11 +139,18 @@ def touch(path: Path) -> None:
         pass
 
 
-def prune(limit: int | None = None, keep: Path | None = None) -> int:
+def prune(limit: float | None = None, keep: Path | None = None) -> int:
     """Delete the least recently used files of :data:`PRUNED_KINDS` until they fit in ``limit`` bytes
-    (default :func:`max_bytes`); ``keep`` (the file just written) stays unless the cap is 0. Returns the bytes
-    freed."""
+    (default :func:`max_bytes`); ``keep`` (the file just written) stays unless the cap is 0. Temporary files
+    older than :data:`STALE_PARTIAL_S` (left by a process that died) go too. Returns the bytes freed."""
     limit = max_bytes() if limit is None else limit
+    now = time.time()
+    for p in _files(PRUNED_KINDS, partial=True):
+        try:
+            if now - p.stat().st_mtime > STALE_PARTIAL_S:
+                p.unlink()
+        except OSError:
+            pass
     entries = []
     for p in _files(PRUNED_KINDS):
         try:
@@ -148,19 +176,34 @@ def prune(limit: int | None = None, keep: Path | None = None) -> int:
 def store_npz(path: Path, *, compressed: bool = False, **arrays: np.ndarray) -> Path:
     """Write a cache entry: under a temporary name, renamed when complete, then the cache pruned to its cap.
     A write that fails (full or read-only disk) warns and leaves no file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.{time.monotonic_ns()}.partial.npz")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         (np.savez_compressed if compressed else np.savez)(tmp, **arrays)
         tmp.replace(path)
-    except OSError as err:  # a full or read-only disk: the cache is an optimisation, the result still comes
+        prune(keep=path)
+    except (OSError, InputError) as err:  # a full or read-only disk, a bad cap: the cache is an optimisation
+        warnings.warn(f"Could not write the cache file {path} ({err}); going on without it. Free some disk, "
+                      f"point ${ENV_VAR} at another folder or fix ${MAX_ENV}.", stacklevel=2)
+    finally:  # also on Ctrl-C / Cancel: no temporary file left behind
         tmp.unlink(missing_ok=True)
-        warnings.warn(f"Could not write the cache file {path} ({err}); going on without it. Free some disk or "
-                      f"point ${ENV_VAR} at another folder.", stacklevel=2)
-        return path
-    prune(keep=path)
     return path
 
 
-__all__ = ["DEFAULT_MAX_GB", "ENV_VAR", "MAX_ENV", "PRUNED_KINDS", "cache_dir", "clear", "max_bytes", "prune",
-           "store_npz", "touch", "usage"]
+def load_npz(path: Path, *names: str) -> tuple | None:
+    """The arrays ``names`` of a cache entry (marked as used), or None when it is missing, unreadable or
+    incomplete (a damaged file is removed, so it is made again)."""
+    try:
+        with np.load(path) as z:
+            out = tuple(z[n] for n in names)
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 - a truncated or corrupt file (BadZipFile, EOFError, zlib.error, KeyError …)
+        path.unlink(missing_ok=True)
+        return None
+    touch(path)
+    return out
+
+
+__all__ = ["DEFAULT_MAX_GB", "ENV_VAR", "KINDS", "MAX_ENV", "PRUNED_KINDS", "cache_dir", "clear", "entry", "root",
+           "load_npz", "max_bytes", "prune", "store_npz", "touch", "usage"]

@@ -95,8 +95,8 @@ class HistologyWidget(RunsInWorker, Container):
         self._gene_r: dict[str, float] = {}
         self.gene_select = ComboBox(label="Show gene", choices=self._gene_choices,
                                     tooltip="Gene shown by the result layer; with [expected r]: the Pearson r the "
-                                            "bundle's genes reached on its training sections held out in turn "
-                                            "(most reliable first; optimistic for another patient or lab)")
+                                            "bundle's genes reached on training sections held out at training "
+                                            "time (most reliable first; optimistic for another patient or lab)")
         self.extend([self.mode, self.model_dir, self.counts_file, self.spots_file, self.image_file,
                      self.add_section_button, self.sections_label, self.epochs, self.save_dir, self.image_layer,
                      self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button, self.cancel_button,
@@ -124,11 +124,12 @@ class HistologyWidget(RunsInWorker, Container):
 
     def _gene_choices(self, _w=None) -> list:
         """The predicted genes; with the bundle's per-gene expected r, the most reliable first, r in the label."""
+        from ..layers.cells import genes_by_reliability
+
         r = {g: v for g, v in self._gene_r.items() if np.isfinite(v)}
         if not r:
             return list(self._genes)
-        order = sorted(self._genes, key=lambda g: -r.get(g, -np.inf))
-        return [(f"{g}  [expected r {r[g]:.2f}]" if g in r else g, g) for g in order]
+        return [(f"{g}  [expected r {r[g]:.2f}]" if g in r else g, g) for g in genes_by_reliability(self._genes, r)]
 
     def _refresh_layers(self, _event=None) -> None:
         self.image_layer.reset_choices()
@@ -206,11 +207,14 @@ class HistologyWidget(RunsInWorker, Container):
         self._start(_job, desc="Predicting genes from H&E", **kwargs)
 
     def _on_result(self, out) -> None:
+        from ..layers.cells import default_gene
         from ..layers.histology import is_tiled, prediction_layer
 
         model, prediction = out
         self.model, self.result = model, prediction
-        gene = model.top_genes[0] if model.top_genes else model.genes[0]
+        # the most reliable gene when the bundle was validated (as for imputation), else the most expressed one
+        gene = default_gene(prediction) if "reliability" in prediction.var else \
+            (model.top_genes[0] if model.top_genes else model.genes[0])
         data, kwargs, kind = prediction_layer(prediction, gene, image_affine=self._image_affine)
         kwargs["units"] = self._image_units
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \

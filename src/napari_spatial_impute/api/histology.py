@@ -102,7 +102,8 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     colour_ridge: {pcc_mean_all, pcc_median_all, pcc_mean_top50}} (also flat as ``pcc_mean_top50_<name>``,
     ``pcc_mean_all_<name>``), and ``predictor``: the blend weights, smoothing and validation scores chosen at
     training time. A bundle validated at training time also has its per-gene expected r checked here:
-    ``expected_r_spearman``, ``expected_r_mae``, ``expected_r_mean_top50`` and per_gene[gene]["expected_r"].
+    ``expected_r_spearman``, ``expected_r_mae`` (over the ``expected_r_genes`` genes that vary in the section),
+    ``expected_r_mean_top50`` and ``per_gene[gene]["expected_r"]``.
     """
     from ..metrics import summarize
 
@@ -119,7 +120,7 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     top_set = set(model.top_genes)
     top = [i for i, g in enumerate(genes) if g in top_set]
     per_gene = {g: {**row, "top": g in top_set} for g, row in shared.pop("per_gene").items()}
-    expected = _expected_r_check(model, genes, pcc, top)
+    expected = _expected_r_check(model, genes, pcc, top, varies=truth.std(0) > 0)
     if expected:
         for g, r in zip(genes, expected.pop("values")):
             per_gene[g]["expected_r"] = r
@@ -143,18 +144,21 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     }
 
 
-def _expected_r_check(model, genes: list[str], pcc: np.ndarray, top: list[int]) -> dict:
-    """How the bundle's per-gene expected r (its training validation) compares with the r reached here:
-    ``expected_r_spearman`` (rank agreement over the genes), ``expected_r_mean_top50`` (beside
-    ``pcc_mean_top50``), ``expected_r_mae`` (mean |expected − reached|); {} for a bundle without it."""
+def _expected_r_check(model, genes: list[str], pcc: np.ndarray, top: list[int], varies: np.ndarray) -> dict:
+    """How the bundle's per-gene expected r (its training validation) compares with the r reached here, over
+    the genes measured as varying in this section (``expected_r_genes`` of them; a constant gene has no r):
+    ``expected_r_spearman`` (rank agreement), ``expected_r_mae`` (mean |expected − reached|), and
+    ``expected_r_mean_top50`` (over all top genes, beside ``pcc_mean_top50``); {} for a bundle without it."""
     from scipy.stats import spearmanr
 
     if model.expected_r is None:
         return {}
     r = dict(zip(model.genes, model.expected_r.tolist()))
     exp = np.array([r[g] for g in genes], np.float64)
-    rho = spearmanr(exp, pcc).statistic if len(genes) > 2 and np.ptp(exp) > 0 and np.ptp(pcc) > 0 else np.nan
-    return {"expected_r_spearman": float(rho), "expected_r_mae": float(np.mean(np.abs(exp - pcc))),
+    e, p = exp[varies], pcc[varies]
+    rho = spearmanr(e, p).statistic if len(e) > 2 and np.ptp(e) > 0 and np.ptp(p) > 0 else np.nan
+    return {"expected_r_spearman": float(rho), "expected_r_mae": float(np.mean(np.abs(e - p))) if len(e) else np.nan,
+            "expected_r_genes": int(len(e)),
             "expected_r_mean_top50": float(np.mean(exp[top])) if top else float("nan"), "values": exp.tolist()}
 
 
@@ -207,8 +211,9 @@ def predict_histology(model, image, pixel_size_um: float | None = None, *, callb
 def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
     """The dict of :meth:`STco.predict_image_steps` → AnnData: ``obsm['spatial']`` (x, y) µm and
     ``obsm['spatial_px']`` (x, y) H&E pixels; ``var['expected_r']`` (the bundle's per-gene validation r, when it
-    was validated); ``uns['napari_spatial_impute']`` with the method, its parameters and, when tiled, the tile
-    grid (``napari_scale_yx`` / ``napari_translate_yx`` place it over the H&E in pixels)."""
+    was validated; also as ``var['reliability']``, which the viewer sorts by); ``uns['napari_spatial_impute']``
+    with the method, its parameters and, when tiled, the tile grid (``napari_scale_yx`` / ``napari_translate_yx``
+    place it over the H&E in pixels)."""
     import anndata as ad
 
     from ..coords import px_to_um
@@ -227,6 +232,7 @@ def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
     if model is not None and model.expected_r is not None:  # the validation's per-gene r, as imputation has
         r = dict(zip(model.genes, model.expected_r.tolist()))
         out.var["expected_r"] = np.array([r.get(g, np.nan) for g in out.var_names], np.float32)
+        out.var["reliability"] = out.var["expected_r"]  # the column the viewer sorts by, as for imputation
     if model is not None:
         info.update(params=_jsonable(model.cfg), seed=model.seed, top_genes=list(model.top_genes),
                     target_sum=float(model.target_sum), predictor=dict(model.weights),

@@ -237,6 +237,9 @@ def validate_params(method: str, params: dict | None, *, seed: Any = 0) -> dict:
             raise InputError(f"{name!r} is not a parameter of {method}{where}.",
                              f"{method} takes: {describe_params(method)}.")
         out[name] = specs[name].check(value, method)
+    if method == "stco" and out.get("predictor") == "feature_krr" and out.get("krr_alpha", 1.0) == 0:
+        raise InputError("predictor='feature_krr' asks for the kernel ridge, which krr_alpha=0 leaves out.",
+                         "give krr_alpha > 0 (default 0.3), or another predictor.")
     return out
 
 

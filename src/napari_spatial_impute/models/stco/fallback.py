@@ -255,6 +255,12 @@ def gene_expected_r(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.nd
     return np.mean(per_section, axis=0).astype(np.float32)
 
 
+def unvalidated() -> dict:
+    """What the bundle predicts before (or without) validation: the contrastive model alone (a new dict)."""
+    return {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {}, "winner": "contrastive",
+            "validated_on": []}
+
+
 #: the default blend: the equal-weight mean of these predictors (those that validate), see :func:`choose_blend`
 EQUAL_BLEND = ("contrastive", "feature_ridge", "feature_krr")
 

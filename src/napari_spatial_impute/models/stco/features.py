@@ -19,7 +19,8 @@ import weakref
 
 import numpy as np
 
-from ...cache import cache_dir, store_npz, touch
+from ...cache import entry as cache_entry
+from ...cache import load_npz, store_npz
 from ...progress import Progress, ProgressGen, iter_chunks
 
 # v3: taps of all 16 Lite0 blocks; v4: sd 0 (not NaN) of 1 × 1 maps; v5: .npz, view-0 taps; v6: taps' sd by two
@@ -121,16 +122,11 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
     taps = bool(taps) and hasattr(backbone, "forward_taps")
     path = None
     if use_cache and backbone_key:
-        path = cache_dir("features") / f"{_cache_key(patches, views, augment, backbone_key, taps)}.npz"
-        if path.is_file():
-            try:
-                with np.load(path) as z:
-                    out = (z["features"], z["taps"]) if taps else z["features"]
-                touch(path)
-                yield Progress(1, 1, f"{label}: cached features", "features")
-                return out
-            except (OSError, ValueError, KeyError):
-                pass
+        path = cache_entry("features", f"{_cache_key(patches, views, augment, backbone_key, taps)}.npz")
+        cached = load_npz(path, "features", "taps") if taps else load_npz(path, "features")
+        if cached is not None:
+            yield Progress(1, 1, f"{label}: cached features", "features")
+            return cached if taps else cached[0]
     net = inference_net(backbone, device)
     out_dim = getattr(backbone, "out_dim", 1)
     n = len(patches)

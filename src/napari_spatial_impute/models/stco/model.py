@@ -44,6 +44,7 @@ from .fallback import (
     fit_feature_ridge,
     knn_predict,
     smooth,
+    unvalidated,
 )
 from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
 from .network import build_heads, position_encoding
@@ -98,8 +99,7 @@ class STco:
         self.knn_features = self.ridge = self.feature_ridge = self.feature_krr = None
         self.feature_reference = None  # (mean, sd)
         self.stain_reference = None  # StainEstimate of the training sections (None: no normalisation)
-        self.choice: dict = {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {},
-                             "winner": "contrastive", "validated_on": []}
+        self.choice: dict = unvalidated()
         self.train_pixel_size_um = None
         self.history: list[float] = []
         self.fit_seconds = 0.0
@@ -200,6 +200,7 @@ class STco:
         cfg = self.cfg
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
+        self.choice = unvalidated()  # a refit keeps nothing of an earlier validation
         self._choose_genes(sections)
         self._make_backbone()
         self.feature_reference = None

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...cache import cache_dir, store_npz, touch
+from ...cache import entry as cache_entry
+from ...cache import load_npz, store_npz
 from ...coords import um_to_px
 from ...errors import InputError
 from .pixels import (  # noqa: F401 (re-exported)
@@ -123,14 +124,10 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         if context:
             cut = "" if context_cut == "resize" else f" box-v2 gap {CONTEXT_GAP}"
             h.update(f"|context {context:.3f}{cut}".encode())
-        key = cache_dir("patches") / f"{h.hexdigest()}.npz"
-        try:  # another process may prune it between the check and the read: then cut again
-            with np.load(key) as z:
-                patches, on_tissue = z["patches"], z["on_tissue"]
-        except (OSError, ValueError, KeyError):
-            pass
-        else:
-            touch(key)
+        key = cache_entry("patches", f"{h.hexdigest()}.npz")
+        cached = load_npz(key, "patches", "on_tissue")  # None: missing, pruned meanwhile or damaged → cut again
+        if cached is not None:
+            patches, on_tissue = cached
             if check_tissue:
                 _warn_off_tissue(on_tissue)
             return patches

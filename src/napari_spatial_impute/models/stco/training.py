@@ -173,8 +173,9 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
     # what each gene reached out of fold, with the predictor the bundle will use (a forced one: unsmoothed)
     weights, smoothing = ((choice["weights"], choice["smoothing_um"]) if cfg["predictor"] == "auto"
                           else ({cfg["predictor"]: 1.0}, 0.0))
-    r = gene_expected_r(oof, expr[done], groups[done], xy_um[done], weights, smoothing)
-    choice["expected_r"] = [round(float(v), 4) for v in r]
+    if all(k in oof for k, w in weights.items() if w > 0):  # (a forced predictor may not have been validated)
+        r = gene_expected_r(oof, expr[done], groups[done], xy_um[done], weights, smoothing)
+        choice["expected_r"] = [round(float(v), 4) for v in r]
     return choice
 
 
