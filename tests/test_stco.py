@@ -207,6 +207,13 @@ def test_expected_r_per_gene_is_the_validation_and_ranks_genes_on_a_new_section(
     pred = predict_histology(loaded, sections["C6"])
     by_gene = dict(zip(model.genes, r))
     np.testing.assert_allclose(pred.var["expected_r"].to_numpy(), [by_gene[g] for g in pred.var_names])
+    # saved and opened again (napari's reader): named for what it is, coloured by the most reliable gene
+    from napari_spatial_impute._reader import read_layers
+
+    pred.write_h5ad(tmp_path / "pred.h5ad")
+    [(_, kwargs, kind)] = read_layers(tmp_path / "pred.h5ad")
+    assert kind == "points" and kwargs["name"] == "predicted from H&E (stco) pred.h5ad"
+    assert kwargs["metadata"]["colour_by"] == f"imputed:{max(by_gene, key=by_gene.get)}"
 
 
 def test_per_spot_image_prediction_matches_section_prediction(model, sections):

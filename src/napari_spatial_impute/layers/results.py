@@ -250,8 +250,9 @@ def saved_result_layers(path, cmap: str = "magma") -> list[tuple]:
     if feats is None:
         feats = pd.DataFrame({gene: result.values(gene)})
     info = result.info
+    what = "predicted from H&E" if result.method == "stco" else "imputed"  # a saved histology prediction
     data, kwargs, kind = cells_points_layer(
-        cells, f"imputed ({result.method}) {path.name}", gene=gene, cmap=cmap, extra_features=feats,
+        cells, f"{what} ({result.method}) {path.name}", gene=gene, cmap=cmap, extra_features=feats,
         metadata={"result": result, "saved_result": str(path), "sample": f"result:{path}", "source": str(path),
                   "info": info, "colour_by": f"imputed:{gene}"})
     return [(data, kwargs, kind)]
