@@ -92,7 +92,6 @@ class HistologyWidget(RunsInWorker, Container):
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
         self.status = Label(label="Status", value="ready")
         self._genes: list[str] = []
-        self._gene_r: dict[str, float] = {}
         self.gene_select = ComboBox(label="Show gene", choices=self._gene_choices,
                                     tooltip="Gene shown by the result layer; with [expected r]: the Pearson r the "
                                             "bundle's genes reached on training sections held out at training "
@@ -126,10 +125,17 @@ class HistologyWidget(RunsInWorker, Container):
         """The predicted genes; with the bundle's per-gene expected r, the most reliable first, r in the label."""
         from ..layers.cells import genes_by_reliability
 
-        r = {g: v for g, v in self._gene_r.items() if np.isfinite(v)}
+        r = self._reliability()
         if not r:
             return list(self._genes)
         return [(f"{g}  [expected r {r[g]:.2f}]" if g in r else g, g) for g in genes_by_reliability(self._genes, r)]
+
+    def _reliability(self) -> dict[str, float]:
+        """{gene: expected r} of the shown prediction (its ``var["reliability"]``; empty without one)."""
+        var = self.result.var if self.result is not None else None
+        if var is None or "reliability" not in var:
+            return {}
+        return {str(g): float(v) for g, v in var["reliability"].items() if np.isfinite(v)}
 
     def _refresh_layers(self, _event=None) -> None:
         self.image_layer.reset_choices()
@@ -222,8 +228,6 @@ class HistologyWidget(RunsInWorker, Container):
         if kind == "image":
             self.output_layer.colorbar.visible = True  # gene values of the heat map, like the impute results
         self._genes = list(map(str, prediction.var_names))
-        self._gene_r = (dict(zip(self._genes, map(float, prediction.var["expected_r"])))
-                        if "expected_r" in prediction.var else {})
         self.gene_select.reset_choices()
         self.gene_select.value = gene
         self._title(gene)
@@ -251,4 +255,4 @@ class HistologyWidget(RunsInWorker, Container):
         from ..layers.histology import title
         from ..layers.paint import show_title
 
-        show_title(self.viewer, title(gene, self._gene_r.get(gene)))
+        show_title(self.viewer, title(gene, self._reliability().get(gene)))

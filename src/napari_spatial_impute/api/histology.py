@@ -144,6 +144,15 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     }
 
 
+def expected_r_of(model, genes: list[str]) -> np.ndarray | None:
+    """The bundle's per-gene expected r (:attr:`STco.expected_r`) for ``genes`` (NaN for a gene it does not
+    predict); None for a bundle without it."""
+    if model.expected_r is None:
+        return None
+    r = dict(zip(model.genes, model.expected_r.tolist()))
+    return np.array([r.get(g, np.nan) for g in genes], np.float64)
+
+
 def _expected_r_check(model, genes: list[str], pcc: np.ndarray, top: list[int], varies: np.ndarray) -> dict:
     """How the bundle's per-gene expected r (its training validation) compares with the r reached here, over
     the genes measured as varying in this section (``expected_r_genes`` of them; a constant gene has no r):
@@ -151,10 +160,9 @@ def _expected_r_check(model, genes: list[str], pcc: np.ndarray, top: list[int], 
     ``expected_r_mean_top50`` (over all top genes, beside ``pcc_mean_top50``); {} for a bundle without it."""
     from scipy.stats import spearmanr
 
-    if model.expected_r is None:
+    exp = expected_r_of(model, genes)
+    if exp is None:
         return {}
-    r = dict(zip(model.genes, model.expected_r.tolist()))
-    exp = np.array([r[g] for g in genes], np.float64)
     e, p = exp[varies], pcc[varies]
     rho = spearmanr(e, p).statistic if len(e) > 2 and np.ptp(e) > 0 and np.ptp(p) > 0 else np.nan
     return {"expected_r_spearman": float(rho), "expected_r_mae": float(np.mean(np.abs(e - p))) if len(e) else np.nan,
@@ -229,9 +237,9 @@ def prediction_to_anndata(result: dict, obs_names=None, *, model=None):
     out.obsm["spatial_px"] = centres
     info: dict[str, Any] = {"method": "stco", "pixel_size_um": float(result["pixel_size_um"]),
                             "values": "log1p(normalised)"}
-    if model is not None and model.expected_r is not None:  # the validation's per-gene r, as imputation has
-        r = dict(zip(model.genes, model.expected_r.tolist()))
-        out.var["expected_r"] = np.array([r.get(g, np.nan) for g in out.var_names], np.float32)
+    expected = expected_r_of(model, list(out.var_names)) if model is not None else None
+    if expected is not None:  # the validation's per-gene r, as imputation has
+        out.var["expected_r"] = expected.astype(np.float32)
         out.var["reliability"] = out.var["expected_r"]  # the column the viewer sorts by, as for imputation
     if model is not None:
         info.update(params=_jsonable(model.cfg), seed=model.seed, top_genes=list(model.top_genes),

@@ -92,7 +92,7 @@ PREDICTED_UNIT = "log1p normalised expression (predicted from H&E)"
 def title(gene: str, expected_r: float | None = None) -> str:
     """The canvas title of a histology prediction layer: the gene (with the bundle's expected r for it, when
     known), then the unit."""
-    known = expected_r is not None and expected_r == expected_r
+    known = expected_r is not None and np.isfinite(expected_r)
     return f"{gene}" + (f"  (expected r {expected_r:.2f})" if known else "") + f"\n{PREDICTED_UNIT}"
 
 

@@ -242,17 +242,23 @@ def _weight_grid(names: list[str], step: float = 0.25):
             yield dict(zip(names, map(float, combo)))
 
 
+def section_gene_r(pred: np.ndarray, truth: np.ndarray, groups: np.ndarray, xy_um: np.ndarray,
+                   smoothing_um: float, cols=None) -> np.ndarray:
+    """Pearson r (sections, genes) of ``pred`` smoothed ``smoothing_um`` over each section's spots against
+    ``truth``, section by section (``groups``); ``cols``: those genes only."""
+    if cols is not None:
+        pred, truth = pred[:, cols], truth[:, cols]
+    return np.array([pcc_per_gene(truth[m], smooth(pred[m], xy_um[m], float(smoothing_um)))
+                     for m in (groups == s for s in np.unique(groups))])
+
+
 def gene_expected_r(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.ndarray, xy_um: np.ndarray,
                     weights: dict[str, float], smoothing_um: float) -> np.ndarray:
     """Per-gene Pearson r of the blend ``weights`` (smoothed ``smoothing_um``) on the out-of-fold predictions
     ``oof``, averaged over the held-out sections: what each gene can be expected to reach on a new section of
     the training patients (never in-sample; optimistic for another patient or lab)."""
     pred = blend({k: v for k, v in oof.items() if k in weights}, weights)
-    per_section = []
-    for s in np.unique(groups):
-        m = groups == s
-        per_section.append(pcc_per_gene(truth[m], smooth(pred[m], xy_um[m], float(smoothing_um))))
-    return np.mean(per_section, axis=0).astype(np.float32)
+    return section_gene_r(pred, truth, groups, xy_um, smoothing_um).mean(0).astype(np.float32)
 
 
 def unvalidated() -> dict:
@@ -282,12 +288,7 @@ def choose_blend(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.ndarr
     sections = np.unique(groups)
 
     def score(pred: np.ndarray, sigma: float) -> float:
-        vals = []
-        for s in sections:
-            m = groups == s
-            p = smooth(pred[m], xy_um[m], sigma)
-            vals.append(pcc_per_gene(truth[m][:, top_idx], p[:, top_idx]).mean())
-        return float(np.mean(vals))
+        return float(section_gene_r(pred, truth, groups, xy_um, sigma, cols=top_idx).mean(1).mean())
 
     def best_smoothing(w: dict[str, float]) -> tuple[float, float]:
         pred = blend(oof, w)
