@@ -104,16 +104,16 @@ def test_dask_takes_the_same_inputs_targets_and_plan_as_impute(xenium, client, t
         impute_dask(spatial, reference, "knn", scheduler="tcp://127.0.0.1:1", connect_timeout="2s", all_genes=True)
 
 
-def test_cli_dask_zarr_out_is_written(tmp_path, capsys):
+def test_cli_dask_zarr_out_is_written(client, tmp_path, capsys):
     import anndata as ad
 
     from napari_spatial_impute.cli import main
     from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
 
     sp, ref = (str(sample_path(n, XENIUM_DIR)) for n in ("spatial.h5ad", "reference.h5ad"))
-    out = tmp_path / "x.zarr"
-    args = ["impute", sp, ref, "--method", "knn", "--n-top-genes", "4", "--out", str(out), "--dask", "local:1",
-            "--chunk-size", "4000", "--quiet", "--device", "cpu"]
+    out = tmp_path / "x.zarr"  # a running scheduler's address (test_cli_dask_local starts a local:N cluster)
+    args = ["impute", sp, ref, "--method", "knn", "--n-top-genes", "4", "--out", str(out),
+            "--dask", client.scheduler.address, "--chunk-size", "4000", "--quiet", "--device", "cpu"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "written to disk chunk by chunk" in captured.err and f"→ {out}" in captured.out

@@ -73,6 +73,13 @@ def test_esm2_from_fasta_with_tiny_random_model(tmp_path, tiny_esm, osmfish):
     fresh = load_gene_embeddings(str(fasta), checkpoint=tiny_esm, device="cpu", cache_dir=tmp_path / "c2",
                                  batch_tokens=100_000)
     np.testing.assert_allclose(fresh.vectors, emb.vectors, atol=1e-4)
+    # a cache root that cannot be written (here a file): a warning, the same vectors, nothing cached
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")
+    with pytest.warns(RuntimeWarning, match="Could not write the ESM-2 cache"):
+        uncached = load_gene_embeddings(str(fasta), checkpoint=tiny_esm, device="cpu", cache_dir=blocked)
+    np.testing.assert_allclose(uncached.vectors, emb.vectors, atol=1e-4)
+    assert blocked.is_file()
     # a valid graph over all 33 genes: 12 by protein similarity, 21 by expression
     all_genes = list(spatial.var_names)
     ref = reference[:, all_genes].X

@@ -90,6 +90,8 @@ def test_points_per_spot_with_gene_features(widget, her2st, qtbot):
     assert layer is not None and layer.name.startswith("H&E →"), w.status.value
     world = layer.data * np.asarray(layer.scale) + np.asarray(layer.translate)
     np.testing.assert_allclose(world, spots_yx, rtol=1e-9, atol=1e-6)
+    # in the H&E layer's world, whose units are pixels here (not the spots' µm)
+    assert tuple(map(str, layer.units)) == tuple(map(str, viewer.layers[w.image_layer.value].units)) == ("pixel",) * 2
     assert [c for c in layer.features.columns if c != "cell_id"] == GENES
     w.gene_select.value = "ERBB2"
     hi, lo = int(np.argmax(layer.features["ERBB2"])), int(np.argmin(layer.features["ERBB2"]))

@@ -65,6 +65,7 @@ def cache_dir(subdir: str | None = None) -> Path:
 
 
 def root() -> Path:
+    """The cache's root folder, not created (:func:`cache_dir` creates it)."""
     override = os.environ.get(ENV_VAR)
     return Path(override).expanduser() if override else _user_cache_root()
 

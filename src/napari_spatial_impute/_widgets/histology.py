@@ -221,8 +221,8 @@ class HistologyWidget(RunsInWorker, Container):
         # the most reliable gene when the bundle was validated (as for imputation), else the most expressed one
         gene = default_gene(prediction) if "reliability" in prediction.var else \
             (model.top_genes[0] if model.top_genes else model.genes[0])
-        data, kwargs, kind = prediction_layer(prediction, gene, image_affine=self._image_affine)
-        kwargs["units"] = self._image_units
+        data, kwargs, kind = prediction_layer(prediction, gene, image_affine=self._image_affine,
+                                              image_units=self._image_units)
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
         if kind == "image":

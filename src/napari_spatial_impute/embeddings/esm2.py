@@ -5,11 +5,13 @@ excluded; sequences longer than 1022 residues are truncated, as fair-esm's ``ext
 bounded by a token budget, on the chosen device. Vectors are cached on disk, one ``.npy`` per sequence,
 under a folder keyed by the checkpoint (name, size, mtime) and the sequence's SHA-256, so a second run
 embeds only new sequences. Cache root: ``cache_dir``, else the package cache folder
-(:func:`napari_spatial_impute.cache.cache_dir`: ``$NAPARI_SPATIAL_IMPUTE_CACHE`` or the platform's cache dir).
+(:func:`napari_spatial_impute.cache.root`: ``$NAPARI_SPATIAL_IMPUTE_CACHE`` or the platform's cache dir); the
+folder is made when the first vector is written, and a disk that refuses the write only costs the caching.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir as package_cache_dir
+from ..cache import root as package_cache_root
 from ..errors import InputError
 from ..progress import Progress, ProgressGen
 from .tables import GeneEmbeddings
@@ -145,6 +147,22 @@ def _seq_hash(seq: str) -> str:
     return hashlib.sha256(seq.encode()).hexdigest()[:32]
 
 
+def _store(folder: Path, key: str, vec: np.ndarray) -> bool:
+    """Cache one vector (temporary name, then rename); ``False`` (with a warning) when the disk refuses."""
+    tmp = folder / f".{key}.{os.getpid()}.npy"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(tmp, vec)
+        tmp.replace(folder / f"{key}.npy")
+    except OSError as err:
+        with contextlib.suppress(OSError):  # (a root that is a file: not even a missing file to unlink)
+            tmp.unlink()
+        warnings.warn(f"Could not write the ESM-2 cache in {folder} ({err}); embedding without caching. Free some "
+                      "disk or point $NAPARI_SPATIAL_IMPUTE_CACHE at a writable folder.", RuntimeWarning, stacklevel=3)
+        return False
+    return True
+
+
 def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, device: str = "auto",
                           cache_dir: str | Path | None = None,
                           batch_tokens: int = 4096) -> ProgressGen[GeneEmbeddings]:
@@ -156,8 +174,8 @@ def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, 
     if not Path(checkpoint).expanduser().is_file():
         raise InputError(f"ESM checkpoint {checkpoint} does not exist.",
                          "download a fair-esm ESM-2 .pt file (e.g. esm2_t33_650M_UR50D.pt) and point at it.")
-    folder = Path(cache_dir).expanduser() / "esm2" if cache_dir else package_cache_dir("esm2")
-    folder = folder / checkpoint_key(checkpoint)
+    base = Path(cache_dir).expanduser() if cache_dir else package_cache_root()
+    folder = base / "esm2" / checkpoint_key(checkpoint)  # made only when a vector is written
     vectors: dict[str, np.ndarray] = {}
     todo = []
     for gene, seq in sequences.items():
@@ -185,7 +203,7 @@ def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, 
             width = max(width, size)
         if current:
             batches.append(current)
-        folder.mkdir(parents=True, exist_ok=True)
+        writable = True
         done = 0
         for b, batch in enumerate(batches):
             _, _, tokens = convert(batch)
@@ -194,9 +212,8 @@ def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, 
             for i, (gene, seq) in enumerate(batch):
                 vec = reps[i, 1:len(seq) + 1].mean(0).numpy().astype(np.float32)
                 vectors[gene] = vec
-                tmp = folder / f".{_seq_hash(seq)}.{os.getpid()}.npy"
-                np.save(tmp, vec)
-                tmp.replace(folder / f"{_seq_hash(seq)}.npy")
+                if writable:
+                    writable = _store(folder, _seq_hash(seq), vec)
             done += len(batch)
             yield Progress(b + 1, len(batches), f"ESM-2 embedded {done}/{len(todo)} sequences", "embeddings")
     genes = list(sequences)

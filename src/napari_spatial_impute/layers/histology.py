@@ -50,10 +50,11 @@ def _image_xy(image_scale, image_translate, image_affine) -> np.ndarray:
 
 
 def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
-                  image_affine=None) -> LayerDataTuple:
+                  image_affine=None, image_units=None) -> LayerDataTuple:
     """Image layer of one gene of a tiled prediction over an H&E layer shown with ``image_scale`` /
     ``image_translate`` (y, x), or with ``image_affine`` (3×3, its pixels (col, row) → world (x, y), e.g.
-    :func:`~napari_spatial_impute.coords.layer_affine_xy` of the layer: rotations and shears too)."""
+    :func:`~napari_spatial_impute.coords.layer_affine_xy` of the layer: rotations and shears too). The layer
+    lives in the H&E layer's world: pass that layer's ``units`` (y, x) as ``image_units`` to carry them."""
     grid, grid_scale, grid_translate = heatmap_grid(prediction, gene)
     grid_xy = napari_to_affine(grid_scale, grid_translate)  # cell (col, row) → image pixel (x, y)
     kwargs = {"name": f"H&E → {gene}", "colormap": "magma", "opacity": 0.7, "blending": "translucent",
@@ -61,28 +62,34 @@ def heatmap_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_transl
               "contrast_limits": _limits(grid),
               "metadata": {"genes": list(map(str, prediction.var_names)), "gene": gene, "kind": "stco-heatmap",
                            "adata": prediction}}
-    return grid, kwargs, "image"
+    return grid, _in_units(kwargs, image_units), "image"
 
 
 def spots_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
-                image_affine=None) -> LayerDataTuple:
+                image_affine=None, image_units=None) -> LayerDataTuple:
     """Points (one per spot, every gene a feature column) over an H&E layer shown with ``image_scale`` /
     ``image_translate`` (y, x) or ``image_affine`` (as :func:`heatmap_layer`); µm data, placed on the image's
-    pixels."""
+    pixels, in the H&E layer's world (its ``units`` as ``image_units``; none claimed when not given)."""
     pixel_size = float(_info(prediction)["pixel_size_um"])
     place = affine_to_napari(_image_xy(image_scale, image_translate, image_affine)
                              @ np.diag([1.0 / pixel_size, 1.0 / pixel_size, 1.0]))
     data, kwargs, kind = cells_points_layer(prediction, f"H&E → {gene}", features="genes", gene=gene,
                                             size=SPOT_MARKER_UM, metadata={"kind": "stco-spots"})
-    return data, {**kwargs, **place}, kind  # scale / translate, or an affine (identity scale / translate kept)
+    kwargs = {k: v for k, v in kwargs.items() if k != "units"}  # the image's world, not the spots' µm
+    return data, _in_units({**kwargs, **place}, image_units), kind  # scale / translate, or an affine
 
 
 def prediction_layer(prediction, gene: str, *, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0),
-                     image_affine=None) -> LayerDataTuple:
+                     image_affine=None, image_units=None) -> LayerDataTuple:
     """:func:`heatmap_layer` for a tiled prediction, else :func:`spots_layer`."""
     build = heatmap_layer if is_tiled(prediction) else spots_layer
     return build(prediction, gene, image_scale=image_scale, image_translate=image_translate,
-                 image_affine=image_affine)
+                 image_affine=image_affine, image_units=image_units)
+
+
+def _in_units(kwargs: dict, image_units) -> dict:
+    """``kwargs`` with the H&E layer's units (y, x), when known."""
+    return {**kwargs, "units": tuple(image_units)} if image_units is not None else kwargs
 
 
 #: what the heat map's values are (the model's training normalisation)

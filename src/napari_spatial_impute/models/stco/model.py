@@ -236,6 +236,7 @@ class STco:
             feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
             self.feature_ridge = fit_feature_ridge(ridge_x, expr, groups, xy, cfg)
+            yield Progress(feat_total, total, "feature ridge fitted", "features")
             self.feature_krr = fit_feature_krr(ridge_x, expr, groups, cfg, self.seed) if cfg["krr_alpha"] else None
             if validate:
                 top_idx = [self.genes.index(g) for g in self.top_genes]

@@ -151,7 +151,10 @@ def validate_steps(feats, ridge_x, colour, expr, expr_z, pos, groups, xy_um, top
         tr = ~te
         tr_t, te_t = torch.from_numpy(np.flatnonzero(tr)), torch.from_numpy(np.flatnonzero(te))
         p_tr = pos[tr_t] if pos is not None else None
-        heads, _ = yield from train_heads_steps(feats[:, tr_t], expr_z[tr_t], p_tr, cfg, seed)
+        # the heads' epochs yield too (relayed at this fold's step), so a slow machine never waits a second
+        fold_heads = train_heads_steps(feats[:, tr_t], expr_z[tr_t], p_tr, cfg, seed, progress=(0, cfg["epochs"]),
+                                       label=f"validation: section {h} held out, contrastive heads")
+        heads, _ = yield from relay(fold_heads, "validate", start + fi, total, span=0)
         bank = spot_bank(heads, expr_z[tr_t], p_tr)
         emb = image_embedding(heads, feats[:1, te_t])
         oof["contrastive"][te] = retrieve(emb, bank, expr[tr], cfg["top_k"], cfg["weighting"],
