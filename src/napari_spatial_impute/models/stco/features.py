@@ -131,7 +131,8 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
     out_dim = getattr(backbone, "out_dim", 1)
     n = len(patches)
     out = tap_out = None
-    total = max(1, len(views) * math.ceil(n / batch))
+    parts = max(1, patches.shape[-1] // 3) if patches.ndim == 4 else 1  # the patch (+ its context patch)
+    total = max(1, len(views) * math.ceil(n / batch) * parts)
     step = 0
     with torch.inference_mode():
         for vi, view in enumerate(views):
@@ -139,9 +140,15 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
             forward = net.forward_taps if taps and vi == 0 else net
             for sl in iter_chunks(n, batch):
                 x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
-                # the patch (and the context patch, channels 3–5): their features side by side
-                f = torch.cat([forward(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
-                               for i in range(0, x.shape[1], 3)], dim=1).float().cpu().numpy()
+                # the patch (and the context patch, channels 3–5): their features side by side; a yield after
+                # each part keeps a Cancel within a second on a slow CPU (the same sums either way)
+                fs = []
+                for i in range(0, x.shape[1], 3):
+                    if fs:
+                        step += 1
+                        yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
+                    fs.append(forward(x[:, i:i + 3].contiguous(memory_format=torch.channels_last)))
+                f = torch.cat(fs, dim=1).float().cpu().numpy()
                 if forward is not net:
                     f, t = split_taps(f, out_dim, backbone.tap_dim)
                     if tap_out is None:
