@@ -14,7 +14,7 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
-                context_cut="resize", ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
+                context_cut="box", ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
                 krr_alpha=0.3, blend="equal", feature_norm="global")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned temperature)
 #: or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training section out), "last" (hold
@@ -30,9 +30,10 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
 #: before the heads, the kNN and the feature ridge, removing a slide's shift of every feature; no gain measured within
 #: C2–C5, as scanned or as "another lab" copies: benchmarks/bench_stco_shift.py). ``context``: > 1 adds a context patch
 #: of ``context`` × ``patch_um`` around each spot (same ``patch_px``; its backbone features are concatenated to the
-#: patch's; frozen backbones only), 0 = none (bundles from before it load with 0). ``context_cut``: "resize" (each
-#: context crop resized alone) or "box" (resampled from the window box-reduced once: ≈ 3× less cutting work, −0.002
-#: within C2–C5, inside the 0.004 that moving every spot by 1 px costs; not the default by a rule fixed before the
-#: runs: histology_generalisation.md §0000000). Defaults were chosen by
+#: patch's; frozen backbones only), 0 = none (bundles from before it load with 0). ``context_cut``: "box" (each
+#: context crop resampled from the window box-reduced once: ≈ 3× less cutting work, −0.002 within C2–C5, inside the
+#: 0.004 that moving every spot by 1 px costs; the default since the "resize" default missed the 2-minute 10k slide
+#: on a slow machine: histology_generalisation.md §000000000) or "resize" (each crop resized alone; bundles from
+#: before load with it). Defaults were chosen by
 #: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`
