@@ -68,19 +68,21 @@ def perturbed_c6(c6) -> dict:
     img = None
     for name, (fname, scale) in specs.items():
         path = folder / fname
-        if not path.is_file():
+        if not path.is_file():  # written under a temporary name, so an interrupted run leaves no truncated copy
+            tmp = path.with_name(f"partial-{fname}")
             if img is None:
                 img = np.asarray(Image.open(info["image"]).convert("RGB"))
             if name == "HED re-stain":  # stronger haematoxylin, paler eosin, a bluish shift
                 arr = np.concatenate([hed_jitter(img[i:i + 512], [1.3, 0.75, 1.0], [0.03, -0.02, 0.0])
                                       for i in range(0, len(img), 512)])
-                Image.fromarray(arr).save(path)
+                Image.fromarray(arr).save(tmp)
             elif name == "JPEG q30":
-                Image.fromarray(img).save(path, quality=30)
+                Image.fromarray(img).save(tmp, quality=30)
             elif name == "blur σ=2":
-                Image.fromarray(blur(img, 2.0)).save(path)
+                Image.fromarray(blur(img, 2.0)).save(tmp)
             else:
-                Image.fromarray(img).resize((img.shape[1] // 2, img.shape[0] // 2), Image.LANCZOS).save(path)
+                Image.fromarray(img).resize((img.shape[1] // 2, img.shape[0] // 2), Image.LANCZOS).save(tmp)
+            tmp.replace(path)
         a = c6.copy()
         rest = {k: v for k, v in info.items() if k not in ("pixel_size_um", "image")}
         set_spot_coordinates(a, c6.obsm["spatial_px"] / scale, px * scale, image=str(path), **rest)
