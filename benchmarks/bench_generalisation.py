@@ -206,7 +206,9 @@ def stage_loso(secs) -> dict:
     return results
 
 
-# "default": before the switch to context patches; since the feature ridge, "context 2x" includes it
+# "default": before the switch to context patches; since the feature ridge, "context 2x" includes it. Arms that do
+# not name a context_cut cut as the package does: "resize" up to histology_generalisation.md §00000000, "box" since
+# §000000000 (add "resized context" settings to an arm to reproduce an earlier figure)
 CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "context 3x": {"context": 3.0},
                 "context 4x": {"context": 4.0},
                 # §0000: the feature ridge as before (four stage ends, full rank, unsmoothed) and as now

@@ -35,6 +35,18 @@ TEST_IMAGE = DATA / "ST-imgs" / "C6_5714_HE_BT_E2.jpg"
 MODEL_DIR = ROOT / "benchmarks" / "out" / "wholeslide_model"
 
 
+def _stale(folder: Path, context_cut: str | None) -> bool:
+    """No bundle in ``folder``, or one cut otherwise than asked (the package default when ``context_cut`` is
+    None: a bundle of an earlier default is trained again, not timed as today's)."""
+    from napari_spatial_impute.models.stco.defaults import DEFAULTS
+
+    config = folder / "config.json"
+    if not config.is_file():
+        return True
+    cut = json.loads(config.read_text()).get("params", {}).get("context_cut", "resize")
+    return cut != (context_cut or DEFAULTS["context_cut"])
+
+
 def model_dir(context_cut: str | None) -> Path:
     """The bundle of the package defaults, or of the defaults with another ``context_cut`` (its own folder)."""
     return MODEL_DIR if context_cut is None else MODEL_DIR.with_name(f"{MODEL_DIR.name}_{context_cut}")
@@ -193,7 +205,7 @@ def main(argv=None) -> int:
         image.parent.mkdir(parents=True, exist_ok=True)
         (make_full_10k if args.image == "full10k" else make_tiff_40k)(image)
     train_s = None
-    if args.retrain or not (model_dir(args.context_cut) / "config.json").is_file():
+    if args.retrain or _stale(model_dir(args.context_cut), args.context_cut):
         import torch
 
         torch.set_num_threads(args.threads)

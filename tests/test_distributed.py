@@ -111,7 +111,7 @@ def test_cli_dask_zarr_out_is_written(client, tmp_path, capsys):
     from napari_spatial_impute.datasets import XENIUM_DIR, sample_path
 
     sp, ref = (str(sample_path(n, XENIUM_DIR)) for n in ("spatial.h5ad", "reference.h5ad"))
-    out = tmp_path / "x.zarr"  # a running scheduler's address (test_cli_dask_local starts a local:N cluster)
+    out = tmp_path / "x.zarr"  # joins the module's cluster by address (no second cluster to start; local:N: above)
     args = ["impute", sp, ref, "--method", "knn", "--n-top-genes", "4", "--out", str(out),
             "--dask", client.scheduler.address, "--chunk-size", "4000", "--quiet", "--device", "cpu"]
     assert main(args) == 0

@@ -76,8 +76,9 @@ def test_esm2_from_fasta_with_tiny_random_model(tmp_path, tiny_esm, osmfish):
     # a cache root that cannot be written (here a file): a warning, the same vectors, nothing cached
     blocked = tmp_path / "not_a_folder"
     blocked.write_text("")
-    with pytest.warns(RuntimeWarning, match="Could not write the ESM-2 cache"):
+    with pytest.warns(RuntimeWarning, match="Could not write the ESM-2 cache") as record:
         uncached = load_gene_embeddings(str(fasta), checkpoint=tiny_esm, device="cpu", cache_dir=blocked)
+    assert sum("ESM-2 cache" in str(r.message) for r in record) == 1  # once, not once per sequence
     np.testing.assert_allclose(uncached.vectors, emb.vectors, atol=1e-4)
     assert blocked.is_file()
     # a valid graph over all 33 genes: 12 by protein similarity, 21 by expression

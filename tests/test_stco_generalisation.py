@@ -192,6 +192,8 @@ def test_pyramidal_tiff_is_predicted_region_by_region(small_model, tmp_path):
     # heat map over the image: each element's world position is its tile centre, on tissue
     pred = prediction_to_anndata(res, model=small_model)
     grid, kwargs, _ = heatmap_layer(pred, small_model.genes[0])
+    assert "units" not in kwargs  # the image's world; its units only when given
+    assert heatmap_layer(pred, small_model.genes[0], image_units=("um", "um"))[1]["units"] == ("um", "um")
     r, c = pred.obs["tile_row"].to_numpy(), pred.obs["tile_col"].to_numpy()
     world_yx = np.asarray(kwargs["translate"]) + np.column_stack([r, c]) * np.asarray(kwargs["scale"])
     np.testing.assert_allclose(world_yx[:, ::-1], pred.obsm["spatial_px"])

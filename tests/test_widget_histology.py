@@ -93,8 +93,12 @@ def test_points_per_spot_with_gene_features(widget, her2st, qtbot):
     # in the H&E layer's world, whose units are pixels here (not the spots' µm)
     assert tuple(map(str, layer.units)) == tuple(map(str, viewer.layers[w.image_layer.value].units)) == ("pixel",) * 2
     assert [c for c in layer.features.columns if c != "cell_id"] == GENES
-    if getattr(layer, "face_colorbar", None) is not None:  # napari ≥ 0.6: the markers' values have a colorbar
-        assert layer.face_colorbar.visible
+    assert layer.face_colorbar.visible  # the markers' values have a colorbar, as the heat map's do
+    # the layer builder alone: no units claimed unless the image's are given (the widget passes its layer's)
+    from napari_spatial_impute.layers.histology import spots_layer
+
+    assert "units" not in spots_layer(w.result, GENES[0])[1]
+    assert spots_layer(w.result, GENES[0], image_units=("um", "um"))[1]["units"] == ("um", "um")
     w.gene_select.value = "ERBB2"
     hi, lo = int(np.argmax(layer.features["ERBB2"])), int(np.argmin(layer.features["ERBB2"]))
     assert layer.face_color[hi, :3].sum() > layer.face_color[lo, :3].sum()

@@ -225,10 +225,8 @@ class HistologyWidget(RunsInWorker, Container):
                                               image_units=self._image_units)
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
-        # the gene's values: the heat map's colorbar, or the spot markers' (their colormap and limits; napari ≥ 0.6)
-        bar = self.output_layer.colorbar if kind == "image" else getattr(self.output_layer, "face_colorbar", None)
-        if bar is not None:
-            bar.visible = True
+        # the gene's values: the heat map's colorbar, or the spot markers' (their colormap and limits)
+        (self.output_layer.colorbar if kind == "image" else self.output_layer.face_colorbar).visible = True
         self._genes = list(map(str, prediction.var_names))
         self.gene_select.reset_choices()
         self.gene_select.value = gene

@@ -147,8 +147,9 @@ def _seq_hash(seq: str) -> str:
     return hashlib.sha256(seq.encode()).hexdigest()[:32]
 
 
-def _store(folder: Path, key: str, vec: np.ndarray) -> bool:
-    """Cache one vector (temporary name, then rename); ``False`` (with a warning) when the disk refuses."""
+def _store(folder: Path, key: str, vec: np.ndarray, hint: str) -> bool:
+    """Cache one vector (temporary name, then rename); ``False`` (with a warning naming ``hint``) when the disk
+    refuses."""
     tmp = folder / f".{key}.{os.getpid()}.npy"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -158,7 +159,7 @@ def _store(folder: Path, key: str, vec: np.ndarray) -> bool:
         with contextlib.suppress(OSError):  # (a root that is a file: not even a missing file to unlink)
             tmp.unlink()
         warnings.warn(f"Could not write the ESM-2 cache in {folder} ({err}); embedding without caching. Free some "
-                      "disk or point $NAPARI_SPATIAL_IMPUTE_CACHE at a writable folder.", RuntimeWarning, stacklevel=3)
+                      f"disk or {hint}.", RuntimeWarning, stacklevel=2)
         return False
     return True
 
@@ -176,6 +177,7 @@ def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, 
                          "download a fair-esm ESM-2 .pt file (e.g. esm2_t33_650M_UR50D.pt) and point at it.")
     base = Path(cache_dir).expanduser() if cache_dir else package_cache_root()
     folder = base / "esm2" / checkpoint_key(checkpoint)  # made only when a vector is written
+    hint = "pass a writable cache_dir" if cache_dir else "point $NAPARI_SPATIAL_IMPUTE_CACHE at a writable folder"
     vectors: dict[str, np.ndarray] = {}
     todo = []
     for gene, seq in sequences.items():
@@ -213,7 +215,7 @@ def embed_sequences_steps(sequences: dict[str, str], checkpoint: str | Path, *, 
                 vec = reps[i, 1:len(seq) + 1].mean(0).numpy().astype(np.float32)
                 vectors[gene] = vec
                 if writable:
-                    writable = _store(folder, _seq_hash(seq), vec)
+                    writable = _store(folder, _seq_hash(seq), vec, hint)
             done += len(batch)
             yield Progress(b + 1, len(batches), f"ESM-2 embedded {done}/{len(todo)} sequences", "embeddings")
     genes = list(sequences)

@@ -131,7 +131,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
     out_dim = getattr(backbone, "out_dim", 1)
     n = len(patches)
     out = tap_out = None
-    parts = max(1, patches.shape[-1] // 3) if patches.ndim == 4 else 1  # the patch (+ its context patch)
+    parts = max(1, -(-patches.shape[-1] // 3)) if patches.ndim == 4 else 1  # the patch (+ its context patch)
     total = max(1, len(views) * math.ceil(n / batch) * parts)
     step = 0
     with torch.inference_mode():
