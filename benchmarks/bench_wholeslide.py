@@ -38,13 +38,13 @@ MODEL_DIR = ROOT / "benchmarks" / "out" / "wholeslide_model"
 def _stale(folder: Path, context_cut: str | None) -> bool:
     """No bundle in ``folder``, or one cut otherwise than asked (the package default when ``context_cut`` is
     None: a bundle of an earlier default is trained again, not timed as today's)."""
+    from napari_spatial_impute.models.bundle import read_config
     from napari_spatial_impute.models.stco.defaults import DEFAULTS
+    from napari_spatial_impute.models.stco.state import bundle_params
 
-    config = folder / "config.json"
-    if not config.is_file():
+    if not (folder / "config.json").is_file():
         return True
-    cut = json.loads(config.read_text()).get("params", {}).get("context_cut", "resize")
-    return cut != (context_cut or DEFAULTS["context_cut"])
+    return bundle_params(read_config(folder))["context_cut"] != (context_cut or DEFAULTS["context_cut"])
 
 
 def model_dir(context_cut: str | None) -> Path:

@@ -9,12 +9,14 @@ LITE_VARIANTS = ("lite0", "lite1", "lite2")
 BACKBONES = (*LITE_VARIANTS, "resnet_small", "resnet_large", "vit", "torchscript")
 PRETRAINED_BACKBONES = (*LITE_VARIANTS, "vit", "torchscript")
 
+#: how context patches are cut (see ``context_cut`` below); also the default of the patch-cutting functions
+CONTEXT_CUT = "box"
 DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
-                context_cut="box", ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
+                context_cut=CONTEXT_CUT, ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
                 krr_alpha=0.3, blend="equal", feature_norm="global")
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned temperature)
 #: or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training section out), "last" (hold

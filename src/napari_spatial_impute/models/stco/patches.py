@@ -18,6 +18,7 @@ from ...cache import entry as cache_entry
 from ...cache import load_npz, store_npz
 from ...coords import um_to_px
 from ...errors import InputError
+from .defaults import CONTEXT_CUT
 from .pixels import (  # noqa: F401 (re-exported)
     CONTEXT_GAP,
     as_rgb,
@@ -100,7 +101,7 @@ def _file_hash(path: Path) -> str:
 
 def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patch_um: float = 150.0,
                     out_px: int = 96, use_cache: bool = True, check_tissue: bool = True,
-                    reduce: int | None = None, context: float = 0.0, context_cut: str = "box") -> np.ndarray:
+                    reduce: int | None = None, context: float = 0.0, context_cut: str = CONTEXT_CUT) -> np.ndarray:
     """Patches (n, out_px, out_px, 3) uint8 of ``patch_um`` µm around each (x, y) full-res pixel centre, cut
     from the image read at 1/``reduce`` (default: the largest power of 2 that keeps ≥ ``out_px`` pixels). With
     ``context`` the patches of ``context`` × ``patch_um`` around the same centres follow as channels 3–5, cut from
@@ -169,7 +170,7 @@ def _tiff_slide(image):
 
 
 def region_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
-                   block_px: float = 2048.0, context: float = 0.0, context_cut: str = "box") -> np.ndarray:
+                   block_px: float = 2048.0, context: float = 0.0, context_cut: str = CONTEXT_CUT) -> np.ndarray:
     """Patches of ``size_full`` full-res pixels around ``centres_xy`` from a :class:`~.slide.Slide`, read block
     by block (squares of ``block_px`` full-res pixels plus half a patch), never whole; in the input order."""
     from .slide import blocks_of, cut_patches

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
+from .defaults import CONTEXT_CUT
 
 
 def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
@@ -123,7 +124,8 @@ def box_reduce(arr: np.ndarray, k: int, origin: tuple[int, int] = (0, 0)) -> tup
 
 
 def cut_with_context(arr: np.ndarray, centres_xy: np.ndarray, size_px: float, out_px: int,
-                     origin: tuple[int, int] = (0, 0), context: float = 0.0, context_cut: str = "box") -> np.ndarray:
+                     origin: tuple[int, int] = (0, 0), context: float = 0.0,
+                     context_cut: str = CONTEXT_CUT) -> np.ndarray:
     """:func:`crop_patches`; with ``context`` the crops of ``context`` × ``size_px`` around the same points follow
     as channels 3–5. ``context_cut="box"``: those are resampled from ``arr`` box-reduced by the largest power of 2
     that keeps them ≥ ``CONTEXT_GAP`` × ``out_px`` (:func:`box_reduce`), over the same full-resolution square

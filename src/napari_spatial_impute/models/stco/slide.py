@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
+from .defaults import CONTEXT_CUT
 from .pixels import as_rgb, cut_with_context, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
@@ -294,7 +295,7 @@ def blocks_of(centres_xy: np.ndarray, block_px: float) -> list[np.ndarray]:
 
 
 def cut_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int, reduce: int,
-                context: float = 0.0, context_cut: str = "box") -> np.ndarray:
+                context: float = 0.0, context_cut: str = CONTEXT_CUT) -> np.ndarray:
     """Patches of ``size_full`` full-res pixels around ``centres_xy`` (one block), from one region read; with
     ``context`` the patches of ``context`` × ``size_full`` follow as channels 3–5 (:func:`~.pixels.cut_with_context`;
     for ``context_cut="box"`` the region has a margin of two reduction blocks plus the resampling support, so they

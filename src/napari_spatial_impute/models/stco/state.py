@@ -92,6 +92,18 @@ def _legacy_config(cfg: dict[str, Any]) -> dict[str, Any]:
                          "lite0_sha1": cfg.get("lite0_sha1")}}
 
 
+#: what a bundle written before a parameter existed was trained with: no context patches / per-section feature
+#: statistics, four stage taps, full rank, unsmoothed; before box-reduced contexts, each crop resized alone
+LEGACY_PARAMS = {"context": 0.0, "context_cut": "resize", "feature_norm": "global", "ridge_taps": "stages",
+                 "ridge_rank": 0, "ridge_smoothing_um": 0.0}
+
+
+def bundle_params(config: dict[str, Any]) -> dict[str, Any]:
+    """The STco parameters a bundle's config (:func:`..bundle.read_config`) was trained with, older bundles'
+    missing ones filled by :data:`LEGACY_PARAMS`."""
+    return {**LEGACY_PARAMS, **_legacy_config(config)["params"]}
+
+
 def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
     """A ready-to-predict ``cls`` (:class:`~.model.STco`) from a checked bundle config (see
     :func:`..bundle.load_model`)."""
@@ -104,9 +116,7 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
 
     path = Path(path)
     cfg = _legacy_config(config)
-    # bundles from before context patches / per-section feature statistics: none; before box-reduced contexts: resize
-    params = {"context": 0.0, "context_cut": "resize", "feature_norm": "global", "ridge_taps": "stages",
-              "ridge_rank": 0, "ridge_smoothing_um": 0.0, **cfg["params"]}
+    params = bundle_params(config)
     model = cls(genes=cfg.get("requested_genes"), seed=cfg["seed"], device=device, **params)
     model.genes, model.top_genes = list(cfg["genes"]), list(cfg["top_genes"])
     const = cfg["constants"]
