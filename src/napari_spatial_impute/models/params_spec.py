@@ -53,7 +53,7 @@ RANGES: dict[str, dict[str, Any]] = {
              "ridge_rank": (0, _INF, True, False), "ridge_smoothing_um": (0, _INF, True, False),
              "ridge_taps": ("all", "stages"), "krr_alpha": (0, _INF, True, False),
              "blend": ("equal", "grid"), "feature_norm": ("section", "global"),
-             "context_cut": ("box", "resize"),
+             "context_cut": ("box", "resize"), "jitter_um": (0, _INF, True, False),
              "patch_um": (0, _INF, False, False),
              "patch_px": (8, 4096, True, True), "n_genes": (1, _INF, True, False), "embed_dim": (1, _INF, True, False),
              "temperature": (0, _INF, False, False), "top_k": (1, _INF, True, False),

@@ -17,7 +17,7 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
                 context_cut=CONTEXT_CUT, ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
-                krr_alpha=0.3, blend="equal", feature_norm="global")
+                krr_alpha=0.3, blend="equal", feature_norm="global", jitter_um=11.0)
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned temperature)
 #: or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training section out), "last" (hold
 #: out the last section) or "none" (contrastive model only). ``predictor``: "auto" (the validated blend) or one of
@@ -36,6 +36,9 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
 #: context crop resampled from the window box-reduced once: ≈ 3× less cutting work, −0.002 within C2–C5, inside the
 #: 0.004 that moving every spot by 1 px costs; the default since the "resize" default missed the 2-minute 10k slide
 #: on a slow machine: histology_generalisation.md §000000000) or "resize" (each crop resized alone; bundles from
-#: before load with it). Defaults were chosen by
+#: before load with it). ``jitter_um``: the feature ridge and kernel ridge read each spot's taps averaged over its
+#: cut and four cuts moved diagonally by ±``jitter_um`` in x and y (training and spot prediction; whole-slide tiles
+#: keep one cut; 0 = one cut, as bundles from before it load): histology_generalisation.md §0000000000.
+#: Defaults were chosen by
 #: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`

@@ -47,6 +47,7 @@ from .fallback import (
     unvalidated,
 )
 from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
+from .jitter import moved_section_patches
 from .network import build_heads, position_encoding
 from .training import (
     image_embedding,
@@ -164,6 +165,11 @@ class STco:
                                   context=self.cfg["context"], context_cut=self.cfg["context_cut"])
         return patches, xy_um
 
+    @property
+    def jitters(self) -> bool:
+        """The feature ridges read taps averaged over jittered cuts (``jitter_um`` > 0, a backbone with taps)."""
+        return bool(self.tap_dim) and float(self.cfg.get("jitter_um", 0.0)) > 0
+
     def normalise(self, patches: np.ndarray, source=None) -> np.ndarray:
         """Stain-normalised patches (``source``: the image's :class:`~.stain.StainEstimate`; estimated from
         the patches themselves when None). A model without a stain reference returns them unchanged."""
@@ -216,9 +222,11 @@ class STco:
             expr.append(section_expression(a, self.genes, self.target_sum))
             groups.append(np.full(len(p), i))
         self.train_pixel_size_um = float(np.mean([a.uns["histology"]["pixel_size_um"] for a in sections]))
+        sources = [None] * len(raw)
         if cfg["stain"] == "macenko":  # one estimate per section, into the fixed reference
             self.stain_reference = DEFAULT_REFERENCE
-            raw = [normalize_stains(p, estimate_stains(p), self.stain_reference) for p in raw]
+            sources = [estimate_stains(p) for p in raw]
+            raw = [normalize_stains(p, s, self.stain_reference) for p, s in zip(raw, sources)]
         patches, groups = np.concatenate(raw), np.concatenate(groups)
         pos, expr, xy = np.concatenate(pos), np.concatenate(expr), np.concatenate(xy)
         dev = torch_device(self.device)
@@ -232,7 +240,8 @@ class STco:
         colour = colour_texture_features(patches[..., :3])
         self.ridge = Ridge().fit(colour, expr)
         if self.frozen:
-            feats, ridge_x = yield from training_features_steps(self, raw, n_views, total)
+            moved = [(lambda a=a: moved_section_patches(self, a)) for a in sections] if self.jitters else None
+            feats, ridge_x = yield from training_features_steps(self, raw, n_views, total, moved, sources)
             feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
             self.feature_ridge = fit_feature_ridge(ridge_x, expr, groups, xy, cfg)
@@ -314,11 +323,18 @@ class STco:
         return section_stats(stat_rows(feats, taps))
 
     def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,
-                            parts=None, use_cache: bool = False, stats=None) -> ProgressGen[dict[str, np.ndarray]]:
+                            parts=None, use_cache: bool = False, stats=None,
+                            moved: np.ndarray | None = None) -> ProgressGen[dict[str, np.ndarray]]:
         """Each predictor's expression (n, genes) for raw RGB uint8 patches (n, px, px, 3) of one slide: those
         with a blend weight, or ``parts`` (names of :data:`~.fallback.COMPONENTS`). ``stats``: the slide's
-        feature statistics (:meth:`feature_stats_steps`) when ``patches`` are only part of it."""
+        feature statistics (:meth:`feature_stats_steps`) when ``patches`` are only part of it. ``moved``: the
+        same spots' jittered cuts (moves, n, …; :func:`.jitter.moved_section_patches`), whose taps the feature
+        ridges average."""
         self._check_fitted()
+        if moved is not None and source is None and self.stain_reference is not None and len(patches):
+            from .stain import estimate_stains
+
+            source = estimate_stains(patches)  # the spots' own estimate, for their moved cuts too
         wanted = set(parts or self.weights)
         if self.knn_features is None:
             wanted.discard("feature_knn")
@@ -335,6 +351,10 @@ class STco:
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
             taps = bool(on_taps) or self.section_norm
             feats = yield from self.backbone_features_steps(patches, views, False, "patches", use_cache, taps=taps)
+            if on_taps and moved is not None and self.jitters:
+                from .jitter import mean_taps_steps
+
+                feats = (feats[0], (yield from mean_taps_steps(self, feats[1], moved, source, use_cache)))
             feats, tap_x = self.standardised(*feats, stats) if taps else (feats, None)
             x = self.ridge_input(feats, tap_x) if on_taps else None
             for name in on_taps:
@@ -368,7 +388,9 @@ class STco:
         With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts)."""
         patches, xy_um = self.section_inputs(adata)
         wanted = list(COMPONENTS) if parts else None
-        out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True)
+        on_taps = set(wanted or self.weights) & {"feature_ridge", "feature_krr"}
+        moved = moved_section_patches(self, adata) if on_taps else None
+        out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final
 

@@ -159,6 +159,17 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     return patches
 
 
+def image_wh(image) -> tuple[int, int]:
+    """(width, height) in full-res pixels of an image path (TIFF: its header) or array, without decoding it."""
+    slide = _tiff_slide(image)
+    if slide is None:
+        return image_size(image)
+    try:
+        return slide.width, slide.height
+    finally:
+        slide.close()
+
+
 def _tiff_slide(image):
     """A :class:`~.slide.TiffSlide` for a TIFF path tifffile can read region by region, else None."""
     from .slide import TIFF_SUFFIXES, TiffSlide, open_slide

@@ -13,19 +13,28 @@ from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_krr, fit_feat
 from .network import build_heads, clip_loss
 
 
-def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: int):
+def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: int, moved=None, sources=None):
     """The frozen backbone's features of the training sections' stain-normalised patches: ``(features (views, n,
     D), the feature ridge's input (n, ·))``, section by section (each cached on its own; progress steps 0 … one
     per section of ``total``); with ``feature_norm="section"`` each section z-scored by its own statistics and
-    ``model.feature_reference`` set to their mean."""
+    ``model.feature_reference`` set to their mean. ``moved``: per section, a callable giving its spots'
+    jittered cuts (raw, :func:`.jitter.moved_section_patches`; normalised with ``sources``, the sections' stain
+    estimates), whose taps are averaged with the spots' own (:mod:`.jitter`)."""
     from .features import reference_stats, section_stats, stat_rows
+    from .jitter import mean_taps_steps
+
+    def section_steps(i: int, p: np.ndarray):
+        label = f"section {i + 1}/{len(raw)}"
+        f, t = yield from model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"], label,
+                                                        taps=True)
+        cuts = moved[i]() if moved is not None and t is not None else None
+        if cuts is not None:
+            t = yield from mean_taps_steps(model, t, cuts, sources[i], True, label)
+        return f, t
 
     parts = []
     for i, p in enumerate(raw):
-        f = yield from relay(model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"],
-                                                           f"section {i + 1}/{len(raw)}", taps=True),
-                             "features", i, total, span=1)
-        parts.append(f)
+        parts.append((yield from relay(section_steps(i, p), "features", i, total, span=1)))
     if model.cfg["feature_norm"] == "section":
         stats = [section_stats(stat_rows(f, t)) for f, t in parts]
         model.feature_reference = reference_stats(stats)

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay
+from .jitter import by_move, moved_centres
 from .patches import check_pixel_size, check_spots_in_image, region_patches
 from .pixels import reduce_for
 from .slide import PIXEL_SIZE_NOTE, DecodedSlide, blocks_of, cut_patches, open_slide
@@ -101,9 +102,15 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
     values = np.empty((len(centres), len(model.genes)), np.float32)
     weights = model.weights
 
-    def cut(idx: np.ndarray) -> np.ndarray:
-        return cut_patches(slide, centres[idx], size_full, cfg["patch_px"], reduce, cfg["context"],
-                           cfg["context_cut"])
+    jitter_px = cfg["jitter_um"] / pixel_size_um if spots_xy is not None and model.jitters else 0.0
+
+    def cut(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The block's patches and, for spots of a jittering model, their moved cuts, from one region read."""
+        at = centres[idx]
+        if jitter_px:
+            at = np.concatenate([at, moved_centres(at, jitter_px, width, height)])
+        p = cut_patches(slide, at, size_full, cfg["patch_px"], reduce, cfg["context"], cfg["context_cut"])
+        return (p[:len(idx)], by_move(p[len(idx):], len(idx))) if jitter_px else (p, None)
 
     # the next block's patches are cut (region read + PIL resizing, outside the GIL) on a second thread while
     # this block's go through the backbone; only that thread reads the slide inside the loop
@@ -111,11 +118,11 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
     try:
         ahead = pool.submit(cut, blocks[0])
         for bi, idx in enumerate(blocks):
-            patches = ahead.result()
+            patches, moved = ahead.result()
             if bi + 1 < len(blocks):
                 ahead = pool.submit(cut, blocks[bi + 1])
             # the block's own feature batches are relayed, so a cancel or a redraw never waits for a whole block
-            parts = yield from relay(model.predict_parts_steps(patches, tta, source=source, stats=stats),
+            parts = yield from relay(model.predict_parts_steps(patches, tta, source=source, stats=stats, moved=moved),
                                      "predict", bi * 100, len(blocks) * 100,
                                      prefix=f"tile batch {bi + 1}/{len(blocks)}: ")
             values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
