@@ -55,6 +55,15 @@ def relay(gen: Generator[Progress, Any, T], stage: str, offset: int, total: int,
         yield Progress(offset + round(sub * span), total, prefix + event.message, stage or event.stage)
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle ("validation: sect…heads: epoch 4/30"), so a
+    message's counts at its end stay readable."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def tqdm_callback(desc: str = "") -> tuple[Callable[[Progress], None], Callable[[], None]]:
     """A (callback, close) pair that shows progress events on a tqdm bar (stderr)."""
     from tqdm.auto import tqdm
@@ -63,7 +72,7 @@ def tqdm_callback(desc: str = "") -> tuple[Callable[[Progress], None], Callable[
 
     def cb(event: Progress) -> None:
         bar.n = int(100 * event.fraction)
-        bar.set_postfix_str(event.message[:60])
+        bar.set_postfix_str(shorten(event.message, 60))
         bar.refresh()
 
     def close() -> None:

@@ -8,6 +8,8 @@ instead of a worker crash. Layers are only added in ``_on_result``, i.e. in the 
 
 from __future__ import annotations
 
+from ..progress import shorten
+
 
 def deleted_widget(err: RuntimeError) -> bool:
     """Whether ``err`` is Qt's "wrapped C/C++ object … has been deleted" (a closed dock's widget)."""
@@ -84,7 +86,7 @@ class RunsInWorker:
         bar = self._progress
         if bar is not None:
             bar.n = pct
-            bar.set_description(event.message[:50] or "working")
+            bar.set_description(shorten(event.message, 50) or "working")
 
     def _on_returned(self, value) -> None:
         if isinstance(value, Failure):
