@@ -87,6 +87,12 @@ def test_predict_spots_and_whole_slide(bundle, tmp_path):
     np.testing.assert_allclose(a.obsm["spatial"], a.obsm["spatial_px"] * info["pixel_size_um"])  # µm
     assert info["method"] == "stco" and set(a.uns) == {"napari_spatial_impute"}
     assert np.isfinite(a.X).all()
+    # one section, so no validated blend: its contrastive model reads no jittered cuts
+    assert info["predictor"] == {"contrastive": 1.0} and info["cuts_per_spot"] == 1
+    fast = tmp_path / "one_cut.h5ad"
+    assert main(["histology", "predict", str(bundle), "--image", image, "--spots", spots, "--out", str(fast),
+                 "--quiet", "--one-cut"]) == 0
+    np.testing.assert_array_equal(ad.read_h5ad(fast).X, a.X)
     slide = tmp_path / "slide.h5ad"
     with pytest.warns(UserWarning, match="No pixel size given"):  # a bare image: training pixel size assumed
         assert main(["histology", "predict", str(bundle), "--image", image, "--out", str(slide), "--quiet",

@@ -222,6 +222,17 @@ def test_per_spot_image_prediction_matches_section_prediction(model, sections):
     from_image = model.predict_image(c6.uns["histology"]["image"], c6.uns["histology"]["pixel_size_um"],
                                      spots_xy=c6.obsm["spatial_px"], tta=model.cfg["tta"])
     np.testing.assert_allclose(from_image["values"], per_section, rtol=1e-5, atol=1e-5)
+    assert from_image["cuts"] == 5  # the spot's cut and four jittered ones, as in training
+    # one cut per spot (jitter=False: faster; what a whole-slide tile reads): the same model as one-cut sections
+    import copy
+
+    one = copy.copy(model)
+    one.cfg = {**model.cfg, "jitter_um": 0.0}
+    fast = model.predict_image(c6.uns["histology"]["image"], c6.uns["histology"]["pixel_size_um"],
+                               spots_xy=c6.obsm["spatial_px"], tta=model.cfg["tta"], jitter=False)
+    assert fast["cuts"] == 1
+    np.testing.assert_allclose(fast["values"], one.predict_section(c6), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fast["values"], per_section, atol=1e-3)
 
 
 def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):

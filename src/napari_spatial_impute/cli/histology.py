@@ -67,6 +67,9 @@ def add_parser(subparsers) -> None:
     q.add_argument("--tile-um", type=float, default=100.0, help="tile size for whole-slide prediction (100 µm)")
     q.add_argument("--tta", type=int, help="test-time dihedral views per patch (default: the model's for spots, 1 "
                                                   "for whole-slide tiles)")
+    q.add_argument("--one-cut", action="store_true",
+                   help="read each spot's patch once, not also at four cuts moved by the model's jitter_um: "
+                        "≈ 2× faster per spot, the feature ridges as whole-slide tiles read them")
     q.add_argument("--device", default="auto")
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true")
@@ -149,7 +152,7 @@ def run_predict(args) -> int:
     cb, close = progress_bar(args.quiet, "predict")
     try:
         out = predict_histology(model, args.image, pixel_size, callback=cb, spots_xy=xy, obs_names=ids,
-                                tile_um=args.tile_um, tta=args.tta)
+                                tile_um=args.tile_um, tta=args.tta, jitter=False if args.one_cut else None)
     finally:
         close()
     write_h5ad_safely(out, args.out, overwrite=args.overwrite)

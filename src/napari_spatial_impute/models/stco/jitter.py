@@ -15,6 +15,13 @@ from ...progress import ProgressGen
 
 #: the diagonal moves of the jittered cuts (× ``jitter_um``); the spot's own cut is the fifth
 MOVES = np.array([(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)])
+#: the predictors that read the (averaged) taps
+TAP_PARTS = ("feature_ridge", "feature_krr")
+
+
+def reads_moved_cuts(model, parts) -> bool:
+    """Whether predicting ``parts`` (predictor names) with ``model`` reads jittered cuts."""
+    return model.jitters and bool(set(parts) & set(TAP_PARTS))
 
 
 def moved_centres(centres_xy: np.ndarray, jitter_px: float, width: int, height: int) -> np.ndarray:

@@ -47,7 +47,7 @@ from .fallback import (
     unvalidated,
 )
 from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
-from .jitter import moved_section_patches
+from .jitter import moved_section_patches, reads_moved_cuts
 from .network import build_heads, position_encoding
 from .training import (
     image_embedding,
@@ -388,8 +388,7 @@ class STco:
         With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts)."""
         patches, xy_um = self.section_inputs(adata)
         wanted = list(COMPONENTS) if parts else None
-        on_taps = set(wanted or self.weights) & {"feature_ridge", "feature_krr"}
-        moved = moved_section_patches(self, adata) if on_taps else None
+        moved = moved_section_patches(self, adata) if reads_moved_cuts(self, wanted or self.weights) else None
         out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final
