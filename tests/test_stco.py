@@ -240,7 +240,7 @@ def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
     feature ridge and kernel ridge read the mean taps of the five cuts, the contrastive model the spot's own."""
     import copy
 
-    from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches
+    from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches_steps
     from napari_spatial_impute.models.stco.patches import section_patches
     from napari_spatial_impute.progress import run_to_end
 
@@ -249,7 +249,7 @@ def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
                                        [92, 42], [0, 290]])
     c6 = sections["C6"]
     assert model.cfg["jitter_um"] == 11.0 and model.jitters
-    moved = moved_section_patches(model, c6)
+    moved = run_to_end(moved_section_patches_steps(model, c6))
     info = c6.uns["histology"]
     step = 11.0 / info["pixel_size_um"]  # ≈ 16 px
     first = c6.obsm["spatial_px"][:5] + [step, -step]  # the second move: +x, −y
@@ -353,7 +353,7 @@ def test_bundles_before_ridge_v2_keep_their_ridge_context_cut_and_one_cut(sectio
 
     from napari_spatial_impute import load_model, train_histology
     from napari_spatial_impute.models.bundle import config_digest
-    from napari_spatial_impute.models.stco.jitter import moved_section_patches
+    from napari_spatial_impute.models.stco.jitter import moved_section_patches_steps
     from napari_spatial_impute.progress import run_to_end
 
     old = train_histology([sections["C2"], sections["C3"]], seed=0, device="cpu",
@@ -371,7 +371,7 @@ def test_bundles_before_ridge_v2_keep_their_ridge_context_cut_and_one_cut(sectio
     assert loaded.cfg["ridge_taps"] == "stages" and loaded.cfg["ridge_rank"] == 0
     assert loaded.cfg["context"] == 4.0 and loaded.cfg["context_cut"] == "resize"
     assert loaded.cfg["jitter_um"] == 0.0 and not loaded.jitters
-    assert moved_section_patches(loaded, sections["C6"]) is None
+    assert run_to_end(moved_section_patches_steps(loaded, sections["C6"])) is None
     patches, xy = old.section_inputs(sections["C6"])
     np.testing.assert_array_equal(loaded.section_inputs(sections["C6"])[0], patches)
     np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches[:40], xy_um=xy[:40])),

@@ -138,3 +138,38 @@ def test_compressed_tiff_tiles_decode_or_name_the_extra(crop, tmp_path, monkeypa
         open_slide(path)
     text = str(err.value) + " " + str(getattr(err.value, "hint", ""))
     assert "imagecodecs" in text and f"napari-spatial-impute[{CODECS_EXTRA}]" in text and "zlib.tif" in text
+
+
+@pytest.mark.parametrize("kind", ["png", "tiff", "array"])
+def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, kind):
+    """The moved cuts the feature ridges average (decoded once for a PNG / JPEG, read by region for a TIFF, from
+    memory for an array) are the patches :func:`section_patches` cuts at the moved spots, whatever the file."""
+    from types import SimpleNamespace
+
+    import anndata as ad
+    import tifffile
+    from PIL import Image
+
+    from napari_spatial_impute.models.stco.defaults import DEFAULTS
+    from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches_steps
+    from napari_spatial_impute.models.stco.patches import section_patches
+    from napari_spatial_impute.progress import run_to_end
+
+    arr, xy, px = crop
+    image = {"png": tmp_path / "c6.png", "tiff": tmp_path / "c6.tif", "array": arr}[kind]
+    if kind == "png":
+        Image.fromarray(arr).save(image)
+    elif kind == "tiff":
+        tifffile.imwrite(image, arr, tile=(256, 256), compression="zlib", photometric="rgb")
+    section = ad.AnnData(np.zeros((len(xy), 1), np.float32), uns={"histology": {"image": image, "pixel_size_um": px}},
+                         obsm={"spatial": xy * px, "spatial_px": xy})
+    cfg = {**DEFAULTS, "patch_px": 32, "context": 2.0}
+    model = SimpleNamespace(jitters=True, cfg=cfg)
+    events = []
+    moved = run_to_end(moved_section_patches_steps(model, section), events.append)
+    assert moved.shape == (4, len(xy), 32, 32, 6) and len(events) >= 4  # an event after each move
+    at = moved_centres(xy, cfg["jitter_um"] / px, 2048, 2048)
+    direct = section_patches(image, at, px, patch_um=150, out_px=32, use_cache=False, check_tissue=False,
+                             context=2.0, context_cut=cfg["context_cut"])
+    np.testing.assert_array_equal(moved.reshape(direct.shape), direct)
+    assert not np.array_equal(moved[0], moved[3])  # moved by 2 × 11 µm in x and y: other pixels

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...progress import ProgressGen
+from ...progress import Progress, ProgressGen
 
 #: the diagonal moves of the jittered cuts (× ``jitter_um``); the spot's own cut is the fifth
 MOVES = np.array([(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)])
@@ -35,24 +35,40 @@ def moved_centres(centres_xy: np.ndarray, jitter_px: float, width: int, height: 
 
 
 def by_move(patches: np.ndarray, n: int) -> np.ndarray:
-    """Patches cut at :func:`moved_centres` → (moves, n, …)."""
+    """Patches cut at all of :func:`moved_centres` at once → (moves, n, …)."""
     return patches.reshape(len(MOVES), n, *patches.shape[1:])
 
 
-def moved_section_patches(model, adata) -> np.ndarray | None:
-    """Raw patches (moves, n, …) of a section's spots cut moved by ±``jitter_um`` in x and y; None when the
-    model does not jitter (:attr:`~.model.STco.jitters`)."""
-    from .patches import image_wh, section_geometry, section_patches
+def moved_section_patches_steps(model, adata, label: str = "patches") -> ProgressGen[np.ndarray | None]:
+    """Raw patches (moves, n, …) of a section's spots cut moved by ±``jitter_um`` in x and y, equal to what
+    :func:`~.patches.section_patches` cuts there; None when the model does not jitter
+    (:attr:`~.model.STco.jitters`). A JPEG / PNG is decoded once, at the resolution the patches need, then cut
+    move by move with a progress event after each, so a Cancel never waits for more than one decode or one
+    move; a TIFF is read region by region as always."""
+    from .patches import _tiff_slide, image_wh, section_geometry, section_patches
+    from .pixels import load_rgb, reduce_for
 
     if not model.jitters:
         return None
     cfg = model.cfg
     info, xy_px, _ = section_geometry(adata)
-    px = float(info["pixel_size_um"])
-    centres = moved_centres(xy_px, cfg["jitter_um"] / px, *image_wh(info["image"]))
-    patches = section_patches(info["image"], centres, px, patch_um=cfg["patch_um"], out_px=cfg["patch_px"],
-                              check_tissue=False, context=cfg["context"], context_cut=cfg["context_cut"])
-    return by_move(patches, len(xy_px))
+    image, px, n = info["image"], float(info["pixel_size_um"]), len(xy_px)
+    centres = moved_centres(xy_px, cfg["jitter_um"] / px, *image_wh(image))
+    scale, reduce = 1.0, None
+    tiff = _tiff_slide(image)
+    if tiff is not None:
+        tiff.close()
+    elif not isinstance(image, np.ndarray):  # the reduced decode the spots' own cut reads, then cut in memory
+        image, scale = load_rgb(image, reduce_for(cfg["patch_um"] / px, cfg["patch_px"]))
+        reduce = 1
+        yield Progress(0, len(MOVES), f"{label}: image read for the moved cuts", "features")
+    out = []
+    for k in range(len(MOVES)):
+        out.append(section_patches(image, centres[k * n:(k + 1) * n] / scale, px * scale, patch_um=cfg["patch_um"],
+                                   out_px=cfg["patch_px"], check_tissue=False, reduce=reduce,
+                                   context=cfg["context"], context_cut=cfg["context_cut"]))
+        yield Progress(k + 1, len(MOVES), f"{label}: moved cut {k + 1}/{len(MOVES)} cut", "features")
+    return np.stack(out)
 
 
 def mean_taps_steps(model, taps: np.ndarray, moved: np.ndarray, source, use_cache: bool,

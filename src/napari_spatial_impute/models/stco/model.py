@@ -47,7 +47,7 @@ from .fallback import (
     unvalidated,
 )
 from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
-from .jitter import moved_section_patches, reads_moved_cuts
+from .jitter import mean_taps_steps, moved_section_patches_steps, reads_moved_cuts
 from .network import build_heads, position_encoding
 from .training import (
     image_embedding,
@@ -240,7 +240,7 @@ class STco:
         colour = colour_texture_features(patches[..., :3])
         self.ridge = Ridge().fit(colour, expr)
         if self.frozen:
-            moved = [(lambda a=a: moved_section_patches(self, a)) for a in sections] if self.jitters else None
+            moved = [(lambda a=a: moved_section_patches_steps(self, a)) for a in sections] if self.jitters else None
             feats, ridge_x = yield from training_features_steps(self, raw, n_views, total, moved, sources)
             feats = torch.from_numpy(feats).to(dev)
             self.knn_features = feats[0].cpu().numpy()
@@ -328,7 +328,7 @@ class STco:
         """Each predictor's expression (n, genes) for raw RGB uint8 patches (n, px, px, 3) of one slide: those
         with a blend weight, or ``parts`` (names of :data:`~.fallback.COMPONENTS`). ``stats``: the slide's
         feature statistics (:meth:`feature_stats_steps`) when ``patches`` are only part of it. ``moved``: the
-        same spots' jittered cuts (moves, n, …; :func:`.jitter.moved_section_patches`), whose taps the feature
+        same spots' jittered cuts (moves, n, …; :func:`.jitter.moved_section_patches_steps`), whose taps the feature
         ridges average."""
         self._check_fitted()
         if moved is not None and source is None and self.stain_reference is not None and len(patches):
@@ -352,8 +352,6 @@ class STco:
             taps = bool(on_taps) or self.section_norm
             feats = yield from self.backbone_features_steps(patches, views, False, "patches", use_cache, taps=taps)
             if on_taps and moved is not None and self.jitters:
-                from .jitter import mean_taps_steps
-
                 feats = (feats[0], (yield from mean_taps_steps(self, feats[1], moved, source, use_cache)))
             feats, tap_x = self.standardised(*feats, stats) if taps else (feats, None)
             x = self.ridge_input(feats, tap_x) if on_taps else None
@@ -388,7 +386,9 @@ class STco:
         With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts)."""
         patches, xy_um = self.section_inputs(adata)
         wanted = list(COMPONENTS) if parts else None
-        moved = moved_section_patches(self, adata) if reads_moved_cuts(self, wanted or self.weights) else None
+        moved = None
+        if reads_moved_cuts(self, wanted or self.weights):
+            moved = yield from moved_section_patches_steps(self, adata)
         out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final

@@ -17,9 +17,9 @@ def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: i
     """The frozen backbone's features of the training sections' stain-normalised patches: ``(features (views, n,
     D), the feature ridge's input (n, ·))``, section by section (each cached on its own; progress steps 0 … one
     per section of ``total``); with ``feature_norm="section"`` each section z-scored by its own statistics and
-    ``model.feature_reference`` set to their mean. ``moved``: per section, a callable giving its spots'
-    jittered cuts (raw, :func:`.jitter.moved_section_patches`; normalised with ``sources``, the sections' stain
-    estimates), whose taps are averaged with the spots' own (:mod:`.jitter`)."""
+    ``model.feature_reference`` set to their mean. ``moved``: per section, a callable giving the steps that cut
+    its spots' jittered cuts (raw, :func:`.jitter.moved_section_patches_steps`; normalised with ``sources``, the
+    sections' stain estimates), whose taps are averaged with the spots' own (:mod:`.jitter`)."""
     from .features import reference_stats, section_stats, stat_rows
     from .jitter import mean_taps_steps
 
@@ -27,7 +27,7 @@ def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: i
         label = f"section {i + 1}/{len(raw)}"
         f, t = yield from model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"], label,
                                                         taps=True)
-        cuts = moved[i]() if moved is not None and t is not None else None
+        cuts = (yield from moved[i]()) if moved is not None and t is not None else None
         if cuts is not None:
             t = yield from mean_taps_steps(model, t, cuts, sources[i], True, label)
         return f, t
