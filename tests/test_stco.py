@@ -257,6 +257,19 @@ def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
                              out_px=model.cfg["patch_px"], context=model.cfg["context"])
     assert moved.shape == (4, c6.n_obs, *direct.shape[1:])
     np.testing.assert_array_equal(moved[1, :5], direct)
+    # training read the five cuts too: the kernel ridge keeps its (standardised) training rows, C2's first
+    from napari_spatial_impute.models.stco.jitter import mean_taps_steps
+    from napari_spatial_impute.models.stco.stain import estimate_stains
+
+    own, _ = model.section_inputs(sections["C2"])
+    stain = estimate_stains(own)
+    _, taps = run_to_end(model.backbone_features_steps(model.normalise(own, stain), [0], False, "C2", taps=True))
+    averaged = run_to_end(mean_taps_steps(model, taps, run_to_end(moved_section_patches_steps(model, sections["C2"])),
+                                          stain, True))
+    krr = model.feature_krr
+    rows = krr.landmarks[:len(own)] * krr.sd + krr.mu
+    np.testing.assert_allclose(rows, averaged, rtol=1e-3, atol=1e-3 * np.abs(averaged).max())
+    assert np.abs(rows - taps).max() > 100 * np.abs(rows - averaged).max()  # not the one-cut taps
     five = run_to_end(model.predict_section_steps(c6, parts=True))
     one = copy.copy(model)
     one.cfg = {**model.cfg, "jitter_um": 0.0}

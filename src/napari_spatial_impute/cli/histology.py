@@ -69,7 +69,7 @@ def add_parser(subparsers) -> None:
                                                   "for whole-slide tiles)")
     q.add_argument("--one-cut", action="store_true",
                    help="read each spot's patch once, not also at four cuts moved by the model's jitter_um: "
-                        "≈ 2× faster per spot, the feature ridges as whole-slide tiles read them")
+                        "3× less backbone work per spot; the feature ridges read it as whole-slide tiles do")
     q.add_argument("--device", default="auto")
     q.add_argument("--overwrite", action="store_true")
     q.add_argument("--quiet", action="store_true")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...progress import Progress, ProgressGen
+from ...progress import ProgressGen, relay
 
 #: the diagonal moves of the jittered cuts (× ``jitter_um``); the spot's own cut is the fifth
 MOVES = np.array([(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)])
@@ -39,36 +39,28 @@ def by_move(patches: np.ndarray, n: int) -> np.ndarray:
     return patches.reshape(len(MOVES), n, *patches.shape[1:])
 
 
+def jitter_px(model, pixel_size_um: float) -> float:
+    """The model's ``jitter_um`` in full-res pixels of an image of ``pixel_size_um``."""
+    return float(model.cfg["jitter_um"]) / float(pixel_size_um)
+
+
 def moved_section_patches_steps(model, adata, label: str = "patches") -> ProgressGen[np.ndarray | None]:
-    """Raw patches (moves, n, …) of a section's spots cut moved by ±``jitter_um`` in x and y, equal to what
-    :func:`~.patches.section_patches` cuts there; None when the model does not jitter
-    (:attr:`~.model.STco.jitters`). A JPEG / PNG is decoded once, at the resolution the patches need, then cut
-    move by move with a progress event after each, so a Cancel never waits for more than one decode or one
-    move; a TIFF is read region by region as always."""
-    from .patches import _tiff_slide, image_wh, section_geometry, section_patches
-    from .pixels import load_rgb, reduce_for
+    """Raw patches (moves, n, …) of a section's spots cut moved by ±``jitter_um`` in x and y (each move cut and
+    cached as :func:`~.patches.section_patches` cuts a section: one decode for all moves, an event after each);
+    None when the model does not jitter (:attr:`~.model.STco.jitters`)."""
+    from .patches import image_wh, section_geometry, section_patch_sets_steps
 
     if not model.jitters:
         return None
     cfg = model.cfg
     info, xy_px, _ = section_geometry(adata)
-    image, px, n = info["image"], float(info["pixel_size_um"]), len(xy_px)
-    centres = moved_centres(xy_px, cfg["jitter_um"] / px, *image_wh(image))
-    scale, reduce = 1.0, None
-    tiff = _tiff_slide(image)
-    if tiff is not None:
-        tiff.close()
-    elif not isinstance(image, np.ndarray):  # the reduced decode the spots' own cut reads, then cut in memory
-        image, scale = load_rgb(image, reduce_for(cfg["patch_um"] / px, cfg["patch_px"]))
-        reduce = 1
-        yield Progress(0, len(MOVES), f"{label}: image read for the moved cuts", "features")
-    out = []
-    for k in range(len(MOVES)):
-        out.append(section_patches(image, centres[k * n:(k + 1) * n] / scale, px * scale, patch_um=cfg["patch_um"],
-                                   out_px=cfg["patch_px"], check_tissue=False, reduce=reduce,
-                                   context=cfg["context"], context_cut=cfg["context_cut"]))
-        yield Progress(k + 1, len(MOVES), f"{label}: moved cut {k + 1}/{len(MOVES)} cut", "features")
-    return np.stack(out)
+    px, n = float(info["pixel_size_um"]), len(xy_px)
+    centres = moved_centres(xy_px, jitter_px(model, px), *image_wh(info["image"]))
+    sets = yield from section_patch_sets_steps(info["image"], [centres[k * n:(k + 1) * n] for k in range(len(MOVES))],
+                                               px, patch_um=cfg["patch_um"], out_px=cfg["patch_px"],
+                                               context=cfg["context"], context_cut=cfg["context_cut"],
+                                               label=f"{label}: moved cuts")
+    return np.stack([patches for patches, _ in sets])
 
 
 def mean_taps_steps(model, taps: np.ndarray, moved: np.ndarray, source, use_cache: bool,
@@ -77,8 +69,22 @@ def mean_taps_steps(model, taps: np.ndarray, moved: np.ndarray, source, use_cach
     patches (moves, n, …), stain-normalised here with ``source``, the spots' own stain estimate)."""
     total = taps.astype(np.float64)
     for i, raw in enumerate(moved):
-        _, t = yield from model.backbone_features_steps(model.normalise(raw, source), [0], False,
-                                                        f"{label}: moved cut {i + 1}/{len(moved)}", use_cache,
-                                                        taps=True)
+        _, t = yield from relay(model.backbone_features_steps(model.normalise(raw, source), [0], False,
+                                                              f"{label}: moved cut {i + 1}/{len(moved)}", use_cache,
+                                                              taps=True), "features", i, len(moved), span=1)
         total += t
     return (total / (1 + len(moved))).astype(np.float32)
+
+
+def spot_features_steps(model, patches: np.ndarray, views, source, use_cache: bool, taps: bool,
+                        moved: np.ndarray | None) -> ProgressGen:
+    """The backbone features (views, n, D) of normalised spot ``patches`` and view 0's taps (or None without
+    ``taps``), the taps averaged over the ``moved`` cuts when given (the progress split by backbone passes)."""
+    if moved is None or not taps:
+        return (yield from model.backbone_features_steps(patches, views, False, "patches", use_cache, taps=taps))
+    own = round(1000 * len(views) / (len(views) + len(moved)))
+    feats, tap_x = yield from relay(model.backbone_features_steps(patches, views, False, "patches", use_cache,
+                                                                  taps=True), "features", 0, 1000, span=own)
+    tap_x = yield from relay(mean_taps_steps(model, tap_x, moved, source, use_cache), "features", own, 1000,
+                             span=1000 - own)
+    return feats, tap_x

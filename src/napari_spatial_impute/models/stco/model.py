@@ -32,9 +32,9 @@ import numpy as np
 
 from ...device import torch_device
 from ...errors import InputError
-from ...progress import Progress, ProgressGen, run_to_end
+from ...progress import Progress, ProgressGen, relay, run_to_end
 from .defaults import DEFAULTS, N_TOP, PRETRAINED_BACKBONES  # noqa: F401 - DEFAULTS and N_TOP: the module's names
-from .expression import choose_panel, section_expression, section_name
+from .expression import choose_panel, section_name
 from .fallback import (
     COMPONENTS,
     Ridge,
@@ -47,8 +47,8 @@ from .fallback import (
     unvalidated,
 )
 from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
-from .jitter import mean_taps_steps, moved_section_patches_steps, reads_moved_cuts
-from .network import build_heads, position_encoding
+from .jitter import TAP_PARTS, moved_section_patches_steps, reads_moved_cuts, spot_features_steps
+from .network import build_heads
 from .training import (
     image_embedding,
     retrieve,
@@ -56,6 +56,7 @@ from .training import (
     train_end_to_end_steps,
     train_heads_steps,
     training_features_steps,
+    training_inputs,
     validate_steps,
 )
 
@@ -197,8 +198,6 @@ class STco:
         returns self."""
         import torch
 
-        from .stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
-
         t0 = time.perf_counter()
         if not sections:
             raise InputError("No training sections given.", "pass at least one --section COUNTS SPOTS IMAGE.")
@@ -212,21 +211,7 @@ class STco:
         self.feature_reference = None
         if not self.frozen:  # context patches and feature statistics need a frozen backbone (cached features)
             cfg["context"], cfg["feature_norm"] = 0.0, "global"
-        self.train_pixel_size_um = None  # sections are checked against each other below, not a model
-        raw, pos, expr, xy, groups = [], [], [], [], []
-        for i, a in enumerate(sections):
-            p, xy_um = self.section_inputs(a)
-            raw.append(p)
-            xy.append(xy_um)
-            pos.append(position_encoding(xy_um))
-            expr.append(section_expression(a, self.genes, self.target_sum))
-            groups.append(np.full(len(p), i))
-        self.train_pixel_size_um = float(np.mean([a.uns["histology"]["pixel_size_um"] for a in sections]))
-        sources = [None] * len(raw)
-        if cfg["stain"] == "macenko":  # one estimate per section, into the fixed reference
-            self.stain_reference = DEFAULT_REFERENCE
-            sources = [estimate_stains(p) for p in raw]
-            raw = [normalize_stains(p, s, self.stain_reference) for p, s in zip(raw, sources)]
+        raw, pos, expr, xy, groups, sources = training_inputs(self, sections)
         patches, groups = np.concatenate(raw), np.concatenate(groups)
         pos, expr, xy = np.concatenate(pos), np.concatenate(expr), np.concatenate(xy)
         dev = torch_device(self.device)
@@ -313,13 +298,14 @@ class STco:
             return feats, taps
         return standardise_with_taps(feats, taps, stats, self.feature_reference)
 
-    def feature_stats_steps(self, patches: np.ndarray, source=None) -> ProgressGen:
+    def feature_stats_steps(self, patches: np.ndarray, source=None, moved=None) -> ProgressGen:
         """(mean, sd) of the features of raw patches sampled over a slide predicted block by block (the
-        ``stats`` of :meth:`predict_parts_steps`); None without ``section_norm`` or for too few patches."""
+        ``stats`` of :meth:`predict_parts_steps`; ``moved``: their jittered cuts, whose taps are averaged as the
+        ridges read them); None without ``section_norm`` or for too few patches."""
         if not self.section_norm or len(patches) < MIN_SECTION_PATCHES:
             return None
-        feats, taps = yield from self.backbone_features_steps(self.normalise(patches, source), [0], False,
-                                                              "feature statistics", use_cache=False, taps=True)
+        feats, taps = yield from spot_features_steps(self, self.normalise(patches, source), [0], source, False,
+                                                     True, moved)
         return section_stats(stat_rows(feats, taps))
 
     def predict_parts_steps(self, patches: np.ndarray, tta: int | None = None, *, source=None,
@@ -331,28 +317,27 @@ class STco:
         same spots' jittered cuts (moves, n, …; :func:`.jitter.moved_section_patches_steps`), whose taps the feature
         ridges average."""
         self._check_fitted()
-        if moved is not None and source is None and self.stain_reference is not None and len(patches):
-            from .stain import estimate_stains
-
-            source = estimate_stains(patches)  # the spots' own estimate, for their moved cuts too
         wanted = set(parts or self.weights)
         if self.knn_features is None:
             wanted.discard("feature_knn")
         if self.ridge is None:
             wanted.discard("colour_ridge")
-        for name in ("feature_ridge", "feature_krr"):
+        for name in TAP_PARTS:
             if getattr(self, name) is None:
                 wanted.discard(name)
+        moved = moved if reads_moved_cuts(self, wanted) else None
+        if moved is not None and source is None and self.stain_reference is not None and len(patches):
+            from .stain import estimate_stains
+
+            source = estimate_stains(patches)  # the spots' own estimate, for their moved cuts too
         patches = self.normalise(patches, source)
         out: dict[str, np.ndarray] = {}
-        on_taps = wanted & {"feature_ridge", "feature_krr"}
+        on_taps = wanted & set(TAP_PARTS)
         if wanted & {"contrastive", "feature_knn"} or on_taps:
             tta = max(1, int(self.cfg["tta"] if tta is None else tta))
             views = range(min(tta, 8)) if "contrastive" in wanted else [0]
             taps = bool(on_taps) or self.section_norm
-            feats = yield from self.backbone_features_steps(patches, views, False, "patches", use_cache, taps=taps)
-            if on_taps and moved is not None and self.jitters:
-                feats = (feats[0], (yield from mean_taps_steps(self, feats[1], moved, source, use_cache)))
+            feats = yield from spot_features_steps(self, patches, views, source, use_cache, taps, moved)
             feats, tap_x = self.standardised(*feats, stats) if taps else (feats, None)
             x = self.ridge_input(feats, tap_x) if on_taps else None
             for name in on_taps:
@@ -377,7 +362,8 @@ class STco:
     def predict_patches_steps(self, patches: np.ndarray, tta: int | None = None, *,
                               xy_um: np.ndarray | None = None) -> ProgressGen[np.ndarray]:
         """Predicted log-normalised expression (n, genes) for raw RGB uint8 patches of one image (its stain is
-        estimated from them); ``xy_um`` (positions) enables the validated spatial smoothing."""
+        estimated from them; one cut per patch: the moved cuts of ``jitter_um`` need the image); ``xy_um``
+        (positions) enables the validated spatial smoothing."""
         parts = yield from self.predict_parts_steps(patches, tta)
         return self.combine(parts, xy_um)
 
@@ -387,9 +373,10 @@ class STco:
         patches, xy_um = self.section_inputs(adata)
         wanted = list(COMPONENTS) if parts else None
         moved = None
-        if reads_moved_cuts(self, wanted or self.weights):
-            moved = yield from moved_section_patches_steps(self, adata)
-        out = yield from self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved)
+        if reads_moved_cuts(self, wanted or self.weights):  # cutting: the first tenth of the progress
+            moved = yield from relay(moved_section_patches_steps(self, adata), "patches", 0, 100, span=10)
+        out = yield from relay(self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved),
+                               "", 10 if moved is not None else 0, 100, span=90 if moved is not None else 100)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final
 

@@ -18,6 +18,7 @@ from ...cache import entry as cache_entry
 from ...cache import load_npz, store_npz
 from ...coords import um_to_px
 from ...errors import InputError
+from ...progress import Progress, ProgressGen, run_to_end
 from .defaults import CONTEXT_CUT
 from .pixels import (  # noqa: F401 (re-exported)
     CONTEXT_GAP,
@@ -110,53 +111,79 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
     Raises :class:`InputError` when a centre lies outside the image; warns when (almost) no spot sits on
     tissue, the sign of an image from another section.
     """
-    centres_xy = np.asarray(centres_xy, dtype=np.float64)
-    slide = _tiff_slide(image)
-    width, height = (slide.width, slide.height) if slide is not None else image_size(image)
-    check_spots_in_image(centres_xy, width, height)
-    key = None
-    if use_cache and not isinstance(image, np.ndarray):
-        h = hashlib.sha1()
-        h.update(_file_hash(Path(image)).encode())
-        h.update(np.round(centres_xy, 3).tobytes())
-        h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'v1' if slide is None else 'tiff-v2'}".encode())
-        if reduce is not None:
-            h.update(f"|reduce {reduce}".encode())
-        if context:
-            cut = "" if context_cut == "resize" else f" box-v2 gap {CONTEXT_GAP}"
-            h.update(f"|context {context:.3f}{cut}".encode())
-        key = cache_entry("patches", f"{h.hexdigest()}.npz")
-        cached = load_npz(key, "patches", "on_tissue")  # None: missing, pruned meanwhile or damaged → cut again
-        if cached is not None:
-            patches, on_tissue = cached
-            if check_tissue:
-                _warn_off_tissue(on_tissue)
-            return patches
-    size_full = patch_um / pixel_size_um
-    if reduce is None:
-        reduce = reduce_for(size_full, out_px)
-    from .tiling import tissue_mask
-
-    if slide is not None:  # a TIFF: only the tiles / strips under the spots are read (pyramid level if any)
-        try:
-            patches = region_patches(slide, centres_xy, size_full, out_px, reduce, context=context,
-                                     context_cut=context_cut)
-            mask, mscale = tissue_mask(*slide.overview(1024))
-        finally:
-            slide.close()
-    else:
-        arr, factor = load_rgb(image, reduce)
-        patches = cut_with_context(arr, centres_xy / factor, size_full / factor, out_px, context=context,
-                                   context_cut=context_cut)
-        mask, mscale = tissue_mask(arr, factor)
-    iy = np.clip((centres_xy[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
-    ix = np.clip((centres_xy[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
-    on_tissue = mask[iy, ix]
-    if key is not None:
-        store_npz(key, compressed=True, patches=patches, on_tissue=on_tissue)
+    [(patches, on_tissue)] = run_to_end(section_patch_sets_steps(
+        image, [centres_xy], pixel_size_um, patch_um=patch_um, out_px=out_px, use_cache=use_cache, reduce=reduce,
+        context=context, context_cut=context_cut))
     if check_tissue:
         _warn_off_tissue(on_tissue)
     return patches
+
+
+def section_patch_sets_steps(image, centre_sets: list[np.ndarray], pixel_size_um: float, *, patch_um: float = 150.0,
+                             out_px: int = 96, use_cache: bool = True, reduce: int | None = None,
+                             context: float = 0.0, context_cut: str = CONTEXT_CUT,
+                             label: str = "patches") -> ProgressGen[list[tuple[np.ndarray, np.ndarray]]]:
+    """(patches, on tissue) of each set of centres, as :func:`section_patches` cuts them: each set cached on its
+    own; a JPEG / PNG decoded once for all the sets not cached, a TIFF read region by region. An event after the
+    decode and after each set, so a Cancel never waits for more than one of them."""
+    from .tiling import tissue_mask
+
+    sets = [np.asarray(c, dtype=np.float64) for c in centre_sets]
+    slide = _tiff_slide(image)
+    try:
+        width, height = (slide.width, slide.height) if slide is not None else image_size(image)
+        for c in sets:
+            check_spots_in_image(c, width, height)
+        size_full = patch_um / pixel_size_um
+        read = reduce if reduce is not None else reduce_for(size_full, out_px)
+        arr = mask = None
+        out = []
+        for i, c in enumerate(sets):
+            key = None
+            if use_cache and not isinstance(image, np.ndarray):
+                key = _patches_key(image, c, pixel_size_um, patch_um, out_px, reduce, context, context_cut,
+                                   slide is not None)
+                cached = load_npz(key, "patches", "on_tissue")  # None: missing, pruned or damaged → cut again
+                if cached is not None:
+                    out.append(tuple(cached))
+                    yield Progress(i + 1, len(sets), f"{label}: {i + 1}/{len(sets)} cached", "patches")
+                    continue
+            if slide is not None:  # a TIFF: only the tiles / strips under the spots (pyramid level if any)
+                patches = region_patches(slide, c, size_full, out_px, read, context=context, context_cut=context_cut)
+                if mask is None:
+                    mask, mscale = tissue_mask(*slide.overview(1024))
+            else:
+                if arr is None:
+                    arr, factor = load_rgb(image, read)
+                    mask, mscale = tissue_mask(arr, factor)
+                    yield Progress(i, len(sets), f"{label}: image read", "patches")
+                patches = cut_with_context(arr, c / factor, size_full / factor, out_px, context=context,
+                                           context_cut=context_cut)
+            iy = np.clip((c[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
+            ix = np.clip((c[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
+            on_tissue = mask[iy, ix]
+            if key is not None:
+                store_npz(key, compressed=True, patches=patches, on_tissue=on_tissue)
+            out.append((patches, on_tissue))
+            yield Progress(i + 1, len(sets), f"{label}: {i + 1}/{len(sets)} cut", "patches")
+    finally:
+        if slide is not None:
+            slide.close()
+    return out
+
+
+def _patches_key(image, centres_xy, pixel_size_um, patch_um, out_px, reduce, context, context_cut, tiff: bool):
+    """The cache entry of a section's patches: the image file's hash and every extraction parameter."""
+    h = hashlib.sha1()
+    h.update(_file_hash(Path(image)).encode())
+    h.update(np.round(centres_xy, 3).tobytes())
+    h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'tiff-v2' if tiff else 'v1'}".encode())
+    if reduce is not None:
+        h.update(f"|reduce {reduce}".encode())
+    if context:
+        cut = "" if context_cut == "resize" else f" box-v2 gap {CONTEXT_GAP}"
+        h.update(f"|context {context:.3f}{cut}".encode())
+    return cache_entry("patches", f"{h.hexdigest()}.npz")
 
 
 def image_wh(image) -> tuple[int, int]:

@@ -9,8 +9,33 @@ import math
 import numpy as np
 
 from ...progress import Progress, ProgressGen, iter_chunks, relay
+from .expression import section_expression
 from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_krr, fit_feature_ridge, gene_expected_r, knn_predict
-from .network import build_heads, clip_loss
+from .network import build_heads, clip_loss, position_encoding
+
+
+def training_inputs(model, sections: list) -> tuple[list, ...]:
+    """Per training section (AnnData): its patches (stain-normalised into the model's reference with
+    ``stain="macenko"``), position encodings, expression, spot positions (µm), section index and stain estimate
+    (None without normalisation); sets the model's training pixel size and stain reference."""
+    from .stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
+
+    model.train_pixel_size_um = None  # sections are checked against each other, not a model
+    raw, pos, expr, xy, groups = [], [], [], [], []
+    for i, a in enumerate(sections):
+        p, xy_um = model.section_inputs(a)
+        raw.append(p)
+        xy.append(xy_um)
+        pos.append(position_encoding(xy_um))
+        expr.append(section_expression(a, model.genes, model.target_sum))
+        groups.append(np.full(len(p), i))
+    model.train_pixel_size_um = float(np.mean([a.uns["histology"]["pixel_size_um"] for a in sections]))
+    sources = [None] * len(raw)
+    if model.cfg["stain"] == "macenko":  # one estimate per section, into the fixed reference
+        model.stain_reference = DEFAULT_REFERENCE
+        sources = [estimate_stains(p) for p in raw]
+        raw = [normalize_stains(p, s, model.stain_reference) for p, s in zip(raw, sources)]
+    return raw, pos, expr, xy, groups, sources
 
 
 def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: int, moved=None, sources=None):
@@ -25,11 +50,13 @@ def training_features_steps(model, raw: list[np.ndarray], n_views: int, total: i
 
     def section_steps(i: int, p: np.ndarray):
         label = f"section {i + 1}/{len(raw)}"
-        f, t = yield from model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"], label,
-                                                        taps=True)
-        cuts = (yield from moved[i]()) if moved is not None and t is not None else None
+        own = 60 if moved is not None else 100  # progress: own views 0–60 %, moved cuts cut 60–65 %, their taps
+        f, t = yield from relay(model.backbone_features_steps(p, range(n_views), model.cfg["stain_augment"], label,
+                                                              taps=True), "features", 0, 100, span=own)
+        cuts = (yield from relay(moved[i](), "features", 60, 100, span=5)) if own < 100 and t is not None else None
         if cuts is not None:
-            t = yield from mean_taps_steps(model, t, cuts, sources[i], True, label)
+            t = yield from relay(mean_taps_steps(model, t, cuts, sources[i], True, label), "features", 65, 100,
+                                 span=35)
         return f, t
 
     parts = []

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay
-from .jitter import MOVES, by_move, moved_centres, reads_moved_cuts
+from .jitter import MOVES, by_move, jitter_px, moved_centres, reads_moved_cuts
 from .patches import check_pixel_size, check_spots_in_image, region_patches
 from .pixels import reduce_for
 from .slide import PIXEL_SIZE_NOTE, DecodedSlide, blocks_of, cut_patches, open_slide
@@ -37,8 +37,8 @@ def predict_image_steps(model, image, pixel_size_um: float | None = None, *, spo
     :class:`~.slide.Slide`. ``pixel_size_um``: µm per pixel (default: the TIFF's own, else the training
     sections'). ``tta``: test-time views per patch (default: the model's for spots, :data:`TILE_TTA` for
     tiles). ``jitter``: spots are also cut at the four moved positions whose taps the feature ridges average
-    (:mod:`.jitter`) when the model was trained so (None) unless False (one cut: ≈ 2× faster per spot); tiles
-    read one cut. Returns a dict: ``values`` (n, genes), ``centres_xy`` (full-res px), ``genes``,
+    (:mod:`.jitter`) when the model was trained so (None / True), not with False (one cut: 3× less backbone
+    work per spot); tiles read one cut. Returns a dict: ``values`` (n, genes), ``centres_xy`` (full-res px), ``genes``,
     ``pixel_size_um``, ``weights`` (the blend used), ``cuts`` (per spot or tile) and for tiles ``grid``
     (:class:`~.tiling.TileGrid`, whose ``scale`` / ``translate`` put a heat map over the image layer).
     """
@@ -89,6 +89,8 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
         ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
         _warn_off_tissue(mask[iy, ix])
     blocks = blocks_of(centres, max(block_px, 2 * size_full * max(1.0, cfg["context"])))
+    jitters = spots_xy is not None and jitter is not False and reads_moved_cuts(model, model.weights)
+    step = jitter_px(model, pixel_size_um) if jitters else 0.0
     source = stats = None
     if model.stain_reference is not None or model.section_norm:
         # patches spread over the slide: its stain, and its feature statistics (feature_norm="section")
@@ -100,20 +102,22 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
             from .stain import estimate_stains
 
             source = estimate_stains(sample)
-        stats = yield from model.feature_stats_steps(sample, source)
+        moved = None
+        if step and model.section_norm:  # statistics of the taps the ridges read: averaged over the moved cuts
+            moved = by_move(region_patches(slide, moved_centres(picked, step, width, height), size_full,
+                                           cfg["patch_px"], reduce, block_px, cfg["context"], cfg["context_cut"]),
+                            len(picked))
+        stats = yield from model.feature_stats_steps(sample, source, moved)
     values = np.empty((len(centres), len(model.genes)), np.float32)
     weights = model.weights
-
-    jitters = spots_xy is not None and jitter is not False and reads_moved_cuts(model, model.weights)
-    jitter_px = cfg["jitter_um"] / pixel_size_um if jitters else 0.0
 
     def cut(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The block's patches and, for spots of a jittering model, their moved cuts, from one region read."""
         at = centres[idx]
-        if jitter_px:
-            at = np.concatenate([at, moved_centres(at, jitter_px, width, height)])
+        if step:
+            at = np.concatenate([at, moved_centres(at, step, width, height)])
         p = cut_patches(slide, at, size_full, cfg["patch_px"], reduce, cfg["context"], cfg["context_cut"])
-        return (p[:len(idx)], by_move(p[len(idx):], len(idx))) if jitter_px else (p, None)
+        return (p[:len(idx)], by_move(p[len(idx):], len(idx))) if step else (p, None)
 
     # the next block's patches are cut (region read + PIL resizing, outside the GIL) on a second thread while
     # this block's go through the backbone; only that thread reads the slide inside the loop
@@ -139,5 +143,5 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
         values = smooth(values, centres * pixel_size_um, sigma)
     return {"values": values, "centres_xy": centres, "genes": list(model.genes), "grid": grid,
             "pixel_size_um": float(pixel_size_um), "weights": weights, "smoothing_um": sigma,
-            "cuts": 1 + len(MOVES) if jitter_px else 1}
+            "cuts": 1 + len(MOVES) if step else 1}
 
