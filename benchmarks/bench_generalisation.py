@@ -21,7 +21,6 @@ Features are cached (NAPARI_SPATIAL_IMPUTE_CACHE, default the user cache): the f
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -99,11 +98,11 @@ def train(secs, names, seed, params):
     return model, time.perf_counter() - t0
 
 
-def evaluate(model, section) -> dict:
+def evaluate(model, section, **kwargs) -> dict:
     from napari_spatial_impute import evaluate_histology
 
     t0 = time.perf_counter()
-    m = evaluate_histology(model, section)
+    m = evaluate_histology(model, section, **kwargs)
     row = {k: v for k, v in m.items() if k not in ("per_gene", "gene_match")}
     return row | {"predict_s": time.perf_counter() - t0}
 
@@ -261,9 +260,7 @@ def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
             m = evaluate(model, arm_secs[held])
             per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
             if model.jitters:  # also as a whole-slide tile reads it: one cut per spot
-                one = copy.copy(model)
-                one.cfg = {**model.cfg, "jitter_um": 0.0}
-                one_cut[held] = evaluate(one, arm_secs[held])["pcc_mean_top50"]
+                one_cut[held] = evaluate(model, arm_secs[held], jitter=False)["pcc_mean_top50"]
             print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
                   f"one cut {one_cut[held]:.3f}" if one_cut else "", flush=True)
         results[name] = {"model": float(np.mean(list(per_fold.values()))),

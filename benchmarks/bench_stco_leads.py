@@ -268,6 +268,7 @@ def stage_jitter(st: Setup, arg: str = "8,16,24,32") -> None:
     """Test-time (and training-time) averaging over small moves of the cut: the patch-cut noise (moving every
     spot by 1 px moves a section's score by ≈ 0.004) averaged away instead of drawn once."""
     from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.jitter import MOVES
     from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
     from napari_spatial_impute.progress import run_to_end
 
@@ -278,7 +279,7 @@ def stage_jitter(st: Setup, arg: str = "8,16,24,32") -> None:
         moved[d] = {s: [center[s]] for s in INNER}
         for s in INNER:
             a = st.secs[s]
-            for sx, sy in ((1, 1), (1, -1), (-1, 1), (-1, -1)):
+            for sx, sy in MOVES.astype(int):  # the package's moves; each cut's stain estimated on its own
                 b = a.copy()
                 b.obsm["spatial_px"] = np.asarray(a.obsm["spatial_px"], dtype=np.float64) + (sx * d, sy * d)
                 p, _ = m.section_inputs(b)

@@ -224,21 +224,16 @@ def test_per_spot_image_prediction_matches_section_prediction(model, sections):
     np.testing.assert_allclose(from_image["values"], per_section, rtol=1e-5, atol=1e-5)
     assert from_image["cuts"] == 5  # the spot's cut and four jittered ones, as in training
     # one cut per spot (jitter=False: faster; what a whole-slide tile reads): the same model as one-cut sections
-    import copy
-
-    one = copy.copy(model)
-    one.cfg = {**model.cfg, "jitter_um": 0.0}
     fast = model.predict_image(c6.uns["histology"]["image"], c6.uns["histology"]["pixel_size_um"],
                                spots_xy=c6.obsm["spatial_px"], tta=model.cfg["tta"], jitter=False)
     assert fast["cuts"] == 1
-    np.testing.assert_allclose(fast["values"], one.predict_section(c6), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fast["values"], model.predict_section(c6, jitter=False), rtol=1e-5, atol=1e-5)
     assert not np.allclose(fast["values"], per_section, atol=1e-3)
 
 
 def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
     """Each spot is also cut at four positions moved by ±jitter_um in x and y (kept inside the image); the
     feature ridge and kernel ridge read the mean taps of the five cuts, the contrastive model the spot's own."""
-    import copy
 
     from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches_steps
     from napari_spatial_impute.models.stco.patches import section_patches
@@ -271,9 +266,7 @@ def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
     np.testing.assert_allclose(rows, averaged, rtol=1e-3, atol=1e-3 * np.abs(averaged).max())
     assert np.abs(rows - taps).max() > 100 * np.abs(rows - averaged).max()  # not the one-cut taps
     five = run_to_end(model.predict_section_steps(c6, parts=True))
-    one = copy.copy(model)
-    one.cfg = {**model.cfg, "jitter_um": 0.0}
-    single = run_to_end(one.predict_section_steps(c6, parts=True))
+    single = run_to_end(model.predict_section_steps(c6, parts=True, jitter=False))
     np.testing.assert_array_equal(five["contrastive"], single["contrastive"])
     for name in ("feature_ridge", "feature_krr"):
         change = np.abs(five[name] - single[name]).mean() / single[name].std()

@@ -90,7 +90,7 @@ def _pcc_summary(truth: np.ndarray, pred: np.ndarray, top: list[int]) -> dict[st
             "pcc_mean_top50": float(np.mean(r[top])) if top else float("nan")}
 
 
-def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
+def evaluate_histology_steps(model, section, *, jitter: bool | None = None) -> ProgressGen[dict]:
     """Predict a held-out section from its H&E and compare with its measured expression.
 
     Returns metrics of what the model predicts: n_spots, n_genes, n_genes_missing, pcc_mean_all,
@@ -103,7 +103,8 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     ``pcc_mean_all_<name>``), and ``predictor``: the blend weights, smoothing and validation scores chosen at
     training time. A bundle validated at training time also has its per-gene expected r checked here:
     ``expected_r_spearman``, ``expected_r_mae`` (over the ``expected_r_genes`` genes that vary in the section),
-    ``expected_r_mean_top50`` and ``per_gene[gene]["expected_r"]``.
+    ``expected_r_mean_top50`` and ``per_gene[gene]["expected_r"]``. ``jitter=False``: each spot read from one
+    cut (as :func:`predict_histology_steps`; whole-slide tiles always are).
     """
     from ..metrics import summarize
 
@@ -111,7 +112,7 @@ def evaluate_histology_steps(model, section) -> ProgressGen[dict]:
     model = as_histology_model(model)
     adata = getattr(section, "adata", section)
     truth, genes, match = truth_for(model, adata)
-    out = yield from model.predict_section_steps(adata, parts=True)
+    out = yield from model.predict_section_steps(adata, parts=True, jitter=jitter)
     cols = [model.genes.index(g) for g in genes]
     pred = out.pop("model")[:, cols]
     shared = summarize(truth, pred, genes)
@@ -170,9 +171,9 @@ def _expected_r_check(model, genes: list[str], pcc: np.ndarray, top: list[int], 
             "expected_r_mean_top50": float(np.mean(exp[top])) if top else float("nan"), "values": exp.tolist()}
 
 
-def evaluate_histology(model, section, callback=None) -> dict:
+def evaluate_histology(model, section, callback=None, *, jitter: bool | None = None) -> dict:
     """Metrics of ``model`` (or a bundle folder) on a held-out ``section`` (see :func:`evaluate_histology_steps`)."""
-    return run_to_end(evaluate_histology_steps(model, section), callback)
+    return run_to_end(evaluate_histology_steps(model, section, jitter=jitter), callback)
 
 
 def predict_histology_steps(model, image, pixel_size_um: float | None = None, *, spots_xy=None, obs_names=None,

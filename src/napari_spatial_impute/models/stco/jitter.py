@@ -19,9 +19,10 @@ MOVES = np.array([(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)])
 TAP_PARTS = ("feature_ridge", "feature_krr")
 
 
-def reads_moved_cuts(model, parts) -> bool:
-    """Whether predicting ``parts`` (predictor names) with ``model`` reads jittered cuts."""
-    return model.jitters and bool(set(parts) & set(TAP_PARTS))
+def reads_moved_cuts(model, parts, jitter: bool | None = None) -> bool:
+    """Whether predicting ``parts`` (predictor names) of spots with ``model`` reads jittered cuts: when it was
+    trained so, unless ``jitter`` is False (one cut per spot, what whole-slide tiles read)."""
+    return jitter is not False and model.jitters and bool(set(parts) & set(TAP_PARTS))
 
 
 def moved_centres(centres_xy: np.ndarray, jitter_px: float, width: int, height: int) -> np.ndarray:

@@ -367,21 +367,22 @@ class STco:
         parts = yield from self.predict_parts_steps(patches, tta)
         return self.combine(parts, xy_um)
 
-    def predict_section_steps(self, adata, *, parts: bool = False) -> ProgressGen:
+    def predict_section_steps(self, adata, *, parts: bool = False, jitter: bool | None = None) -> ProgressGen:
         """Predict every spot of a section read by :mod:`napari_spatial_impute.io` (its counts are not used).
-        With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts)."""
+        With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts).
+        ``jitter=False``: one cut per spot (see :func:`.jitter.reads_moved_cuts`)."""
         patches, xy_um = self.section_inputs(adata)
         wanted = list(COMPONENTS) if parts else None
         moved = None
-        if reads_moved_cuts(self, wanted or self.weights):  # cutting: the first tenth of the progress
+        if reads_moved_cuts(self, wanted or self.weights, jitter):  # cutting: the first tenth of the progress
             moved = yield from relay(moved_section_patches_steps(self, adata), "patches", 0, 100, span=10)
         out = yield from relay(self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved),
                                "", 10 if moved is not None else 0, 100, span=90 if moved is not None else 100)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final
 
-    def predict_section(self, adata, callback=None) -> np.ndarray:
-        return run_to_end(self.predict_section_steps(adata), callback)
+    def predict_section(self, adata, callback=None, *, jitter: bool | None = None) -> np.ndarray:
+        return run_to_end(self.predict_section_steps(adata, jitter=jitter), callback)
 
     def predict_image_steps(self, image, pixel_size_um: float | None = None, **kwargs) -> ProgressGen[dict]:
         """Whole-slide (tissue tiles) or per-spot prediction from an image path / array / TIFF, read region by

@@ -89,8 +89,8 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
         ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
         _warn_off_tissue(mask[iy, ix])
     blocks = blocks_of(centres, max(block_px, 2 * size_full * max(1.0, cfg["context"])))
-    jitters = spots_xy is not None and jitter is not False and reads_moved_cuts(model, model.weights)
-    step = jitter_px(model, pixel_size_um) if jitters else 0.0
+    step = jitter_px(model, pixel_size_um) if spots_xy is not None and reads_moved_cuts(model, model.weights, jitter) \
+        else 0.0
     source = stats = None
     if model.stain_reference is not None or model.section_norm:
         # patches spread over the slide: its stain, and its feature statistics (feature_norm="section")
