@@ -12,3 +12,28 @@ def test_long_messages_are_cut_in_the_middle_not_at_the_count():
         short = shorten(msg, width)
         assert len(short) == width and short.endswith("epoch 4/30") and short.startswith("validation: sec")
         assert "…" in short
+
+
+def test_worker_progress_moves_napari_activity_bar():
+    """A worker's progress event moves napari's progress object (its value event: the activity dock's bar)
+    and gives it the shortened message."""
+    from types import SimpleNamespace
+
+    from napari.utils import progress
+
+    from napari_spatial_impute._widgets._worker import RunsInWorker
+    from napari_spatial_impute.progress import Progress
+
+    bar = progress(total=100)
+    values = []
+    bar.events.value.connect(lambda e: values.append(e.value))
+    w = SimpleNamespace(progress_bar=SimpleNamespace(value=0), status=SimpleNamespace(value=""), _progress=bar)
+    try:
+        RunsInWorker._on_progress(w, Progress(33, 100, "validation: section 3 held out, contrastive heads: "
+                                                       "epoch 4/30", "validate"))
+        assert bar.n == 33 and values[-1] == 33 and w.progress_bar.value == 33
+        assert bar.desc.startswith("validation") and "epoch 4/30" in bar.desc
+        RunsInWorker._on_progress(w, Progress(80, 100, "train", "train"))
+        assert values[-1] == 80
+    finally:
+        bar.close()

@@ -85,7 +85,8 @@ class RunsInWorker:
         self.status.value = event.message or event.stage
         bar = self._progress
         if bar is not None:
-            bar.n = pct
+            if pct != bar.n:  # update() emits napari's value event: setting n alone left the activity bar at 0 %
+                bar.update(pct - bar.n)
             bar.set_description(shorten(event.message, 50) or "working")
 
     def _on_returned(self, value) -> None:
