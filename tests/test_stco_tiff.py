@@ -141,17 +141,19 @@ def test_compressed_tiff_tiles_decode_or_name_the_extra(crop, tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("kind", ["png", "tiff", "array"])
-def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, kind):
+def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, kind, monkeypatch):
     """The moved cuts the feature ridges average (decoded once for a PNG / JPEG, read by region for a TIFF, from
-    memory for an array) are the patches :func:`section_patches` cuts at the moved spots, whatever the file."""
+    memory for an array) are the patches :func:`section_patches` cuts at the moved spots, whatever the file; a
+    spot prediction cuts its own and its moved cuts from one decode."""
     from types import SimpleNamespace
 
     import anndata as ad
     import tifffile
     from PIL import Image
 
+    from napari_spatial_impute.models.stco import patches as patches_module
     from napari_spatial_impute.models.stco.defaults import DEFAULTS
-    from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches_steps
+    from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches_steps, section_cuts_steps
     from napari_spatial_impute.models.stco.patches import section_patches
     from napari_spatial_impute.progress import run_to_end
 
@@ -164,7 +166,7 @@ def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, 
     section = ad.AnnData(np.zeros((len(xy), 1), np.float32), uns={"histology": {"image": image, "pixel_size_um": px}},
                          obsm={"spatial": xy * px, "spatial_px": xy})
     cfg = {**DEFAULTS, "patch_px": 32, "context": 2.0}
-    model = SimpleNamespace(jitters=True, cfg=cfg)
+    model = SimpleNamespace(jitters=True, cfg=cfg, train_pixel_size_um=px)
     events = []
     moved = run_to_end(moved_section_patches_steps(model, section), events.append)
     assert moved.shape == (4, len(xy), 32, 32, 6) and len(events) >= 4  # an event after each move
@@ -173,3 +175,15 @@ def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, 
                              context=2.0, context_cut=cfg["context_cut"])
     np.testing.assert_array_equal(moved.reshape(direct.shape), direct)
     assert not np.array_equal(moved[0], moved[3])  # moved by 2 × 11 µm in x and y: other pixels
+    # the spots' own cut and the moved ones together (a spot prediction): the same pixels, one decode of a PNG
+    decodes = []
+    load_rgb = patches_module.load_rgb
+    monkeypatch.setattr(patches_module, "load_rgb", lambda *a, **k: decodes.append(1) or load_rgb(*a, **k))
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path / "cold-cache"))
+    own, both, xy_um = run_to_end(section_cuts_steps(model, section, moved=True, check_tissue=False))
+    assert len(decodes) == (0 if kind == "tiff" else 1)  # a TIFF is read region by region
+    np.testing.assert_array_equal(both, moved)
+    np.testing.assert_array_equal(own, section_patches(image, xy, px, patch_um=150, out_px=32, use_cache=False,
+                                                       check_tissue=False, context=2.0,
+                                                       context_cut=cfg["context_cut"]))
+    np.testing.assert_allclose(xy_um, xy * px)

@@ -45,23 +45,42 @@ def jitter_px(model, pixel_size_um: float) -> float:
     return float(model.cfg["jitter_um"]) / float(pixel_size_um)
 
 
+def section_cuts_steps(model, adata, *, own: bool = True, moved: bool = False, check_tissue: bool = True,
+                       label: str = "patches") -> ProgressGen[tuple]:
+    """(raw patches of a section's spots as cut, their moved cuts (moves, n, …) or None, spot positions (x, y)
+    in µm) of a section read by :mod:`napari_spatial_impute.io`, its pixel size checked against the model's.
+    ``own=False`` leaves the spots' own cut out (None); ``moved``: also cut them moved by ±``jitter_um``. All
+    cut by one :func:`~.patches.section_patch_sets_steps` (one decode, each set cached on its own, an event after
+    each); with ``check_tissue`` a warning when (almost) no spot lies on tissue."""
+    from .expression import section_name
+    from .patches import check_pixel_size, image_wh, section_geometry, section_patch_sets_steps, warn_off_tissue
+
+    cfg = model.cfg
+    info, xy_px, xy_um = section_geometry(adata)
+    px, n = float(info["pixel_size_um"]), len(xy_px)
+    check_pixel_size(px, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"], section_name(adata))
+    sets = [xy_px] if own else []
+    if moved:
+        centres = moved_centres(xy_px, jitter_px(model, px), *image_wh(info["image"]))
+        sets += [centres[k * n:(k + 1) * n] for k in range(len(MOVES))]
+    # with a context factor, channels 3–5 hold the context patch, cut from the same read as the patch
+    cuts = yield from section_patch_sets_steps(info["image"], sets, px, patch_um=cfg["patch_um"],
+                                               out_px=cfg["patch_px"], context=cfg["context"],
+                                               context_cut=cfg["context_cut"], label=label)
+    if own and check_tissue:
+        warn_off_tissue(cuts[0][1])
+    mine = cuts.pop(0)[0] if own else None
+    return mine, (np.stack([p for p, _ in cuts]) if moved else None), xy_um
+
+
 def moved_section_patches_steps(model, adata, label: str = "patches") -> ProgressGen[np.ndarray | None]:
     """Raw patches (moves, n, …) of a section's spots cut moved by ±``jitter_um`` in x and y (each move cut and
     cached as :func:`~.patches.section_patches` cuts a section: one decode for all moves, an event after each);
     None when the model does not jitter (:attr:`~.model.STco.jitters`)."""
-    from .patches import image_wh, section_geometry, section_patch_sets_steps
-
     if not model.jitters:
         return None
-    cfg = model.cfg
-    info, xy_px, _ = section_geometry(adata)
-    px, n = float(info["pixel_size_um"]), len(xy_px)
-    centres = moved_centres(xy_px, jitter_px(model, px), *image_wh(info["image"]))
-    sets = yield from section_patch_sets_steps(info["image"], [centres[k * n:(k + 1) * n] for k in range(len(MOVES))],
-                                               px, patch_um=cfg["patch_um"], out_px=cfg["patch_px"],
-                                               context=cfg["context"], context_cut=cfg["context_cut"],
-                                               label=f"{label}: moved cuts")
-    return np.stack([patches for patches, _ in sets])
+    _, moved, _ = yield from section_cuts_steps(model, adata, own=False, moved=True, label=f"{label}: moved cuts")
+    return moved
 
 
 def mean_taps_steps(model, taps: np.ndarray, moved: np.ndarray, source, use_cache: bool,

@@ -47,7 +47,7 @@ from .fallback import (
     unvalidated,
 )
 from .features import MIN_SECTION_PATCHES, section_stats, standardise_with_taps, stat_rows
-from .jitter import TAP_PARTS, moved_section_patches_steps, reads_moved_cuts, spot_features_steps
+from .jitter import TAP_PARTS, moved_section_patches_steps, reads_moved_cuts, section_cuts_steps, spot_features_steps
 from .network import build_heads
 from .training import (
     image_embedding,
@@ -154,16 +154,7 @@ class STco:
     def section_inputs(self, adata, *, check_tissue: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(patches uint8 as cut — before stain normalisation —, spot positions (x, y) in µm) of a section read
         by :mod:`napari_spatial_impute.io`; its pixel size is checked against the model's."""
-        from .patches import check_pixel_size, section_geometry, section_patches
-
-        info, xy_px, xy_um = section_geometry(adata)
-        px = float(info["pixel_size_um"])
-        check_pixel_size(px, self.train_pixel_size_um, self.cfg["patch_um"], self.cfg["patch_px"],
-                         section_name(adata))
-        # with a context factor, channels 3–5 hold the context patch, cut from the same read as the patch
-        patches = section_patches(info["image"], xy_px, px, patch_um=self.cfg["patch_um"],
-                                  out_px=self.cfg["patch_px"], check_tissue=check_tissue,
-                                  context=self.cfg["context"], context_cut=self.cfg["context_cut"])
+        patches, _, xy_um = run_to_end(section_cuts_steps(self, adata, check_tissue=check_tissue))
         return patches, xy_um
 
     @property
@@ -371,13 +362,13 @@ class STco:
         """Predict every spot of a section read by :mod:`napari_spatial_impute.io` (its counts are not used).
         With ``parts``: a dict of every predictor's raw output and ``"model"`` (what the model predicts).
         ``jitter=False``: one cut per spot (see :func:`.jitter.reads_moved_cuts`)."""
-        patches, xy_um = self.section_inputs(adata)
         wanted = list(COMPONENTS) if parts else None
-        moved = None
-        if reads_moved_cuts(self, wanted or self.weights, jitter):  # cutting: the first tenth of the progress
-            moved = yield from relay(moved_section_patches_steps(self, adata), "patches", 0, 100, span=10)
+        moved = reads_moved_cuts(self, wanted or self.weights, jitter)
+        # cutting (one decode for the spots' own and moved cuts): the first tenth of the progress
+        patches, moved, xy_um = yield from relay(section_cuts_steps(self, adata, moved=moved), "patches", 0, 100,
+                                                 span=10)
         out = yield from relay(self.predict_parts_steps(patches, parts=wanted, use_cache=True, moved=moved),
-                               "", 10 if moved is not None else 0, 100, span=90 if moved is not None else 100)
+                               "", 10, 100, span=90)
         final = self.combine({k: v for k, v in out.items() if k in self.weights} or out, xy_um)
         return {**out, "model": final} if parts else final
 

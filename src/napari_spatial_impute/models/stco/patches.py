@@ -115,7 +115,7 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
         image, [centres_xy], pixel_size_um, patch_um=patch_um, out_px=out_px, use_cache=use_cache, reduce=reduce,
         context=context, context_cut=context_cut))
     if check_tissue:
-        _warn_off_tissue(on_tissue)
+        warn_off_tissue(on_tissue)
     return patches
 
 
@@ -219,7 +219,7 @@ def region_patches(slide, centres_xy: np.ndarray, size_full: float, out_px: int,
     return out
 
 
-def _warn_off_tissue(on_tissue: np.ndarray) -> None:
+def warn_off_tissue(on_tissue: np.ndarray) -> None:
     """Spots are placed under tissue (her2st: 97–99 % on the mask of their own image; 40–70 % on another
     section's image), so fewer than 80 % on tissue means a mismatch."""
     frac = float(np.mean(on_tissue)) if len(on_tissue) else 0.0

@@ -81,13 +81,13 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
         if len(centres) == 0:
             raise InputError("No tissue found in the image.", "check the image, or lower min_tissue.")
     else:
-        from .patches import _warn_off_tissue
+        from .patches import warn_off_tissue
 
         centres = np.asarray(spots_xy, dtype=np.float64)
         check_spots_in_image(centres, width, height)
         iy = np.clip((centres[:, 1] / mscale).astype(int), 0, mask.shape[0] - 1)
         ix = np.clip((centres[:, 0] / mscale).astype(int), 0, mask.shape[1] - 1)
-        _warn_off_tissue(mask[iy, ix])
+        warn_off_tissue(mask[iy, ix])
     blocks = blocks_of(centres, max(block_px, 2 * size_full * max(1.0, cfg["context"])))
     step = jitter_px(model, pixel_size_um) if spots_xy is not None and reads_moved_cuts(model, model.weights, jitter) \
         else 0.0
@@ -122,6 +122,7 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
     # the next block's patches are cut (region read + PIL resizing, outside the GIL) on a second thread while
     # this block's go through the backbone; only that thread reads the slide inside the loop
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nsi-patches")
+    what = "tile batch" if grid is not None else "spot block"
     try:
         ahead = pool.submit(cut, blocks[0])
         for bi, idx in enumerate(blocks):
@@ -131,9 +132,9 @@ def _predict_slide_steps(model, slide, pixel_size_um, spots_xy, tile_um, min_tis
             # the block's own feature batches are relayed, so a cancel or a redraw never waits for a whole block
             parts = yield from relay(model.predict_parts_steps(patches, tta, source=source, stats=stats, moved=moved),
                                      "predict", bi * 100, len(blocks) * 100,
-                                     prefix=f"tile batch {bi + 1}/{len(blocks)}: ")
+                                     prefix=f"{what} {bi + 1}/{len(blocks)}: ")
             values[idx] = model.combine(parts)  # no smoothing yet: that needs every neighbour
-            yield Progress(bi + 1, len(blocks), f"tile batch {bi + 1}/{len(blocks)}", "predict")
+            yield Progress(bi + 1, len(blocks), f"{what} {bi + 1}/{len(blocks)}", "predict")
     finally:  # also on cancel (the generator closed): the cutting thread ends before the slide closes
         pool.shutdown(wait=True, cancel_futures=True)
     sigma = float(model.choice.get("smoothing_um", 0.0))
