@@ -92,6 +92,13 @@ def test_stain_normalisation_undoes_a_restain():
     # another lab: other stain colours and intensities for the same tissue
     other = he_image(0.8 * h, 1.2 * e, np.array([[0.70, 0.15], [0.65, 0.90], [0.30, 0.41]]))
     assert dist(normalised(patch), normalised(other)) < 0.15 * dist(patch, other)
+    # chunked and in place, the re-colouring is the textbook formula: the mixed OD back to 8-bit RGB
+    source, ref = stain.estimate_stains(other), stain.DEFAULT_REFERENCE
+    mix = (ref.stains @ ((ref.max_conc / source.max_conc)[:, None] * np.linalg.pinv(source.stains))).T
+    plain = np.clip(256.0 * np.exp(-(stain.optical_density(other) @ mix.astype(np.float32))) - 1.0, 0, 255)
+    stack = np.stack([other] * 20)  # more than one chunk
+    np.testing.assert_array_equal(stain.normalize_stains(stack, source, ref),
+                                  np.stack([plain.round().astype(np.uint8)] * 20))
 
 
 def test_fallback_engages_when_the_contrastive_model_loses(synthetic, backbone_file, tmp_path):

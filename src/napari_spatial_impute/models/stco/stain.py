@@ -46,8 +46,15 @@ def optical_density(rgb_u8: np.ndarray) -> np.ndarray:
     return _OD_LUT[rgb_u8] if rgb_u8.dtype == np.uint8 else _od(rgb_u8)
 
 
-def from_optical_density(od: np.ndarray) -> np.ndarray:
-    return np.clip(256.0 * np.exp(-od) - 1.0, 0, 255).round().astype(np.uint8)
+def from_optical_density(od: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """RGB uint8 of optical densities: round(clip(256 · exp(−OD) − 1, 0, 255)), computed in place in one float
+    array (``od`` itself with ``overwrite``): half the time of one temporary per step, the same values."""
+    v = np.negative(od, out=od if overwrite else None)
+    np.exp(v, out=v)
+    v *= 256.0
+    v -= 1.0
+    np.clip(v, 0, 255, out=v)
+    return np.rint(v, out=v).astype(np.uint8)
 
 
 def tissue_pixels(images_u8: np.ndarray, max_pixels: int = 200_000, beta: float = 0.15, seed: int = 0) -> np.ndarray:
@@ -101,7 +108,7 @@ def estimate_stains(images_u8: np.ndarray, alpha: float = 1.0, min_pixels: int =
 
 
 def normalize_stains(images_u8: np.ndarray, source: StainEstimate | None, reference: StainEstimate,
-                     chunk: int = 64) -> np.ndarray:
+                     chunk: int = 16) -> np.ndarray:
     """Re-colour images (…, 3) uint8 estimated as ``source`` into ``reference``'s stains and intensities
     (unchanged when ``source`` is None)."""
     images_u8 = np.asarray(images_u8)
@@ -113,9 +120,10 @@ def normalize_stains(images_u8: np.ndarray, source: StainEstimate | None, refere
     out = np.empty_like(images_u8)
     flat_in = images_u8.reshape(-1, *images_u8.shape[-3:]) if images_u8.ndim >= 3 else images_u8
     flat_out = out.reshape(flat_in.shape)
-    for s in range(0, len(flat_in), chunk):  # (pixels, 3) @ (3, 3): one BLAS product per chunk
+    for s in range(0, len(flat_in), chunk):  # (pixels, 3) @ (3, 3): one BLAS product per chunk (kept in cache)
         block = flat_in[s:s + chunk]
-        flat_out[s:s + chunk] = from_optical_density(optical_density(block).reshape(-1, 3) @ mix).reshape(block.shape)
+        od = optical_density(block).reshape(-1, 3) @ mix
+        flat_out[s:s + chunk] = from_optical_density(od, overwrite=True).reshape(block.shape)
     return out
 
 
@@ -131,7 +139,7 @@ def hed_jitter(images_u8: np.ndarray, alpha, beta) -> np.ndarray:
     if a.ndim == 2:  # per image
         a = a.reshape(a.shape[0], *([1] * (conc.ndim - 2)), 3)
         b = b.reshape(b.shape[0], *([1] * (conc.ndim - 2)), 3)
-    return from_optical_density((conc * a + b) @ RGB_FROM_HED.astype(np.float32))
+    return from_optical_density((conc * a + b) @ RGB_FROM_HED.astype(np.float32), overwrite=True)
 
 
 def jpeg(image_u8: np.ndarray, quality: int) -> np.ndarray:
