@@ -228,7 +228,11 @@ CONTEXT_ARMS = {"default": {"context": 0.0}, "context 2x": {"context": 2.0}, "co
                 # §0000000000: the feature ridges' taps averaged over five cuts (default) or one cut, as before
                 "jitter 11 um": {"jitter_um": 11.0}, "one cut": {"jitter_um": 0.0},
                 "jitter 11 um spots moved 1 px": {"jitter_um": 11.0, "shift_px": 1.0},
-                "jitter 11 um spots moved -1 px": {"jitter_um": 11.0, "shift_px": -1.0}}
+                "jitter 11 um spots moved -1 px": {"jitter_um": 11.0, "shift_px": -1.0},
+                # the contrastive member also averages its embedding over the five cuts (prediction only: each
+                # fold's model is also scored with it off, paired)
+                "contrastive reads five cuts": {"jitter_contrastive": True},
+                "contrastive reads its own cut": {"jitter_contrastive": False}}
 
 
 def arm(secs: dict, name: str) -> tuple[dict, dict]:
@@ -253,19 +257,28 @@ def stage_context_select(secs, arms=None, seed: int = 0) -> dict:
     inner = ["C2", "C3", "C4", "C5"]
     results = {}
     for name in arms or list(CONTEXT_ARMS):
-        per_fold, contrastive, one_cut = {}, {}, {}
+        per_fold, contrastive, one_cut, paired, paired_contrastive = {}, {}, {}, {}, {}
         arm_secs, params = arm(secs, name)
         for held in inner:
             model, t_train = train(arm_secs, [s for s in inner if s != held], seed, params)
             m = evaluate(model, arm_secs[held])
             per_fold[held], contrastive[held] = m["pcc_mean_top50"], m["pcc_mean_top50_contrastive"]
-            if model.jitters:  # also as a whole-slide tile reads it: one cut per spot
+            if params.get("jitter_contrastive"):  # the same model, its contrastive member on the own cut only
+                model.cfg["jitter_contrastive"] = False
+                off = evaluate(model, arm_secs[held])
+                paired[held] = off["pcc_mean_top50"]
+                paired_contrastive[held] = off["pcc_mean_top50_contrastive"]
+                model.cfg["jitter_contrastive"] = True
+            elif model.jitters:  # also as a whole-slide tile reads it: one cut per spot
                 one_cut[held] = evaluate(model, arm_secs[held], jitter=False)["pcc_mean_top50"]
             print(name, held, round(per_fold[held], 3), round(contrastive[held], 3), f"{t_train:.0f}s", model.weights,
-                  f"one cut {one_cut[held]:.3f}" if one_cut else "", flush=True)
+                  f"one cut {one_cut[held]:.3f}" if one_cut else "",
+                  f"contrastive on its own cut: model {paired[held]:.3f}, contrastive {paired_contrastive[held]:.3f}"
+                  if paired else "", flush=True)
         results[name] = {"model": float(np.mean(list(per_fold.values()))),
                          "contrastive": float(np.mean(list(contrastive.values()))), "per_fold": per_fold,
-                         "per_fold_contrastive": contrastive, "per_fold_one_cut": one_cut}
+                         "per_fold_contrastive": contrastive, "per_fold_one_cut": one_cut,
+                         "per_fold_paired": paired, "per_fold_paired_contrastive": paired_contrastive}
         save(f"context_select_{name}_seed{seed}", results[name])
     print(f"\n| arm (LOSO within C2–C5, seed {seed}) | model top-50 | contrastive | " + " | ".join(inner) + " |")
     print("|---|---|---|" + "---|" * len(inner))

@@ -233,7 +233,8 @@ def test_per_spot_image_prediction_matches_section_prediction(model, sections):
 
 def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
     """Each spot is also cut at four positions moved by ±jitter_um in x and y (kept inside the image); the
-    feature ridge and kernel ridge read the mean taps of the five cuts, the contrastive model the spot's own."""
+    feature ridge and kernel ridge read the mean taps of the five cuts, the contrastive model the spot's own (with
+    ``jitter_contrastive``, an option: its own views and the moved cuts)."""
 
     from napari_spatial_impute.models.stco.jitter import moved_centres, moved_section_patches_steps
     from napari_spatial_impute.models.stco.patches import section_patches
@@ -271,6 +272,29 @@ def test_feature_ridges_read_the_taps_of_five_jittered_cuts(model, sections):
     for name in ("feature_ridge", "feature_krr"):
         change = np.abs(five[name] - single[name]).mean() / single[name].std()
         assert 0.005 < change < 0.5, (name, change)  # other features, the same model: close, not equal
+    # jitter_contrastive (an option): the contrastive embedding also averages the moved cuts' pooled features
+    import torch
+
+    from napari_spatial_impute.models.stco.jitter import section_cuts_steps
+    from napari_spatial_impute.models.stco.training import image_embedding
+
+    model.cfg["jitter_contrastive"] = True
+    try:
+        both = run_to_end(model.predict_section_steps(c6, parts=True))
+    finally:
+        model.cfg["jitter_contrastive"] = False
+    for name in ("feature_ridge", "feature_krr"):
+        np.testing.assert_array_equal(both[name], five[name])
+    patches, cuts, _ = run_to_end(section_cuts_steps(model, c6, moved=True))
+    src = estimate_stains(patches)
+    views = [run_to_end(model.backbone_features_steps(model.normalise(patches, src), range(model.cfg["tta"]),
+                                                      False, "own"))]
+    views += [run_to_end(model.backbone_features_steps(model.normalise(m, src), [0], False, "moved")) for m in cuts]
+    feats = torch.from_numpy(np.concatenate(views))
+    assert feats.shape[0] == model.cfg["tta"] + 4
+    np.testing.assert_allclose(both["contrastive"], model.retrieve(image_embedding(model.heads, feats)),
+                               rtol=1e-4, atol=1e-4)
+    assert not np.allclose(both["contrastive"], five["contrastive"], atol=1e-3)
 
 
 def test_whole_slide_tiles_cover_tissue_and_align(sections):

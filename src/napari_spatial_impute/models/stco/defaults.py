@@ -17,7 +17,8 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
                 knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
                 context_cut=CONTEXT_CUT, ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
-                krr_alpha=0.3, blend="equal", feature_norm="global", jitter_um=11.0)
+                krr_alpha=0.3, blend="equal", feature_norm="global", jitter_um=11.0,
+                jitter_contrastive=False)
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned temperature)
 #: or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training section out), "last" (hold
 #: out the last section) or "none" (contrastive model only). ``predictor``: "auto" (the validated blend) or one of
@@ -39,6 +40,8 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
 #: before load with it). ``jitter_um``: the feature ridge and kernel ridge read each spot's taps averaged over its
 #: cut and four cuts moved diagonally by ±``jitter_um`` in x and y (training and spot prediction; whole-slide tiles
 #: keep one cut; 0 = one cut, as bundles from before it load): histology_generalisation.md §0000000000.
+#: ``jitter_contrastive``: the contrastive member's embedding also averages the four moved cuts' pooled features (from
+#: the same backbone passes as their taps; prediction only, spots only): histology_generalisation.md §00000000000.
 #: Defaults were chosen by
 #: leave-one-section-out within her2st C2–C5 (benchmarks/histology_generalisation.md), never on C6.
 N_TOP = 50  #: the most expressed training genes, scored apart by :func:`~napari_spatial_impute.evaluate_histology`

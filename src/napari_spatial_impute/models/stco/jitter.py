@@ -84,27 +84,34 @@ def moved_section_patches_steps(model, adata, label: str = "patches") -> Progres
 
 
 def mean_taps_steps(model, taps: np.ndarray, moved: np.ndarray, source, use_cache: bool,
-                    label: str = "patches") -> ProgressGen[np.ndarray]:
+                    label: str = "patches", pooled: bool = False) -> ProgressGen:
     """View 0's taps (n, T) of the spots' own cut averaged with those of their ``moved`` cuts (raw uint8
-    patches (moves, n, …), stain-normalised here with ``source``, the spots' own stain estimate)."""
-    total = taps.astype(np.float64)
+    patches (moves, n, …), stain-normalised here with ``source``, the spots' own stain estimate); with
+    ``pooled``: (those taps, the moved cuts' pooled features (moves, n, D) from the same backbone pass)."""
+    total, kept = taps.astype(np.float64), []
     for i, raw in enumerate(moved):
-        _, t = yield from relay(model.backbone_features_steps(model.normalise(raw, source), [0], False,
+        f, t = yield from relay(model.backbone_features_steps(model.normalise(raw, source), [0], False,
                                                               f"{label}: moved cut {i + 1}/{len(moved)}", use_cache,
                                                               taps=True), "features", i, len(moved), span=1)
         total += t
-    return (total / (1 + len(moved))).astype(np.float32)
+        kept.append(f[0])
+    mean = (total / (1 + len(moved))).astype(np.float32)
+    return (mean, np.stack(kept)) if pooled else mean
 
 
 def spot_features_steps(model, patches: np.ndarray, views, source, use_cache: bool, taps: bool,
                         moved: np.ndarray | None) -> ProgressGen:
     """The backbone features (views, n, D) of normalised spot ``patches`` and view 0's taps (or None without
-    ``taps``), the taps averaged over the ``moved`` cuts when given (the progress split by backbone passes)."""
+    ``taps``), the taps averaged over the ``moved`` cuts when given (the progress split by backbone passes).
+    With ``moved`` and a model whose ``jitter_contrastive`` is on, the moved cuts' pooled features follow the
+    spots' own views as more views (the contrastive embedding averages over them); view 0 stays the own cut."""
     if moved is None or not taps:
         return (yield from model.backbone_features_steps(patches, views, False, "patches", use_cache, taps=taps))
     own = round(1000 * len(views) / (len(views) + len(moved)))
     feats, tap_x = yield from relay(model.backbone_features_steps(patches, views, False, "patches", use_cache,
                                                                   taps=True), "features", 0, 1000, span=own)
-    tap_x = yield from relay(mean_taps_steps(model, tap_x, moved, source, use_cache), "features", own, 1000,
-                             span=1000 - own)
+    tap_x, pooled = yield from relay(mean_taps_steps(model, tap_x, moved, source, use_cache, pooled=True),
+                                     "features", own, 1000, span=1000 - own)
+    if model.cfg.get("jitter_contrastive", False):
+        feats = np.concatenate([feats, pooled])
     return feats, tap_x

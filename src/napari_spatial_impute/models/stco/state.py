@@ -96,7 +96,8 @@ def _legacy_config(cfg: dict[str, Any]) -> dict[str, Any]:
 #: statistics, four stage taps, full rank, unsmoothed; before box-reduced contexts, each crop resized alone;
 #: before jittered cuts, one cut per spot
 LEGACY_PARAMS = {"context": 0.0, "context_cut": "resize", "feature_norm": "global", "ridge_taps": "stages",
-                 "ridge_rank": 0, "ridge_smoothing_um": 0.0, "jitter_um": 0.0}
+                 "ridge_rank": 0, "ridge_smoothing_um": 0.0, "jitter_um": 0.0,
+                 "jitter_contrastive": False}
 
 
 def bundle_params(config: dict[str, Any]) -> dict[str, Any]:
