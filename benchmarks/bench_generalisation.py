@@ -184,19 +184,20 @@ def table(results: dict, tests: list[str]) -> None:
         print(f"| {label} | " + " | ".join(cells) + " | — | — |")
 
 
-def stage_loso(secs) -> dict:
+def stage_loso(secs, seed: int = 0) -> dict:
+    """Leave each of C2–C6 out in turn (train on the other four), default model, one seed (``loso@S``)."""
     names = list(IMAGES)
     cols = {"model": "model", "contrastive": "contrastive", "feature_ridge": "Lite0 mid-level ridge",
             "feature_krr": "Lite0 mid-level kernel ridge", "feature_knn": "Lite0 kNN", "colour_ridge": "colour ridge"}
     results = {}
     for held in names:
-        model, t_train = train(secs, [s for s in names if s != held], 0, {})
+        model, t_train = train(secs, [s for s in names if s != held], seed, {})
         m = evaluate(model, secs[held])
         results[held] = {k: m[f"pcc_mean_top50_{k}" if k != "model" else "pcc_mean_top50"] for k in cols
                          if k == "model" or f"pcc_mean_top50_{k}" in m}
         results[held] |= {"train_s": t_train, "weights": model.weights}
         print(held, results[held], flush=True)
-    save("loso", results)
+    save("loso" if seed == 0 else f"loso_seed{seed}", results)
     cols = {k: v for k, v in cols.items() if all(k in r for r in results.values())}
     print("\n| held-out section (train on the other four) | " + " | ".join(cols.values()) + " |")
     print("|---|" + "---|" * len(cols))
@@ -350,7 +351,8 @@ def main(argv: list[str]) -> int:
         stage, _, arms = stage.partition(":")  # context-select:default,context 2x runs those arms only
         stage, _, seed = stage.partition("@")  # context-select@1: seed 1
         arms, seed = [a for a in arms.split(",") if a] or None, int(seed or 0)
-        {"select": stage_select, "final": lambda s, a=arms: stage_final(s, a), "loso": stage_loso,
+        {"select": stage_select, "final": lambda s, a=arms: stage_final(s, a),
+         "loso": lambda s, sd=seed: stage_loso(s, sd),
          "context-select": lambda s, a=arms, sd=seed: stage_context_select(s, a, sd),
          "context-final": lambda s, a=arms: stage_context_final(s, a),
          "expected-r": stage_expected_r}[stage](secs)

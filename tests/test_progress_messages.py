@@ -37,3 +37,20 @@ def test_worker_progress_moves_napari_activity_bar():
         assert values[-1] == 80
     finally:
         bar.close()
+
+
+def test_cli_bar_redraws_at_most_every_tenth_of_a_second(capsys):
+    """The CLI's bar (stderr, often a log file) draws one line per redraw, and redraws at most every 0.1 s:
+    thousands of fast events do not fill a log; the last state is drawn when the bar closes."""
+    import re
+
+    from napari_spatial_impute.progress import Progress, tqdm_callback
+
+    cb, close = tqdm_callback("predict")
+    for i in range(2000):
+        cb(Progress(i, 2000, f"tile batch {i + 1}/2000", "predict"))
+    close()
+    drawn = re.split(r"[\r\n]", capsys.readouterr().err)
+    bars = [d for d in drawn if d.startswith("predict")]
+    assert 1 <= len(bars) < 200, len(bars)  # 2,000 events in well under 20 s
+    assert any("100/100" in d for d in bars)

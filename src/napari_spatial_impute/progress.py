@@ -71,9 +71,14 @@ def tqdm_callback(desc: str = "") -> tuple[Callable[[Progress], None], Callable[
     bar = tqdm(total=100, desc=desc, unit="%", leave=False)
 
     def cb(event: Progress) -> None:
-        bar.n = int(100 * event.fraction)
-        bar.set_postfix_str(shorten(event.message, 60))
-        bar.refresh()
+        # one redraw at most every tqdm ``mininterval`` (0.1 s): a log file gets a line per redraw, not two per event
+        bar.set_postfix_str(shorten(event.message, 60), refresh=False)
+        n = int(100 * event.fraction)
+        if n >= bar.n:
+            bar.update(n - bar.n)
+        else:  # a stage that starts again (never in a single run's events)
+            bar.n = n
+            bar.refresh()
 
     def close() -> None:
         bar.n = 100

@@ -131,7 +131,7 @@ def section_patch_sets_steps(image, centre_sets: list[np.ndarray], pixel_size_um
     sets = [np.asarray(c, dtype=np.float64) for c in centre_sets]
     slide = _tiff_slide(image)
     try:
-        width, height = (slide.width, slide.height) if slide is not None else image_size(image)
+        width, height = _wh(image, slide)
         for c in sets:
             check_spots_in_image(c, width, height)
         size_full = patch_um / pixel_size_um
@@ -189,12 +189,16 @@ def _patches_key(image, centres_xy, pixel_size_um, patch_um, out_px, reduce, con
 def image_wh(image) -> tuple[int, int]:
     """(width, height) in full-res pixels of an image path (TIFF: its header) or array, without decoding it."""
     slide = _tiff_slide(image)
-    if slide is None:
-        return image_size(image)
     try:
-        return slide.width, slide.height
+        return _wh(image, slide)
     finally:
-        slide.close()
+        if slide is not None:
+            slide.close()
+
+
+def _wh(image, slide) -> tuple[int, int]:
+    """(width, height) of ``image``, read from its open TIFF ``slide`` when it has one."""
+    return (slide.width, slide.height) if slide is not None else image_size(image)
 
 
 def _tiff_slide(image):
