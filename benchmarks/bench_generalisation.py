@@ -12,7 +12,8 @@ Stages (each appends to benchmarks/out/generalisation.json; the markdown tables 
 * ``context-select`` / ``context-final`` — the multi-scale context idea (``context=2``: a 300 µm patch's
   features beside the 150 µm patch's) against the default: LOSO within C2–C5, then C6 with seeds 0–2;
   ``context-select:default`` runs one arm, ``context-select@1`` with seed 1.
-* ``single-section`` — one training section (no validation): each member and the equal blend, within C2–C5.
+* ``single-section`` — one training section (no validation): each member and the equal blend, within C2–C5;
+  ``single-section-c6``: each of C2–C5 alone → C6.
 * ``expected-r`` — the bundle's per-gene expected r (its validation) against the r reached on a section it never
   saw: LOSO within C2–C5, then C6 (default model, seeds 0–2).
 
@@ -338,41 +339,47 @@ def stage_expected_r(secs, seeds=(0, 1, 2)) -> dict:
     return rows
 
 
-def stage_single_section(secs, seeds=(0, 1, 2), inner=("C2", "C3", "C4", "C5")) -> dict:
+def stage_single_section(secs, seeds=(0, 1, 2), inner=("C2", "C3", "C4", "C5"), targets=None) -> dict:
     """A user with one training section: nothing to validate on, so the bundle predicts what ``unvalidated()``
-    names. Each of ``inner`` trains a model alone (seeds), which predicts each other section of ``inner``: its
-    members alone and their equal blend, unsmoothed and smoothed 100 µm (top-50 of the training section)."""
+    names ("model"). Each of ``inner`` trains a model alone (seeds), which predicts each other section of ``inner``
+    (or each of ``targets``): its members alone and their equal blend, unsmoothed and smoothed 100 µm (top-50 of
+    the training section)."""
     from napari_spatial_impute.api.histology import truth_for
     from napari_spatial_impute.models.stco.fallback import EQUAL_BLEND, pcc_per_gene
     from napari_spatial_impute.progress import run_to_end
 
-    arms = ("contrastive", "feature_ridge", "feature_krr", "equal blend", "equal blend, 100 um")
+    arms = ("model", "contrastive", "feature_ridge", "feature_krr", "equal blend", "equal blend, 100 um")
     rows = {}
     for seed in seeds:
         scores = {a: [] for a in arms}
         for train_on in inner:
             model, _ = train(secs, [train_on], seed, {})
-            assert model.weights == {"contrastive": 1.0}, model.weights  # what a one-section bundle predicts now
-            for held in (h for h in inner if h != train_on):
+            assert not model.choice["validated_on"]
+            own = dict(model.choice)
+            for held in targets or [h for h in inner if h != train_on]:
                 truth, genes, _ = truth_for(model, secs[held])
                 cols = [model.genes.index(g) for g in genes]
                 top = [i for i, g in enumerate(genes) if g in set(model.top_genes)]
                 parts = run_to_end(model.predict_section_steps(secs[held], parts=True))
                 xy = np.asarray(secs[held].obsm["spatial"])[:, :2]
-                preds = {a: parts[a] for a in arms[:3]}
+                preds = {"model": parts["model"], **{a: parts[a] for a in arms[1:4]}}
                 for arm_name, sigma in (("equal blend", 0.0), ("equal blend, 100 um", 100.0)):
-                    model.choice = {**model.choice, "weights": {k: 1.0 / len(EQUAL_BLEND) for k in EQUAL_BLEND},
+                    model.choice = {**own, "weights": {k: 1.0 / len(EQUAL_BLEND) for k in EQUAL_BLEND},
                                     "smoothing_um": sigma}
                     preds[arm_name] = model.combine({k: parts[k] for k in EQUAL_BLEND}, xy)
+                model.choice = own
                 for a in arms:
                     scores[a].append(float(np.mean(pcc_per_gene(truth, preds[a][:, cols])[top])))
                 print(seed, train_on, "→", held, {a: round(v[-1], 3) for a, v in scores.items()}, flush=True)
         rows[seed] = {a: float(np.mean(v)) for a, v in scores.items()}
-        save(f"single_section_seed{seed}", {"mean": rows[seed], "per_pair": scores})
-    print("\n| one training section → each other of C2–C5 (12 pairs), mean top-50 r | "
-          + " | ".join(f"seed {sd}" for sd in seeds) + " |\n|---|" + "---|" * len(seeds))
+        key = "single_section" if targets is None else "single_section_to_" + "_".join(targets)
+        save(f"{key}_seed{seed}", {"mean": rows[seed], "per_pair": scores, "model_predicts": own["weights"]})
+    where = "each other of C2–C5" if targets is None else ", ".join(targets)
+    print(f"\n| one training section → {where}, mean top-50 r | " + " | ".join(f"seed {sd}" for sd in seeds)
+          + " | mean ± sd |\n|---|" + "---|" * (len(seeds) + 1))
     for a in arms:
-        print(f"| {a} | " + " | ".join(f"{rows[sd][a]:.3f}" for sd in seeds) + " |")
+        per_seed = " | ".join(f"{rows[sd][a]:.3f}" for sd in seeds)
+        print(f"| {a} | {per_seed} | {_ms([rows[sd][a] for sd in seeds])} |")
     return rows
 
 
@@ -394,7 +401,8 @@ def main(argv: list[str]) -> int:
          "loso": lambda s, sd=seed: stage_loso(s, sd),
          "context-select": lambda s, a=arms, sd=seed: stage_context_select(s, a, sd),
          "context-final": lambda s, a=arms: stage_context_final(s, a),
-         "expected-r": stage_expected_r, "single-section": stage_single_section}[stage](secs)
+         "expected-r": stage_expected_r, "single-section": stage_single_section,
+         "single-section-c6": lambda s: stage_single_section(s, targets=["C6"])}[stage](secs)
         print(f"[{stage}: {time.perf_counter() - t0:.0f} s]", flush=True)
     return 0
 

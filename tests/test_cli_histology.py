@@ -87,8 +87,10 @@ def test_predict_spots_and_whole_slide(bundle, tmp_path):
     np.testing.assert_allclose(a.obsm["spatial"], a.obsm["spatial_px"] * info["pixel_size_um"])  # µm
     assert info["method"] == "stco" and set(a.uns) == {"napari_spatial_impute"}
     assert np.isfinite(a.X).all()
-    # one section, so no validated blend: its contrastive model reads no jittered cuts
-    assert info["predictor"] == {"contrastive": 1.0} and info["cuts_per_spot"] == 1
+    # one section, nothing held out: the equal blend of its members, smoothed 100 µm; its ridges read five cuts
+    third = pytest.approx(1 / 3)
+    assert info["predictor"] == {"contrastive": third, "feature_ridge": third, "feature_krr": third}
+    assert info["smoothing_um"] == 100.0 and info["cuts_per_spot"] == 5
     slide = tmp_path / "slide.h5ad"
     with pytest.warns(UserWarning, match="No pixel size given"):  # a bare image: training pixel size assumed
         assert main(["histology", "predict", str(bundle), "--image", image, "--out", str(slide), "--quiet",

@@ -308,14 +308,17 @@ def test_context_patches_travel_with_the_bundle(synthetic, backbone_file, tmp_pa
         model = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
                                 **{**SMALL, "context": 2.0, "validation": "none"})
         patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
+        # one cut per spot, as predict_patches_steps reads them (nothing held out: the blend, smoothed 100 µm)
         from_image = model.predict_image(synthetic[2].uns["histology"]["image"], PX_UM,
-                                         spots_xy=synthetic[2].obsm["spatial_px"])
+                                         spots_xy=synthetic[2].obsm["spatial_px"], jitter=False)
     assert patches.shape[-1] == 6 and model.knn_features.shape[1] == 2 * model.backbone.out_dim
+    assert len(model.weights) == 3 and model.choice["smoothing_um"] == 100.0
     model.save(tmp_path / "bundle")
     loaded = load_model(tmp_path / "bundle", device="cpu")
     assert loaded.cfg["context"] == 2.0
-    by_section = run_to_end(model.predict_patches_steps(patches))
-    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
+    by_section = run_to_end(model.predict_patches_steps(patches, xy_um=xy))
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches, xy_um=xy)), by_section, rtol=1e-5,
+                               atol=1e-5)
     # both patches of a spot are read at the patch's resolution, per section as per whole-image block
     np.testing.assert_allclose(from_image["values"], by_section, rtol=1e-5, atol=1e-5)
 
@@ -359,20 +362,21 @@ def test_feature_norm_section_travels_with_the_bundle(synthetic, backbone_file, 
         plain = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
                                 **{**SMALL, "context": 2.0, "validation": "none"})
         patches, xy = model.section_inputs(synthetic[2], check_tissue=False)
-        from_image = model.predict_image(synthetic[2].uns["histology"]["image"], PX_UM,
-                                         spots_xy=synthetic[2].obsm["spatial_px"], block_px=300.0)
+        from_image = model.predict_image(synthetic[2].uns["histology"]["image"], PX_UM,  # one cut per spot
+                                         spots_xy=synthetic[2].obsm["spatial_px"], block_px=300.0, jitter=False)
     assert model.section_norm and not plain.section_norm and plain.cfg["feature_norm"] == "global"
     n0 = synthetic[0].n_obs
     for part in (model.knn_features[:n0], model.knn_features[n0:]):  # each training section z-scored alone
         np.testing.assert_allclose(part.mean(0), 0, atol=1e-4)
-    by_section = run_to_end(model.predict_patches_steps(patches))
-    assert not np.allclose(by_section, run_to_end(plain.predict_patches_steps(patches)), atol=1e-3)
+    by_section = run_to_end(model.predict_patches_steps(patches, xy_um=xy))  # smoothed as the bundle predicts
+    assert not np.allclose(by_section, run_to_end(plain.predict_patches_steps(patches, xy_um=xy)), atol=1e-3)
     np.testing.assert_allclose(from_image["values"], by_section, rtol=1e-4, atol=1e-4)
     model.save(tmp_path / "bundle")
     plain.save(tmp_path / "plain")
     loaded = load_model(tmp_path / "bundle", device="cpu")
     assert loaded.section_norm and not load_model(tmp_path / "plain", device="cpu").section_norm
-    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches)), by_section, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches, xy_um=xy)), by_section, rtol=1e-5,
+                               atol=1e-5)
     with pytest.warns(UserWarning, match="training sections' statistics"):
         run_to_end(loaded.predict_patches_steps(patches[:5]))
     for m in (model, plain):  # embeddings of bare patches: the heads' own input width either way

@@ -54,7 +54,9 @@ def describe_choice(model) -> str:
     """One line: the validation scores and the predictor the bundle uses."""
     choice = model.choice
     if not choice.get("scores"):
-        return "predictor: the contrastive model (not validated)"
+        weights = " + ".join(f"{w:.2f}·{k}" for k, w in model.weights.items())
+        return (f"predictor: {weights}, smoothing {choice.get('smoothing_um', 0.0):g} µm (not validated: nothing "
+                "held out; the equal blend of its members)")
     scores = ", ".join(f"{k} {v:.3f}" for k, v in choice["scores"].items())
     weights = " + ".join(f"{w:.2f}·{k}" for k, w in model.weights.items())
     line = (f"validation (top-50 PCC, sections {', '.join(choice['validated_on'])} held out in turn): {scores} → "

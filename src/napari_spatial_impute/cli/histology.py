@@ -7,8 +7,9 @@
 
 Training normalises stains (Macenko), augments stains / scans, and validates the contrastive model against the
 bundle's fallbacks (frozen-feature ridge, kernel ridge and kNN, colour/texture ridge) by leaving each training
-section out; the bundle predicts with the winner or a blend (``--param predictor=contrastive`` forces the
-contrastive model, ``--param stain=none`` turns normalisation off). ``evaluate`` writes the model's metrics
+section out; the bundle predicts with the winner or a blend (with one training section, nothing to hold out: the
+equal blend of the contrastive model and the feature ridges, smoothed 100 µm; ``--param predictor=contrastive``
+forces the contrastive model, ``--param stain=none`` turns normalisation off). ``evaluate`` writes the model's metrics
 (``pcc_mean_top50`` …) and, side by side, each predictor's (``pcc_mean_top50_contrastive``,
 ``…_feature_ridge``, ``…_feature_krr``, ``…_feature_knn``, ``…_colour_ridge``).
 ``predict`` reads tiled / pyramidal TIFFs region by region (any size) and takes their pixel size from the file.

@@ -21,7 +21,8 @@ DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=1
                 jitter_contrastive=False)
 #: ``weighting`` of the top-k retrieved spots: "linear" (∝ cosine similarity, as STco), "softmax" (learned temperature)
 #: or "uniform". ``stain``: "macenko" | "none". ``validation``: "loso" (leave each training section out), "last" (hold
-#: out the last section) or "none" (contrastive model only). ``predictor``: "auto" (the validated blend) or one of
+#: out the last section) or "none" (no validation: the equal blend of the members, smoothed 100 µm, as a one-section
+#: bundle predicts). ``predictor``: "auto" (the validated blend) or one of
 #: "contrastive", "feature_ridge", "feature_krr", "feature_knn", "colour_ridge". ``ridge_alpha``: the ridge penalty of
 #: ``feature_ridge`` (on standardised features); ``ridge_rank``: its reduced rank (0 = full); ``ridge_smoothing_um``:
 #: its training features smoothed over each section's spots (σ µm); ``ridge_taps``: "all" (mean / sd of every Lite0

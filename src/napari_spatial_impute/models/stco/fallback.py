@@ -261,10 +261,20 @@ def gene_expected_r(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.nd
     return section_gene_r(pred, truth, groups, xy_um, smoothing_um).mean(0).astype(np.float32)
 
 
-def unvalidated() -> dict:
-    """What the bundle predicts before (or without) validation: the contrastive model alone (a new dict)."""
-    return {"weights": {"contrastive": 1.0}, "smoothing_um": 0.0, "scores": {}, "winner": "contrastive",
+def unvalidated(members=("contrastive",)) -> dict:
+    """What a bundle predicts without validation (one training section, ``validation="none"``): the equal mean of
+    ``members`` (those of :data:`EQUAL_BLEND` it has), smoothed :data:`UNVALIDATED_SMOOTHING_UM` when more than one
+    (a new dict)."""
+    members = list(members)
+    return {"weights": {c: 1.0 / len(members) for c in members},
+            "smoothing_um": UNVALIDATED_SMOOTHING_UM if len(members) > 1 else 0.0, "scores": {}, "winner": None,
             "validated_on": []}
+
+
+#: the smoothing of an unvalidated blend. One her2st section training a model alone, each other of C2–C5 predicted
+#: (12 pairs × 3 seeds): the equal blend smoothed 100 µm 0.358, unsmoothed 0.355, the contrastive member alone
+#: 0.303 (benchmarks/histology_generalisation.md §000000000000)
+UNVALIDATED_SMOOTHING_UM = 100.0
 
 
 #: the default blend: the equal-weight mean of these predictors (those that validate), see :func:`choose_blend`

@@ -37,6 +37,7 @@ from .defaults import DEFAULTS, N_TOP, PRETRAINED_BACKBONES  # noqa: F401 - DEFA
 from .expression import choose_panel, section_name
 from .fallback import (
     COMPONENTS,
+    EQUAL_BLEND,
     Ridge,
     blend,
     colour_texture_features,
@@ -233,6 +234,8 @@ class STco:
         else:
             self.heads = build_heads(self.backbone.out_dim, len(self.genes), cfg).to(dev)
             self.history = yield from train_end_to_end_steps(self, patches, expr_z, pos_t, rng, (0, total))
+        if not self.choice["validated_on"]:  # nothing held out: the equal blend of the members it has
+            self.choice = unvalidated([c for c in EQUAL_BLEND if c == "contrastive" or getattr(self, c) is not None])
         if cfg["predictor"] != "auto":
             self.choice = {**self.choice, "weights": {cfg["predictor"]: 1.0}, "smoothing_um": 0.0}
         self.bank_emb = spot_bank(self.heads, expr_z, pos_t)
