@@ -187,3 +187,12 @@ def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, 
                                                        check_tissue=False, context=2.0,
                                                        context_cut=cfg["context_cut"]))
     np.testing.assert_allclose(xy_um, xy * px)
+    # a training section of another magnification is told so once, when its own cut is read, not per moved cut
+    import warnings
+
+    model.train_pixel_size_um = 2 * px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_to_end(moved_section_patches_steps(model, section))
+    with pytest.warns(UserWarning, match="magnification"):
+        run_to_end(section_cuts_steps(model, section, check_tissue=False))

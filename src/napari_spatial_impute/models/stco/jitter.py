@@ -48,7 +48,8 @@ def jitter_px(model, pixel_size_um: float) -> float:
 def section_cuts_steps(model, adata, *, own: bool = True, moved: bool = False, check_tissue: bool = True,
                        label: str = "patches") -> ProgressGen[tuple]:
     """(raw patches of a section's spots as cut, their moved cuts (moves, n, …) or None, spot positions (x, y)
-    in µm) of a section read by :mod:`napari_spatial_impute.io`, its pixel size checked against the model's.
+    in µm) of a section read by :mod:`napari_spatial_impute.io`, its pixel size checked against the model's
+    (with the own cut).
     ``own=False`` leaves the spots' own cut out (None); ``moved``: also cut them moved by ±``jitter_um``. All
     cut by one :func:`~.patches.section_patch_sets_steps` (one decode, each set cached on its own, an event after
     each); with ``check_tissue`` a warning when (almost) no spot lies on tissue."""
@@ -58,7 +59,8 @@ def section_cuts_steps(model, adata, *, own: bool = True, moved: bool = False, c
     cfg = model.cfg
     info, xy_px, xy_um = section_geometry(adata)
     px, n = float(info["pixel_size_um"]), len(xy_px)
-    check_pixel_size(px, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"], section_name(adata))
+    if own:  # the moved cuts alone (training) belong to a section whose own cut was checked when it was read
+        check_pixel_size(px, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"], section_name(adata))
     sets = [xy_px] if own else []
     if moved:
         centres = moved_centres(xy_px, jitter_px(model, px), *image_wh(info["image"]))
@@ -112,6 +114,6 @@ def spot_features_steps(model, patches: np.ndarray, views, source, use_cache: bo
                                                                   taps=True), "features", 0, 1000, span=own)
     tap_x, pooled = yield from relay(mean_taps_steps(model, tap_x, moved, source, use_cache, pooled=True),
                                      "features", own, 1000, span=1000 - own)
-    if model.cfg.get("jitter_contrastive", False):
+    if model.cfg["jitter_contrastive"]:
         feats = np.concatenate([feats, pooled])
     return feats, tap_x
