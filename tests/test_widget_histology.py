@@ -184,3 +184,55 @@ def test_rotated_h_and_e_layer_spots_and_heatmap_follow_its_affine(widget, her2s
     cells_xy = np.column_stack([pred.obs["tile_col"], pred.obs["tile_row"]]).astype(float)
     np.testing.assert_allclose(apply_affine_xy(layer_affine_xy(heat), cells_xy),
                                apply_affine_xy(to_world, pred.obsm["spatial_px"]), atol=1e-6)
+
+
+def test_train_in_the_dock_writes_a_new_folder_and_reuses_the_model(widget, her2st, qtbot, tmp_path, monkeypatch):
+    """"Train on sections": an existing folder is refused before any work (and left as it was), the bundle is
+    written to a new one, and a second Predict with the same sections and settings reuses the trained model."""
+    import napari_spatial_impute.api.histology as api
+    from napari_spatial_impute.models.stco import STco
+
+    viewer, w = widget
+    root = shared_dataset("her2st_subset")
+    w.mode.value = "Train on sections"
+    assert not w.train_params.native.isHidden() and not w.save_dir.native.isHidden() and w.model_dir.native.isHidden()
+    for s, img in (("C2", "C2_5714_HE_BT_C2.jpg"), ("C3", "C3_5714_HE_BT_D1.jpg")):
+        w.counts_file.value = root / f"ST-cnts/{s}.tsv.gz"
+        w.spots_file.value = root / f"ST-spotfiles/{s}_selection.tsv"
+        w.image_file.value = root / "ST-imgs" / img
+        w.add_section_button.clicked.emit()
+    assert w.sections_label.value == "C2, C3"
+    w.epochs.value = 2
+    w.train_params.value = "n_genes=20, patch_px=64, n_views=1, tta=1"
+    w.tile_um.value = 400.0
+    keep = tmp_path / "my project"
+    keep.mkdir()
+    (keep / "thesis.txt").write_text("years of work")
+    w.save_dir.value = keep
+    w.run()
+    assert w._worker is None and "already exists" in w.status.value and "new folder" in w.status.value
+    assert [p.name for p in keep.iterdir()] == ["thesis.txt"] and (keep / "thesis.txt").read_text() == "years of work"
+
+    fits = []
+    real = api.train_histology_steps
+    monkeypatch.setattr(api, "train_histology_steps", lambda *a, **k: fits.append(k) or real(*a, **k))
+    w.save_dir.value = keep / "bundle"
+    _run(w, qtbot)
+    assert w.output_layer is not None, w.status.value
+    model = w.model
+    assert isinstance(model, STco) and len(model.genes) == 20 and model.cfg["epochs"] == 2 and len(fits) == 1
+    assert fits[0]["patch_px"] == 64 and fits[0]["seed"] == 0
+    assert STco.load(keep / "bundle").genes == model.genes and (keep / "thesis.txt").is_file()
+    _run(w, qtbot)  # same sections and settings: no second training, no second save
+    assert w.model is model and len(fits) == 1 and w.output_layer is not None, w.status.value
+    assert "reuses" in w.status.tooltip
+    w.train_params.value = "n_genes=20, patch_px=64, n_views=1, tta=1, seed=1"  # a setting changed: trained anew
+    w.save_dir.value = keep / "bundle"  # now taken: refused
+    w.run()
+    assert w._worker is None and "already exists" in w.status.value and len(fits) == 1
+    w.save_dir.line_edit.value = ""
+    _run(w, qtbot)
+    assert w.model is not model and len(fits) == 2 and fits[1]["seed"] == 1, w.status.value
+    w.train_params.value = "n_genes=20, bogus=1"
+    w.run()
+    assert w._worker is None and "'bogus' is not a parameter of stco" in w.status.value

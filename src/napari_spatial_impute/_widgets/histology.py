@@ -19,13 +19,14 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     Label,
+    LineEdit,
     ProgressBar,
     PushButton,
     SpinBox,
 )
 
 from ._worker import RunsInWorker
-from .fields import fill_devices
+from .fields import fill_devices, path_or_none, placeholder
 
 if TYPE_CHECKING:
     import napari
@@ -34,22 +35,48 @@ WHOLE_SLIDE = "(whole slide: tile the tissue)"
 LOAD, TRAIN = "Load model bundle", "Train on sections"
 
 
-def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um, device):
-    """Generator run in the worker: (train or load) → predict; yields Progress, returns (model, prediction)."""
+def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um, device, trained=None,
+         image_name: str = "H&E layer"):
+    """Generator run in the worker: (train, reuse ``trained`` or load) → predict; yields Progress, returns
+    (model, prediction). A numpy H&E layer is checked (and converted when not 8-bit RGB) here, off the GUI
+    thread."""
     from ..api.histology import as_histology_model, predict_histology_steps, train_histology_steps
     from ..io.legacy_st import read_st_section
     from ..progress import Progress
 
-    if sections:
-        secs = [read_st_section(*s) for s in sections]
+    if isinstance(image, np.ndarray):
+        from ..models.stco.patches import check_rgb
+
+        image = check_rgb(image, f"layer {image_name!r}")
+    if trained is not None:
+        model = trained
+    elif sections:
+        secs = []
+        for i, s in enumerate(sections):
+            yield Progress(i, len(sections) + 1, f"reading section {i + 1}/{len(sections)}", "read")
+            secs.append(read_st_section(*s))
         model = yield from train_histology_steps(secs, device=device, **train_params)
-        if save_dir:
-            model.save(save_dir, overwrite=True)
     else:
         yield Progress(0, 1, "loading model", "load")
         model = as_histology_model(model_dir, device=device)
+    if save_dir:  # a trained model; checked before training: a new or empty folder, never replaced
+        yield Progress(0, 1, f"saving the bundle to {save_dir}", "save")
+        model.save(save_dir)
     prediction = yield from predict_histology_steps(model, image, pixel_size, spots_xy=spots_xy, tile_um=tile_um)
     return model, prediction
+
+
+def check_new_folder(path: Path) -> Path:
+    """``path`` where a bundle may be written: absent or an empty folder, inside a writable folder (a bundle is
+    written as a folder of its own; an existing one is never replaced)."""
+    from ..atomic import check_writable
+    from ..errors import InputError
+
+    if path.exists() and (path.is_file() or any(path.iterdir())):
+        raise InputError(f"'Save bundle to' {path} already exists and is not empty; the widget never replaces it.",
+                         f"type a new folder name (e.g. {path.name}_2): the bundle is written as a folder of its "
+                         "own.")
+    return check_writable(path, "model bundle", folder=True)
 
 
 class HistologyWidget(RunsInWorker, Container):
@@ -60,6 +87,8 @@ class HistologyWidget(RunsInWorker, Container):
         self.viewer = napari_viewer
         self._worker = None
         self.model = None
+        self._trained_on = None  # what self.model was trained on in this dock: reused while it is unchanged
+        self._saved_to: set[Path] = set()  # where self.model was saved
         self.result = None
         self.output_layer = None
         self.sections: list[tuple[str, str, str]] = []
@@ -73,7 +102,13 @@ class HistologyWidget(RunsInWorker, Container):
         self.add_section_button = PushButton(text="Add section", visible=False)
         self.sections_label = Label(label="Sections", value="none", visible=False)
         self.epochs = SpinBox(label="Epochs", value=30, min=1, max=10_000, visible=False)
-        self.save_dir = FileEdit(label="Save bundle to", mode="d", visible=False)
+        self.train_params = LineEdit(label="Parameters", visible=False,
+                                     tooltip="More STco parameters as key=value, comma-separated (e.g. n_genes=300, "
+                                             "seed=1); see docs/histology.md.")
+        self.save_dir = FileEdit(label="Save bundle to", mode="w", visible=False,
+                                 tooltip="A new folder for the trained model bundle (optional); an existing "
+                                         "folder is never replaced.")
+        placeholder(self.save_dir, "(optional: a new folder)")
         self.image_layer = ComboBox(label="H&E layer", choices=self._image_choices,
                                     tooltip="An RGB image layer (full-resolution pixels).")
         self.spots_layer = ComboBox(label="Spots", choices=self._points_choices,
@@ -97,7 +132,8 @@ class HistologyWidget(RunsInWorker, Container):
                                             "bundle's genes reached on training sections held out at training "
                                             "time (most reliable first; optimistic for another patient or lab)")
         self.extend([self.mode, self.model_dir, self.counts_file, self.spots_file, self.image_file,
-                     self.add_section_button, self.sections_label, self.epochs, self.save_dir, self.image_layer,
+                     self.add_section_button, self.sections_label, self.epochs, self.train_params, self.save_dir,
+                     self.image_layer,
                      self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button, self.cancel_button,
                      self.progress_bar, self.status, self.gene_select])
         self.mode.changed.connect(self._on_mode)
@@ -145,7 +181,7 @@ class HistologyWidget(RunsInWorker, Container):
         train = self.mode.value == TRAIN
         self.model_dir.visible = not train
         for w in (self.counts_file, self.spots_file, self.image_file, self.add_section_button,
-                  self.sections_label, self.epochs, self.save_dir):
+                  self.sections_label, self.epochs, self.train_params, self.save_dir):
             w.visible = train
 
     def _add_section(self, _value=None) -> None:
@@ -159,7 +195,6 @@ class HistologyWidget(RunsInWorker, Container):
     def _collect(self):
         from ..errors import InputError
         from ..layers.histology import points_in_image_px
-        from ..models.stco.patches import check_rgb
 
         name = self.image_layer.value
         if not name or name not in self.viewer.layers:
@@ -167,7 +202,7 @@ class HistologyWidget(RunsInWorker, Container):
         img_layer = self.viewer.layers[name]
         data = img_layer.data[0] if img_layer.multiscale else img_layer.data
         if isinstance(data, np.ndarray):
-            image = check_rgb(data, f"layer {name!r}")
+            image = data  # checked in the worker (a conversion of a large layer must not freeze the viewer)
         else:  # dask / zarr (e.g. a pyramid's base level): read region by region, never whole
             from ..models.stco.slide import ArraySlide
 
@@ -175,10 +210,19 @@ class HistologyWidget(RunsInWorker, Container):
         spots_xy = None
         if self.spots_layer.value not in (None, WHOLE_SLIDE):
             spots_xy = points_in_image_px(self.viewer.layers[self.spots_layer.value], img_layer)
-        if self.mode.value == TRAIN:
+        train = self.mode.value == TRAIN
+        model_dir, save, trained, params = None, None, None, {}
+        if train:
             if not self.sections:
                 raise InputError("No training sections added.", "pick counts/spots/image files and press Add section.")
-            model_dir = None
+            params = self._training_params()
+            if self.model is not None and self._trained_on == self._training_key(params):
+                trained = self.model  # the same sections and settings: predict with the model trained before
+            save = path_or_none(self.save_dir)
+            if trained is not None and save in self._saved_to:
+                save = None  # the reused model is in that folder already
+            if save is not None:
+                check_new_folder(save)
         else:
             model_dir = str(self.model_dir.value)
             if not model_dir or not (Path(model_dir) / "config.json").is_file():
@@ -187,12 +231,23 @@ class HistologyWidget(RunsInWorker, Container):
         from ..layers.histology import layer_pixel_size_um
 
         pixel_size = float(self.pixel_size.value) or layer_pixel_size_um(img_layer)
-        save = str(self.save_dir.value) if self.mode.value == TRAIN and str(self.save_dir.value) not in ("", ".") \
-            else None
-        return dict(model_dir=model_dir, sections=list(self.sections) if self.mode.value == TRAIN else [],
-                    train_params={"epochs": int(self.epochs.value)}, save_dir=save, image=image,
-                    pixel_size=pixel_size, spots_xy=spots_xy, tile_um=float(self.tile_um.value),
-                    device=str(self.device.value)), img_layer
+        return dict(model_dir=model_dir, sections=list(self.sections) if train and trained is None else [],
+                    train_params=params, save_dir=save, image=image, pixel_size=pixel_size, spots_xy=spots_xy,
+                    tile_um=float(self.tile_um.value), device=str(self.device.value), trained=trained,
+                    image_name=name), img_layer
+
+    def _training_params(self) -> dict:
+        """The training settings: epochs and the Parameters field, checked before any work."""
+        from ..models.params_spec import validate_params
+        from ..params import parse_key_values
+
+        params = parse_key_values(self.train_params.value.split(","), "n_genes=300, seed=1")
+        params.setdefault("epochs", int(self.epochs.value))
+        seed = params.pop("seed", 0)
+        return {**validate_params("stco", params, seed=seed), "seed": seed}
+
+    def _training_key(self, params: dict) -> tuple:
+        return tuple(self.sections), repr(sorted(params.items())), str(self.device.value)
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -210,14 +265,23 @@ class HistologyWidget(RunsInWorker, Container):
 
         # the heat map / spots follow the layer however it is placed, in its world units
         self._image_affine, self._image_units = layer_affine_xy(img_layer), tuple(img_layer.units)[-2:]
+        train = self.mode.value == TRAIN
+        self._pending_key = self._training_key(kwargs["train_params"]) if train else None
+        self._pending_save = kwargs["save_dir"]
         self._start(_job, desc="Predicting genes from H&E", **kwargs)
+        if kwargs["trained"] is not None:
+            self.status.value = "predicting with the model trained before (same sections and settings)…"
 
     def _on_result(self, out) -> None:
         from ..layers.cells import default_gene
         from ..layers.histology import is_tiled, prediction_layer
 
         model, prediction = out
-        self.model, self.result = model, prediction
+        if model is not self.model:
+            self._saved_to = set()
+        if self._pending_save is not None:
+            self._saved_to.add(self._pending_save)
+        self.model, self.result, self._trained_on = model, prediction, self._pending_key
         # the most reliable gene when the bundle was validated (as for imputation), else the most expressed one
         gene = default_gene(prediction) if "reliability" in prediction.var else \
             (model.top_genes[0] if model.top_genes else model.genes[0])
@@ -239,6 +303,8 @@ class HistologyWidget(RunsInWorker, Container):
         self.status.value = f"{len(self._genes)} genes predicted for {prediction.n_obs} {what}" + \
             (f" at {float(px):.3g} µm/px" if px else "")
         self.status.tooltip = describe_choice(model)
+        if self._trained_on is not None:
+            self.status.tooltip += "\nTrained in this dock; Predict reuses it until the sections or settings change."
         self.progress_bar.value = 100
 
     def _show_gene(self, _value=None) -> None:
