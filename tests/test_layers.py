@@ -188,3 +188,18 @@ def test_reader_function_never_raises(monkeypatch, tmp_path):
     monkeypatch.setattr(rd, "_notify", shown.append)
     assert rd.read_layers(str(tmp_path / "gone")) == []
     assert "not a recognised spatial dataset" in shown[0]
+
+
+def test_cells_layer_claims_micrometres_only_for_a_sample_in_micrometres():
+    """An .h5ad whose coordinates are pixels (``uns['spatial_unit']`` absent or "px") is drawn without units, so
+    nothing downstream (a scale bar, the H&E dock's pixel size) reads its pixels as µm."""
+    import anndata as ad
+
+    from napari_spatial_impute.io.spatial_sample import SpatialSample
+    from napari_spatial_impute.layers.instrument import sample_to_layers
+
+    a = ad.AnnData(np.ones((3, 2), np.float32))
+    a.obsm["spatial"] = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    px = sample_to_layers(SpatialSample(adata=a, platform="h5ad", unit="px"))
+    um = sample_to_layers(SpatialSample(adata=a, platform="h5ad", unit="um"))
+    assert "units" not in px[-1][1] and um[-1][1]["units"] == ("um", "um")

@@ -74,6 +74,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     assert "cells" in w.estimate.value and "genes" in w.estimate.value  # the run estimate is shown
     w.picker.select(["Gfap", "Sst", "Pvalb"])
     w.method.value = "knn"
+    user_he = viewer.add_image(np.zeros((8, 8, 3), np.uint8), rgb=True, name="user H&E (pixels)")
     w.run()
     _wait(w, qtbot)
     _settled(w, qtbot)  # the segmentation is painted in later event-loop turns (short GUI-thread steps)
@@ -82,7 +83,9 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     assert {"Gfap", "Sst", "Pvalb"} <= set(layer.features.columns)  # imputed genes are features of the cells
     painted = w.view.painted["cells"]
     assert painted is spare and painted.visible and painted.colorbar.visible and painted.name != "cells: colour by"
-    assert viewer.scale_bar.visible and all(str(u) == "micrometer" for ly in viewer.layers for u in ly.units)
+    assert viewer.scale_bar.visible
+    assert all(str(u) == "micrometer" for ly in viewer.layers if ly is not user_he for u in ly.units)
+    assert tuple(map(str, user_he.units)) == ("pixel", "pixel")  # a user's layer keeps its units
     xy = sample.adata.obsm["spatial"]
     for gene in ("Gfap", "Sst"):
         w.colour.show(f"imputed:{gene}")

@@ -85,7 +85,7 @@ def genes_by_reliability(genes, reliability: dict | None, threshold: float | Non
 def cells_points_layer(adata, name: str | None = None, *, features: str = "obs", gene: str | None = None,
                        cmap: str = "magma", size: float | None = None,
                        extra_features: pd.DataFrame | None = None, metadata: dict | None = None,
-                       scale=(1.0, 1.0), translate=(0.0, 0.0)) -> LayerDataTuple:
+                       scale=(1.0, 1.0), translate=(0.0, 0.0), units=("um", "um")) -> LayerDataTuple:
     """Points at cell centroids (µm, (y, x)) with ``metadata["adata"]`` = the AnnData (the Impute widget's input).
 
     ``features="obs"``: every obs column with ``cell_id`` first (+ ``extra_features`` aligned with the cells),
@@ -96,7 +96,8 @@ def cells_points_layer(adata, name: str | None = None, *, features: str = "obs",
     ``metadata`` also holding ``genes``, ``reliability`` and the run ``info``; default name
     ``"imputed (<method>)"``.
     ``metadata`` adds entries (e.g. a paired scRNA-seq ``reference``); ``scale`` / ``translate`` place the
-    layer like the one it was computed from.
+    layer like the one it was computed from; ``units``: its world units (y, x), None to claim none (coordinates
+    that are not µm, e.g. an .h5ad in pixels).
     """
     if features not in ("obs", "genes"):
         raise ValueError(f"features must be 'obs' or 'genes', not {features!r}")
@@ -123,7 +124,9 @@ def cells_points_layer(adata, name: str | None = None, *, features: str = "obs",
     meta.update(metadata or {})
     kwargs = {"name": name, "features": feats, "size": size or spacing_factor * typical_spacing(xy),
               "border_width": 0, "border_color": "transparent", "face_color": "#b0b0b0", "metadata": meta,
-              "scale": tuple(scale), "translate": tuple(translate), "units": ("um", "um")}
+              "scale": tuple(scale), "translate": tuple(translate)}
+    if units is not None:
+        kwargs["units"] = tuple(units)
     if gene is not None:
         if gene not in feats.columns:
             feats[gene] = gene_values(adata, gene)

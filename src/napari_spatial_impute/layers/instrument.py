@@ -107,11 +107,13 @@ def sample_to_layers(sample, *, gene: str | None = None, max_transcripts: int = 
             layers.append(transcript_density_layer(sample.transcripts))
         layers.append(transcripts_layer(sample.transcripts, max_points=max_transcripts))
     spot_um = (sample.adata.uns.get("histology") or {}).get("spot_diameter_um")  # Visium / ST spots
+    in_um = sample.unit in ("um", "µm", "micron", "micrometer")
     layers.append(cells_points_layer(sample.adata, name=f"{sample.platform} cells", gene=gene,
+                                     units=("um", "um") if in_um else None,
                                      size=float(spot_um) if spot_um else None,
                                      metadata={"platform": sample.platform, "unit": sample.unit, "sample": key,
                                                "source": sample.path, "notes": list(sample.notes)}))
-    if sample.unit in ("um", "µm", "micron", "micrometer"):
+    if in_um:
         for _, kwargs, _kind in layers:  # napari ≥ 0.6 takes units per layer; the scale bar shows µm
             kwargs.setdefault("units", ("um", "um"))
     return layers

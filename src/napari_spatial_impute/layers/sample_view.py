@@ -18,7 +18,6 @@ from .colour_by import Colouring, LibrarySizes, colouring, legend_rows, paired_g
 from .paint import (
     LEGEND_POSITION,
     PAINT_KWARGS,
-    UM,
     PaintMask,
     categories_rgba,
     category_colors,
@@ -35,13 +34,10 @@ LEGEND_ROWS = 12
 
 
 def show_um_scale_bar(viewer) -> None:
-    """Show the scale bar in µm: napari ≥ 0.6 takes units from the layers, so 2-D layers in pixels get µm."""
-    for ly in viewer.layers:
-        try:
-            if ly.ndim == 2 and all(str(u) == "pixel" for u in ly.units):
-                ly.units = UM
-        except (AttributeError, ValueError):  # napari < 0.6: no layer units
-            viewer.scale_bar.unit = "um"
+    """Show the scale bar. napari ≥ 0.6 takes its unit from the layers, and the plugin places its layers in µm;
+    other layers keep their units (an H&E in pixels stays in pixels: its pixel size is read from them)."""
+    if not any(hasattr(ly, "units") for ly in viewer.layers):  # napari < 0.6: no layer units
+        viewer.scale_bar.unit = "um"
     viewer.scale_bar.visible = True
 
 
