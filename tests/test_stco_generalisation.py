@@ -501,3 +501,27 @@ def test_feature_kernel_ridge_exact_nystrom_and_bundle(synthetic, backbone_file,
 def _npz(state: dict, tmp_path):
     np.savez(tmp_path / "state.npz", **state)
     return np.load(tmp_path / "state.npz")
+
+
+def test_finetuned_torchscript_backbone_travels_in_the_bundle(synthetic, backbone_file, tmp_path):
+    """A user's TorchScript encoder trained end to end (``finetune``): the bundle keeps the trained weights, not
+    only the file it started from, so the loaded model predicts what the trained one does."""
+    import torch
+
+    from napari_spatial_impute import load_model, train_histology
+    from napari_spatial_impute.progress import run_to_end
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = train_histology(synthetic[:2], seed=0, device="cpu", backbone_path=str(backbone_file),
+                                finetune=True, **{**SMALL, "epochs": 2})
+    start = torch.jit.load(str(backbone_file)).state_dict()
+    trained = model.backbone.state_dict()
+    assert any(not torch.equal(v, trained[f"module.{k}"]) for k, v in start.items())  # training moved it
+    model.save(tmp_path / "bundle")
+    loaded = load_model(tmp_path / "bundle", device="cpu")
+    for k, v in loaded.backbone.state_dict().items():
+        torch.testing.assert_close(v, trained[k])
+    patches, xy = model.section_inputs(synthetic[2])
+    np.testing.assert_allclose(run_to_end(loaded.predict_patches_steps(patches, xy_um=xy)),
+                               run_to_end(model.predict_patches_steps(patches, xy_um=xy)), rtol=1e-5, atol=1e-5)

@@ -64,7 +64,8 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
             src = getattr(model, "backbone_file", None) or model.cfg["backbone_path"]
             shutil.copy(src, folder / "backbone.torchscript.pt")
         weights = {"heads": {k: v.detach().cpu() for k, v in model.heads.state_dict().items()}}
-        if not stock and model.backbone_name != "torchscript":
+        if not stock and (model.backbone_name != "torchscript" or not model.frozen):  # a trained TorchScript
+            # encoder's weights differ from its file's: kept beside it, loaded over it
             weights["backbone"] = {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()}
         torch.save(weights, folder / "weights.pt")
         extra = {} if model.ridge is None else model.ridge.state()
@@ -143,6 +144,8 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
         backbone, _ = build_backbone("torchscript", str(path / "backbone.torchscript.pt"),
                                      patch_px=params["patch_px"])
         model.backbone_file = str(path / "backbone.torchscript.pt")
+        if "backbone" in weights:  # trained end to end (finetune): its weights, not the file's
+            backbone.load_state_dict(weights["backbone"])
     else:
         backbone = {"lite0": lambda: EfficientNetLite("lite0"), "lite1": lambda: EfficientNetLite("lite1"),
                     "lite2": lambda: EfficientNetLite("lite2"), "resnet_small": lambda: CompactResNet(32, 1),
