@@ -31,7 +31,7 @@ def crop():
     return arr, local[inside], float(c6.uns["histology"]["pixel_size_um"])
 
 
-@pytest.mark.parametrize("out_px", [112, 32])  # read at full resolution / at 1/4 (strided, as the whole read)
+@pytest.mark.parametrize("out_px", [112, 32])  # read at full resolution / at 1/4 (block means, as the whole read)
 def test_tiff_section_patches_are_read_by_region_and_equal_the_whole_read(crop, tmp_path, monkeypatch, out_px):
     import tifffile
 
@@ -101,8 +101,9 @@ def test_tiff_patches_reads_stay_local(crop, tmp_path):
     slide.close()
     assert max(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in slide.regions) <= 512 + size + 4
     from napari_spatial_impute.models.stco.patches import crop_patches
+    from napari_spatial_impute.models.stco.pixels import block_mean
 
-    np.testing.assert_array_equal(got, crop_patches(arr[::2, ::2], xy / 2, size / 2, 64))
+    np.testing.assert_array_equal(got, crop_patches(block_mean(arr, 2), xy / 2, size / 2, 64))
 
 
 def test_compressed_tiff_tiles_decode_or_name_the_extra(crop, tmp_path, monkeypatch):
@@ -196,3 +197,26 @@ def test_jittered_cuts_equal_the_patches_cut_at_the_moved_spots(crop, tmp_path, 
         run_to_end(moved_section_patches_steps(model, section))
     with pytest.warns(UserWarning, match="magnification"):
         run_to_end(section_cuts_steps(model, section, check_tissue=False))
+
+
+def test_every_reader_reduces_by_block_means(tmp_path):
+    """Patches read at 1/2 are 2 × 2 block means whatever holds the image (array, PNG, plain or tiled TIFF), as a
+    JPEG's DCT draft gives: a one-pixel checkerboard comes out grey, where every other pixel would be black or
+    white (aliasing that a model trained on JPEGs never saw)."""
+    import tifffile
+    from PIL import Image
+
+    from napari_spatial_impute.models.stco.patches import section_patches
+    from napari_spatial_impute.models.stco.pixels import load_rgb
+
+    board = (np.indices((512, 512)).sum(0) % 2 * 255).astype(np.uint8)
+    arr = np.repeat(board[..., None], 3, axis=2)
+    Image.fromarray(arr).save(tmp_path / "board.png")
+    tifffile.imwrite(tmp_path / "board.tif", arr, photometric="rgb")
+    tifffile.imwrite(tmp_path / "tiled.tif", arr, tile=(64, 64), photometric="rgb")
+    xy = np.array([[200.0, 200.0], [300.5, 250.0]])
+    for image in (arr, tmp_path / "board.png", tmp_path / "board.tif", tmp_path / "tiled.tif"):
+        p = section_patches(image, xy, 1.0, patch_um=128, out_px=64, reduce=2, use_cache=False, check_tissue=False)
+        assert np.abs(p.astype(int) - 127).max() <= 1, image
+    small, factor = load_rgb(arr, 2)
+    assert factor == 2 and small.shape == (256, 256, 3) and np.abs(small.astype(int) - 127).max() <= 1

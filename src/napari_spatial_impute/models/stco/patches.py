@@ -177,7 +177,9 @@ def _patches_key(image, centres_xy, pixel_size_um, patch_um, out_px, reduce, con
     h = hashlib.sha1()
     h.update(_file_hash(Path(image)).encode())
     h.update(np.round(centres_xy, 3).tobytes())
-    h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'tiff-v2' if tiff else 'v1'}".encode())
+    # v2 / tiff-v3: a PNG or TIFF reduced by block means (before: every k-th pixel); JPEGs unchanged (DCT draft)
+    jpeg = Path(image).suffix.lower() in (".jpg", ".jpeg")
+    h.update(f"{pixel_size_um:.6f}|{patch_um:.3f}|{out_px}|{'tiff-v3' if tiff else 'v1' if jpeg else 'v2'}".encode())
     if reduce is not None:
         h.update(f"|reduce {reduce}".encode())
     if context:

@@ -52,6 +52,17 @@ def image_size(image) -> tuple[int, int]:
         return im.size
 
 
+def block_mean(arr: np.ndarray, k: int) -> np.ndarray:
+    """RGB uint8 ``arr`` reduced ``k``× by averaging k × k blocks (edge blocks: the pixels they hold), as a JPEG's
+    DCT ``draft`` reduces: every reader hands the model the same kind of pixels (taking every k-th pixel
+    instead would alias fine texture)."""
+    if k <= 1:
+        return arr
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(arr)).reduce(int(k)))
+
+
 def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
     """Load an image path / array as RGB uint8, optionally reduced ~``reduce``×; returns (array, factor)
     where ``factor`` = full-resolution pixels per returned pixel."""
@@ -59,10 +70,7 @@ def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
 
     Image.MAX_IMAGE_PIXELS = None
     if isinstance(image, np.ndarray):
-        arr = check_rgb(image)
-        if reduce > 1:
-            arr = arr[::reduce, ::reduce]
-        return arr, float(reduce)
+        return block_mean(check_rgb(image), reduce), float(reduce)
     path = Path(image)
     if not path.is_file():
         raise InputError(f"The image file {path} does not exist.", "check the path.")
@@ -82,8 +90,7 @@ def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
             arr = np.asarray(im.convert("RGB"))
     factor = full_w / arr.shape[1]
     if reduce > 1 and factor < reduce * 0.75:
-        step = max(1, int(round(reduce / factor)))
-        arr = arr[::step, ::step]
+        arr = block_mean(arr, max(1, int(round(reduce / factor))))  # a PNG / TIFF: no DCT scaling
         factor = full_w / arr.shape[1]
     return np.ascontiguousarray(arr), float(factor)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import InputError
 from .defaults import CONTEXT_CUT
-from .pixels import as_rgb, cut_with_context, load_rgb
+from .pixels import as_rgb, block_mean, cut_with_context, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
 #: the extra that installs imagecodecs (compressed TIFF tiles), named in the error when it is missing
@@ -86,8 +86,8 @@ class ArraySlide(Slide):
     def _window(self, sx, sy, ex, ey, reduce):
         r = int(reduce)
         h, w = math.ceil(self.height / r), math.ceil(self.width / r)
-        return _white_window(lambda a, b, c, d: as_rgb(np.asarray(self.arr[a * r:b * r:r, c * r:d * r:r]), self.name),
-                             h, w, sx, sy, ex, ey)
+        return _white_window(lambda a, b, c, d: block_mean(as_rgb(np.asarray(self.arr[a * r:b * r, c * r:d * r]),
+                                                                  self.name), r), h, w, sx, sy, ex, ey)
 
     def overview(self, max_side=2048):
         step = max(1, math.ceil(max(self.width, self.height) / max_side))
@@ -214,7 +214,7 @@ class TiffSlide(Slide):
         def get(a, b, c, d):
             arr = self._read_page(page, c * step, a * step, min(d * step, page.imagewidth),
                                   min(b * step, page.imagelength))
-            return as_rgb(arr[::step, ::step], self.path.name)
+            return block_mean(as_rgb(arr, self.path.name), step)
 
         return _white_window(get, h, w, sx, sy, ex, ey)
 
