@@ -206,20 +206,33 @@ def knn_predict(bank_feats: np.ndarray, bank_expr: np.ndarray, feats: np.ndarray
     return out
 
 
-def smooth(values: np.ndarray, xy_um: np.ndarray | None, sigma_um: float) -> np.ndarray:
+def smooth(values: np.ndarray, xy_um: np.ndarray | None, sigma_um: float, max_pairs: int = 2_000_000) -> np.ndarray:
     """Gaussian-weighted mean of each point's and its neighbours' values (within 3σ µm): image context at the
-    scale of several spots, for spots or tiles of one section."""
+    scale of several spots, for spots or tiles of one section. Rows are done in blocks of about ``max_pairs``
+    neighbour pairs, so memory stays bounded however dense the points (10 µm whole-slide tiles, σ 200 µm)."""
     if not sigma_um or xy_um is None or len(values) < 2:
         return values
-    from scipy.sparse import csr_matrix, identity
+    from scipy.sparse import csr_matrix
     from scipy.spatial import cKDTree
 
-    tree = cKDTree(np.asarray(xy_um, np.float64))
-    d = tree.sparse_distance_matrix(tree, 3 * sigma_um, output_type="coo_matrix")
-    w = csr_matrix((np.exp(-0.5 * (d.data / sigma_um) ** 2), (d.row, d.col)), shape=(len(values),) * 2)
-    w = w + identity(len(values), format="csr") * (1.0 - w.diagonal())  # the point itself weighs 1
-    norm = np.asarray(w.sum(axis=1)).ravel()
-    return (np.asarray(w @ values) / norm[:, None]).astype(np.float32)
+    xy = np.asarray(xy_um, np.float64)
+    values = np.asarray(values)
+    n, radius = len(xy), 3.0 * float(sigma_um)
+    tree = cKDTree(xy)
+    # neighbours per point if spread evenly over the points' bounding box: the block size
+    area = max(float(np.prod(np.ptp(xy, axis=0) + 2 * radius)), 1e-9)
+    per_point = min(n, max(1.0, n * np.pi * radius ** 2 / area))
+    rows = int(np.clip(max_pairs / per_point, 64, n))
+    out = np.empty((n, values.shape[1]), np.float32)
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        d = cKDTree(xy[s:e]).sparse_distance_matrix(tree, radius, output_type="coo_matrix")
+        keep = d.data > 0  # the point itself (distance 0, not stored anyway) weighs 1 below
+        w = csr_matrix((np.exp(-0.5 * (d.data[keep] / sigma_um) ** 2), (d.row[keep], d.col[keep])),
+                       shape=(e - s, n))
+        own = values[s:e].astype(np.float64)
+        out[s:e] = (np.asarray(w @ values) + own) / (np.asarray(w.sum(axis=1)) + 1.0)
+    return out
 
 
 def pcc_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
