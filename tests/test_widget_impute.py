@@ -172,6 +172,21 @@ def test_bad_input_shows_message_and_adds_nothing(viewer_with_sample, qtbot):
     np.testing.assert_array_equal(adata.X, before)
 
 
+def test_chosen_genes_with_none_chosen_is_refused_before_any_work(viewer_with_sample, qtbot):
+    """"chosen genes" with an empty selection: the estimate says so and Impute names the fix (it imputed the
+    2,000 most variable genes while the estimate counted 0, so a run too large for memory was never refused)."""
+    viewer, w = viewer_with_sample
+    w.picker.set_genes(["Gad2", "Vip", "Plp1"], w.picker.measured)
+    w.picker.list.clearSelection()
+    w.picker.mode.value = "chosen genes"
+    assert w.picker.n_targets() == 0
+    w._ref_info = {"missing": ["Gad2", "Vip", "Plp1"], "shared": list(w.picker.measured), "n_obs": 100}
+    w._update_estimate()
+    assert "no gene chosen" in w.estimate.value
+    w.run()
+    assert w._worker is None and "no gene is chosen" in w.status.value and len(viewer.layers) == 1
+
+
 def test_result_of_another_sample_recolours_nothing(viewer_with_sample):
     from napari_spatial_impute.errors import InputError
     from napari_spatial_impute.layers.results import SampleResult

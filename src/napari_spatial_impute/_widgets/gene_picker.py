@@ -7,6 +7,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem
 
 from ..api.plan import DEFAULT_N_TOP_GENES
+from ..errors import InputError
 
 MODES = {f"{DEFAULT_N_TOP_GENES:,} most variable the panel lacks": "top",
          "all genes the panel lacks": "all", "chosen genes": "chosen"}
@@ -84,13 +85,21 @@ class GenePicker(Container):
             return chosen, False
         if not self.missing and self.suggested:
             return list(self.suggested), False
+        if mode == "chosen" and not self.missing:
+            return None, False  # the API says why: the reference adds no gene to the panel
         if mode == "chosen":
-            return None, False
+            raise InputError("'chosen genes' is selected but no gene is chosen.",
+                             "select genes in the list (Ctrl/Shift-click for several), or pick "
+                             f"'{next(iter(MODES))}'.")
         return None, mode == "all"
 
     def n_targets(self) -> int | None:
-        """How many genes a run would impute when known here (chosen / held-out), else None (the reference's)."""
-        genes, _ = self.genes()
+        """How many genes a run would impute when known here (chosen / held-out), else None (the reference's);
+        0 in "chosen" mode with nothing chosen (a run is refused)."""
+        try:
+            genes, _ = self.genes()
+        except InputError:
+            return 0
         return len(genes) if genes is not None else None
 
     def _filter(self, _value=None) -> None:

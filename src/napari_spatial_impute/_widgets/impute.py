@@ -205,6 +205,10 @@ class ImputeWidget(RunsInWorker, Container):
             n_targets = target_count(self.picker.mode_key(), len(info["missing"]), len(self.picker.chosen()))
         plan, refusal = estimate(layer.metadata["adata"].n_obs, info["n_obs"], len(info["shared"]), n_targets,
                                  self.method.value, self._out_path() is not None)
+        if n_targets == 0:
+            self.estimate.value = "no gene chosen: select genes in the list"
+            self.estimate.tooltip, self._refused = plan.text(), None
+            return
         self.estimate.value = refusal or plan.text()
         self.estimate.tooltip = plan.text()
         self._refused = refusal
@@ -243,12 +247,12 @@ class ImputeWidget(RunsInWorker, Container):
             from ..models.params_spec import validate_params
 
             params = validate_params(self.method.value, params, seed=int(self.seed.value))  # before any work
+            genes, all_genes = self.picker.genes()
         except InputError as err:
             self._fail(err)
             return
         if self.method.value in ("knn", "stimpute"):
             params.setdefault("k", int(self.k.value))
-        genes, all_genes = self.picker.genes()
         settings.save(method=self.method.value, device=self.device.value)
         jobs = mask_jobs(find_labels(self.viewer, layer)) if layer is not None else []
         cells = layer_cell_ids(layer) if layer is not None else None
