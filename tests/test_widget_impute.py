@@ -187,6 +187,20 @@ def test_chosen_genes_with_none_chosen_is_refused_before_any_work(viewer_with_sa
     assert w._worker is None and "no gene is chosen" in w.status.value and len(viewer.layers) == 1
 
 
+def test_a_superseded_reference_read_changes_nothing(viewer_with_sample):
+    """The genes of a reference read in the background arrive after another reference was chosen: dropped, so
+    the picker never lists one reference's genes while the field names another."""
+    viewer, w = viewer_with_sample
+    layer = viewer.layers["osmFISH cells"]
+    before, info = list(w.picker.missing), w._ref_info
+    w._ref_worker = newer = object()  # the read of the reference chosen since
+    w._on_reference_info({"missing": ["NotAGene1"], "shared": [], "n_obs": 5}, layer, worker=object())
+    w._on_reference_error(RuntimeError("old file vanished"), worker=object())
+    assert w.picker.missing == before and w._ref_info is info and "vanished" not in w.status.value
+    w._on_reference_info({"missing": ["NotAGene1"], "shared": [], "n_obs": 5}, layer, worker=newer)
+    assert w.picker.missing == ["NotAGene1"]
+
+
 def test_result_of_another_sample_recolours_nothing(viewer_with_sample):
     from napari_spatial_impute.errors import InputError
     from napari_spatial_impute.layers.results import SampleResult

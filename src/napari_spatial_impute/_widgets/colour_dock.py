@@ -56,8 +56,8 @@ class ColourDock(Container):
         jobs = [dict(j, cell_ids=ids) for j in mask_jobs(find_labels(self.viewer, layer))]
 
         def done(masks, layer=layer):
-            if layer not in self.viewer.layers:  # removed meanwhile (e.g. the viewer is closing)
-                return
+            if layer not in self.viewer.layers or self.cells.value != layer.name:
+                return  # removed meanwhile (e.g. the viewer is closing), or another layer chosen since
             view = SampleView(self.viewer, layer, masks)
             if result is not None:
                 view.attach(result)

@@ -175,20 +175,30 @@ class ImputeWidget(RunsInWorker, Container):
 
         ref, layer = self._reference_source(), self._source_layer()
         if ref is None or layer is None:
+            self._ref_worker, self._ref_info, self._refused = None, None, None  # a pending read is dropped
             self.picker.set_genes([], [])
             self.estimate.value = "choose a reference" if ref is None else ""
             return
         if isinstance(ref, Path):
             settings.save(reference=str(ref), last_folder=str(ref.parent))
         panel = list(map(str, layer.metadata["adata"].var_names))
+        self._ref_info, self._refused = None, None  # nothing of the reference chosen before is kept
         worker = create_worker(load_reference_steps, ref, panel, self.reference_values.value)
-        worker.returned.connect(unless_deleted(lambda info, lay=layer: self._on_reference_info(info, lay)))
-        worker.errored.connect(unless_deleted(self._fail))
+        worker.returned.connect(unless_deleted(lambda info, lay=layer, wk=worker:
+                                               self._on_reference_info(info, lay, wk)))
+        worker.errored.connect(unless_deleted(lambda err, wk=worker: self._on_reference_error(err, wk)))
         self._ref_worker = worker
         self.estimate.value = "reading the reference's genes…"
         worker.start()
 
-    def _on_reference_info(self, info, layer) -> None:
+    def _on_reference_error(self, err, worker=None) -> None:
+        if worker is None or worker is self._ref_worker:  # a reference chosen since then is being read
+            self.picker.set_genes([], [])
+            self._fail(err)
+
+    def _on_reference_info(self, info, layer, worker=None) -> None:
+        if worker is not None and worker is not self._ref_worker:
+            return  # superseded: another reference or sample was chosen while this one was read
         self._ref_info = info
         self.picker.set_genes(info["missing"], info["shared"], layer.metadata.get("suggested_genes")
                               if not info["missing"] else None)
