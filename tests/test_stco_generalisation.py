@@ -554,3 +554,40 @@ def test_smoothing_is_the_gaussian_mean_in_bounded_memory():
     dd = np.linalg.norm(grid - grid[centre], axis=1)
     ww = np.where(dd <= 600, np.exp(-0.5 * (dd / 200) ** 2), 0.0)
     np.testing.assert_allclose(out[centre], ww @ values / ww.sum(), rtol=1e-4, atol=1e-5)
+
+
+def test_training_reports_progress_while_cutting_and_names_mixed_magnifications(synthetic, backbone_file,
+                                                                                monkeypatch):
+    """Training's first event comes while the first section is cut (so Cancel is heard before every section is
+    read and cut); sections of different magnifications are named in one warning."""
+    import napari_spatial_impute.models.stco.jitter as jitter
+    from napari_spatial_impute.models.stco import STco
+
+    done = []
+    real = jitter.section_cuts_steps
+
+    def counting(*a, **k):
+        out = yield from real(*a, **k)
+        done.append(1)
+        return out
+
+    monkeypatch.setattr(jitter, "section_cuts_steps", counting)
+    gen = STco(seed=0, device="cpu", backbone_path=str(backbone_file), **SMALL).fit_steps(synthetic)
+    first = next(gen)
+    assert len(done) == 0 and first.message.startswith("section 1/3: ") and first.stage == "patches"
+    gen.close()  # a cancel here ends the job
+
+    import anndata as ad
+
+    finer = ad.AnnData(synthetic[2].X, obs=synthetic[2].obs, var=synthetic[2].var,
+                       obsm=dict(synthetic[2].obsm), uns={k: dict(v) if isinstance(v, dict) else v
+                                                           for k, v in synthetic[2].uns.items()})
+    finer.uns["histology"]["pixel_size_um"] = 0.5 * PX_UM
+    with pytest.warns(UserWarning, match="different magnifications") as rec:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            gen = STco(seed=0, device="cpu", backbone_path=str(backbone_file), **SMALL).fit_steps(
+                [*synthetic[:2], finer])
+            next(gen)
+            gen.close()
+    assert sum("different magnifications" in str(r.message) for r in rec) == 1

@@ -57,7 +57,7 @@ from .training import (
     train_end_to_end_steps,
     train_heads_steps,
     training_features_steps,
-    training_inputs,
+    training_inputs_steps,
     validate_steps,
 )
 
@@ -203,17 +203,17 @@ class STco:
         self.feature_reference = None
         if not self.frozen:  # context patches and feature statistics need a frozen backbone (cached features)
             cfg["context"], cfg["feature_norm"] = 0.0, "global"
-        raw, pos, expr, xy, groups, sources = training_inputs(self, sections)
-        patches, groups = np.concatenate(raw), np.concatenate(groups)
-        pos, expr, xy = np.concatenate(pos), np.concatenate(expr), np.concatenate(xy)
-        dev = torch_device(self.device)
-        expr_z = torch.from_numpy((expr - self.expr_mean) / self.expr_std).to(dev)
-        pos_t = torch.from_numpy(pos).to(dev) if cfg["use_position"] else None
         n_views = max(1, int(cfg["n_views"]))
         validate = self.frozen and cfg["validation"] != "none" and len(sections) > 1
         n_folds = (len(sections) if cfg["validation"] == "loso" else 1) if validate else 0
         feat_total = len(sections) if self.frozen else 0
         total = feat_total + n_folds + cfg["epochs"] + 1
+        raw, pos, expr, xy, groups, sources = yield from training_inputs_steps(self, sections, (0, total))
+        patches, groups = np.concatenate(raw), np.concatenate(groups)
+        pos, expr, xy = np.concatenate(pos), np.concatenate(expr), np.concatenate(xy)
+        dev = torch_device(self.device)
+        expr_z = torch.from_numpy((expr - self.expr_mean) / self.expr_std).to(dev)
+        pos_t = torch.from_numpy(pos).to(dev) if cfg["use_position"] else None
         colour = colour_texture_features(patches[..., :3])
         self.ridge = Ridge().fit(colour, expr)
         if self.frozen:

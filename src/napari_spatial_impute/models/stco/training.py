@@ -14,26 +14,43 @@ from .fallback import COMPONENTS, Ridge, choose_blend, fit_feature_krr, fit_feat
 from .network import build_heads, clip_loss, position_encoding
 
 
-def training_inputs(model, sections: list) -> tuple[list, ...]:
+def training_inputs_steps(model, sections: list, progress: tuple[int, int] = (0, 1)) -> ProgressGen[tuple]:
     """Per training section (AnnData): its patches (stain-normalised into the model's reference with
     ``stain="macenko"``), position encodings, expression, spot positions (µm), section index and stain estimate
-    (None without normalisation); sets the model's training pixel size and stain reference."""
+    (None without normalisation); sets the model's training pixel size and stain reference. An event (at
+    ``progress`` (step, total)) while each section is cut, so Cancel never waits for every section; a warning
+    when the sections' pixel sizes differ by more than a quarter (their mean becomes the model's)."""
+    import warnings
+
+    from .expression import section_name
+    from .jitter import section_cuts_steps
     from .stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
 
-    model.train_pixel_size_um = None  # sections are checked against each other, not a model
+    model.train_pixel_size_um = None  # nothing to check a section against until they are all read
+    sizes = {section_name(a): float(a.uns["histology"]["pixel_size_um"]) for a in sections}
+    if max(sizes.values()) > 1.25 * min(sizes.values()):
+        warnings.warn("The training sections were scanned at different magnifications ("
+                      + ", ".join(f"{k} {v:.3g}" for k, v in sizes.items()) + " µm/px). Patches are cut at the "
+                      "same physical size from each, but the model's pixel size is their mean. Fix: train on "
+                      "sections of one magnification, or rescale the images first.", UserWarning, stacklevel=2)
     raw, pos, expr, xy, groups = [], [], [], [], []
     for i, a in enumerate(sections):
-        p, xy_um = model.section_inputs(a)
+        label = f"section {i + 1}/{len(sections)}: "
+        p, _, xy_um = yield from relay(section_cuts_steps(model, a), "patches", progress[0], progress[1], span=0,
+                                       prefix=label)
         raw.append(p)
         xy.append(xy_um)
         pos.append(position_encoding(xy_um))
         expr.append(section_expression(a, model.genes, model.target_sum))
         groups.append(np.full(len(p), i))
-    model.train_pixel_size_um = float(np.mean([a.uns["histology"]["pixel_size_um"] for a in sections]))
+    model.train_pixel_size_um = float(np.mean(list(sizes.values())))
     sources = [None] * len(raw)
     if model.cfg["stain"] == "macenko":  # one estimate per section, into the fixed reference
         model.stain_reference = DEFAULT_REFERENCE
-        sources = [estimate_stains(p) for p in raw]
+        sources = []
+        for i, p in enumerate(raw):
+            yield Progress(*progress, f"section {i + 1}/{len(raw)}: stain normalisation", "patches")
+            sources.append(estimate_stains(p))
         raw = [normalize_stains(p, s, model.stain_reference) for p, s in zip(raw, sources)]
     return raw, pos, expr, xy, groups, sources
 
