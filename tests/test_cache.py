@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from napari_spatial_impute import cache
 from napari_spatial_impute.cache import cache_dir
 
@@ -163,3 +165,35 @@ def test_a_failed_cache_write_warns_and_leaves_nothing(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="No space left on device"):
         cache.store_npz(cache_dir("features") / "c.npz", features=np.zeros(3))
     assert not list((tmp_path / "features").iterdir())
+
+
+def test_restained_features_are_cached_per_batch_size(tmp_path, monkeypatch):
+    """A view's re-staining draws run through its batches in turn, so the features depend on the batch size: a
+    cache entry written with one batch size is not served to another (the model would depend on what ran
+    before)."""
+    import torch
+
+    from napari_spatial_impute.models.stco.features import features_steps
+    from napari_spatial_impute.progress import run_to_end
+
+    monkeypatch.setenv("NAPARI_SPATIAL_IMPUTE_CACHE", str(tmp_path / "cache"))
+
+    class Mean(torch.nn.Module):
+        out_dim = 3
+
+        def forward(self, x):
+            return x.mean(dim=(2, 3))
+
+    rng = np.random.default_rng(0)
+    patches = rng.integers(60, 230, (12, 16, 16, 3), dtype=np.uint8)
+
+    def feats(batch, use_cache=True):
+        return run_to_end(features_steps(Mean(), patches, [0, 1], device="cpu", batch=batch, augment=True,
+                                         backbone_key="mean-test", use_cache=use_cache))
+
+    fresh4, fresh8 = feats(4, False), feats(8, False)
+    assert not np.allclose(fresh4[1], fresh8[1])  # the re-stained view differs with the batch size
+    np.testing.assert_array_equal(fresh4[0], fresh8[0])  # the plain view does not
+    np.testing.assert_array_equal(feats(4), fresh4)
+    np.testing.assert_array_equal(feats(8), fresh8)  # not batch 4's entry
+    np.testing.assert_array_equal(feats(8), fresh8)  # served from its own entry

@@ -81,9 +81,14 @@ def _view_rng(view: int, patches: np.ndarray) -> np.random.Generator:
     return np.random.default_rng([view, int.from_bytes(digest, "little")])
 
 
-def _cache_key(patches: np.ndarray, views, augment: bool, backbone_key: str, taps: bool = False) -> str:
+def _cache_key(patches: np.ndarray, views, augment: bool, backbone_key: str, taps: bool = False,
+               batch: int = 64) -> str:
+    """The features' cache entry name; re-stained views depend on the batch size too (a view's re-staining draws
+    run through its batches in turn)."""
     h = hashlib.sha1(np.ascontiguousarray(patches).tobytes())
     h.update(f"{list(views)}|{augment}|{backbone_key}|{FEATURE_VERSION}{'|taps' if taps else ''}".encode())
+    if augment and any(v > 0 for v in views):
+        h.update(f"|batch {int(batch)}".encode())
     return h.hexdigest()
 
 
@@ -122,7 +127,7 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
     taps = bool(taps) and hasattr(backbone, "forward_taps")
     path = None
     if use_cache and backbone_key:
-        path = cache_entry("features", f"{_cache_key(patches, views, augment, backbone_key, taps)}.npz")
+        path = cache_entry("features", f"{_cache_key(patches, views, augment, backbone_key, taps, batch)}.npz")
         cached = load_npz(path, "features", "taps") if taps else load_npz(path, "features")
         if cached is not None:
             yield Progress(1, 1, f"{label}: cached features", "features")
