@@ -203,3 +203,24 @@ def test_cells_layer_claims_micrometres_only_for_a_sample_in_micrometres():
     px = sample_to_layers(SpatialSample(adata=a, platform="h5ad", unit="px"))
     um = sample_to_layers(SpatialSample(adata=a, platform="h5ad", unit="um"))
     assert "units" not in px[-1][1] and um[-1][1]["units"] == ("um", "um")
+
+
+def test_held_out_gene_is_normalised_by_the_panel_library():
+    """A held-out gene measured beside the panel (the grid's 'measured' half) is put on the imputed scale with the
+    panel's library sizes, as the imputation's inputs and its scoring are, not with the held-out genes' own sums;
+    in the panel's cell order."""
+    import anndata as ad
+
+    from napari_spatial_impute.layers.colour_by import colouring
+
+    rng = np.random.default_rng(0)
+    panel = ad.AnnData(rng.poisson(5, (6, 4)).astype(np.float32))
+    panel.obs_names = [f"c{i}" for i in range(6)]
+    truth = ad.AnnData(rng.poisson(3, (6, 2)).astype(np.float32) + 1)
+    truth.obs_names = list(panel.obs_names[::-1])  # another order
+    truth.var_names = ["H1", "H2"]
+    total = panel.X.sum(1)
+    counts = truth.X[::-1, 0]  # H1 in the panel's order
+    expected = np.log1p(counts * np.median(total) / total)
+    got = colouring("measured:H1", panel, truth=truth).values
+    np.testing.assert_allclose(got, expected, rtol=1e-5)

@@ -70,15 +70,20 @@ class LibrarySizes:
         return np.log1p(np.asarray(counts, dtype=np.float64) * self.scale).astype(np.float32)
 
 
-def measured_values(adata, gene: str, library: LibrarySizes | None = None) -> np.ndarray:
-    """One measured gene per cell on the imputed scale (log1p of counts normalised to the median library)."""
+def measured_counts(adata, gene: str) -> np.ndarray:
+    """One gene's counts per cell (float64)."""
     names = pd.Index(list(map(str, adata.var_names)))
     i = names.get_indexer([gene])[0]
     if i < 0:
         raise KeyError(f"{gene!r} is not a measured gene")
     col = adata.X[:, i]
     col = col.toarray() if hasattr(col, "toarray") else np.asarray(col)
-    return (library or LibrarySizes(adata)).normalise(np.asarray(col).ravel())
+    return np.asarray(col, np.float64).ravel()
+
+
+def measured_values(adata, gene: str, library: LibrarySizes | None = None) -> np.ndarray:
+    """One measured gene per cell on the imputed scale (log1p of counts normalised to the median library)."""
+    return (library or LibrarySizes(adata)).normalise(measured_counts(adata, gene))
 
 
 def obs_colouring(key: str, series: pd.Series) -> Colouring:
@@ -111,10 +116,11 @@ def colouring(key: str, adata, result=None, library: LibrarySizes | None = None,
     elif name in set(map(str, adata.var_names)) or truth is None:
         values = measured_values(adata, name, library)
         unit = MEASURED_UNIT
-    else:
-        values = measured_values(truth, name)
+    else:  # a held-out gene: normalised by the panel's library, as the imputation's inputs and its scoring are
+        counts = measured_counts(truth, name)
         if not truth.obs_names.equals(adata.obs_names):
-            values = pd.Series(values, index=truth.obs_names).reindex(adata.obs_names).to_numpy(np.float32)
+            counts = pd.Series(counts, index=truth.obs_names).reindex(adata.obs_names).to_numpy(np.float64)
+        values = (library or LibrarySizes(adata)).normalise(counts)
         unit = MEASURED_UNIT
     return Colouring(key, name, "continuous", values, unit, contrast_limits(values))
 

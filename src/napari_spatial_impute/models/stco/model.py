@@ -16,8 +16,9 @@ What differs from the public STco code (and why):
   computed once per augmented view and cached, so training runs in minutes on a CPU; ``finetune=True`` (or a
   ``resnet_*`` backbone) trains the image encoder end to end instead (GPU);
 * the bundle carries **simple fallbacks** (frozen-feature kNN, colour/texture ridge, :mod:`.fallback`);
-  leave-one-training-section-out validation weighs them against the contrastive model and chooses a blend and
-  a spatial smoothing radius, so the model is never knowingly worse than its baselines.
+  leave-one-training-section-out validation scores them beside the contrastive model and chooses a blend
+  (the equal mean of the contrastive model and the feature ridges, one predictor alone when it validates
+  better by 0.01) and a spatial smoothing radius; a backbone trained end to end is not validated.
 
 Prediction for a query patch: its image embedding (averaged over ``tta`` dihedral views) → cosine similarity
 to the spot embeddings of every training spot → the ``top_k`` most similar → similarity-weighted mean of their
