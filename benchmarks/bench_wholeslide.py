@@ -143,7 +143,8 @@ def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMA
 
     torch.set_num_threads(threads)
     from napari_spatial_impute import load_model
-    from napari_spatial_impute.models.stco.slide import TiffSlide, image_size_of
+    from napari_spatial_impute.models.stco.pixels import image_size
+    from napari_spatial_impute.models.stco.slide import TiffSlide
     from napari_spatial_impute.models.stco.wholeslide import TILE_TTA
 
     t0 = time.perf_counter()
@@ -165,7 +166,7 @@ def worker(tta: int | None, tile_um: float, threads: int, image: Path = TEST_IMA
                               callback=on_progress, tile_um=tile_um, tta=tta)
     wall = time.perf_counter() - t1
     cpu = time.process_time() - c1
-    width, height = (TiffSlide(image).width, TiffSlide(image).height) if tiff else image_size_of(image)
+    width, height = (TiffSlide(image).width, TiffSlide(image).height) if tiff else image_size(image)
     grid = res["grid"]
     return {"image": image.name, "pixel_size_um": res["pixel_size_um"], "predictor": res["weights"],
             "width": width, "height": height, "tile_um": tile_um,

@@ -31,9 +31,9 @@ class ColourDock(Container):
         self._attach()
 
     def _choices(self, _w=None) -> list[str]:
-        return [ly.name for ly in self.viewer.layers
-                if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
-                and ly.metadata.get("grid_of") is None]
+        from ..layers.cells import cells_layer_names
+
+        return cells_layer_names(self.viewer, saved_results=True)
 
     def _refresh(self, _e=None) -> None:
         before = self.cells.value

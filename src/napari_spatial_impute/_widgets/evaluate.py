@@ -61,9 +61,9 @@ class EvaluateWidget(RunsInWorker, Container):
         self.viewer.layers.events.removed.connect(lambda _e: self.spatial_layer.reset_choices())
 
     def _choices(self, _w=None) -> list[str]:
-        return [ly.name for ly in self.viewer.layers
-                if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
-                and ly.metadata.get("grid_of") is None]
+        from ..layers.cells import cells_layer_names
+
+        return cells_layer_names(self.viewer)
 
     def run(self) -> None:
         from ..errors import InputError

@@ -131,9 +131,9 @@ class ImputeWidget(RunsInWorker, Container):
 
     # ---- inputs ----------------------------------------------------------------------------------
     def _spatial_choices(self, _widget=None) -> list:
-        return [ly.name for ly in self.viewer.layers
-                if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
-                and ly.metadata.get("grid_of") is None and ly.metadata.get("saved_result") is None] + [FROM_FILE]
+        from ..layers.cells import cells_layer_names
+
+        return cells_layer_names(self.viewer) + [FROM_FILE]
 
     def _refresh_layers(self, _event=None) -> None:
         before = self.spatial_layer.value

@@ -49,6 +49,15 @@ def gene_values(adata, gene: str) -> np.ndarray:
     return np.asarray(col, dtype=np.float64).ravel()
 
 
+def cells_layer_names(viewer, *, saved_results: bool = False) -> list[str]:
+    """Names of the viewer's cells layers (Points holding an AnnData; not the measured-vs-imputed grid's);
+    ``saved_results``: also imputation results opened from a file (cells without measured genes: something to
+    colour, not to impute from or evaluate)."""
+    return [ly.name for ly in viewer.layers
+            if type(ly).__name__ == "Points" and ly.metadata.get("adata") is not None
+            and ly.metadata.get("grid_of") is None and (saved_results or ly.metadata.get("saved_result") is None)]
+
+
 def layer_cell_ids(layer) -> np.ndarray:
     """The cell ids of a cells Points layer, in row order: its ``cell_id`` feature, else its AnnData's obs_names."""
     feats = layer.features

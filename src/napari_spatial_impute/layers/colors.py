@@ -23,13 +23,12 @@ def contrast_limits(values, low: float = 1.0, high: float = 99.0) -> tuple[float
 
 def values_to_rgba(values, cmap: str = "magma", clim: tuple[float, float] | None = None,
                    nan_color=(0.5, 0.5, 0.5, 0.6)) -> np.ndarray:
-    """(n, 4) float RGBA for values through a matplotlib colormap, clipped to ``clim`` (robust default)."""
-    import matplotlib
+    """(n, 4) float RGBA for values through a colormap, clipped to ``clim`` (robust default): :func:`.paint.values_rgba`
+    with the limits filled in."""
+    from .paint import values_rgba
 
     v = np.asarray(values, dtype=np.float64)
-    lo, hi = clim if clim is not None else contrast_limits(v)
-    t = np.clip((v - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-    rgba = matplotlib.colormaps[cmap](np.nan_to_num(t))
+    rgba = values_rgba(v, cmap, clim if clim is not None else contrast_limits(v)).astype(np.float64)
     rgba[~np.isfinite(v)] = nan_color
     return rgba
 

@@ -34,7 +34,12 @@ CONFIG = "config.json"
 
 def sha256(path: str | Path) -> str:
     """SHA-256 hex digest of a file (read in blocks)."""
-    h = hashlib.sha256()
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: str | Path, algorithm: str = "sha1") -> str:
+    """Hex digest of a file read in blocks (SHA-1: cache keys and the identity of backbone weights)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)

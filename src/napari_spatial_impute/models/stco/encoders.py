@@ -249,16 +249,12 @@ class ScriptedBackbone(nn.Module):
 
 def backbone_identity(name: str, path: str | None) -> str | None:
     """A key naming a frozen backbone's exact weights (for the feature cache): the SHA-1 of its file."""
-    import hashlib
+    from ..bundle import file_digest
 
     file = path if path is not None else (lite_weights_path(name) if name in LITE_VARIANTS else None)
     if file is None or not Path(file).is_file():
         return None
-    h = hashlib.sha1()
-    with open(file, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return f"{name}:{h.hexdigest()}"
+    return f"{name}:{file_digest(file)}"
 
 
 def _read_state(path) -> dict:

@@ -19,6 +19,7 @@ from ...cache import load_npz, store_npz
 from ...coords import um_to_px
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, run_to_end
+from ..bundle import file_digest
 from .defaults import CONTEXT_CUT
 from .pixels import (  # noqa: F401 (re-exported)
     CONTEXT_GAP,
@@ -90,14 +91,6 @@ def check_spots_in_image(xy: np.ndarray, width: int, height: int, what: str = "s
                          f"(e.g. (x, y) = {ex}).",
                          "check that the coordinates are full-resolution pixels of this image (not µm, not "
                          "hires/lowres pixels) and that x/y are not swapped.")
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patch_um: float = 150.0,
@@ -175,7 +168,7 @@ def section_patch_sets_steps(image, centre_sets: list[np.ndarray], pixel_size_um
 def _patches_key(image, centres_xy, pixel_size_um, patch_um, out_px, reduce, context, context_cut, tiff: bool):
     """The cache entry of a section's patches: the image file's hash and every extraction parameter."""
     h = hashlib.sha1()
-    h.update(_file_hash(Path(image)).encode())
+    h.update(file_digest(Path(image)).encode())
     h.update(np.round(centres_xy, 3).tobytes())
     # v2 / tiff-v3: a PNG or TIFF reduced by block means (before: every k-th pixel); JPEGs unchanged (DCT draft)
     jpeg = Path(image).suffix.lower() in (".jpg", ".jpeg")

@@ -48,8 +48,12 @@ def image_size(image) -> tuple[int, int]:
     from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None
-    with Image.open(image) as im:
-        return im.size
+    try:
+        with Image.open(image) as im:
+            return im.size
+    except Exception as err:  # noqa: BLE001
+        raise InputError(f"Could not open {Path(image).name} as an image: {err}",
+                         "give a JPEG/PNG/TIFF H&E image.") from err
 
 
 def block_mean(arr: np.ndarray, k: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import InputError
 from .defaults import CONTEXT_CUT
-from .pixels import as_rgb, block_mean, cut_with_context, load_rgb
+from .pixels import as_rgb, block_mean, cut_with_context, image_size, load_rgb
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
 #: the extra that installs imagecodecs (compressed TIFF tiles), named in the error when it is missing
@@ -100,7 +100,7 @@ class DecodedSlide(Slide):
     def __init__(self, path: Path, reduce: int = 1):
         super().__init__()
         self.path, self.reduce = Path(path), int(reduce)
-        self.width, self.height = image_size_of(path)
+        self.width, self.height = image_size(path)
         self._arr = None
 
     def set_reduce(self, reduce: int) -> None:
@@ -124,19 +124,6 @@ class DecodedSlide(Slide):
     def overview(self, max_side=2048):
         step = max(1, math.ceil(max(self.arr.shape[:2]) / max_side))
         return self.arr[::step, ::step], self.factor * step
-
-
-def image_size_of(path) -> tuple[int, int]:
-    """(width, height) of an image file, without decoding it."""
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception as err:  # noqa: BLE001
-        raise InputError(f"Could not open {Path(path).name} as an image: {err}",
-                         "give a JPEG/PNG/TIFF H&E image.") from err
 
 
 class TiffSlide(Slide):

