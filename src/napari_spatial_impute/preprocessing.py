@@ -26,10 +26,11 @@ def library_scale(totals, target_sum: float | None = None) -> tuple[np.ndarray, 
     return scale, float(target_sum)
 
 
-def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: bool = True):
+def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: bool = True, exclude=None):
     """Per-cell library-size normalisation to ``target_sum`` (default: the median total), then log1p.
 
-    Library sizes are taken over *all* columns; ``columns`` (indices) selects the columns returned. A sparse
+    Library sizes are taken over all columns but ``exclude`` (indices: genes held out, whose counts must not
+    reach the inputs through the library size); ``columns`` (indices) selects the columns returned. A sparse
     ``X`` is normalised as CSR and only the returned columns are made dense (``dense=False`` keeps them CSR).
     Returns the float32 matrix and the target sum used (stored so a model can apply it again). Cells with zero
     total stay zero.
@@ -40,6 +41,9 @@ def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: 
     else:
         X = np.asarray(X, dtype=np.float32)
         totals = X.sum(axis=1)
+    if exclude is not None and len(exclude):
+        held = X[:, np.asarray(exclude, dtype=np.int64)]
+        totals = totals - np.asarray(held.sum(axis=1), dtype=np.float32).ravel()
     scale, target_sum = library_scale(totals, target_sum)
     if columns is not None:
         X = X[:, np.asarray(columns, dtype=np.int64)]

@@ -100,19 +100,24 @@ def prepare_steps(spatial, reference, genes: list[str] | None = None, *, hold_ou
 def build_data(spatial, sp_X, sp_names, ref, match: GeneMatch, targets: list[str], *,
                hold_out: bool = True) -> ProgressGen[ImputeData]:
     """Normalise the inputs already read by :func:`read_inputs` for ``targets`` (shared + target reference genes
-    kept, sparse when large); with ``hold_out`` targets the spatial side measures are removed from its inputs."""
+    kept, sparse when large); with ``hold_out`` targets the spatial side measures are removed from its inputs and
+    from its library sizes."""
     yield Progress(2, 4, "normalising the spatial cells", "prepare")
     shared_ref, shared_sp = list(match.shared_reference), list(match.shared_spatial)
+    held_sp: list[str] = []
     if hold_out:
         held = set(targets)
         keep = [i for i, g in enumerate(shared_ref) if g not in held]
+        held_sp = [g for g, r in zip(shared_sp, shared_ref) if r in held]
         shared_ref = [shared_ref[i] for i in keep]
         shared_sp = [shared_sp[i] for i in keep]
     if not shared_ref:
         raise InputError("After holding out the requested genes no shared gene is left as input.",
                          "request fewer measured genes.")
     sp_pos = {g: i for i, g in enumerate(map(str, sp_names))}
-    sp_norm, sp_total = normalize_log1p(sp_X, columns=[sp_pos[g] for g in shared_sp])
+    # a held-out gene's counts stay out of the library size too, as in cross-validation (fold_normalise)
+    sp_norm, sp_total = normalize_log1p(sp_X, columns=[sp_pos[g] for g in shared_sp],
+                                        exclude=[sp_pos[g] for g in held_sp])
     yield Progress(3, 4, "normalising the reference", "prepare")
     ref_pos = {g: i for i, g in enumerate(map(str, ref.var_names))}
     ref_genes = list(dict.fromkeys(shared_ref + targets))
@@ -139,7 +144,7 @@ def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame
     import anndata as ad
 
     out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(),
-                     var=_output_var(genes, var), obsm={k: v for k, v in spatial.obsm.items()},
+                     var=_output_var(genes, var), obsm={k: np.array(v, copy=True) for k, v in spatial.obsm.items()},
                      uns=kept_uns(spatial))
     out.obs_names = spatial.obs_names.copy()
     out.uns[UNS_KEY] = uns or {}
@@ -224,8 +229,11 @@ def _model_uns(model, t0: float) -> dict:
 
 
 def kept_uns(spatial) -> dict:
-    """What a result keeps of the spatial data's ``uns`` (units, images, transforms): all but the provenance."""
-    return {k: v for k, v in spatial.uns.items() if k != UNS_KEY}
+    """What a result keeps of the spatial data's ``uns`` (units, images, transforms): all but the provenance, as a
+    copy (editing the result never edits the user's data)."""
+    import copy
+
+    return copy.deepcopy({k: v for k, v in spatial.uns.items() if k != UNS_KEY})
 
 
 def result_writer(model, data: ImputeData, spatial, path, *, cell_chunk: int, overwrite: bool):
