@@ -58,32 +58,55 @@ def split_key(key: str) -> tuple[str, str]:
     return kind, name
 
 
+def counts_matrix(adata):
+    """(matrix, gene names) of ``adata``'s counts: found as imputation finds them (``X``, ``layers['counts']``,
+    ``.raw``…), so a measured gene is put on the imputed scale once, never log1p of log values; ``X`` when no
+    counts are found (the colouring is then as good as the values given)."""
+    from ..errors import InputError
+    from ..io.reference import find_counts
+
+    try:
+        X, names, *_ = find_counts(adata, what="spatial data", flag="--spatial-values")
+    except InputError:
+        X, names = adata.X, adata.var_names
+    return X, pd.Index(list(map(str, names)))
+
+
 class LibrarySizes:
-    """Per-cell library sizes of the measured counts, computed once (log1p-normalising one gene is then cheap)."""
+    """Per-cell library sizes of the measured counts (see :func:`counts_matrix`), computed once (log1p-normalising
+    one gene is then cheap)."""
 
     def __init__(self, adata):
-        X = adata.X
-        self.total = np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+        self.X, self.names = counts_matrix(adata)
+        self.total = np.asarray(self.X.sum(axis=1), dtype=np.float64).ravel()
         self.scale, self.target = library_scale(self.total)
 
     def normalise(self, counts) -> np.ndarray:
         return np.log1p(np.asarray(counts, dtype=np.float64) * self.scale).astype(np.float32)
 
+    def counts(self, gene: str) -> np.ndarray:
+        """One gene's counts per cell (float64)."""
+        return _column(self.X, self.names, gene)
 
-def measured_counts(adata, gene: str) -> np.ndarray:
-    """One gene's counts per cell (float64)."""
-    names = pd.Index(list(map(str, adata.var_names)))
+
+def _column(X, names: pd.Index, gene: str) -> np.ndarray:
     i = names.get_indexer([gene])[0]
     if i < 0:
         raise KeyError(f"{gene!r} is not a measured gene")
-    col = adata.X[:, i]
+    col = X[:, i]
     col = col.toarray() if hasattr(col, "toarray") else np.asarray(col)
     return np.asarray(col, np.float64).ravel()
 
 
+def measured_counts(adata, gene: str) -> np.ndarray:
+    """One gene's counts per cell (float64), from the matrix holding ``adata``'s counts."""
+    return _column(*counts_matrix(adata), gene)
+
+
 def measured_values(adata, gene: str, library: LibrarySizes | None = None) -> np.ndarray:
     """One measured gene per cell on the imputed scale (log1p of counts normalised to the median library)."""
-    return (library or LibrarySizes(adata)).normalise(measured_counts(adata, gene))
+    library = library or LibrarySizes(adata)
+    return library.normalise(library.counts(gene))
 
 
 def obs_colouring(key: str, series: pd.Series) -> Colouring:
