@@ -50,7 +50,7 @@ def main() -> None:
     held = np.asarray([g for g in genes if g not in set(panel)])
     crop = full[in_crop]
     spatial = crop[:, panel].copy()
-    spatial.uns["spatial_units"] = "um"
+    spatial.uns["spatial_unit"] = "um"
     spatial.uns["sample"] = {"source": "10x Xenium mouse brain CTX+HP (CC BY 4.0)", "crop_um": list(CROP_UM),
                              "panel_seed": SEED, "note": "98 of the 248 genes hidden: see truth.h5ad"}
     truth = crop[:, held].copy()

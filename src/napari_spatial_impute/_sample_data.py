@@ -12,11 +12,14 @@ def osmfish_sample():
     The reference measures no gene the panel lacks, so the Impute widget pre-selects a few measured genes
     (:data:`OSMFISH_HELD_OUT`): each is hidden from the input and predicted, then compared with its measurement.
     """
+    from .coords import napari_units
     from .datasets import load_osmfish_sample
     from .layers import cells_points_layer
 
     spatial, reference = load_osmfish_sample()
-    data, kwargs, kind = cells_points_layer(spatial, "osmFISH cells", metadata={
+    # osmFISH's coordinates are its image pixels (uns['spatial_unit'] = "px"): no µm claimed
+    units = napari_units(spatial.uns.get("spatial_unit"))
+    data, kwargs, kind = cells_points_layer(spatial, "osmFISH cells", units=units, metadata={
         "reference": reference, "suggested_genes": OSMFISH_HELD_OUT, "sample": "bundled:osmfish_allenssp"})
     kwargs["metadata"]["source"] = "osmFISH + Allen SSp (bundled sample; see PROVENANCE.md)"
     return [(data, kwargs, kind)]

@@ -20,6 +20,16 @@ PLATFORM_PIXEL_SIZE_UM = {
 }
 
 
+#: how data may spell micrometres (``uns['spatial_unit']``, a sample's ``unit``)
+MICROMETRES = ("um", "µm", "μm", "micron", "microns", "micrometer", "micrometre", "micrometers", "micrometres")
+
+
+def napari_units(unit: str | None) -> tuple[str, str] | None:
+    """napari layer ``units`` (y, x) for data whose coordinates are in ``unit``: µm, or None (claim none: pixels
+    or an unknown unit must not show as µm on the scale bar or be read as a physical size)."""
+    return ("um", "um") if str(unit).strip().lower() in MICROMETRES else None
+
+
 def as_xy(coords) -> np.ndarray:
     """Validate an (n, 2) array of (x, y) coordinates and return it as float64."""
     arr = np.asarray(coords, dtype=np.float64)

@@ -23,7 +23,7 @@ def read_anndata(path) -> SpatialSample:
 
 def sample_from_adata(adata, *, platform: str = "anndata", path: str = "") -> SpatialSample:
     """Wrap an in-memory spatial AnnData (e.g. from a Visium / ST reader) as a :class:`SpatialSample`."""
-    unit = str(adata.uns.get("spatial_unit", adata.uns.get("unit", "px")))
+    unit = str(next((adata.uns[k] for k in ("spatial_unit", "spatial_units", "unit") if k in adata.uns), "px"))
     sample = SpatialSample(adata=adata, platform=platform, unit=unit, path=path)
     spatial = adata.uns.get("spatial")
     if isinstance(spatial, dict):

@@ -10,10 +10,13 @@ from .cells import LayerDataTuple, default_gene, typical_spacing
 from .colors import contrast_limits
 
 
-def image_layer(image, *, visible: bool = True) -> LayerDataTuple:
-    """Image layer of a :class:`SampleImage` (µm world). Grey channels blend additively over RGB images."""
+def image_layer(image, *, visible: bool = True, units=("um", "um")) -> LayerDataTuple:
+    """Image layer of a :class:`SampleImage` (in its sample's world: ``units`` (y, x), None for a sample whose
+    coordinates are not µm). Grey channels blend additively over RGB images."""
     data = image.data
-    kwargs = {"name": image.name, "visible": visible, "metadata": {"source": image.source}, "units": ("um", "um")}
+    kwargs = {"name": image.name, "visible": visible, "metadata": {"source": image.source}}
+    if units is not None:
+        kwargs["units"] = tuple(units)
     kwargs.update(affine_to_napari(image.affine))
     if isinstance(data, list):
         kwargs["multiscale"] = True

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..coords import xy_to_yx
+from ..coords import napari_units, xy_to_yx
 from .cells import LayerDataTuple, cells_points_layer
 from .colors import contrast_limits
 from .images import image_layer
@@ -89,7 +89,8 @@ def sample_to_layers(sample, *, gene: str | None = None, max_transcripts: int = 
     """All layers of a sample, bottom to top: images, label masks, boundaries, transcripts, cells."""
     # RGB images all visible; of the grey stains only the first (they would add up to white)
     first_grey = next((i for i, img in enumerate(sample.images) if not img.rgb), None)
-    layers: list[LayerDataTuple] = [image_layer(img, visible=img.rgb or i == first_grey)
+    units = napari_units(sample.unit)
+    layers: list[LayerDataTuple] = [image_layer(img, visible=img.rgb or i == first_grey, units=units)
                                     for i, img in enumerate(sample.images)]
     key = sample.path or f"{sample.platform}:{id(sample)}"  # links a sample's cells and labels layers
     for lab in sample.labels:
@@ -107,13 +108,11 @@ def sample_to_layers(sample, *, gene: str | None = None, max_transcripts: int = 
             layers.append(transcript_density_layer(sample.transcripts))
         layers.append(transcripts_layer(sample.transcripts, max_points=max_transcripts))
     spot_um = (sample.adata.uns.get("histology") or {}).get("spot_diameter_um")  # Visium / ST spots
-    in_um = sample.unit in ("um", "µm", "micron", "micrometer")
-    layers.append(cells_points_layer(sample.adata, name=f"{sample.platform} cells", gene=gene,
-                                     units=("um", "um") if in_um else None,
+    layers.append(cells_points_layer(sample.adata, name=f"{sample.platform} cells", gene=gene, units=units,
                                      size=float(spot_um) if spot_um else None,
                                      metadata={"platform": sample.platform, "unit": sample.unit, "sample": key,
                                                "source": sample.path, "notes": list(sample.notes)}))
-    if in_um:
+    if units is not None:
         for _, kwargs, _kind in layers:  # napari ≥ 0.6 takes units per layer; the scale bar shows µm
             kwargs.setdefault("units", ("um", "um"))
     return layers
