@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
 def run_impute(args) -> int:
     from .. import api
     from ..io.anndata_io import read_reference, read_spatial, write_h5ad_safely
-    from ..io.results import is_zarr_path
+    from ..io.results import is_zarr_path, write_result
     from ..params import parse_key_values
 
     outputs = [p for p in (args.out, args.metrics) if p]
@@ -108,7 +108,7 @@ def run_impute(args) -> int:
                 out = api.to_anndata(result.prediction, spatial, result.genes,
                                      var=result.gene_annotations, uns={"cv": {k: v for k, v in result.metrics.items()
                                                                               if k != "per_gene"}})
-                write_h5ad_safely(out, args.out, overwrite=args.overwrite)
+                write_result(out, args.out, overwrite=args.overwrite)  # .zarr or .h5ad, as the path says
             m = result.metrics
             print(f"{m['method']}: {m['n_genes']} genes × {m['n_cells']} cells, {args.cv}-fold CV: "
                   f"median PCC {m['pcc_median']:.3f}, mean PCC {m['pcc_mean']:.3f}, median SSIM "

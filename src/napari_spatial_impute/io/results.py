@@ -176,6 +176,23 @@ class ResultWriter:
             self.abort()
 
 
+def write_result(adata, path, *, overwrite: bool = False) -> Path:
+    """An in-memory result to ``path``: a ``.zarr`` store (as :class:`ResultWriter` writes them, so the reader
+    opens it as a result) or an ``.h5ad`` file; through a temporary name either way."""
+    if not is_zarr_path(path):
+        from .anndata_io import write_h5ad_safely
+
+        return write_h5ad_safely(adata, path, overwrite=overwrite)
+    X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    chunk = choose_cell_chunk(adata.n_vars)
+    with ResultWriter(path, adata.obs, adata.var, obsm=dict(adata.obsm), uns=dict(adata.uns), cell_chunk=chunk,
+                      overwrite=overwrite) as writer:
+        for start in range(0, adata.n_obs, chunk):
+            rows = slice(start, min(adata.n_obs, start + chunk))
+            writer.write(rows, np.asarray(X[rows], np.float32))
+    return Path(path)
+
+
 def read_gene(path, gene: str) -> np.ndarray:
     """One gene's values for every cell from a zarr result, without loading the whole matrix."""
     import zarr
