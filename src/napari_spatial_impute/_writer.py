@@ -18,7 +18,8 @@ from .atomic import atomic_path
 
 def write_points(path: str, data, attributes: dict) -> list[str]:
     """Write cells with their features. ``.h5ad`` / ``.zarr``: the attached imputation result (every imputed gene,
-    reliability, provenance) when there is one, else the layer's AnnData; ``.csv``: x, y and every feature."""
+    reliability, provenance) when there is one, else the layer's AnnData; ``.csv``: x, y (the markers' positions)
+    and every feature (a feature named x / y as ``x_obs`` / ``y_obs``)."""
     path = Path(path)
     meta = attributes.get("metadata") or {}
     features = pd.DataFrame(attributes.get("features", {}))
@@ -44,7 +45,8 @@ def write_points(path: str, data, attributes: dict) -> list[str]:
             else:
                 adata.write_h5ad(tmp, compression="gzip")
     else:
-        table = features.copy()
+        # x, y: the markers' positions; an obs column already called x / y (common in .h5ad files) is kept as x_obs
+        table = features.rename(columns={c: f"{c}_obs" for c in ("x", "y") if c in features.columns})
         table.insert(0, "y", yx[:, 0])
         table.insert(0, "x", yx[:, 1])
         with atomic_path(path, "cells table") as tmp:
