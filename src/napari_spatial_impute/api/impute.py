@@ -68,7 +68,8 @@ def choose_targets(ref, match: GeneMatch, genes: list[str] | None, *, all_genes:
     if int(n_top_genes) < 1:
         raise InputError(f"n_top_genes={n_top_genes} is not valid.",
                          "give a number of genes ≥ 1, or all_genes=True (--all) for every reference gene.")
-    integer = ref.uns.get("reference_ingestion", {}).get("values", "counts") == "counts"
+    # "counts" found, or "counts (declared)": integers either way (seurat_v3 on them)
+    integer = str(ref.uns.get("reference_ingestion", {}).get("values", "counts")).startswith("counts")
     return select_variable_genes(ref, candidates, int(n_top_genes), counts_are_integers=integer)
 
 
