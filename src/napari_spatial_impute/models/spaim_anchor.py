@@ -71,11 +71,14 @@ def knn_anchor_steps(data: ImputeData, *, train: bool = True, k: int = 30, folds
 
     genes = list(data.shared_genes)
     n = len(genes)
-    parts = (inner_folds(n, folds, seed) if n >= 4 else [np.arange(n)]) if train else []
+    # each shared gene's training anchor comes from the other genes only (folds; one gene at a time below 4 genes),
+    # so SpaIM never learns to trust an anchor that saw the gene; a single shared gene has nothing else to use
+    parts = (inner_folds(n, folds, seed) if n >= 4 else [np.array([i]) for i in range(n)] if n > 1
+             else [np.arange(n)]) if train else []
     train = np.zeros((n, data.n_cells), np.float32) if parts else None
     for f, held in enumerate(parts):
         keep = np.setdiff1d(np.arange(n), held)
-        if len(keep) < 2:  # too few genes to leave any out: anchor on every gene but the one
+        if len(keep) == 0:  # one shared gene: nothing to leave it out from
             keep = np.arange(n)
         sub = ImputeData(data.spatial[:, keep], data.reference, data.reference_genes, [genes[i] for i in keep],
                          [genes[i] for i in held], data.spatial_obs_names, None, None)
