@@ -36,8 +36,10 @@ def image_layer(image, *, visible: bool = True, units=("um", "um")) -> LayerData
 def _image_contrast(data) -> tuple[float, float]:
     """Robust contrast from the coarsest pyramid level (or a strided view of a large single level)."""
     level = data[-1] if isinstance(data, list) else data
-    step = max(1, int(np.ceil(np.sqrt(level.shape[0] * level.shape[1] / 1_000_000))))
-    sample = np.asarray(level[(slice(None, None, step), slice(None, None, step))])
+    h, w = level.shape[-2:]  # the last two axes are y, x (a z-stack's first is z)
+    step = max(1, int(np.ceil(np.sqrt(h * w / 1_000_000))))
+    lead = tuple(slice(None, None, max(1, n // 4)) for n in level.shape[:-2])  # a few planes of a stack
+    sample = np.asarray(level[(*lead, slice(None, None, step), slice(None, None, step))])
     return contrast_limits(sample.ravel(), 0.5, 99.8)
 
 

@@ -21,7 +21,8 @@ _BLOCK_CELLS = 65_536  # spatial cells embedded and neighbour-searched at once i
 
 def predict_cells_steps(model, ae, gnn, sp_in: np.ndarray, in_cols: np.ndarray,
                         out_cols: np.ndarray) -> ProgressGen[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(final in reference log units, kNN mean z, GNN z) of genes ``out_cols`` for all cells of ``sp_in``
+    """(final on the output scale — each gene's predicted spatial mean / sd by default, the reference's with
+    ``output_scale="reference"`` —, kNN mean z, GNN z) of genes ``out_cols`` for all cells of ``sp_in``
     (z-scored inputs ``in_cols``), block by block of cells; progress is counted in cells."""
     _, dev = model._torch()
     out_cols = np.asarray(out_cols, dtype=np.int64)
