@@ -21,13 +21,16 @@ def _as2d(a) -> np.ndarray:
 
 
 def pearson_per_gene(truth, pred) -> np.ndarray:
+    """Pearson r per column; 0 where either column is constant — a prediction counts as constant when its sd is
+    below 1e-5 of its mean (a flat prediction's rounding noise would otherwise give an arbitrary r)."""
     t, p = _as2d(truth), _as2d(pred)
+    flat = p.std(0) <= 1e-5 * (np.abs(p.mean(0)) + 1e-3)
     t = t - t.mean(0)
     p = p - p.mean(0)
     denom = np.sqrt((t * t).sum(0) * (p * p).sum(0))
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (t * p).sum(0) / denom
-    return np.where(denom > 0, r, 0.0)
+    return np.where((denom > 0) & ~flat, r, 0.0)
 
 
 def spearman_per_gene(truth, pred) -> np.ndarray:

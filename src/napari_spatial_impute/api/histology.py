@@ -85,9 +85,10 @@ def truth_for(model, adata) -> tuple[np.ndarray, list[str], Any]:
 
 
 def _pcc_summary(truth: np.ndarray, pred: np.ndarray, top: list[int]) -> dict[str, float]:
-    from ..models.stco.fallback import pcc_per_gene
+    """A predictor's r summaries, by the same definition as the model's headline r (:func:`~..metrics.summarize`)."""
+    from ..metrics import pearson_per_gene
 
-    r = pcc_per_gene(truth, pred)
+    r = pearson_per_gene(truth, pred)
     return {"pcc_mean_all": float(np.mean(r)), "pcc_median_all": float(np.median(r)),
             "pcc_mean_top50": float(np.mean(r[top])) if top else float("nan")}
 

@@ -37,11 +37,11 @@ def renormalise(spatial_log: np.ndarray, keep: np.ndarray, held: np.ndarray | No
 
 
 def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of matching columns (0 where either column is constant)."""
-    a = np.asarray(a, np.float64) - np.mean(a, axis=0)
-    b = np.asarray(b, np.float64) - np.mean(b, axis=0)
-    den = np.sqrt((a * a).sum(0) * (b * b).sum(0))
-    return np.divide((a * b).sum(0), den, out=np.zeros(a.shape[1]), where=den > 0)
+    """Pearson r of matching columns (0 where either column is constant): :func:`~napari_spatial_impute.metrics.
+    pearson_per_gene`, the one definition every score uses."""
+    from ..metrics import pearson_per_gene
+
+    return pearson_per_gene(a, b)
 
 
 def gene_descriptors(data: ImputeData, genes: list[str], inputs: list[str], pred: np.ndarray,

@@ -236,12 +236,10 @@ def smooth(values: np.ndarray, xy_um: np.ndarray | None, sigma_um: float, max_pa
 
 
 def pcc_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Pearson r per column; 0 for (numerically) constant columns."""
-    t = truth - truth.mean(0)
-    p = pred - pred.mean(0)
-    den = np.sqrt((t ** 2).sum(0) * (p ** 2).sum(0))
-    varying = (p.std(0) > 1e-5 * (np.abs(pred.mean(0)) + 1e-3)) & (den > 1e-12)
-    return np.divide((t * p).sum(0), den, out=np.zeros(t.shape[1]), where=varying)
+    """Pearson r per column: :func:`~napari_spatial_impute.metrics.pearson_per_gene` (0 for a flat prediction)."""
+    from ...metrics import pearson_per_gene
+
+    return pearson_per_gene(truth, pred)
 
 
 def blend(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
