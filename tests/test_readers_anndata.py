@@ -67,3 +67,78 @@ def test_spatialdata_missing_extra_gives_install_hint(tmp_path):
 
     with pytest.raises(InputError, match=r"napari-spatial-impute\[spatialdata\]"):
         read_spatialdata(tmp_path / "x.zarr")
+
+
+def _fake_shapes(ids, xy):
+    """A GeoDataFrame stand-in: ``.index`` (instance ids) and ``.geometry.centroid.x/.y``."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    xy = np.asarray(xy, dtype=float)
+    cen = SimpleNamespace(x=pd.Series(xy[:, 0], index=ids), y=pd.Series(xy[:, 1], index=ids))
+    return SimpleNamespace(index=pd.Index(ids), geometry=SimpleNamespace(centroid=cen))
+
+
+def _fake_spatialdata(monkeypatch, table, shapes):
+    """Install a minimal ``spatialdata`` module whose read_zarr returns ``table`` and ``shapes`` (no images)."""
+    import sys
+    from types import ModuleType, SimpleNamespace
+
+    sd = ModuleType("spatialdata")
+    sd.read_zarr = lambda path: SimpleNamespace(tables={"table": table}, shapes=shapes, images={})
+    tr = ModuleType("spatialdata.transformations")
+    tr.get_transformation = None
+    sd.transformations = tr
+    monkeypatch.setitem(sys.modules, "spatialdata", sd)
+    monkeypatch.setitem(sys.modules, "spatialdata.transformations", tr)
+
+
+def _sd_table(instance_ids, regions=None, region="cells"):
+    import anndata as ad
+    import pandas as pd
+
+    n = len(instance_ids)
+    obs = pd.DataFrame({"region": regions if regions is not None else [region] * n, "cell_id": instance_ids},
+                       index=[f"row{i}" for i in range(n)])
+    a = ad.AnnData(X=np.ones((n, 2), np.float32), obs=obs)
+    a.uns["spatialdata_attrs"] = {"region": sorted(set(obs["region"])) if regions is not None else region,
+                                  "region_key": "region", "instance_key": "cell_id"}
+    return a
+
+
+@pytest.mark.parametrize("ids", [[13, 10, 12, 11], [13, 10, 12]], ids=["reordered", "reordered-subset"])
+def test_spatialdata_centroids_follow_instance_key_not_row_order(monkeypatch, tmp_path, ids):
+    """Each table row gets its own cell's centroid (matched by instance_key), whatever the row order."""
+    from napari_spatial_impute.io.spatialdata_io import read_spatialdata
+
+    shapes = {"cells": _fake_shapes([10, 11, 12, 13], [[0, 0], [1, 1], [2, 2], [3, 3]])}
+    _fake_spatialdata(monkeypatch, _sd_table(ids), shapes)
+    s = read_spatialdata(tmp_path / "s.zarr")
+    np.testing.assert_allclose(s.adata.obsm["spatial"], [[i - 10, i - 10] for i in ids])
+
+
+def test_spatialdata_unknown_instance_ids_are_refused(monkeypatch, tmp_path):
+    from napari_spatial_impute.io.spatialdata_io import read_spatialdata
+
+    _fake_spatialdata(monkeypatch, _sd_table([10, 99]), {"cells": _fake_shapes([10, 11], [[0, 0], [1, 1]])})
+    with pytest.raises(InputError, match=r"cell_id \(e.g. '99'\) that is not a shape of 'cells'.*Fix:"):
+        read_spatialdata(tmp_path / "s.zarr")
+
+
+def test_align_centroids_per_region_and_errors():
+    import pandas as pd
+
+    from napari_spatial_impute.io.spatialdata_io import align_centroids
+
+    cents = {"a": pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]}, index=["c0", "c1"]),
+             "b": pd.DataFrame({"x": [5.0, 6.0], "y": [7.0, 8.0]}, index=["c0", "c1"])}
+    obs = pd.DataFrame({"r": ["b", "a", "b"], "i": ["c1", "c1", "c0"]})
+    xy = align_centroids(obs, cents, region_key="r", instance_key="i")
+    np.testing.assert_allclose(xy, [[6, 8], [1, 1], [5, 7]])  # the same id in two regions stays apart
+    with pytest.raises(InputError, match="no instance_key column"):
+        align_centroids(obs, cents, region_key="r", instance_key=None)
+    with pytest.raises(InputError, match=r"region\(s\) \['z'\] that are not shapes"):
+        align_centroids(obs.assign(r=["a", "a", "z"]), cents, region_key="r", instance_key="i")
+    with pytest.raises(InputError, match="several regions"):
+        align_centroids(obs, cents, region_key=None, instance_key="i")

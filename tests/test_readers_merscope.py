@@ -149,3 +149,36 @@ def test_wkb_reader_handles_z_and_big_endian():
     be_poly = struct.pack(">BII", 0, 3, 1) + struct.pack(">I", 4) + ring.astype(">f8").tobytes()
     np.testing.assert_array_equal(wkb_outer_ring(z_poly), ring)
     np.testing.assert_array_equal(wkb_outer_ring(be_poly), ring)
+
+
+def _square(cid: str, x0: float, y0: float, size: float = 10.0) -> pd.DataFrame:
+    return pd.DataFrame({"cell_id": cid, "x": [x0, x0 + size, x0 + size, x0], "y": [y0, y0, y0 + size, y0 + size]})
+
+
+def _no_z_folder(folder: Path) -> Path:
+    """Two polygon planes and a transcripts table without global_z (Giotto layout, synthetic)."""
+    (folder / "cell_boundaries").mkdir(parents=True)
+    # z0: A at [0, 10]², P at [40, 50]²; z1: B at [20, 30]², Q at [45, 55]² (overlaps P)
+    pd.concat([_square("A", 0, 0), _square("P", 40, 0)]).to_csv(folder / "cell_boundaries" / "z0_polygons.csv",
+                                                                  index=False)
+    pd.concat([_square("B", 20, 0), _square("Q", 45, 0)]).to_csv(folder / "cell_boundaries" / "z1_polygons.csv",
+                                                                  index=False)
+    pd.DataFrame({"global_x": [5.0, 25.0, 35.0, 47.0, 52.0], "global_y": [5.0, 5.0, 5.0, 5.0, 5.0],
+                  "gene": ["g1", "g2", "g1", "g1", "g2"]}).to_csv(folder / "sample_transcripts.csv", index=False)
+    return folder
+
+
+def test_counts_without_z_keep_hits_of_every_plane(tmp_path):
+    """Without global_z a transcript counts for the cell whose polygon holds it on any plane (a later plane
+    must not overwrite an earlier hit); where cells of two planes overlap, the shown plane wins."""
+    folder = _no_z_folder(tmp_path / "m")
+    a = read_merscope(folder, images=False).adata
+    counts = pd.DataFrame(a.X.toarray(), index=a.obs_names, columns=a.var_names)
+    # (5,5) in A (z0), (25,5) in B (z1), (35,5) in none, (47,5) in P (z0) and Q (z1) → P, (52,5) only in Q
+    assert counts.loc["A"].to_dict() == {"g1": 1, "g2": 0}
+    assert counts.loc["B"].to_dict() == {"g1": 0, "g2": 1}
+    assert counts.loc["P"].to_dict() == {"g1": 1, "g2": 0}
+    assert counts.loc["Q"].to_dict() == {"g1": 0, "g2": 1}
+    assert a.X.sum() == 4
+    shown_z1 = read_merscope(folder, images=False, z_plane=1).adata
+    assert shown_z1[["Q"]].X.sum() == 2 and shown_z1[["P"]].X.sum() == 0 and shown_z1[["A"]].X.sum() == 1

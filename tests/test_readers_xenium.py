@@ -194,15 +194,18 @@ def test_mtx_matrix_folder_and_cells_parquet(sample, tmp_path):
     np.testing.assert_allclose(s.adata.obsm["spatial"], ref.obsm["spatial"])
 
 
-def test_post_xenium_he_is_placed_through_its_alignment(full_folder, tmp_path):
+@pytest.mark.parametrize("prefix,align_name", [
+    ("Xenium_V1_FFPE_Human_Breast_IDC_With_Addon", "Xenium_V1_FFPE_Human_Breast_IDC_With_Addon_he_imagealignment.csv"),
+    ("sample", "sample_he_image_alignment.csv")], ids=["10x-name", "underscored-name"])
+def test_post_xenium_he_is_placed_through_its_alignment(full_folder, tmp_path, prefix, align_name):
     import tifffile
 
     d, _ = full_folder
     e = tmp_path / "x"
     shutil.copytree(d, e)
     # H&E pixels twice as large as morphology pixels, shifted by (10, 20) morphology pixels
-    tifffile.imwrite(e / "sample_he_image.ome.tif", np.zeros((900, 1400, 3), np.uint8), photometric="rgb")
-    np.savetxt(e / "sample_he_image_alignment.csv", [[2, 0, 10], [0, 2, 20], [0, 0, 1]], delimiter=",")
+    tifffile.imwrite(e / f"{prefix}_he_image.ome.tif", np.zeros((900, 1400, 3), np.uint8), photometric="rgb")
+    np.savetxt(e / align_name, [[2, 0, 10], [0, 2, 20], [0, 0, 1]], delimiter=",")
     s = read_xenium(e, transcripts=False, boundaries=False)
     he = next(i for i in s.images if i.name == "H&E")
     assert he.rgb

@@ -20,6 +20,7 @@ import pandas as pd
 from ..errors import InputError
 from .sections import existing_file as _exists
 from .sections import section_to_sample, set_spot_coordinates
+from .tables import read_delimited
 
 ST_PITCH_UM = 200.0
 ST_SPOT_DIAMETER_UM = 100.0
@@ -48,12 +49,12 @@ def read_st_section(counts, spots, image, *, pixel_size_um: float | None = None,
     import anndata as ad
 
     counts, spots, image = _exists(counts, "counts"), _exists(spots, "spot selection"), _exists(image, "image")
-    try:
-        cnt = pd.read_csv(counts, sep="\t", index_col=0)
-    except Exception as err:  # noqa: BLE001
-        raise InputError(f"Could not read the counts table {counts}: {err}",
-                         "give a tab-separated file with spot ids in the first column, genes as columns.") from err
-    pos = pd.read_csv(spots, sep="\t")
+    cnt = read_delimited(counts, what="ST counts", sep="\t", index_col=0,
+                         fix="give the section's tab-separated counts file (spot ids in the first column, genes as "
+                             "columns); copy ST-cnts/ again if it was cut short.")
+    pos = read_delimited(spots, what="ST spot selection", sep="\t",
+                         fix="give the section's spot selection TSV (x, y, pixel_x, pixel_y[, selected]); copy "
+                             "ST-spotfiles/ again if it was cut short.")
     missing = [c for c in ("x", "y", "pixel_x", "pixel_y") if c not in pos.columns]
     if missing:
         raise InputError(f"The spot file {spots.name} lacks columns {missing} (has {list(pos.columns)[:8]}).",
@@ -87,7 +88,8 @@ def read_spots_table(path) -> tuple[list[str], np.ndarray, float | None]:
     ``pixel_x``/``pixel_y`` (or ``x``/``y``) in full-resolution pixels. Returns (ids, (x, y) px, µm/px or None)."""
     path = _exists(path, "spots")
     sep = "\t" if path.suffix in (".tsv", ".txt") or path.name.endswith(".tsv.gz") else ","
-    df = pd.read_csv(path, sep=sep)
+    df = read_delimited(path, what="spots", sep=sep,
+                        fix="give the ST selection TSV, or a CSV with pixel_x, pixel_y in full-resolution pixels.")
     if "selected" in df.columns:
         df = df[df["selected"].astype(int) == 1]
     if {"pixel_x", "pixel_y"} <= set(df.columns):

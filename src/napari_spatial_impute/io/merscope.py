@@ -232,17 +232,26 @@ def _labels(b: pd.DataFrame, obs_names) -> SampleLabels:
 
 
 def _count_in_polygons(tx: pd.DataFrame, planes: dict[int, pd.DataFrame], z_show: int, notes: list[str]):
-    """Assign each transcript to the polygon containing it (its own z plane when present) and count."""
+    """Assign each transcript to the polygon containing it and count.
+
+    With a ``global_z`` column a transcript is tested against the polygons of its own z plane only. Without
+    one its plane is unknown, so it belongs to a cell when it lies inside that cell's polygon on *any* plane;
+    where polygons of different cells overlap across planes, the shown plane ``z_show`` wins, then the lowest
+    other plane (planes are tried in that order and a transcript keeps its first hit).
+    """
     import scipy.sparse as sp
 
     ordered = [z_show, *[z for z in sorted(planes) if z != z_show]]
+    ordered = [z for z in ordered if z in planes]
     cell_ids = pd.unique(pd.concat([planes[z]["cell_id"] for z in ordered]))
     index = {c: i for i, c in enumerate(cell_ids)}
     is_ctrl = tx["gene"].astype(str).str.match(CONTROL_PATTERN.pattern, case=False).to_numpy()
     assigned = np.full(len(tx), -1, dtype=np.int64)
-    tz = tx["z"].to_numpy() if "z" in tx else np.full(len(tx), z_show)
-    for z, b in planes.items():
-        sel = np.flatnonzero(tz == z) if "z" in tx else np.arange(len(tx))
+    has_z = "z" in tx
+    tz = tx["z"].to_numpy() if has_z else None
+    for z in ordered:
+        b = planes[z]
+        sel = np.flatnonzero(tz == z) if has_z else np.flatnonzero(assigned < 0)
         if sel.size == 0:
             continue
         local_ids = list(pd.unique(b["cell_id"]))
@@ -254,7 +263,8 @@ def _count_in_polygons(tx: pd.DataFrame, planes: dict[int, pd.DataFrame], z_show
         lab = np.zeros(sel.size, dtype=np.int64)
         lab[ok] = mask[rows[ok], cols[ok]]
         to_global = np.array([-1] + [index[c] for c in local_ids], dtype=np.int64)
-        assigned[sel] = to_global[lab]
+        hit = lab > 0  # never overwrite an earlier plane's hit with "outside" (without z, sel spans all planes)
+        assigned[sel[hit]] = to_global[lab[hit]]
     real = (assigned >= 0) & ~is_ctrl
     gene_codes, genes = pd.factorize(tx["gene"].astype(str).to_numpy()[real], sort=True)
     X = sp.csr_matrix((np.ones(int(real.sum()), np.float32), (assigned[real], gene_codes)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import InputError
 from .spatial_sample import SampleImage, SpatialSample
@@ -17,6 +18,56 @@ def _require_spatialdata():
         raise InputError("Reading / writing SpatialData needs the optional spatialdata package.",
                          "pip install 'napari-spatial-impute[spatialdata]'.") from err
     return spatialdata
+
+
+def shape_centroids(geo) -> pd.DataFrame:
+    """(x, y) centroid of each shape of a GeoDataFrame-like element (``.geometry.centroid``), indexed by its
+    index (SpatialData's instance ids)."""
+    cen = geo.geometry.centroid
+    return pd.DataFrame({"x": np.asarray(cen.x, dtype=np.float64), "y": np.asarray(cen.y, dtype=np.float64)},
+                        index=pd.Index(geo.index))
+
+
+def align_centroids(obs: pd.DataFrame, centroids: dict[str, pd.DataFrame], *, region_key: str | None,
+                    instance_key: str | None, where: str = "the table") -> np.ndarray:
+    """(n_obs, 2) coordinates of each table row, taken from the shapes its ``region_key`` names and matched by
+    ``instance_key`` (SpatialData's link between a table and its region), never by row order.
+
+    ``centroids``: region name → DataFrame(x, y) indexed by instance id. Ids are compared as strings, so 7 and
+    "7" match. Without ``region_key`` every row belongs to the single region. A row whose region or instance
+    id is not among the shapes raises an :class:`InputError`.
+    """
+    fix = "store (x, y) per cell in obsm['spatial'], or write the table and shapes together (same instance ids)."
+    if instance_key is None or instance_key not in obs.columns:
+        raise InputError(f"{where} has no instance_key column ({instance_key!r}) linking its rows to the shapes "
+                         f"{list(centroids)}, so the cell coordinates cannot be matched.", fix)
+    if region_key is not None and region_key in obs.columns:
+        row_region = obs[region_key].astype(str).to_numpy()
+    elif len(centroids) == 1:
+        row_region = np.full(len(obs), next(iter(centroids)), dtype=object)
+    else:
+        raise InputError(f"{where} annotates several regions {list(centroids)} but has no region_key column "
+                         f"({region_key!r}).", fix)
+    ids = obs[instance_key].astype(str).to_numpy()
+    xy = np.full((len(obs), 2), np.nan)
+    done = np.zeros(len(obs), dtype=bool)
+    for region, cen in centroids.items():
+        rows = np.flatnonzero(row_region == str(region))
+        if rows.size == 0:
+            continue
+        cen = cen[~pd.Index(cen.index).duplicated()]
+        pos = pd.Index(cen.index.astype(str)).get_indexer(ids[rows])
+        if (pos < 0).any():
+            bad = ids[rows][pos < 0]
+            raise InputError(f"{where}: {bad.size} of its {rows.size} rows of region {region!r} have an "
+                             f"{instance_key} (e.g. {bad[0]!r}) that is not a shape of {region!r}.", fix)
+        xy[rows] = cen[["x", "y"]].to_numpy(np.float64)[pos]
+        done[rows] = True
+    if not done.all():
+        other = sorted(set(row_region[~done]))[:5]
+        raise InputError(f"{where}: {int((~done).sum())} rows belong to region(s) {other} that are not shapes "
+                         f"with centroids (have {list(centroids)}).", fix)
+    return xy
 
 
 def read_spatialdata(path, table: str | None = None) -> SpatialSample:
@@ -32,14 +83,14 @@ def read_spatialdata(path, table: str | None = None) -> SpatialSample:
     adata = sdata.tables[name]
     if "spatial" not in adata.obsm:
         attrs = adata.uns.get("spatialdata_attrs", {})
-        region = attrs.get("region")
-        region = region[0] if isinstance(region, list | tuple) else region
-        if region in sdata.shapes:
-            geo = sdata.shapes[region]
-            adata.obsm["spatial"] = np.column_stack([geo.geometry.centroid.x, geo.geometry.centroid.y])
-        else:
-            raise InputError(f"The table {name!r} has no obsm['spatial'] and no shapes region with centroids.",
-                             "store (x, y) per cell in obsm['spatial'].")
+        regions = attrs.get("region")
+        regions = list(regions) if isinstance(regions, list | tuple | np.ndarray) else [regions]
+        shapes = {r: shape_centroids(sdata.shapes[r]) for r in regions if r is not None and r in sdata.shapes}
+        if not shapes:
+            raise InputError(f"The table {name!r} of {path} has no obsm['spatial'] and no shapes region with "
+                             "centroids.", "store (x, y) per cell in obsm['spatial'].")
+        adata.obsm["spatial"] = align_centroids(adata.obs, shapes, region_key=attrs.get("region_key"),
+                                                instance_key=attrs.get("instance_key"), where=f"{path} table {name!r}")
     sample = SpatialSample(adata=adata, platform="spatialdata", path=str(path))
     for key, img in sdata.images.items():
         arr = img if hasattr(img, "dims") else img["scale0"].ds[key]  # DataArray or multiscale DataTree

@@ -18,8 +18,9 @@ def read_table(path: Path, *, what: str, columns: Iterable[str] | None = None,
                required: Sequence[str] = (), dtype: dict | None = None) -> pd.DataFrame:
     """Read a csv(.gz) or parquet table; any failure becomes an :class:`InputError` naming the file.
 
-    ``required`` columns (exact names, after matching) must have no missing values: a missing value in the
-    last row is reported as a truncated file.
+    ``required`` columns (exact names, after matching) must have no missing values; one missing in a last row
+    without a line end is reported as a truncated file. Optional columns may be empty anywhere, the last row
+    included, unless that row is cut short (a csv whose text does not end with a line end: a truncated copy).
     """
     path = Path(path)
     if not path.exists():
@@ -48,22 +49,79 @@ def read_table(path: Path, *, what: str, columns: Iterable[str] | None = None,
     if len(df) == 0:
         raise InputError(f"The {what} file {path.name} has a header but no rows.", "re-export the file.")
     last_na = df.iloc[-1].isna()
-    if last_na.any():
+    if last_na.any() and path.suffix != ".parquet":
+        # empty only in the last row: a row cut short, or just an optional value left empty — the bytes tell
         cols_na = list(last_na[last_na].index)
-        if not df[cols_na].iloc[:-1].isna().any().any():
+        if not df[cols_na].iloc[:-1].isna().any().any() and not _ends_with_newline(path):
             raise InputError(f"The {what} file {path.name} looks truncated: its last row has no value in "
-                             f"column(s) {cols_na[:5]}.", "copy the file again from the instrument output.")
+                             f"column(s) {cols_na[:5]} and no line end.", "copy the file again from the instrument "
+                             "output.")
     for col in required:
         values = df[col]
         missing = values.isna().to_numpy()
         if missing.any():
-            if missing[-1]:
+            if missing[-1] and path.suffix != ".parquet" and not _ends_with_newline(path):
                 raise InputError(f"The {what} file {path.name} looks truncated: its last row has no value in "
                                  f"column {col!r}.", "copy the file again from the instrument output.")
             raise InputError(f"The {what} file {path.name} has {int(missing.sum())} empty value(s) in column "
                              f"{col!r} (first at data row {int(np.argmax(missing)) + 1}).",
                              "re-export the file or drop those rows.")
     return df
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """Whether a csv's text (decompressed for gzip) ends with a line end; a complete export always does."""
+    if is_gzip(path):
+        last = b""
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                last = chunk[-1:]
+    else:
+        with open(path, "rb") as fh:
+            fh.seek(-1, 2)
+            last = fh.read(1)
+    return last in (b"\n", b"\r")
+
+
+def read_delimited(path, *, what: str, fix: str, **read_csv_kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` for small text tables (spot files, tissue positions): a missing, empty (0 bytes or header
+    only), truncated or unparsable file becomes an :class:`InputError` naming the file, with ``fix``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The {what} file {path} does not exist.", fix)
+    if path.stat().st_size == 0:
+        raise InputError(f"The {what} file {path} is empty (0 bytes).", fix)
+    try:
+        df = pd.read_csv(path, **read_csv_kwargs)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(f"The {what} file {path} has no data (no header and no rows).", fix) from err
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise InputError(f"The {what} file {path} is truncated or corrupt ({err}).", fix) from err
+    except Exception as err:  # noqa: BLE001 - every parse failure becomes one clear message
+        raise InputError(f"Could not read the {what} file {path}: {type(err).__name__}: {err}", fix) from err
+    if len(df) == 0:
+        raise InputError(f"The {what} file {path} has a header but no rows.", fix)
+    return df
+
+
+def read_json_object(path, *, what: str, fix: str) -> dict:
+    """A JSON file holding one object (e.g. Visium's scalefactors_json.json); a missing, empty or malformed file
+    becomes an :class:`InputError` naming the file, with ``fix``."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The {what} file {path} does not exist.", fix)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"The {what} file {path} is not valid JSON ({err}).", fix) from err
+    except OSError as err:
+        raise InputError(f"Could not read the {what} file {path}: {err}", fix) from err
+    if not isinstance(data, dict):
+        raise InputError(f"The {what} file {path} holds a JSON {type(data).__name__}, not an object "
+                         "({\"key\": value, ...}).", fix)
+    return data
 
 
 def match_column(columns: Iterable[str], candidates: Sequence[str]) -> str | None:

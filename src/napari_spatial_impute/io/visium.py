@@ -6,7 +6,6 @@ H&E pixels in ``obsm["spatial_px"]``); :func:`read_visium` a :class:`SpatialSamp
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +14,28 @@ import pandas as pd
 from ..errors import InputError
 from .sections import existing_file as _exists
 from .sections import section_to_sample, set_spot_coordinates
+from .tables import read_delimited, read_json_object
 
 VISIUM_PITCH_UM = 100.0
 VISIUM_SPOT_DIAMETER_UM = 55.0
+POSITION_COLUMNS = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres", "pxl_col_in_fullres"]
+COPY_SPATIAL = "copy the spatial/ folder of the spaceranger outs/ again (unmodified)."
 
 
 def _visium_positions(spatial_dir: Path) -> pd.DataFrame:
     for fname, header in (("tissue_positions.csv", 0), ("tissue_positions_list.csv", None)):
         path = spatial_dir / fname
         if path.is_file():
-            df = pd.read_csv(path, header=header)
+            df = read_delimited(path, what="Visium tissue positions", header=header, fix=COPY_SPATIAL)
             if header is None:
-                df.columns = ["barcode", "in_tissue", "array_row", "array_col", "pxl_row_in_fullres",
-                              "pxl_col_in_fullres"]
+                if df.shape[1] != len(POSITION_COLUMNS):
+                    raise InputError(f"The Visium tissue positions file {path} has {df.shape[1]} columns, not the "
+                                     f"{len(POSITION_COLUMNS)} of {', '.join(POSITION_COLUMNS)}.", COPY_SPATIAL)
+                df.columns = POSITION_COLUMNS
+            missing = [c for c in POSITION_COLUMNS if c not in df.columns]
+            if missing:
+                raise InputError(f"The Visium tissue positions file {path} lacks column(s) {missing} (has "
+                                 f"{list(df.columns)[:8]}).", COPY_SPATIAL)
             return df.set_index("barcode")
     raise InputError(f"No tissue_positions(.csv|_list.csv) in {spatial_dir}.", "point at a spaceranger outs/ folder.")
 
@@ -57,7 +65,8 @@ def read_visium_section(path, image=None, *, pixel_size_um: float | None = None,
             adata = adata[adata.obs_names.isin(pos.index)].copy()
             pos = pos.loc[adata.obs_names]
             adata.obsm["spatial"] = pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
-            scalef = json.loads((src / "spatial" / "scalefactors_json.json").read_text())
+            scalef = read_json_object(src / "spatial" / "scalefactors_json.json", what="Visium scale factors",
+                                      fix="copy spatial/scalefactors_json.json from the spaceranger outs/ folder.")
             hires = src / "spatial" / "tissue_hires_image.png"
             adata.uns["spatial"] = {name or src.name: {"scalefactors": scalef, "images": {},
                                                         "hires_path": str(hires) if hires.is_file() else None}}

@@ -19,6 +19,8 @@ from .tables import find_first, read_table, require_columns
 CONTROL_PREFIXES = ("NegControl", "BLANK", "Unassigned", "DeprecatedCodeword", "Intergenic", "antisense")
 #: Labels rasterised from boundaries stay below this many pixels (coarser pixels for big slides).
 MAX_LABEL_PIXELS = 64_000_000
+#: H&E → morphology alignment: 10x names it ``<sample>_he_imagealignment.csv``; ``*he_image_alignment.csv`` also read
+HE_ALIGNMENT_NAMES = ("*he_imagealignment.csv", "*he_image_alignment.csv")
 
 
 def _folder(path) -> Path:
@@ -142,7 +144,7 @@ def _read_images(folder: Path, ps: float, ps_source: str, xy: np.ndarray, notes:
         check_covers(img.affine, yx_shape, xy, file=f.name)
         images.append(img)
     he = find_first(folder, ["*he_image.ome.tif", "*he_image.tif"])
-    align = find_first(folder, ["*he_image_alignment.csv"])
+    align = find_first(folder, HE_ALIGNMENT_NAMES)
     if he is not None and align is not None:
         try:
             m = np.loadtxt(align, delimiter=",").reshape(3, 3)
@@ -153,7 +155,7 @@ def _read_images(folder: Path, ps: float, ps_source: str, xy: np.ndarray, notes:
         images.append(SampleImage(name="H&E", data=data, affine=pixel_grid_affine(ps) @ m,
                                   rgb=axes.upper().endswith("S") or axes.upper().endswith("C"), source=str(he)))
     elif he is not None:
-        notes.append(f"{he.name} found without *he_image_alignment.csv: not placed")
+        notes.append(f"{he.name} found without an alignment file ({' or '.join(HE_ALIGNMENT_NAMES)}): not placed")
     return images
 
 
