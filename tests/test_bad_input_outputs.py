@@ -136,7 +136,7 @@ def test_bundle_and_zarr_writers_refuse_unwritable_destinations(tmp_path, osmfis
         write_bundle(blocker / "model", "knn", {}, lambda folder: None)
     import pandas as pd
 
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"Cannot write the result store .*r\.zarr: .*file is a file, not a folder"):
         ResultWriter(blocker / "r.zarr", pd.DataFrame(index=["a"]), pd.DataFrame(index=["g"]))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 

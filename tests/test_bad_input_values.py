@@ -78,17 +78,22 @@ def test_cli_refuses_values_that_are_not_counts(osmfish, files, tmp_path, capsys
     assert {k: checksum(p) for k, p in files.items()} == sums
 
 
-@pytest.mark.parametrize("side,how", [("spatial", "zero"), ("spatial", "beyond_float32"), ("reference", "nan"),
-                                      ("reference", "negative")])
+@pytest.mark.parametrize("side,how,words", [
+    ("spatial", "zero", "The spatial data is all zeros"),
+    ("spatial", "beyond_float32", r"The spatial data holds values up to 1e\+300, beyond float32's range"),
+    ("reference", "nan", "The reference holds NaN or infinite values"),
+    ("reference", "negative", "The reference holds negative values"),
+])
 @pytest.mark.parametrize("declared", ["counts", "log1p"])
-def test_declared_values_are_still_checked(osmfish, side, how, declared):
-    """--spatial-values / --reference-values skip the recognition of counts, never the validity checks."""
+def test_declared_values_are_still_checked(osmfish, side, how, words, declared):
+    """--spatial-values / --reference-values skip the recognition of counts, never the validity checks: each
+    mutation is refused by its own check (they run before the log1p size cap, which would name "not log data")."""
     import napari_spatial_impute as nsi
 
     spatial, reference = osmfish
     inputs = {"spatial": spatial, "reference": reference}
     inputs[side] = _mutate(inputs[side], how)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=words):
         nsi.impute(inputs["spatial"], inputs["reference"], "knn", ["Gad2"], device="cpu",
                    **{f"{side}_values": declared})
 

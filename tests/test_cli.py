@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from napari_spatial_impute.cli import main
+from test_knn import KNN_PCC_MEDIAN_FLOOR
 
 REQUIRED_KEYS = ["method", "n_genes", "n_cells", "seconds", "pcc_median", "pcc_mean", "spearman_median",
                  "ssim_median", "rmse_median", "js_median", "css_cell", "css_gene", "mse_gene", "per_gene"]
@@ -19,7 +20,8 @@ def test_cli_cv_metrics_json(sample_paths, tmp_path):
     for key in REQUIRED_KEYS:
         assert key in m
     assert m["method"] == "knn" and m["n_genes"] == 33 and m["n_cells"] == 3405
-    assert m["pcc_median"] > 0.19
+    # the same 5-fold kNN CV as test_knn (measured median r 0.207); a constant / reference-mean predictor gives 0
+    assert m["pcc_median"] > KNN_PCC_MEDIAN_FLOOR
     for key in REQUIRED_KEYS[3:-1]:
         assert np.isfinite(m[key]), key
     assert len(m["per_gene"]) == 33

@@ -36,7 +36,8 @@ class SpyImputer(Imputer):
 
 
 class RidgeImputer(Imputer):
-    """Linear map from the shared genes to the targets, fitted on the reference (better than kNN on linear data)."""
+    """Linear map from the shared genes to the targets, fitted on the reference (better than kNN on log-linear data,
+    :func:`_loglinear_pair`)."""
 
     method = "ridge"
 
@@ -79,6 +80,25 @@ def _pair(n_cells=400, n_ref=300, n_genes=10, seed=0, linear=False):
         else:
             rate = rng.gamma(2.0, 2.0, (n, n_genes))
         return rng.poisson(rate).astype(np.float32)
+
+    spatial = ad.AnnData(cells(n_cells), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
+                         var=pd.DataFrame(index=genes))
+    spatial.obsm["spatial"] = rng.random((n_cells, 2)) * 100
+    reference = ad.AnnData(cells(n_ref), obs=pd.DataFrame(index=[f"r{i}" for i in range(n_ref)]),
+                           var=pd.DataFrame(index=genes))
+    return spatial, reference
+
+
+def _loglinear_pair(n_cells=400, n_ref=300, n_genes=10, seed=0):
+    """Counts whose log-normalised values are nearly linear in three latent factors (~55 counts per gene, little
+    Poisson noise): a ridge on the shared genes beats kNN on every gene (5-fold CV, seed 0: median r 0.95 vs
+    0.86), unlike :func:`_pair`'s ``linear`` data, whose library normalisation leaves kNN ahead."""
+    rng = np.random.default_rng(seed)
+    genes = [f"G{i}" for i in range(n_genes)]
+    load = rng.normal(0.0, 0.5, (3, n_genes))
+
+    def cells(n):
+        return rng.poisson(np.exp(4.0 + rng.standard_normal((n, 3)) @ load)).astype(np.float32)
 
     spatial = ad.AnnData(cells(n_cells), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
                          var=pd.DataFrame(index=genes))
@@ -134,10 +154,19 @@ def test_auto_keeps_knn_when_the_other_method_is_worse(monkeypatch):
 
 
 def test_auto_picks_a_better_method(monkeypatch):
-    spatial, reference = _pair(linear=True)
+    import json
+
+    spatial, reference = _loglinear_pair()
     out = _auto(monkeypatch, "ridge", RidgeImputer, spatial, reference)
-    method = out.var["auto_method"].iloc[0]
-    assert "ridge" in method, method
+    info = json.loads(out.uns["napari_spatial_impute"]["model_info"])
+    weights = info["weights"]
+    # ridge carries the blend, not a 0.1 share of it (measured: 1.0 ridge)
+    assert weights.get("ridge", 0.0) > weights.get("knn", 0.0), weights
+    assert abs(sum(weights.values()) - 1.0) < 1e-9
+    assert (out.var["auto_method"] == info["auto_method"]).all() and len(out.var) == 2  # every gene: that blend
+    assert info["cv_median_r"]["ridge"] > info["cv_median_r"]["knn"]
+    best = max(info["blends"], key=lambda b: b["median_r"])  # the chosen blend is the best scoring one
+    assert best["weights"] == weights and info["cv_median_r"]["chosen"] == best["median_r"]
 
 
 def test_expected_r_ranks_genes_better_than_reference_descriptors():

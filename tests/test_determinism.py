@@ -64,8 +64,9 @@ def test_stco_same_seed_same_bits():
                               root / "ST-imgs/C2_5714_HE_BT_C2.jpg")
     small = dict(patch_px=32, n_views=1, epochs=2, tta=1, n_genes=20, embed_dim=16, batch_size=32)
     preds = []
-    for _ in range(2):
-        model = train_histology([section], seed=5, device="cpu", **small)
+    for seed in (5, 5, 6):
+        model = train_histology([section], seed=seed, device="cpu", **small)
         preds.append(predict_histology(model, section, device="cpu").X)
         assert np.isfinite(preds[-1]).all() and np.isfinite(model.feature_ridge.w).all()  # 32 px: 1 × 1 maps
     assert preds[0].tobytes() == preds[1].tobytes()
+    assert preds[0].shape == preds[2].shape and not np.array_equal(preds[0], preds[2])  # the seed is used

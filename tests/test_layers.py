@@ -22,7 +22,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared/datasets"
 COSMX = SHARED / "cosmx_nsclc_lung12_mini"
 MERSCOPE = SHARED / "merscope_mouse_brain_mini"
 XENIUM = SHARED / "xenium_mouse_brain_ctx_hp"
-needs = pytest.mark.skipif(not COSMX.exists() or not MERSCOPE.exists(), reason="shared datasets absent")
+needs_cosmx = pytest.mark.skipif(not COSMX.exists(), reason=f"shared dataset absent: {COSMX.name}")
+needs_merscope = pytest.mark.skipif(not MERSCOPE.exists(), reason=f"shared dataset absent: {MERSCOPE.name}")
 
 
 def test_labels_colormap_for_gene_maps_values_through_the_colormap():
@@ -65,8 +66,8 @@ def test_value_image_for_many_cells_matches_per_label_values():
     assert data[0, 1] == 4.0 and data[1, 0] == 1.0 and np.isnan(data[1, 2])
 
 
-@needs
-@pytest.mark.parametrize("folder", [COSMX, MERSCOPE])
+@pytest.mark.parametrize("folder", [pytest.param(COSMX, marks=needs_cosmx, id="cosmx"),
+                                    pytest.param(MERSCOPE, marks=needs_merscope, id="merscope")])
 def test_every_cell_sits_in_its_label_through_napari_world_coordinates(folder):
     from napari.layers import Labels, Points
 
@@ -96,7 +97,7 @@ def test_every_cell_sits_in_its_label_through_napari_world_coordinates(folder):
     assert total >= 120 and inside / total >= 0.95
 
 
-@needs
+@needs_cosmx
 def test_gene_switch_on_points_and_labels():
     from napari.layers import Labels, Points
 
@@ -106,10 +107,10 @@ def test_gene_switch_on_points_and_labels():
     layers = sample_to_layers(s, gene="KRT19")
     pts = Points(layers[-1][0], **layers[-1][1])
     assert pts.metadata["gene"] == "KRT19" and "KRT19" in pts.features
-    lab_t = next(t for t in layers if t[2] == "labels")
-    lab = Labels(lab_t[0], **lab_t[1])
     expr = np.asarray(s.adata[:, "KRT19"].X.toarray()).ravel()
-    top = str(s.adata.obs_names[int(np.argmax(expr))])
+    top = str(s.adata.obs_names[int(np.argmax(expr))])  # 3_247: in the second FOV's labels, not the first's
+    lab_t = next(t for t in layers if t[2] == "labels" and top in set(t[1]["metadata"]["label_obs"]))
+    lab = Labels(lab_t[0], **lab_t[1])
     # imputed genes come back as features and as label colours
     import anndata as ad
 
@@ -123,10 +124,19 @@ def test_gene_switch_on_points_and_labels():
     i_top = int(np.argmax(expr))
     assert pts.face_color[i_top][0] > pts.face_color[int(np.argmin(expr))][0]  # magma: high = bright
     show_gene_on_labels(lab, pred.obs_names, pred[:, "KRT19_pred"].X.ravel())
-    top_label = int(dict(zip(lab.metadata["label_obs"], lab.metadata["label_ids"])).get(top, -1))
-    if top_label > 0:  # the top cell is in this FOV
-        low = lab.colormap.map(np.array([top_label]))[0]
-        assert low[3] == pytest.approx(1.0)
+    label_of = dict(zip(lab.metadata["label_obs"], lab.metadata["label_ids"]))
+    top_rgba = lab.colormap.map(np.array([int(label_of[top])]))[0]
+    # the top cell holds the layer's largest value, at or above the upper (99th percentile) contrast limit: it
+    # takes the colormap's bright end, opaque
+    import matplotlib
+
+    np.testing.assert_allclose(top_rgba, matplotlib.colormaps["magma"](1.0), atol=1e-6)
+    # and is brighter than this layer's lowest-expressing cell
+    in_layer = [i for i, c in enumerate(map(str, s.adata.obs_names)) if c in label_of]
+    i_low = in_layer[int(np.argmin(expr[in_layer]))]
+    assert expr[i_low] < expr.max()
+    low_rgba = lab.colormap.map(np.array([int(label_of[str(s.adata.obs_names[i_low])])]))[0]
+    assert top_rgba[:3].sum() > low_rgba[:3].sum() + 1.0
 
 
 def test_get_reader_returns_none_cheaply_for_unsupported(tmp_path):
@@ -137,7 +147,7 @@ def test_get_reader_returns_none_cheaply_for_unsupported(tmp_path):
     assert get_reader(str(tmp_path / "x.txt")) is None
 
 
-@needs
+@needs_cosmx
 def test_viewer_open_through_the_manifest(tmp_path, monkeypatch):
     from napari.components import ViewerModel
     from npe2 import PluginManager
@@ -224,3 +234,21 @@ def test_held_out_gene_is_normalised_by_the_panel_library():
     expected = np.log1p(counts * np.median(total) / total)
     got = colouring("measured:H1", panel, truth=truth).values
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_measured_colouring_reads_the_counts_where_imputation_does():
+    """Cells whose X holds log1p values and whose counts sit in layers['counts'] (the scanpy layout): a measured
+    gene is coloured from the counts, normalised once, the same values as when X holds the counts."""
+    import anndata as ad
+
+    from napari_spatial_impute.layers.colour_by import colouring
+
+    rng = np.random.default_rng(1)
+    counts = rng.poisson(4, (300, 12)).astype(np.float32)
+    plain = ad.AnnData(counts.copy())
+    plain.var_names = [f"g{i}" for i in range(12)]
+    scanpy_like = plain.copy()
+    scanpy_like.layers["counts"] = counts.copy()
+    scanpy_like.X = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
+    want = colouring("measured:g3", plain).values
+    np.testing.assert_allclose(colouring("measured:g3", scanpy_like).values, want, rtol=1e-6)

@@ -42,12 +42,21 @@ def test_normalize_log1p_sparse_and_columns_match_dense():
 
     X = np.random.default_rng(0).poisson(2.0, (40, 12)).astype(np.float32)
     X[5] = 0  # an empty cell stays zero
+    S = sp.csr_matrix(X)  # float32 already: nothing forces a copy before the normalisation
+    X0, S0 = X.copy(), S.copy()
     dense, total = normalize_log1p(X)
-    sparse, total_sp = normalize_log1p(sp.csr_matrix(X))
+    sparse, total_sp = normalize_log1p(S)
     np.testing.assert_allclose(sparse, dense, rtol=1e-6)
     assert total == total_sp
     # library sizes over all genes, only the asked-for columns returned (sparse: never densified whole)
     cols = [3, 7]
-    np.testing.assert_allclose(normalize_log1p(sp.csr_matrix(X), total, columns=cols)[0], dense[:, cols], rtol=1e-6)
+    np.testing.assert_allclose(normalize_log1p(S, total, columns=cols)[0], dense[:, cols], rtol=1e-6)
     np.testing.assert_allclose(normalize_log1p(X, total, columns=cols)[0], dense[:, cols], rtol=1e-6)
-    assert not dense[5].any() and X[0].sum() > 0  # the input is not modified
+    np.testing.assert_allclose(normalize_log1p(S, total, dense=False)[0].toarray(), dense, rtol=1e-6)
+    assert not dense[5].any()
+    # the inputs are not modified (dense and sparse)
+    np.testing.assert_array_equal(X, X0)
+    assert S.dtype == S0.dtype and (S != S0).nnz == 0
+    np.testing.assert_array_equal(S.indptr, S0.indptr)
+    np.testing.assert_array_equal(S.indices, S0.indices)
+    np.testing.assert_array_equal(S.data, S0.data)

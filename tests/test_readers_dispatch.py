@@ -29,8 +29,8 @@ def test_her2st_paths_open_through_the_reader(rel):
     # spot centres in µm = H&E pixel coordinates × pixel size: spots and image share one world
     first = spots.iloc[0]
     name = f"{int(first.x)}x{int(first.y)}"
-    if name in s.adata.obs_names:
-        np.testing.assert_allclose(s.adata[name].obsm["spatial"][0], [first.pixel_x * ps, first.pixel_y * ps])
+    assert name in s.adata.obs_names, name
+    np.testing.assert_allclose(s.adata[name].obsm["spatial"][0], [first.pixel_x * ps, first.pixel_y * ps])
     layers = sample_to_layers(s)
     assert [t for _, _, t in layers] == ["image", "points"] and layers[0][1]["rgb"]
     assert layers[-1][1]["size"] == 100.0  # ST spot diameter in µm

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from napari_spatial_impute.errors import InputError
+
 GENES = ["Gfap", "Sst"]
 
 
@@ -122,7 +124,7 @@ def test_write_points_failure_leaves_no_file(real_result, tmp_path, monkeypatch)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ad.AnnData, "write_h5ad", broken)
-    with pytest.raises(Exception):  # noqa: B017 - the disk-full error itself
+    with pytest.raises(InputError, match=r"Could not write the .*cells\.h5ad: No space left on device; nothing was"):
         write_points(str(tmp_path / "cells.h5ad"), data, {"features": kwargs["features"],
                                                           "metadata": kwargs["metadata"]})
     assert list(tmp_path.iterdir()) == []
@@ -196,7 +198,7 @@ def test_write_labels_failure_leaves_no_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(tifffile, "imwrite", broken)
-    with pytest.raises(Exception):  # noqa: B017 - the disk-full error itself
+    with pytest.raises(InputError, match=r"Could not write the .*seg\.tif: No space left on device; nothing was"):
         write_labels(str(tmp_path / "seg.tif"), np.ones((4, 4), np.int32),
                      {"features": pd.DataFrame({"index": [1], "cell_id": ["a"]})})
     assert list(tmp_path.iterdir()) == []

@@ -13,7 +13,10 @@ from napari_spatial_impute.models.stimpute import STImputer
 # reaches 0.284 (benchmarks/stimpute_osmfish.md); the kNN baseline 0.207 (k=30) / 0.212 (k=50).
 FAST = dict(gnn_epochs=2, ae_epochs=15, max_train_cells=1500, reliability_folds=2)
 PCC_MEDIAN_FLOOR = 0.22
-RELIABILITY_RHO_FLOOR = 0.2
+# Spearman of expected r with the true per-gene r over the 33 held-out genes; measured 0.605 (seed 0, FAST).
+# The best reference descriptor (gene variance) ranks them at 0.388, mean 0.327, share expressing 0.250; with
+# 33 genes a ρ of 0.45 has p ≈ 0.01 under no association.
+RELIABILITY_RHO_FLOOR = 0.45
 TINY = dict(ae_epochs=2, gnn_epochs=1, rounds=1, max_train_cells=512, reliability=False)
 
 
@@ -27,16 +30,29 @@ def test_cv_on_osmfish_above_floor(cv_result):
     m = cv_result.metrics
     assert m["n_genes"] == 33 and m["n_cells"] == 3405
     assert m["pcc_median"] > PCC_MEDIAN_FLOOR
+    # an inhibitory marker (measured r 0.735); trivial predictors: a constant / the reference mean gives r = 0,
+    # the same predictions with the cells shuffled r ≈ 0 (0.034 here)
     assert m["per_gene"]["Slc32a1"]["pcc"] > 0.5
+    j = list(cv_result.genes).index("Slc32a1")
+    shuffled = cv_result.prediction[np.random.default_rng(0).permutation(3405), j]
+    assert abs(np.corrcoef(shuffled, cv_result.truth[:, j])[0, 1]) < 0.1
     assert cv_result.prediction.shape == (3405, 33) and np.isfinite(cv_result.prediction).all()
 
 
-def test_expected_r_tracks_true_pcc_on_held_out_genes(cv_result):
+def test_expected_r_tracks_true_pcc_on_held_out_genes(osmfish, cv_result):
+    from napari_spatial_impute.api import prepare
+
     ann = cv_result.gene_annotations
     assert set(ann.index) == set(cv_result.genes) and {"expected_r", "reliability"} <= set(ann)
     per_gene = cv_result.per_gene()
     expected = ann["expected_r"].reindex(per_gene.index)
-    assert spearmanr(expected, per_gene["pcc"])[0] > RELIABILITY_RHO_FLOOR
+    rho = spearmanr(expected, per_gene["pcc"])[0]
+    # better than ranking the genes by a reference descriptor (mean, variance, share of expressing cells)
+    spatial, reference = osmfish
+    data, _ = prepare(spatial, reference, list(per_gene.index), hold_out=False)
+    ref = data.reference_columns(list(per_gene.index))
+    baselines = [spearmanr(d, per_gene["pcc"])[0] for d in (ref.mean(0), ref.var(0), (ref > 0).mean(0))]
+    assert rho > RELIABILITY_RHO_FLOOR and rho > max(baselines) + 0.1, (rho, baselines)
     assert (expected - per_gene["pcc"]).abs().mean() < 0.2  # Pearson-r units, not a rank
 
 

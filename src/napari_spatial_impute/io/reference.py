@@ -141,7 +141,7 @@ def check_declared(X, values: str, what: str, flag: str) -> None:
                          "export the raw counts (integers) instead.")
     if vals.min() < 0:
         raise InputError(f"The {what} holds negative values (min {vals.min():.3g}): centred or scaled data, "
-                         f"neither {values} nor counts.", "keep raw counts in layers['counts'] or .raw.")
+                         ("not counts." if values == "counts" else f"neither {values} nor counts."), "keep raw counts in layers['counts'] or .raw.")
     if values == "log1p" and vals.max() > _MAX_LOG1P:
         raise InputError(f"The {what} is declared log1p-normalised ({flag} log1p) but holds values up to "
                          f"{vals.max():.3g}: not log data (expm1 would overflow).",
