@@ -140,8 +140,9 @@ def check_declared(X, values: str, what: str, flag: str) -> None:
                          f"(≈ {np.finfo(np.float32).max:.3g}): they would become infinite.",
                          "export the raw counts (integers) instead.")
     if vals.min() < 0:
-        raise InputError(f"The {what} holds negative values (min {vals.min():.3g}): centred or scaled data, "
-                         ("not counts." if values == "counts" else f"neither {values} nor counts."), "keep raw counts in layers['counts'] or .raw.")
+        kind = "not counts." if values == "counts" else f"neither {values} nor counts."
+        raise InputError(f"The {what} holds negative values (min {vals.min():.3g}): centred or scaled data, {kind}",
+                         "keep raw counts in layers['counts'] or .raw.")
     if values == "log1p" and vals.max() > _MAX_LOG1P:
         raise InputError(f"The {what} is declared log1p-normalised ({flag} log1p) but holds values up to "
                          f"{vals.max():.3g}: not log data (expm1 would overflow).",
