@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # a command line (not a call from Python): tune the allocator of this process
+        from .common import tune_malloc
+
+        tune_malloc()
     try:
         return int(args.func(args) or 0)
     except InputError as err:
