@@ -223,8 +223,12 @@ def test_train_in_the_dock_writes_a_new_folder_and_reuses_the_model(widget, her2
     assert isinstance(model, STco) and len(model.genes) == 20 and model.cfg["epochs"] == 2 and len(fits) == 1
     assert fits[0]["patch_px"] == 64 and fits[0]["seed"] == 0
     assert STco.load(keep / "bundle").genes == model.genes and (keep / "thesis.txt").is_file()
+    first = w.output_layer
     _run(w, qtbot)  # same sections and settings: no second training, no second save
     assert w.model is model and len(fits) == 1 and w.output_layer is not None, w.status.value
+    # the earlier result stays in the layer list, hidden with its colorbar: one result and one colorbar shown
+    assert first in viewer.layers and not first.visible and not first.colorbar.visible
+    assert w.output_layer.visible and w.output_layer.colorbar.visible
     assert "reuses" in w.status.tooltip
     w.train_params.value = "n_genes=20, patch_px=64, n_views=1, tta=1, seed=1"  # a setting changed: trained anew
     w.save_dir.value = keep / "bundle"  # now taken: refused

@@ -287,6 +287,12 @@ class HistologyWidget(RunsInWorker, Container):
             (model.top_genes[0] if model.top_genes else model.genes[0])
         data, kwargs, kind = prediction_layer(prediction, gene, image_affine=self._image_affine,
                                               image_units=self._image_units)
+        previous = self.output_layer
+        if previous is not None and previous in self.viewer.layers:  # kept, hidden: one result and colorbar shown
+            previous.visible = False
+            bar = getattr(previous, "colorbar" if previous.__class__.__name__ == "Image" else "face_colorbar", None)
+            if bar is not None:
+                bar.visible = False
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
         # the gene's values: the heat map's colorbar, or the spot markers' (their colormap and limits)
