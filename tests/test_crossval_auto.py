@@ -81,6 +81,11 @@ def _pair(n_cells=400, n_ref=300, n_genes=10, seed=0, linear=False):
             rate = rng.gamma(2.0, 2.0, (n, n_genes))
         return rng.poisson(rate).astype(np.float32)
 
+    return _as_pair(cells, n_cells, n_ref, genes, rng)
+
+
+def _as_pair(cells, n_cells: int, n_ref: int, genes: list[str], rng):
+    """(spatial with random positions, reference) AnnData of ``cells(n)`` counts."""
     spatial = ad.AnnData(cells(n_cells), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
                          var=pd.DataFrame(index=genes))
     spatial.obsm["spatial"] = rng.random((n_cells, 2)) * 100
@@ -100,12 +105,7 @@ def _loglinear_pair(n_cells=400, n_ref=300, n_genes=10, seed=0):
     def cells(n):
         return rng.poisson(np.exp(4.0 + rng.standard_normal((n, 3)) @ load)).astype(np.float32)
 
-    spatial = ad.AnnData(cells(n_cells), obs=pd.DataFrame(index=[f"c{i}" for i in range(n_cells)]),
-                         var=pd.DataFrame(index=genes))
-    spatial.obsm["spatial"] = rng.random((n_cells, 2)) * 100
-    reference = ad.AnnData(cells(n_ref), obs=pd.DataFrame(index=[f"r{i}" for i in range(n_ref)]),
-                           var=pd.DataFrame(index=genes))
-    return spatial, reference
+    return _as_pair(cells, n_cells, n_ref, genes, rng)
 
 
 def test_held_out_genes_never_reach_fit_or_predict(monkeypatch):
