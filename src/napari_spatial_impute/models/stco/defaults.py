@@ -11,11 +11,13 @@ PRETRAINED_BACKBONES = (*LITE_VARIANTS, "vit", "torchscript")
 
 #: how context patches are cut (see ``context_cut`` below); also the default of the patch-cutting functions
 CONTEXT_CUT = "box"
+#: spatial smoothing radii (µm) the validation chooses from (``smoothing_choices``)
+SMOOTHING_CHOICES = (0.0, 100.0, 200.0)
 DEFAULTS = dict(backbone="lite0", backbone_path=None, finetune=False, patch_um=150.0, patch_px=112,
                 n_genes=500, embed_dim=256, epochs=30, batch_size=128, lr=1e-3, weight_decay=0.05,
                 temperature=0.07, top_k=50, weighting="linear", n_views=8, tta=2, use_position=True,
                 dropout=0.5, feature_batch=64, stain="macenko", stain_augment=True, validation="loso",
-                knn_k=50, smoothing_choices=[0.0, 100.0, 200.0], predictor="auto", context=4.0,
+                knn_k=50, smoothing_choices=list(SMOOTHING_CHOICES), predictor="auto", context=4.0,
                 context_cut=CONTEXT_CUT, ridge_alpha=1e4, ridge_rank=10, ridge_smoothing_um=100.0, ridge_taps="all",
                 krr_alpha=0.3, blend="equal", feature_norm="global", jitter_um=11.0,
                 jitter_contrastive=False)

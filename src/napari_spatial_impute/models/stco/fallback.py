@@ -29,8 +29,9 @@ import itertools
 
 import numpy as np
 
+from .defaults import SMOOTHING_CHOICES
+
 COMPONENTS = ("contrastive", "feature_ridge", "feature_krr", "feature_knn", "colour_ridge")
-SMOOTHING_UM = (0.0, 100.0, 200.0)
 
 
 def colour_texture_features(patches_u8: np.ndarray) -> np.ndarray:
@@ -295,7 +296,7 @@ EQUAL_BLEND = ("contrastive", "feature_ridge", "feature_krr")
 
 
 def choose_blend(oof: dict[str, np.ndarray], truth: np.ndarray, groups: np.ndarray, xy_um: np.ndarray,
-                 top_idx: list[int], smoothing_um=SMOOTHING_UM, margin: float = 0.002, mode: str = "equal",
+                 top_idx: list[int], smoothing_um=SMOOTHING_CHOICES, margin: float = 0.002, mode: str = "equal",
                  leave_margin: float = 0.01) -> dict:
     """The blend weights and smoothing from out-of-fold predictions ``oof`` {component: (n, genes)}, scored by
     the mean over held-out sections of the mean top-gene Pearson. Returns {weights, smoothing_um, scores:
