@@ -40,3 +40,17 @@ def test_a_result_shares_no_memory_with_the_input(osmfish):
     out.uns["spatial_meta"]["units"] = "px"
     np.testing.assert_array_equal(spatial.obsm["spatial"], before)
     assert spatial.uns["spatial_meta"]["units"] == "um" and spatial.uns["spatial_meta"]["offset"][0] == 0.0
+
+
+def test_measured_side_uses_the_inputs_library(osmfish):
+    """The measured side of a held-out gene (colouring, measured-vs-imputed grid) is normalised by the library
+    sizes the imputation's inputs had: without the held-out genes."""
+    from napari_spatial_impute.layers.colour_by import LibrarySizes
+
+    spatial, reference = osmfish
+    data, _ = nsi.prepare(spatial, reference, ["Gad2", "Vip"])
+    lib = LibrarySizes(spatial, exclude=["Gad2", "Vip"])
+    assert lib.target == data.constants["spatial_target_sum"]
+    col = data.shared_genes.index("Plp1")
+    np.testing.assert_allclose(lib.normalise(lib.counts("Plp1")), data.spatial[:, col], rtol=1e-5, atol=1e-6)
+    assert LibrarySizes(spatial).target != lib.target  # with them in, another scale

@@ -73,12 +73,16 @@ def counts_matrix(adata):
 
 
 class LibrarySizes:
-    """Per-cell library sizes of the measured counts (see :func:`counts_matrix`), computed once (log1p-normalising
-    one gene is then cheap)."""
+    """Per-cell library sizes of the measured counts (see :func:`counts_matrix`; without the ``exclude`` genes),
+    computed once (log1p-normalising one gene is then cheap)."""
 
-    def __init__(self, adata):
+    def __init__(self, adata, exclude=()):
         self.X, self.names = counts_matrix(adata)
         self.total = np.asarray(self.X.sum(axis=1), dtype=np.float64).ravel()
+        cols = [i for i in self.names.get_indexer(list(exclude)) if i >= 0]
+        if cols:  # genes held out of an imputation leave its library sizes: the measured side does the same
+            held = self.X[:, cols]
+            self.total = self.total - np.asarray(held.sum(axis=1), dtype=np.float64).ravel()
         self.scale, self.target = library_scale(self.total)
 
     def normalise(self, counts) -> np.ndarray:

@@ -142,6 +142,7 @@ class SampleView:
         self.cmap = "magma"
         self.clim: tuple[float, float] | None = None
         self._library: LibrarySizes | None = None
+        self._library_held: list[str] = []
         self.grid_hidden: list = []  # layers the measured-vs-imputed grid hid (see .sample_grid)
         self._pending_cells = None  # (colouring, rgba) waiting for the hidden cells layer to be shown
         self._watching_visible = False
@@ -160,8 +161,11 @@ class SampleView:
         return np.asarray(self.adata.obsm["spatial"], np.float64)[:, :2]
 
     def library(self) -> LibrarySizes:
-        if self._library is None:
-            self._library = LibrarySizes(self.adata)
+        # measured genes the attached result imputed were held out of its inputs and of their library sizes
+        held = sorted(set(map(str, self.result.genes)) & set(map(str, self.adata.var_names))) \
+            if self.result is not None else []
+        if self._library is None or self._library_held != held:
+            self._library, self._library_held = LibrarySizes(self.adata, held), held
         return self._library
 
     def attach(self, result) -> list[str]:
