@@ -345,7 +345,7 @@ def stage_single_section(secs, seeds=(0, 1, 2), inner=("C2", "C3", "C4", "C5"), 
     (or each of ``targets``): its members alone and their equal blend, unsmoothed and smoothed 100 µm (top-50 of
     the training section)."""
     from napari_spatial_impute.api.histology import truth_for
-    from napari_spatial_impute.models.stco.fallback import EQUAL_BLEND, pcc_per_gene
+    from napari_spatial_impute.models.stco.fallback import EQUAL_BLEND, pearson_per_gene
     from napari_spatial_impute.progress import run_to_end
 
     arms = ("model", "contrastive", "feature_ridge", "feature_krr", "equal blend", "equal blend, 100 um")
@@ -369,7 +369,7 @@ def stage_single_section(secs, seeds=(0, 1, 2), inner=("C2", "C3", "C4", "C5"), 
                     preds[arm_name] = model.combine({k: parts[k] for k in EQUAL_BLEND}, xy)
                 model.choice = own
                 for a in arms:
-                    scores[a].append(float(np.mean(pcc_per_gene(truth, preds[a][:, cols])[top])))
+                    scores[a].append(float(np.mean(pearson_per_gene(truth, preds[a][:, cols])[top])))
                 print(seed, train_on, "→", held, {a: round(v[-1], 3) for a, v in scores.items()}, flush=True)
         rows[seed] = {a: float(np.mean(v)) for a, v in scores.items()}
         key = "single_section" if targets is None else "single_section_to_" + "_".join(targets)

@@ -85,7 +85,7 @@ class Setup:
     def loso(self, x: dict, cfg: dict = V2, y: dict | None = None, post=None) -> list[float]:
         """Per held-out section: top-50 PCC of the ridge trained on the other three (``y``: training targets,
         default the measured expression; ``post(pred, held)``: applied before the 100 µm smoothing)."""
-        from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+        from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pearson_per_gene, smooth
 
         y = self.expr if y is None else y
         out = []
@@ -94,7 +94,7 @@ class Setup:
             fit_on = (np.concatenate([d[s] for s in tr]) for d in (x, y, self.groups, self.xy))
             p = fit_feature_ridge(*fit_on, cfg).predict(x[h])
             p = smooth(p if post is None else post(p, h), self.xy[h], 100.0)
-            out.append(float(pcc_per_gene(self.expr[h][:, self.top], p[:, self.top]).mean()))
+            out.append(float(pearson_per_gene(self.expr[h][:, self.top], p[:, self.top]).mean()))
         return out
 
 
@@ -169,7 +169,7 @@ def stage_kernel(st: Setup) -> None:
     from napari_spatial_impute.models.stco.fallback import (
         KernelRidge,
         fit_feature_ridge,
-        pcc_per_gene,
+        pearson_per_gene,
         smooth,
     )
 
@@ -182,7 +182,7 @@ def stage_kernel(st: Setup) -> None:
         y = np.concatenate([st.expr[s] - st.expr[s].mean(0) for s in tr])  # each section centred, as the package
 
         def score(p, h=h):
-            return float(pcc_per_gene(st.expr[h][:, st.top], smooth(p, st.xy[h], 100.0)[:, st.top]).mean())
+            return float(pearson_per_gene(st.expr[h][:, st.top], smooth(p, st.xy[h], 100.0)[:, st.top]).mean())
 
         for x_sigma in (0.0, 100.0):
             xt = np.concatenate([smooth(x[s], st.xy[s], x_sigma) for s in tr])
@@ -231,7 +231,7 @@ def stage_augrows(st: Setup) -> None:
     each view its own smoothing group) instead of one; the held-out section as predicted (view 0, as scanned).
     Training-time only: a slide's prediction costs the same. Deterministic (each view's re-staining is drawn
     from the view and the patches), so there is no seed to vary."""
-    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pearson_per_gene, smooth
     from napari_spatial_impute.progress import run_to_end
 
     m = st.model("lite0")
@@ -253,7 +253,7 @@ def stage_augrows(st: Setup) -> None:
             groups = np.concatenate([np.full(len(st.xy[s]), 10 * i + k) for i, s in enumerate(tr)
                                      for k, _ in enumerate(rows(s))])
             p = smooth(fit_feature_ridge(x, y, groups, xy, V2).predict(test[h]), st.xy[h], 100.0)
-            out.append(float(pcc_per_gene(st.expr[h][:, st.top], p[:, st.top]).mean()))
+            out.append(float(pearson_per_gene(st.expr[h][:, st.top], p[:, st.top]).mean()))
         return out
 
     header("ridge v2 trained on (held out: view 0 as scanned)")
@@ -267,7 +267,7 @@ def stage_augrows(st: Setup) -> None:
 def stage_jitter(st: Setup, arg: str = "8,16,24,32") -> None:
     """Test-time (and training-time) averaging over small moves of the cut: the patch-cut noise (moving every
     spot by 1 px moves a section's score by ≈ 0.004) averaged away instead of drawn once."""
-    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pearson_per_gene, smooth
     from napari_spatial_impute.models.stco.jitter import MOVES
     from napari_spatial_impute.models.stco.stain import estimate_stains, normalize_stains
     from napari_spatial_impute.progress import run_to_end
@@ -301,7 +301,7 @@ def stage_jitter(st: Setup, arg: str = "8,16,24,32") -> None:
             r = fit_feature_ridge(x, y, groups, xy, V2)
             p = np.mean([r.predict(q) for q in test_preds(h)], axis=0)
             p = smooth(p, st.xy[h], 100.0)
-            out.append(float(pcc_per_gene(st.expr[h][:, st.top], p[:, st.top]).mean()))
+            out.append(float(pearson_per_gene(st.expr[h][:, st.top], p[:, st.top]).mean()))
         return out
 
     header("ridge v2, cuts moved diagonally by ±d px (train rows / test predictions)")

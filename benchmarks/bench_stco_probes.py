@@ -62,13 +62,13 @@ def view0_features(secs, context: float, ridge_taps: str = "all", **params) -> d
 
 
 def loso_ridge(feats: dict, expr: dict, top: list[int], alpha: float) -> tuple[list[float], float]:
-    from napari_spatial_impute.models.stco.fallback import Ridge, pcc_per_gene
+    from napari_spatial_impute.models.stco.fallback import Ridge, pearson_per_gene
 
     scores = []
     for h in INNER:
         tr = [s for s in INNER if s != h]
         r = Ridge(alpha).fit(np.vstack([feats[s] for s in tr]), np.vstack([expr[s] for s in tr]))
-        scores.append(float(pcc_per_gene(expr[h][:, top], r.predict(feats[h])[:, top]).mean()))
+        scores.append(float(pearson_per_gene(expr[h][:, top], r.predict(feats[h])[:, top]).mean()))
     return scores, float(np.mean(scores))
 
 
@@ -127,7 +127,7 @@ def stage_features(secs) -> None:
     section, α 3·10³ / 10⁴ / 3·10⁴): the four tapped blocks (as shipped), all 16 blocks, 2 × 2 pooled maps,
     the mean over the 8 dihedral views, and the patch read at 224 px instead of 112 (4× the backbone time)."""
     from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import Ridge, fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import Ridge, fit_feature_ridge, pearson_per_gene, smooth
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.models.stco.stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
 
@@ -168,7 +168,7 @@ def stage_features(secs) -> None:
             for h in INNER:
                 tr = [s for s in INNER if s != h]
                 r = Ridge(alpha).fit(np.vstack([z[s] for s in tr]), np.vstack([expr[s] - expr[s].mean(0) for s in tr]))
-                sc.append(float(pcc_per_gene(expr[h][:, top], r.predict(z[h])[:, top]).mean()))
+                sc.append(float(pearson_per_gene(expr[h][:, top], r.predict(z[h])[:, top]).mean()))
             cells.append(np.mean(sc))
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
     # the pieces of ridge v2, through the package's fit (per-section target centring always on); every
@@ -187,7 +187,7 @@ def stage_features(secs) -> None:
                     tr = [s for s in INNER if s != h]
                     fit_on = (np.concatenate([d[s] for s in tr]) for d in (sets[name], expr, groups, xy))
                     p = smooth(fit_feature_ridge(*fit_on, cfg).predict(sets[name][h]), xy[h], 100.0)
-                    sc.append(float(pcc_per_gene(expr[h][:, top], p[:, top]).mean()))
+                    sc.append(float(pearson_per_gene(expr[h][:, top], p[:, top]).mean()))
                 cells.append(np.mean(sc))
             label = f"{name}, rank {rank or 'full'}, training features smoothed {sm:g} µm"
             print(f"| {label} | " + " | ".join(f"{v:.3f}" for v in cells) + " |", flush=True)
@@ -206,7 +206,7 @@ def ridge_v2_table(secs, sets: dict, per_fold: bool = False) -> None:
     """Print ridge v2 (rank 10, training features smoothed 100 µm) LOSO within C2–C5 on each feature set
     ({name: {section: features}}), predictions smoothed 100 µm, α 10⁴ / 3·10⁴ (and α 10⁴'s folds)."""
     from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import fit_feature_ridge, pearson_per_gene, smooth
 
     m = _model(4.0)
     m._choose_genes([secs[s] for s in INNER])
@@ -226,7 +226,7 @@ def ridge_v2_table(secs, sets: dict, per_fold: bool = False) -> None:
                 tr = [s for s in INNER if s != h]
                 fit_on = (np.concatenate([d[s] for s in tr]) for d in (feats, expr, groups, xy))
                 p = smooth(fit_feature_ridge(*fit_on, cfg).predict(feats[h]), xy[h], 100.0)
-                sc.append(float(pcc_per_gene(expr[h][:, top], p[:, top]).mean()))
+                sc.append(float(pearson_per_gene(expr[h][:, top], p[:, top]).mean()))
             cells.append(sc)
         folds = (" | " + " / ".join(f"{v:.3f}" for v in cells[0])) if per_fold else ""
         print(f"| {name} | " + " | ".join(f"{np.mean(v):.3f}" for v in cells) + folds + " |", flush=True)
@@ -261,7 +261,7 @@ def stage_scales(secs) -> None:
 
 def stage_blends(secs, seed: int, context: float | None = None) -> None:
     from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import pearson_per_gene, smooth
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.progress import run_to_end
 
@@ -277,7 +277,7 @@ def stage_blends(secs, seed: int, context: float | None = None) -> None:
         idx = [m.genes.index(g) for g in m.top_genes]
 
         def score(p, sigma=0.0, truth=truth, xy=xy, idx=idx):
-            return float(pcc_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
+            return float(pearson_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
 
         c, r, k = parts["contrastive"], parts["feature_ridge"], parts["feature_knn"]
         searched = run_to_end(grid.predict_section_steps(secs[held]))
@@ -302,7 +302,7 @@ def stage_ensembles(secs, n_seeds: int = 6) -> None:
     default blend of one seed (the model as predicted) against the equal blend of the ridge with the mean of
     three seeds' contrastive predictions (seeds 0–2 and 3–5: two replicates), 100 µm smoothing."""
     from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import pearson_per_gene, smooth
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.progress import run_to_end
 
@@ -318,7 +318,7 @@ def stage_ensembles(secs, n_seeds: int = 6) -> None:
         idx = [m.genes.index(g) for g in m.top_genes]
 
         def score(p, sigma=100.0, truth=truth, xy=xy, idx=idx):
-            return float(pcc_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
+            return float(pearson_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
 
         r = parts[0]["feature_ridge"]
         row = {"model, one seed (mean over seeds)": np.mean([score(q["model"], 0.0) for q in parts]),
@@ -341,7 +341,7 @@ def stage_bank(secs, seed: int = 0) -> None:
     """The retrieval bank's expression smoothed over each training section's spots (σ 100 / 150 µm) against
     as measured: the contrastive half retrieves denoised neighbourhoods instead of single noisy spots."""
     from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import pcc_per_gene, smooth
+    from napari_spatial_impute.models.stco.fallback import pearson_per_gene, smooth
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.progress import run_to_end
 
@@ -354,7 +354,7 @@ def stage_bank(secs, seed: int = 0) -> None:
         idx = [m.genes.index(g) for g in m.top_genes]
 
         def score(p, sigma=100.0, truth=truth, xy=xy, idx=idx):
-            return float(pcc_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
+            return float(pearson_per_gene(truth, smooth(p, xy, sigma)[:, idx]).mean())
 
         bank, ends = m.bank_expr, np.cumsum([0] + [a.n_obs for a in train])
         train_xy = [m.section_inputs(a)[1] for a in train]

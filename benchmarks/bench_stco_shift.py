@@ -49,7 +49,7 @@ def lab_copy(section, name: str):
 
 def run(secs, seed: int) -> dict:
     from napari_spatial_impute.models.stco.expression import section_expression
-    from napari_spatial_impute.models.stco.fallback import pcc_per_gene
+    from napari_spatial_impute.models.stco.fallback import pearson_per_gene
     from napari_spatial_impute.models.stco.model import STco
     from napari_spatial_impute.progress import run_to_end
 
@@ -64,7 +64,7 @@ def run(secs, seed: int) -> dict:
             for copy, sec in (("as scanned", secs[held]), ("another lab", labs[held])):
                 out = run_to_end(m.predict_section_steps(sec, parts=True))
                 for p in PARTS:
-                    score = float(pcc_per_gene(truth, out[p][:, idx]).mean())
+                    score = float(pearson_per_gene(truth, out[p][:, idx]).mean())
                     rows.setdefault(f"{arm} | {copy} | {p}", {})[held] = score
             print(held, arm, {k: round(v[held], 3) for k, v in rows.items() if k.startswith(arm)}, flush=True)
     print(f"\n| LOSO within C2–C5, seed {seed}: feature_norm, held-out copy, predictor | "

@@ -463,7 +463,7 @@ def test_feature_kernel_ridge_exact_nystrom_and_bundle(synthetic, backbone_file,
     from sklearn.kernel_ridge import KernelRidge as SkKernelRidge
 
     from napari_spatial_impute import load_model, train_histology
-    from napari_spatial_impute.models.stco.fallback import KernelRidge, Ridge, pcc_per_gene
+    from napari_spatial_impute.models.stco.fallback import KernelRidge, Ridge, pearson_per_gene
     from napari_spatial_impute.progress import run_to_end
 
     rng = np.random.default_rng(0)
@@ -474,12 +474,12 @@ def test_feature_kernel_ridge_exact_nystrom_and_bundle(synthetic, backbone_file,
     z = (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
     sk = SkKernelRidge(alpha=0.3, kernel="rbf", gamma=krr.gamma).fit(z[train], y[train] - y[train].mean(0))
     np.testing.assert_allclose(krr.predict(x[test]), sk.predict(z[test]) + y[train].mean(0), rtol=1e-4, atol=1e-4)
-    r_krr = pcc_per_gene(y[test], krr.predict(x[test]))
-    r_lin = pcc_per_gene(y[test], Ridge(1.0).fit(x[train], y[train]).predict(x[test]))
+    r_krr = pearson_per_gene(y[test], krr.predict(x[test]))
+    r_lin = pearson_per_gene(y[test], Ridge(1.0).fit(x[train], y[train]).predict(x[test]))
     assert r_krr.min() > 0.6 and (r_krr > r_lin + 0.3).all()  # sin, product, bump: no linear ridge gets them
     nys = KernelRidge(0.3, max_rows=200).fit(x[train], y[train])
     assert nys.landmarks.shape == (200, 8)
-    assert (pcc_per_gene(krr.predict(x[test]), nys.predict(x[test])) > 0.95).all()
+    assert (pearson_per_gene(krr.predict(x[test]), nys.predict(x[test])) > 0.95).all()
     np.testing.assert_array_equal(KernelRidge.from_state(_npz(nys.state("k"), tmp_path), "k").predict(x[test]),
                                   nys.predict(x[test]))
 

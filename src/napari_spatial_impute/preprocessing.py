@@ -26,6 +26,15 @@ def library_scale(totals, target_sum: float | None = None) -> tuple[np.ndarray, 
     return scale, float(target_sum)
 
 
+def library_totals(X, exclude=None, dtype=np.float64) -> np.ndarray:
+    """Per-cell library sizes: the sum over every column of ``X`` (dense or sparse) but ``exclude`` (indices of
+    genes held out, whose counts must not reach the inputs through the library size)."""
+    totals = np.asarray(X.sum(axis=1), dtype=dtype).ravel()
+    if exclude is not None and len(exclude):
+        totals = totals - np.asarray(X[:, np.asarray(exclude, dtype=np.int64)].sum(axis=1), dtype=dtype).ravel()
+    return totals
+
+
 def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: bool = True, exclude=None):
     """Per-cell library-size normalisation to ``target_sum`` (default: the median total), then log1p.
 
@@ -35,15 +44,8 @@ def normalize_log1p(X, target_sum: float | None = None, *, columns=None, dense: 
     Returns the float32 matrix and the target sum used (stored so a model can apply it again). Cells with zero
     total stay zero.
     """
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
-        totals = np.asarray(X.sum(axis=1), dtype=np.float32).ravel()
-    else:
-        X = np.asarray(X, dtype=np.float32)
-        totals = X.sum(axis=1)
-    if exclude is not None and len(exclude):
-        held = X[:, np.asarray(exclude, dtype=np.int64)]
-        totals = totals - np.asarray(held.sum(axis=1), dtype=np.float32).ravel()
+    X = sp.csr_matrix(X, dtype=np.float32) if sp.issparse(X) else np.asarray(X, dtype=np.float32)
+    totals = library_totals(X, exclude, np.float32)
     scale, target_sum = library_scale(totals, target_sum)
     if columns is not None:
         X = X[:, np.asarray(columns, dtype=np.int64)]

@@ -66,19 +66,6 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     return model, prediction
 
 
-def check_new_folder(path: Path) -> Path:
-    """``path`` where a bundle may be written: absent or an empty folder, inside a writable folder (a bundle is
-    written as a folder of its own; an existing one is never replaced)."""
-    from ..atomic import check_writable
-    from ..errors import InputError
-
-    if path.exists() and (path.is_file() or any(path.iterdir())):
-        raise InputError(f"'Save bundle to' {path} already exists and is not empty; the widget never replaces it.",
-                         f"type a new folder name (e.g. {path.name}_2): the bundle is written as a folder of its "
-                         "own.")
-    return check_writable(path, "model bundle", folder=True)
-
-
 class HistologyWidget(RunsInWorker, Container):
     """Predict gene expression from an H&E image with an STco model."""
 
@@ -221,8 +208,11 @@ class HistologyWidget(RunsInWorker, Container):
             save = path_or_none(self.save_dir)
             if trained is not None and save in self._saved_to:
                 save = None  # the reused model is in that folder already
-            if save is not None:
-                check_new_folder(save)
+            if save is not None:  # before training: a new or empty folder, never replaced
+                from ..models.bundle import check_bundle_target
+
+                check_bundle_target(save, fix=f"type a new folder name for 'Save bundle to' (e.g. {save.name}_2): "
+                                              "the dock writes a bundle as a folder of its own, never over one.")
         else:
             model_dir = str(self.model_dir.value)
             if not model_dir or not (Path(model_dir) / "config.json").is_file():
@@ -274,7 +264,7 @@ class HistologyWidget(RunsInWorker, Container):
 
     def _on_result(self, out) -> None:
         from ..layers.cells import default_gene
-        from ..layers.histology import is_tiled, prediction_layer
+        from ..layers.histology import is_tiled, prediction_layer, value_colorbar
 
         model, prediction = out
         if model is not self.model:
@@ -289,14 +279,10 @@ class HistologyWidget(RunsInWorker, Container):
                                               image_units=self._image_units)
         previous = self.output_layer
         if previous is not None and previous in self.viewer.layers:  # kept, hidden: one result and colorbar shown
-            previous.visible = False
-            bar = getattr(previous, "colorbar" if previous.__class__.__name__ == "Image" else "face_colorbar", None)
-            if bar is not None:
-                bar.visible = False
+            previous.visible = value_colorbar(previous).visible = False
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
-        # the gene's values: the heat map's colorbar, or the spot markers' (their colormap and limits)
-        (self.output_layer.colorbar if kind == "image" else self.output_layer.face_colorbar).visible = True
+        value_colorbar(self.output_layer).visible = True  # the heat map's, or the spot markers' colormap + limits
         self._genes = list(map(str, prediction.var_names))
         self.gene_select.reset_choices()
         self.gene_select.value = gene

@@ -213,12 +213,12 @@ class ImputeWidget(RunsInWorker, Container):
         n_targets = self.picker.n_targets()  # chosen, or a sample's held-out genes when nothing is chosen
         if n_targets is None:
             n_targets = target_count(self.picker.mode_key(), len(info["missing"]), len(self.picker.chosen()))
+        if n_targets == 0:  # "chosen genes" with none chosen: a run is refused, nothing to estimate
+            self.estimate.value, self.estimate.tooltip = "no gene chosen: select genes in the list", ""
+            self._refused = None
+            return
         plan, refusal = estimate(layer.metadata["adata"].n_obs, info["n_obs"], len(info["shared"]), n_targets,
                                  self.method.value, self._out_path() is not None)
-        if n_targets == 0:
-            self.estimate.value = "no gene chosen: select genes in the list"
-            self.estimate.tooltip, self._refused = plan.text(), None
-            return
         self.estimate.value = refusal or plan.text()
         self.estimate.tooltip = plan.text()
         self._refused = refusal

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..preprocessing import library_scale
+from ..preprocessing import library_scale, library_totals
 from .colors import contrast_limits
 
 IMPUTED_UNIT = "log1p normalised expression (imputed)"
@@ -78,11 +78,8 @@ class LibrarySizes:
 
     def __init__(self, adata, exclude=()):
         self.X, self.names = counts_matrix(adata)
-        self.total = np.asarray(self.X.sum(axis=1), dtype=np.float64).ravel()
-        cols = [i for i in self.names.get_indexer(list(exclude)) if i >= 0]
-        if cols:  # genes held out of an imputation leave its library sizes: the measured side does the same
-            held = self.X[:, cols]
-            self.total = self.total - np.asarray(held.sum(axis=1), dtype=np.float64).ravel()
+        # genes held out of an imputation leave its library sizes: the measured side does the same
+        self.total = library_totals(self.X, [i for i in self.names.get_indexer(list(exclude)) if i >= 0])
         self.scale, self.target = library_scale(self.total)
 
     def normalise(self, counts) -> np.ndarray:

@@ -114,6 +114,13 @@ def show_gene(layer, prediction, gene: str) -> None:
     layer.name = f"H&E → {gene}"
 
 
+def value_colorbar(layer):
+    """The colorbar of a prediction layer's values: the spot markers' face colours' (Points), else the heat map's
+    (the layer may be napari's proxy of an Image or Points, so its attributes tell which)."""
+    bar = getattr(layer, "face_colorbar", None)
+    return bar if bar is not None else layer.colorbar
+
+
 def points_in_image_px(points_layer, image_layer) -> np.ndarray:
     """(x, y) pixel coordinates, in ``image_layer``'s data, of a Points layer's markers (both layers' scale,
     translate, rotation and affine applied)."""

@@ -33,7 +33,7 @@ from .expected_r import (
     gene_descriptors,
     inner_cv_steps,
     inner_folds,
-    pearson_columns,
+    pearson_per_gene,
     subsample_rows,
 )
 
@@ -126,7 +126,7 @@ class AutoImputer(Imputer):
             cols = [pos_knn[g] for g in part.genes]
             base = float(np.median(knn_r[cols]))
             alone = float(np.median(part.pcc))
-            even = float(np.median(pearson_columns(part.truth, 0.5 * part.pred + 0.5 * cvs["knn"].pred[:, cols])))
+            even = float(np.median(pearson_per_gene(part.truth, 0.5 * part.pred + 0.5 * cvs["knn"].pred[:, cols])))
             gain = max(alone, even) - base
             evidence["screen"][name] = {"genes": len(cols), "knn_median_r": base, "median_r": alone,
                                         "even_blend_median_r": even, "cpu_s": part.seconds,
@@ -147,7 +147,7 @@ class AutoImputer(Imputer):
         # per-gene CV evidence of the chosen blend, and the expected-r model fitted on it
         genes_cv = cvs["knn"].genes
         blend_cv = self._blend({n: _aligned(cvs[n], genes_cv) for n in weights})
-        r_cv = pearson_columns(cvs["knn"].truth, blend_cv)
+        r_cv = pearson_per_gene(cvs["knn"].truth, blend_cv)
         desc = cvs["knn"].descriptors.copy()  # reference descriptors + the blend's own signal
         ref_sd = desc[:, DESCRIPTORS.index("ref_sd")]
         desc[:, DESCRIPTORS.index("pred_signal")] = np.divide(blend_cv.std(0), ref_sd, out=np.zeros_like(ref_sd),
@@ -186,7 +186,7 @@ class AutoImputer(Imputer):
         grid = [w for w in itertools.product(range(11), repeat=len(names)) if sum(w) == 10]
         for w in grid:
             weights = {n: wi / 10 for n, wi in zip(names, w) if wi}
-            r = float(np.median(pearson_columns(truth, self._blend({n: preds[n] for n in weights}, weights))))
+            r = float(np.median(pearson_per_gene(truth, self._blend({n: preds[n] for n in weights}, weights))))
             table.append({"weights": weights, "median_r": r})
         knn = next(t for t in table if t["weights"] == {"knn": 1.0})
         best = max(table, key=lambda t: (t["median_r"], t["weights"].get("knn", 0.0)))

@@ -63,15 +63,25 @@ def config_digest(config: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def check_bundle_target(path: str | Path, *, overwrite: bool = False,
+                        fix: str = "choose another folder or pass overwrite=True.") -> Path:
+    """``path`` where a bundle may be written (a folder of its own): absent or empty unless ``overwrite``, inside a
+    writable folder; else an :class:`InputError` with ``fix``. Callers that train first check before the work."""
+    from ..atomic import check_writable
+
+    path = Path(path)
+    if path.exists() and (path.is_file() or any(path.iterdir())) and not overwrite:
+        raise InputError(f"{path} already exists and is not empty.", fix)
+    return check_writable(path, "model bundle", folder=True)
+
+
 def write_bundle(path: str | Path, method: str, config: dict[str, Any], write_files: Callable[[Path], None], *,
                  overwrite: bool = False) -> Path:
     """Write a bundle folder: ``write_files(folder)`` writes the data files, then ``config.json`` (``config`` +
     format, version, method and the files' SHA-256) is added and the folder renamed into place."""
     from ..atomic import atomic_path
 
-    path = Path(path)
-    if path.exists() and (path.is_file() or any(path.iterdir())) and not overwrite:
-        raise InputError(f"{path} already exists and is not empty.", "choose another folder or pass overwrite=True.")
+    path = check_bundle_target(path, overwrite=overwrite)
     with atomic_path(path, "model bundle", folder=True) as tmp:
         tmp.mkdir(parents=True)
         write_files(tmp)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..metrics import pearson_per_gene
 from ..preprocessing import library_scale
 from ..progress import Progress, ProgressGen, relay
 from .base import ImputeData
@@ -35,13 +36,6 @@ def renormalise(spatial_log: np.ndarray, keep: np.ndarray, held: np.ndarray | No
     truth = None if held is None else np.log1p(scaled[:, held] * scale).astype(np.float32)
     return inputs, truth
 
-
-def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of matching columns (0 where either column is constant): :func:`~napari_spatial_impute.metrics.
-    pearson_per_gene`, the one definition every score uses."""
-    from ..metrics import pearson_per_gene
-
-    return pearson_per_gene(a, b)
 
 
 def gene_descriptors(data: ImputeData, genes: list[str], inputs: list[str], pred: np.ndarray,
@@ -130,7 +124,7 @@ class InnerCV:
 
     @property
     def pcc(self) -> np.ndarray:
-        return pearson_columns(self.truth, self.pred)
+        return pearson_per_gene(self.truth, self.pred)
 
     def table(self) -> pd.DataFrame:
         df = pd.DataFrame(self.descriptors, index=self.genes, columns=list(DESCRIPTORS))

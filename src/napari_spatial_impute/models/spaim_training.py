@@ -131,7 +131,7 @@ def inner_cv_fit_steps(model, data: ImputeData) -> ProgressGen[None]:
         expected_r_for,
         gene_descriptors,
         inner_cv_steps,
-        pearson_columns,
+        pearson_per_gene,
         target_expected_r,
     )
 
@@ -149,7 +149,8 @@ def inner_cv_fit_steps(model, data: ImputeData) -> ProgressGen[None]:
     net = np.hstack([p[0] for p in parts])
     base = None if parts[0][1] is None else np.hstack([p[1] for p in parts])
     if model.anchor != "none" and model.anchor_weight is None:
-        scores = [float(np.median(pearson_columns(cv.truth, combine(net, base, model.anchor, w)))) for w in WEIGHT_GRID]
+        scores = [float(np.median(pearson_per_gene(cv.truth, combine(net, base, model.anchor, w))))
+                  for w in WEIGHT_GRID]
         model.anchor_weight_ = float(WEIGHT_GRID[int(np.argmax(scores))])
         model.cv_weight_scores_ = dict(zip(WEIGHT_GRID, scores))
     pred = combine(net, base, model.anchor, model.anchor_weight_ if model.anchor != "none" else 1.0)

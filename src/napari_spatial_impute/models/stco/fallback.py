@@ -29,6 +29,7 @@ import itertools
 
 import numpy as np
 
+from ...metrics import pearson_per_gene
 from .defaults import SMOOTHING_CHOICES
 
 COMPONENTS = ("contrastive", "feature_ridge", "feature_krr", "feature_knn", "colour_ridge")
@@ -236,12 +237,6 @@ def smooth(values: np.ndarray, xy_um: np.ndarray | None, sigma_um: float, max_pa
     return out
 
 
-def pcc_per_gene(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Pearson r per column: :func:`~napari_spatial_impute.metrics.pearson_per_gene` (0 for a flat prediction)."""
-    from ...metrics import pearson_per_gene
-
-    return pearson_per_gene(truth, pred)
-
 
 def blend(parts: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     """Σ weight · prediction over the components with a non-zero weight."""
@@ -262,7 +257,7 @@ def section_gene_r(pred: np.ndarray, truth: np.ndarray, groups: np.ndarray, xy_u
     ``truth``, section by section (``groups``); ``cols``: those genes only."""
     if cols is not None:
         pred, truth = pred[:, cols], truth[:, cols]
-    return np.array([pcc_per_gene(truth[m], smooth(pred[m], xy_um[m], float(smoothing_um)))
+    return np.array([pearson_per_gene(truth[m], smooth(pred[m], xy_um[m], float(smoothing_um)))
                      for m in (groups == s for s in np.unique(groups))])
 
 

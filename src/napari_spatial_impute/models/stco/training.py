@@ -27,10 +27,11 @@ def training_inputs_steps(model, sections: list, progress: tuple[int, int] = (0,
     from .stain import DEFAULT_REFERENCE, estimate_stains, normalize_stains
 
     model.train_pixel_size_um = None  # nothing to check a section against until they are all read
-    sizes = {section_name(a): float(a.uns["histology"]["pixel_size_um"]) for a in sections}
-    if max(sizes.values()) > 1.25 * min(sizes.values()):
+    sizes = [float(a.uns["histology"]["pixel_size_um"]) for a in sections]  # one per section, names may repeat
+    if max(sizes) > 1.25 * min(sizes):
         warnings.warn("The training sections were scanned at different magnifications ("
-                      + ", ".join(f"{k} {v:.3g}" for k, v in sizes.items()) + " µm/px). Patches are cut at the "
+                      + ", ".join(f"{section_name(a)} {v:.3g}" for a, v in zip(sections, sizes))
+                      + " µm/px). Patches are cut at the "
                       "same physical size from each, but the model's pixel size is their mean. Fix: train on "
                       "sections of one magnification, or rescale the images first.", UserWarning, stacklevel=2)
     raw, pos, expr, xy, groups = [], [], [], [], []
@@ -43,7 +44,7 @@ def training_inputs_steps(model, sections: list, progress: tuple[int, int] = (0,
         pos.append(position_encoding(xy_um))
         expr.append(section_expression(a, model.genes, model.target_sum))
         groups.append(np.full(len(p), i))
-    model.train_pixel_size_um = float(np.mean(list(sizes.values())))
+    model.train_pixel_size_um = float(np.mean(sizes))
     sources = [None] * len(raw)
     if model.cfg["stain"] == "macenko":  # one estimate per section, into the fixed reference
         model.stain_reference = DEFAULT_REFERENCE
