@@ -133,3 +133,107 @@ def test_bad_input_exits_2(bundle, tmp_path, capsys):
                str(tmp_path / "x.json"), "--quiet"])
     assert rc == 2 and "not a histology model bundle" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+# --- 10x Visium sections (a spaceranger outs/ folder) ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def c6_visium(tmp_path_factory):
+    """her2st C6 re-written as spaceranger writes it (tests/_visium.py): (folder above outs/, image, legacy C6)."""
+    from _visium import her2st_as_visium
+    from napari_spatial_impute.io.legacy_st import read_st_section
+
+    legacy = read_st_section(*section("C6"))
+    return her2st_as_visium(legacy, tmp_path_factory.mktemp("visium") / "C6"), section("C6")[2], legacy
+
+
+def test_visium_outs_evaluates_as_the_same_section_in_legacy_files(bundle, c6_visium, tmp_path):
+    """``evaluate --visium OUTS IMAGE`` on C6 written as a spaceranger folder gives the metrics of C6's legacy-ST
+    files: the same spots (off-tissue rows dropped), counts, pixel size and scores."""
+    from napari_spatial_impute.cli import main
+
+    root, image, _ = c6_visium
+    got = {}
+    for kind, args in (("legacy", ["--section", *section("C6")]), ("visium", ["--visium", str(root / "outs"), image])):
+        out = tmp_path / f"{kind}.json"
+        assert main(["histology", "evaluate", str(bundle), *args, "--metrics", str(out), "--quiet"]) == 0
+        got[kind] = json.loads(out.read_text())
+    assert got["visium"]["n_spots"] == got["legacy"]["n_spots"] == 178
+    for gene, row in got["legacy"]["per_gene"].items():
+        assert got["visium"]["per_gene"][gene]["pcc"] == pytest.approx(row["pcc"], abs=1e-5), gene
+    assert got["visium"]["pcc_mean_top50"] == pytest.approx(got["legacy"]["pcc_mean_top50"], abs=1e-6)
+
+
+def test_train_takes_visium_and_legacy_sections_together(c6_visium, tmp_path, monkeypatch):
+    """``train --section … --visium ROOT IMAGE`` hands both sections to the API, read alike (ROOT: the folder
+    above outs/)."""
+    from napari_spatial_impute.api import histology as api
+    from napari_spatial_impute.cli import main
+
+    class Seen(Exception):
+        pass
+
+    def capture(sections, **kwargs):
+        raise Seen(sections)
+
+    monkeypatch.setattr(api, "train_histology", capture)
+    root, image, legacy = c6_visium
+    with pytest.raises(Seen) as seen:
+        main(["histology", "train", "--section", *section("C2"), "--visium", str(root), image,
+              "--out", str(tmp_path / "m"), "--quiet"])
+    c2, vis = seen.value.args[0]
+    assert c2.n_obs > 0 and vis.uns["histology"]["platform"] == "visium"
+    assert list(vis.obs_names) == list(legacy.obs_names)
+    np.testing.assert_array_equal(np.asarray(vis.X.todense() if hasattr(vis.X, "todense") else vis.X),
+                                  np.asarray(legacy.X))
+    np.testing.assert_allclose(vis.obsm["spatial_px"], legacy.obsm["spatial_px"])
+    assert vis.uns["histology"]["pixel_size_um"] == pytest.approx(legacy.uns["histology"]["pixel_size_um"])
+    assert vis.uns["histology"]["section"] == "C6"  # the folder above outs/, not "outs"
+
+
+def test_predict_reads_visium_tissue_positions(bundle, c6_visium, tmp_path):
+    """``predict --spots spatial/tissue_positions.csv``: the in-tissue spots by barcode, the pixel size from the
+    scale factors beside it — the values of the legacy spot file."""
+    import anndata as ad
+
+    from napari_spatial_impute.cli import main
+
+    root, image, legacy = c6_visium
+    out = tmp_path / "v.h5ad"
+    assert main(["histology", "predict", str(bundle), "--image", image, "--spots",
+                 str(root / "outs/spatial/tissue_positions.csv"), "--out", str(out), "--quiet"]) == 0
+    a = ad.read_h5ad(out)
+    assert list(a.obs_names) == list(legacy.obs_names)  # 178 in-tissue spots, the two off-tissue rows left out
+    np.testing.assert_allclose(a.obsm["spatial_px"], legacy.obsm["spatial_px"])
+    ref = ad.read_h5ad(_predict_legacy(bundle, tmp_path))[a.obs_names]
+    assert a.uns["napari_spatial_impute"]["pixel_size_um"] == pytest.approx(legacy.uns["histology"]["pixel_size_um"])
+    # close, not equal: the legacy file has one spot more (without counts), which the 100 µm smoothing reaches
+    np.testing.assert_allclose(a.X, ref.X, atol=0.06)
+    assert np.median(np.abs(a.X - ref.X)) < 0.005
+
+
+def _predict_legacy(bundle, tmp_path):
+    from napari_spatial_impute.cli import main
+
+    _, spots, image = section("C6")
+    out = tmp_path / "legacy.h5ad"
+    assert main(["histology", "predict", str(bundle), "--image", image, "--spots", spots, "--out", str(out),
+                 "--quiet"]) == 0
+    return out
+
+
+def test_visium_bad_arguments_exit_2(bundle, c6_visium, tmp_path, capsys):
+    from napari_spatial_impute.cli import main
+
+    root, image, _ = c6_visium
+    rc = main(["histology", "evaluate", str(bundle), "--metrics", str(tmp_path / "x.json"), "--quiet"])
+    assert rc == 2 and "--visium OUTS [IMAGE]" in capsys.readouterr().err
+    rc = main(["histology", "evaluate", str(bundle), "--visium", str(root), image, image, "--metrics",
+               str(tmp_path / "x.json"), "--quiet"])
+    assert rc == 2 and "repeat --visium once per section" in capsys.readouterr().err
+    rc = main(["histology", "evaluate", str(bundle), "--visium", str(root), image, "--section", *section("C6"),
+               "--metrics", str(tmp_path / "x.json"), "--quiet"])
+    assert rc == 2 and "One section needed, 2 given" in capsys.readouterr().err
+    rc = main(["histology", "train", "--visium", str(tmp_path), "--out", str(tmp_path / "m"), "--quiet"])
+    assert rc == 2 and "filtered_feature_bc_matrix.h5" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "x.json").exists()

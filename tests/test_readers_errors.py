@@ -7,7 +7,6 @@ import gzip
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -86,21 +85,9 @@ BARCODES = ["AAAC-1", "AAAG-1", "AAAT-1"]
 
 def _write_10x_h5(path: Path) -> None:
     """A 3 spots × 2 genes filtered_feature_bc_matrix.h5 (10x HDF5 v3 layout)."""
-    import h5py
-    import scipy.sparse as sp
+    from _visium import write_10x_h5
 
-    m = sp.csc_matrix(np.array([[1, 0, 2], [0, 3, 1]], dtype=np.int32))  # genes × barcodes
-    with h5py.File(path, "w") as f:
-        g = f.create_group("matrix")
-        g["barcodes"] = np.array(BARCODES, dtype="S")
-        g["data"], g["indices"], g["indptr"] = m.data, m.indices, m.indptr
-        g["shape"] = np.array(m.shape, dtype=np.int32)
-        feat = g.create_group("features")
-        feat["id"] = np.array(["ENSG1", "ENSG2"], dtype="S")
-        feat["name"] = np.array(["GA", "GB"], dtype="S")
-        feat["feature_type"] = np.array(["Gene Expression"] * 2, dtype="S")
-        feat["genome"] = np.array(["GRCh38"] * 2, dtype="S")
-        feat["_all_tag_keys"] = np.array(["genome"], dtype="S")
+    write_10x_h5(path, pd.DataFrame([[1, 0], [0, 3], [2, 1]], index=BARCODES, columns=["GA", "GB"]))
 
 
 def _visium_outs(d: Path) -> Path:

@@ -240,3 +240,48 @@ def test_train_in_the_dock_writes_a_new_folder_and_reuses_the_model(widget, her2
     w.train_params.value = "n_genes=20, bogus=1"
     w.run()
     assert w._worker is None and "'bogus' is not a parameter of stco" in w.status.value
+
+
+def test_train_in_the_dock_on_a_visium_outs_folder(widget, her2st, qtbot, tmp_path, monkeypatch):
+    """"Section files: 10x Visium outs/ folder": the spaceranger folder (here C6 re-written as one,
+    tests/_visium.py) is added beside a legacy-ST section and read in the worker as the same spots and pixel size;
+    a folder that is not there is refused at Add section, and the list is left as it was."""
+    import napari_spatial_impute.api.histology as api
+    from _visium import her2st_as_visium
+
+    model, c6, _, _ = her2st
+    viewer, w = widget
+    root = shared_dataset("her2st_subset")
+    w.mode.value = "Train on sections"
+    assert w.visium_path.native.isHidden() and not w.counts_file.native.isHidden()
+    w.counts_file.value = root / "ST-cnts/C2.tsv.gz"
+    w.spots_file.value = root / "ST-spotfiles/C2_selection.tsv"
+    w.image_file.value = root / "ST-imgs/C2_5714_HE_BT_C2.jpg"
+    w.add_section_button.clicked.emit()
+    w.section_format.value = "10x Visium outs/ folder"
+    assert not w.visium_path.native.isHidden() and w.counts_file.native.isHidden() and w.spots_file.native.isHidden()
+    assert w.image_file.label == "Full-res H&E (optional)"
+    w.visium_path.value = tmp_path / "nowhere"
+    w.add_section_button.clicked.emit()
+    assert "outs/ folder" in w.status.value and len(w.sections) == 1
+    w.visium_path.value = her2st_as_visium(c6, tmp_path / "P1_C6")
+    w.image_file.value = root / "ST-imgs/C6_5714_HE_BT_E2.jpg"
+    w.add_section_button.clicked.emit()
+    assert w.sections_label.value == "C2, P1_C6"
+
+    seen = []
+
+    def fake_training(sections, **kwargs):  # the sections as the worker read them; the fixture's model back
+        seen.append(sections)
+        return model
+        yield  # a generator, as train_histology_steps is
+
+    monkeypatch.setattr(api, "train_histology_steps", fake_training)
+    w.tile_um.value = 400.0
+    _run(w, qtbot)
+    assert w.output_layer is not None, w.status.value
+    (c2, vis), = seen
+    assert c2.uns["histology"]["platform"] != "visium" and vis.uns["histology"]["platform"] == "visium"
+    assert list(vis.obs_names) == list(c6.obs_names)
+    np.testing.assert_allclose(vis.obsm["spatial_px"], c6.obsm["spatial_px"])
+    assert vis.uns["histology"]["pixel_size_um"] == pytest.approx(c6.uns["histology"]["pixel_size_um"])

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 WHOLE_SLIDE = "(whole slide: tile the tissue)"
 LOAD, TRAIN = "Load model bundle", "Train on sections"
+ST, VISIUM_DIR, VISIUM_H5AD = "Legacy ST files", "10x Visium outs/ folder", "Visium AnnData (.h5ad)"
 
 
 def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um, device, trained=None,
@@ -41,7 +42,7 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     (model, prediction). A numpy H&E layer is checked (and converted when not 8-bit RGB) here, off the GUI
     thread."""
     from ..api.histology import as_histology_model, predict_histology_steps, train_histology_steps
-    from ..io.legacy_st import read_st_section
+    from ..io.detect import read_section
     from ..progress import Progress
 
     if isinstance(image, np.ndarray):
@@ -54,7 +55,7 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
         secs = []
         for i, s in enumerate(sections):
             yield Progress(i, len(sections) + 1, f"reading section {i + 1}/{len(sections)}", "read")
-            secs.append(read_st_section(*s))
+            secs.append(read_section(*s))  # (counts, spots, H&E) legacy ST; (outs/ or .h5ad, None, H&E or None)
         model = yield from train_histology_steps(secs, device=device, **train_params)
     else:
         yield Progress(0, 1, "loading model", "load")
@@ -64,6 +65,14 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
         model.save(save_dir)
     prediction = yield from predict_histology_steps(model, image, pixel_size, spots_xy=spots_xy, tile_um=tile_um)
     return model, prediction
+
+
+def _section_name(spec: tuple) -> str:
+    """A short name of a training section for the dock's list: the counts file's or the Visium folder's."""
+    path = Path(spec[0])
+    if spec[1] is None and path.is_dir():
+        return path.parent.name if path.name == "outs" else path.name
+    return path.name.split(".")[0]
 
 
 class HistologyWidget(RunsInWorker, Container):
@@ -78,13 +87,19 @@ class HistologyWidget(RunsInWorker, Container):
         self._saved_to: set[Path] = set()  # where self.model was saved
         self.result = None
         self.output_layer = None
-        self.sections: list[tuple[str, str, str]] = []
+        self.sections: list[tuple] = []  # read_section's arguments: legacy ST or Visium
 
         self.mode = ComboBox(label="Model", choices=[LOAD, TRAIN], value=LOAD)
         self.model_dir = FileEdit(label="Model bundle", mode="d",
                                   tooltip="Folder written by 'napari-spatial-impute histology train'.")
+        self.section_format = ComboBox(label="Section files", choices=[ST, VISIUM_DIR, VISIUM_H5AD], value=ST,
+                                       visible=False, tooltip="Legacy ST (her2st layout): counts TSV, spot selection "
+                                       "TSV and H&E. 10x Visium: the spaceranger outs/ folder (or a scanpy-layout "
+                                       ".h5ad) and, optionally, the full-resolution H&E (else the hires PNG).")
         self.counts_file = FileEdit(label="Counts TSV", mode="r", visible=False)
         self.spots_file = FileEdit(label="Spots TSV", mode="r", visible=False)
+        self.visium_path = FileEdit(label="Visium outs/", mode="d", visible=False,
+                                    tooltip="The spaceranger outs/ folder (or the folder above it).")
         self.image_file = FileEdit(label="H&E image", mode="r", visible=False)
         self.add_section_button = PushButton(text="Add section", visible=False)
         self.sections_label = Label(label="Sections", value="none", visible=False)
@@ -118,12 +133,14 @@ class HistologyWidget(RunsInWorker, Container):
                                     tooltip="Gene shown by the result layer; with [expected r]: the Pearson r the "
                                             "bundle's genes reached on training sections held out at training "
                                             "time (most reliable first; optimistic for another patient or lab)")
-        self.extend([self.mode, self.model_dir, self.counts_file, self.spots_file, self.image_file,
+        self.extend([self.mode, self.model_dir, self.section_format, self.counts_file, self.spots_file,
+                     self.visium_path, self.image_file,
                      self.add_section_button, self.sections_label, self.epochs, self.train_params, self.save_dir,
                      self.image_layer,
                      self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button, self.cancel_button,
                      self.progress_bar, self.status, self.gene_select])
         self.mode.changed.connect(self._on_mode)
+        self.section_format.changed.connect(self._on_mode)
         self.add_section_button.changed.connect(self._add_section)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -167,17 +184,38 @@ class HistologyWidget(RunsInWorker, Container):
     def _on_mode(self, _value=None) -> None:
         train = self.mode.value == TRAIN
         self.model_dir.visible = not train
-        for w in (self.counts_file, self.spots_file, self.image_file, self.add_section_button,
-                  self.sections_label, self.epochs, self.train_params, self.save_dir):
+        for w in (self.section_format, self.image_file, self.add_section_button, self.sections_label, self.epochs,
+                  self.train_params, self.save_dir):
             w.visible = train
+        st = self.section_format.value == ST
+        self.counts_file.visible = self.spots_file.visible = train and st
+        self.visium_path.visible = train and not st
+        self.visium_path.mode = "d" if self.section_format.value == VISIUM_DIR else "r"
+        self.visium_path.label = "Visium outs/" if self.section_format.value == VISIUM_DIR else "Visium .h5ad"
+        self.image_file.label = "H&E image" if st else "Full-res H&E (optional)"
 
     def _add_section(self, _value=None) -> None:
-        files = [str(w.value) for w in (self.counts_file, self.spots_file, self.image_file)]
-        if not all(f and Path(f).is_file() for f in files):
-            self.status.value = "pick the counts, spots and image files of a section first"
-            return
-        self.sections.append(tuple(files))
-        self.sections_label.value = ", ".join(Path(s[0]).name.split(".")[0] for s in self.sections)
+        """Add the picked files as a training section (read in the worker when training starts)."""
+        image = path_or_none(self.image_file)
+        if self.section_format.value == ST:
+            files = [str(w.value) for w in (self.counts_file, self.spots_file, self.image_file)]
+            if not all(f and Path(f).is_file() for f in files):
+                self.status.value = "pick the counts, spots and image files of a section first"
+                return
+            self.sections.append(tuple(files))
+        else:
+            path = path_or_none(self.visium_path)
+            folder = self.section_format.value == VISIUM_DIR
+            if path is None or not (path.is_dir() if folder else path.is_file() and path.suffix == ".h5ad"):
+                self.status.value = ("pick the spaceranger outs/ folder first" if folder else
+                                     "pick a Visium .h5ad (scanpy layout) first")
+                return
+            if image is not None and not image.is_file():
+                self.status.value = f"the H&E image {image} does not exist"
+                return
+            self.sections.append((str(path), None, str(image) if image else None))
+        self.sections_label.value = ", ".join(_section_name(s) for s in self.sections)
+        self.status.value = f"{len(self.sections)} training section(s)"
 
     def _collect(self):
         from ..errors import InputError
@@ -201,7 +239,8 @@ class HistologyWidget(RunsInWorker, Container):
         model_dir, save, trained, params = None, None, None, {}
         if train:
             if not self.sections:
-                raise InputError("No training sections added.", "pick counts/spots/image files and press Add section.")
+                raise InputError("No training sections added.", "pick a section's files (legacy ST, or a Visium outs/ "
+                                 "folder) and press Add section.")
             params = self._training_params()
             if self.model is not None and self._trained_on == self._training_key(params):
                 trained = self.model  # the same sections and settings: predict with the model trained before

@@ -1,8 +1,9 @@
 """``napari-spatial-impute histology train|evaluate|predict`` (imports no torch until a command runs).
 
-    napari-spatial-impute histology train --section COUNTS SPOTS IMAGE [--section ...] --out MODEL_DIR
-        [--genes FILE] [--epochs N] [--seed 0] [--device auto]
-    napari-spatial-impute histology evaluate MODEL_DIR --section COUNTS SPOTS IMAGE --metrics OUT.json
+    napari-spatial-impute histology train --section COUNTS SPOTS IMAGE [--section ...] [--visium OUTS [IMAGE] ...]
+        --out MODEL_DIR [--genes FILE] [--epochs N] [--seed 0] [--device auto]
+    napari-spatial-impute histology evaluate MODEL_DIR (--section COUNTS SPOTS IMAGE | --visium OUTS [IMAGE])
+        --metrics OUT.json
     napari-spatial-impute histology predict MODEL_DIR --image IMAGE [--spots SPOTS] --out OUT.h5ad
 
 Training normalises stains (Macenko), augments stains / scans, and validates the contrastive model against the
@@ -28,8 +29,9 @@ def add_parser(subparsers) -> None:
     sub = p.add_subparsers(dest="histology_command", required=True)
 
     t = sub.add_parser("train", help="train a model bundle on sections (counts + spots + H&E)")
-    t.add_argument("--section", nargs=3, action="append", required=True, metavar=("COUNTS", "SPOTS", "IMAGE"),
+    t.add_argument("--section", nargs=3, action="append", default=[], metavar=("COUNTS", "SPOTS", "IMAGE"),
                    help="legacy ST section: counts TSV(.gz), spot selection TSV, H&E image (repeatable)")
+    t.add_argument("--visium", nargs="+", action="append", default=[], metavar=("OUTS", "IMAGE"), help=VISIUM_HELP)
     t.add_argument("--out", required=True, help="model bundle folder to write")
     t.add_argument("--genes", help="text file with one gene per line (default: the most expressed genes)")
     t.add_argument("--n-genes", type=int, default=500, help="panel size when --genes is not given (500)")
@@ -50,7 +52,9 @@ def add_parser(subparsers) -> None:
 
     e = sub.add_parser("evaluate", help="predict a held-out section and score it against its counts")
     e.add_argument("model_dir")
-    e.add_argument("--section", nargs=3, required=True, metavar=("COUNTS", "SPOTS", "IMAGE"))
+    e.add_argument("--section", nargs=3, action="append", default=[], metavar=("COUNTS", "SPOTS", "IMAGE"),
+                   help="the held-out legacy ST section: counts TSV(.gz), spot selection TSV, H&E image")
+    e.add_argument("--visium", nargs="+", action="append", default=[], metavar=("OUTS", "IMAGE"), help=VISIUM_HELP)
     e.add_argument("--metrics", required=True, help="metrics JSON to write")
     e.add_argument("--device", default="auto")
     e.add_argument("--overwrite", action="store_true")
@@ -60,8 +64,8 @@ def add_parser(subparsers) -> None:
     q = sub.add_parser("predict", help="predict genes from an H&E image (per spot or whole slide)")
     q.add_argument("model_dir")
     q.add_argument("--image", required=True)
-    q.add_argument("--spots", help="spot table (ST selection TSV or CSV with pixel_x, pixel_y); "
-                                   "without it the whole tissue is tiled")
+    q.add_argument("--spots", help="spot table (ST selection TSV, Visium spatial/tissue_positions.csv, or a CSV "
+                                   "with pixel_x, pixel_y); without it the whole tissue is tiled")
     q.add_argument("--out", required=True, help="output .h5ad")
     q.add_argument("--pixel-size", type=float, help="µm per pixel of the image (default: from the spot "
                                                     "pitch, else the training sections')")
@@ -77,6 +81,29 @@ def add_parser(subparsers) -> None:
     q.set_defaults(func=run_predict)
 
 
+VISIUM_HELP = ("10x Visium section: a spaceranger outs/ folder (or the folder above it) or a scanpy-layout .h5ad, "
+               "then optionally the full-resolution H&E (without it the hires PNG is used); repeatable")
+
+
+def read_sections(args, *, one: bool = False) -> list:
+    """The ``--section`` (legacy ST) and ``--visium`` sections of a command, read; ``one``: exactly one."""
+    from ..errors import InputError
+    from ..io.legacy_st import read_st_section
+    from ..io.visium import read_visium_section
+
+    n = len(args.section) + len(args.visium)
+    if n == 0 or (one and n > 1):
+        raise InputError(f"{'One section' if one else 'Sections'} needed, {n} given.",
+                         "give --section COUNTS SPOTS IMAGE (legacy ST) or --visium OUTS [IMAGE] (10x Visium)"
+                         + (" once." if one else ", each as often as you have sections."))
+    bad = [v for v in args.visium if len(v) > 2]
+    if bad:
+        raise InputError(f"--visium takes a spaceranger outs/ folder (or .h5ad) and optionally its full-resolution "
+                         f"H&E, not {len(bad[0])} paths ({' '.join(bad[0])}).", "repeat --visium once per section.")
+    return [read_st_section(*sec) for sec in args.section] + \
+        [read_visium_section(v[0], v[1] if len(v) > 1 else None) for v in args.visium]
+
+
 def _params(items) -> dict:
     from ..params import parse_key_values
 
@@ -85,7 +112,6 @@ def _params(items) -> dict:
 
 def run_train(args) -> int:
     from ..api.histology import train_histology
-    from ..io.legacy_st import read_st_section
 
     check_outputs([args.out], args.overwrite, folders=True)
     genes = read_gene_list(args.genes) if args.genes else None
@@ -97,7 +123,7 @@ def run_train(args) -> int:
     from ..models.params_spec import validate_params
 
     params = validate_params("stco", params, seed=args.seed)  # before reading the sections
-    sections = [read_st_section(*sec) for sec in args.section]
+    sections = read_sections(args)
     cb, close = progress_bar(args.quiet, "train")
     try:
         model = train_histology(sections, genes=genes, seed=args.seed, device=args.device, callback=cb, **params)
@@ -114,11 +140,10 @@ def run_train(args) -> int:
 
 def run_evaluate(args) -> int:
     from ..api.histology import as_histology_model, evaluate_histology
-    from ..io.legacy_st import read_st_section
 
     check_outputs([args.metrics], args.overwrite)
     model = as_histology_model(args.model_dir, device=args.device)
-    section = read_st_section(*args.section)
+    (section,) = read_sections(args, one=True)
     cb, close = progress_bar(args.quiet, "evaluate")
     try:
         metrics = evaluate_histology(model, section, callback=cb)

@@ -84,12 +84,22 @@ def read_st_section(counts, spots, image, *, pixel_size_um: float | None = None,
 
 
 def read_spots_table(path) -> tuple[list[str], np.ndarray, float | None]:
-    """Spot centres for prediction: an ST selection TSV (x, y, pixel_x, pixel_y) or a CSV/TSV with
-    ``pixel_x``/``pixel_y`` (or ``x``/``y``) in full-resolution pixels. Returns (ids, (x, y) px, µm/px or None)."""
+    """Spot centres for prediction: an ST selection TSV (x, y, pixel_x, pixel_y), a Visium
+    ``tissue_positions(.csv|_list.csv)`` (in-tissue spots; µm/px from the ``scalefactors_json.json`` beside it) or a
+    CSV/TSV with ``pixel_x``/``pixel_y`` (or ``x``/``y``) in full-resolution pixels. Returns (ids, (x, y) px, µm/px
+    or None)."""
     path = _exists(path, "spots")
+    if path.name.startswith("tissue_positions"):
+        from .visium import read_visium_spots
+
+        return read_visium_spots(path)
     sep = "\t" if path.suffix in (".tsv", ".txt") or path.name.endswith(".tsv.gz") else ","
     df = read_delimited(path, what="spots", sep=sep,
                         fix="give the ST selection TSV, or a CSV with pixel_x, pixel_y in full-resolution pixels.")
+    if {"pxl_col_in_fullres", "pxl_row_in_fullres", "in_tissue"} <= set(df.columns):  # a renamed Visium file
+        from .visium import read_visium_spots
+
+        return read_visium_spots(path)
     if "selected" in df.columns:
         df = df[df["selected"].astype(int) == 1]
     if {"pixel_x", "pixel_y"} <= set(df.columns):
