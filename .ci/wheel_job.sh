@@ -4,7 +4,8 @@
 #  2. core: fresh venv, CPU torch first, the wheel without extras; napari / Qt / magicgui / npe2 / fair-esm absent;
 #     the CLI on the bundled samples found through importlib.resources; the FASTA path names the [esm] extra;
 #  3. floors: fresh venv, the wheel with .ci/minimum-versions.txt (the core's lower bounds, exactly), core tests;
-#  4. [all]: a third fresh venv with the wheel's [all] extra; `npe2 validate`; a headless widget smoke test.
+#  4. [all]: a third fresh venv with the wheel's [all] extra; `npe2 validate`; a headless widget smoke test;
+#  5. [spatialdata]: that extra added to the core venv after its checks; the SpatialData tests on the real library.
 # Prints sizes (du of site-packages) and package counts of core and [all], and each step's time.
 # Phases: `prepare` builds and installs (downloads and unpacking, little CPU: .ci/run runs it beside `make test`),
 # `check` runs the checks in the prepared venvs (after the main suite, so timing tests never share the cores);
@@ -164,6 +165,15 @@ if [ "$(uname -s)" = "Linux" ] && [ -z "${DISPLAY:-}" ] && command -v xvfb-run >
 else
   "$A" "$ROOT/.ci/wheel_smoke.py" widget
 fi
+step "5. [spatialdata]: the wheel's [spatialdata] extra added to the core venv (its checks are done), then the
+SpatialData tests against the real library (spatialdata pins dask below the [dask] extra's floor: never in [all])"
+t=$(date +%s)
+quiet "$C" -m pip install "$(ls "$WORK"/dist/napari_spatial_impute-*.whl)[spatialdata]" "pytest>=8"
+echo "[spatialdata] install: $(($(date +%s) - t)) s; $("$C" -m pip list --format=freeze 2>/dev/null | grep -iE '^(spatialdata|dask)==' | tr '\n' ' ')"
+cd "$WORK/floor-tests"
+"$C" -c "import spatialdata"  # installed: the tests below run instead of skipping
+"$C" -m pytest -q -p no:cacheprovider -W ignore::UserWarning tests/test_readers_anndata.py -k spatialdata
+cd "$WORK"
 step "done"
 echo "SIZES core: $(cat "$WORK/core.size") | [all]: $(cat "$WORK/all.size")"
 }

@@ -60,6 +60,44 @@ def test_spatialdata_round_trip(tmp_path):  # pragma: no cover - runs only with 
     np.testing.assert_allclose(back.adata.obsm["spatial"], s.adata.obsm["spatial"])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("spatialdata") is None,
+                    reason="optional [spatialdata] extra not installed (the CI's wheel job installs it)")
+def test_spatialdata_store_of_the_real_library_round_trips_table_image_and_shapes(tmp_path):
+    """With the real spatialdata package (CI: the wheel job's step 5): the bundled Xenium cells and an RGB image
+    placed in µm go out and come back equal (counts, coordinates, pixels, affine); a store whose table has no
+    obsm['spatial'] and rows in another order than its shapes gets each cell's own circle centre (instance_key)."""
+    import anndata as ad
+    import scipy.sparse as sp
+    import spatialdata as sd
+
+    from napari_spatial_impute.io.spatial_sample import SampleImage, SpatialSample
+    from napari_spatial_impute.io.spatialdata_io import read_spatialdata, write_spatialdata
+
+    cells = ad.read_h5ad(str(sample_path("spatial.h5ad", "data/xenium_mouse_brain")))
+    rgb = np.arange(40 * 30 * 3, dtype=np.uint8).reshape(40, 30, 3)
+    affine = np.array([[0.2125, 0.0, 1200.5], [0.0, 0.2125, 800.25], [0.0, 0.0, 1.0]])
+    sample = SpatialSample(adata=cells, platform="xenium", images=[SampleImage("H&E", rgb, affine, rgb=True)])
+    back = read_spatialdata(write_spatialdata(sample, tmp_path / "x.zarr"))
+    assert list(back.adata.obs_names) == list(cells.obs_names) and list(back.adata.var_names) == list(cells.var_names)
+    np.testing.assert_allclose(back.adata.obsm["spatial"], cells.obsm["spatial"])
+    assert (sp.csr_matrix(back.adata.X) != sp.csr_matrix(cells.X)).nnz == 0
+    (img,) = back.images
+    assert img.rgb and img.name == "H&E"
+    np.testing.assert_array_equal(img.data, rgb)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-9)  # pixel centres where they were
+    with pytest.raises(InputError, match="already exists"):
+        write_spatialdata(sample, tmp_path / "x.zarr")
+
+    store = sd.read_zarr(tmp_path / "x.zarr")
+    table = store.tables["table"]
+    order = np.random.default_rng(0).permutation(table.n_obs)
+    shuffled = table[order].copy()
+    del shuffled.obsm["spatial"]
+    sd.SpatialData(shapes={"cells": store.shapes["cells"]}, tables={"table": shuffled}).write(tmp_path / "s.zarr")
+    again = read_spatialdata(tmp_path / "s.zarr")
+    np.testing.assert_allclose(again.adata.obsm["spatial"], cells.obsm["spatial"][order])
+
+
 def test_spatialdata_missing_extra_gives_install_hint(tmp_path):
     if importlib.util.find_spec("spatialdata") is not None:
         pytest.skip("spatialdata is installed")
@@ -142,3 +180,13 @@ def test_align_centroids_per_region_and_errors():
         align_centroids(obs.assign(r=["a", "a", "z"]), cents, region_key="r", instance_key="i")
     with pytest.raises(InputError, match="several regions"):
         align_centroids(obs, cents, region_key=None, instance_key="i")
+
+
+def test_spatialdata_element_names_are_valid_and_unique():
+    """SpatialData accepts letters, digits, ``_ . -`` in element names: the H&E that every section reader names
+    "H&E" is written as "H_E" (its name kept in the table, restored on reading: the real-library test)."""
+    from napari_spatial_impute.io.spatialdata_io import element_name
+
+    taken: set[str] = set()
+    assert [element_name(n, taken) for n in ("H&E", "H&E", "DAPI z 3", "morphology_focus", "ü")] == \
+        ["H_E", "H_E_2", "DAPI_z_3", "morphology_focus", "_"]

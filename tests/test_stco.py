@@ -71,7 +71,7 @@ def test_bad_inputs_have_clear_messages(sections, tmp_path):
 
     from napari_spatial_impute import STco
     from napari_spatial_impute.errors import InputError
-    from napari_spatial_impute.models.stco.patches import check_rgb, load_rgb, section_patches
+    from napari_spatial_impute.models.stco.patches import as_rgb, load_rgb, section_patches
 
     gray = tmp_path / "gray.png"
     Image.fromarray(np.full((400, 300), 200, np.uint8)).save(gray)
@@ -80,7 +80,7 @@ def test_bad_inputs_have_clear_messages(sections, tmp_path):
     assert any("greyscale" in str(w.message) for w in record)
     rgba = np.full((50, 40, 4), 255, np.uint8)
     with pytest.warns(UserWarning, match="alpha"):
-        assert check_rgb(rgba).shape == (50, 40, 3)
+        assert as_rgb(rgba).shape == (50, 40, 3)
     img = np.full((400, 300, 3), 240, np.uint8)
     with pytest.raises(InputError, match="outside the 300×400 px image"):
         section_patches(img, np.array([[100.0, 100.0], [350.0, 10.0]]), 0.7, out_px=16, use_cache=False)

@@ -46,9 +46,9 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     from ..progress import Progress
 
     if isinstance(image, np.ndarray):
-        from ..models.stco.patches import check_rgb
+        from ..models.stco.patches import as_rgb
 
-        image = check_rgb(image, f"layer {image_name!r}")
+        image = as_rgb(image, f"layer {image_name!r}")
     if trained is not None:
         model = trained
     elif sections:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +71,22 @@ def align_centroids(obs: pd.DataFrame, centroids: dict[str, pd.DataFrame], *, re
     return xy
 
 
+#: where :func:`write_spatialdata` keeps the images' own names (element name → name), which SpatialData restricts
+IMAGE_NAMES_KEY = "napari_spatial_impute_image_names"
+
+
+def element_name(name: str, taken: set[str]) -> str:
+    """A SpatialData element name for ``name`` (letters, digits, ``_ . -`` only: "H&E" → "H_E"), unique in
+    ``taken`` (which it joins)."""
+    base = re.sub(r"[^0-9A-Za-z_.-]", "_", str(name)).strip(".") or "image"
+    out, k = base, 1
+    while out in taken:
+        k += 1
+        out = f"{base}_{k}"
+    taken.add(out)
+    return out
+
+
 def read_spatialdata(path, table: str | None = None) -> SpatialSample:
     """Read a SpatialData ``.zarr``: its table (cells × genes) with centroids from its region element, and its
     2-D images with their ``global`` affine (taken as µm when the store says nothing)."""
@@ -92,6 +109,7 @@ def read_spatialdata(path, table: str | None = None) -> SpatialSample:
         adata.obsm["spatial"] = align_centroids(adata.obs, shapes, region_key=attrs.get("region_key"),
                                                 instance_key=attrs.get("instance_key"), where=f"{path} table {name!r}")
     sample = SpatialSample(adata=adata, platform="spatialdata", path=str(path))
+    names = dict(adata.uns.pop(IMAGE_NAMES_KEY, {}))  # the images' own names, when this package wrote the store
     for key, img in sdata.images.items():
         arr = img if hasattr(img, "dims") else img["scale0"].ds[key]  # DataArray or multiscale DataTree
         aff = get_transformation(img, to_coordinate_system="global").to_affine_matrix(
@@ -99,7 +117,8 @@ def read_spatialdata(path, table: str | None = None) -> SpatialSample:
         data = np.asarray(arr.transpose("y", "x", "c").data) if "c" in arr.dims else np.asarray(arr.data)
         # spatialdata places pixel i on [i, i+1): our affine acts on pixel centres
         aff = np.asarray(aff, dtype=float) @ np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
-        sample.images.append(SampleImage(name=key, data=data, affine=aff, rgb=data.ndim == 3 and data.shape[-1] == 3))
+        sample.images.append(SampleImage(name=str(names.get(key, key)), data=data, affine=aff,
+                                         rgb=data.ndim == 3 and data.shape[-1] == 3))
     return sample
 
 
@@ -122,13 +141,15 @@ def write_spatialdata(sample: SpatialSample, path) -> Path:
     table.obs["region"] = "cells"
     table.obs["instance_id"] = table.obs_names.to_numpy()
     table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance_id")
-    images = {}
+    images, taken = {}, set()
     for img in sample.images:
         data = img.data[0] if isinstance(img.data, list) else img.data
         arr = np.asarray(data)
         arr = np.moveaxis(arr, -1, 0) if img.rgb else arr[None]
         corner = np.asarray(img.affine) @ np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
-        images[img.name.replace(" ", "_")] = Image2DModel.parse(
+        key = element_name(img.name, taken)
+        table.uns.setdefault(IMAGE_NAMES_KEY, {})[key] = str(img.name)
+        images[key] = Image2DModel.parse(
             arr, dims=("c", "y", "x"),
             transformations={"global": Affine(corner, input_axes=("x", "y"), output_axes=("x", "y"))})
     sd.SpatialData(images=images, shapes=shapes, tables={"table": table}).write(path)

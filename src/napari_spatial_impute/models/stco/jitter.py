@@ -46,13 +46,15 @@ def jitter_px(model, pixel_size_um: float) -> float:
 
 
 def section_cuts_steps(model, adata, *, own: bool = True, moved: bool = False, check_tissue: bool = True,
-                       label: str = "patches") -> ProgressGen[tuple]:
+                       label: str = "patches", cache_moved: bool = False) -> ProgressGen[tuple]:
     """(raw patches of a section's spots as cut, their moved cuts (moves, n, …) or None, spot positions (x, y)
     in µm) of a section read by :mod:`napari_spatial_impute.io`, its pixel size checked against the model's
     (with the own cut).
     ``own=False`` leaves the spots' own cut out (None); ``moved``: also cut them moved by ±``jitter_um``. All
     cut by one :func:`~.patches.section_patch_sets_steps` (one decode, each set cached on its own, an event after
-    each); with ``check_tissue`` a warning when (almost) no spot lies on tissue."""
+    each); with ``check_tissue`` a warning when (almost) no spot lies on tissue. ``cache_moved`` (with ``own``): the
+    moved cuts are cut from the same decode but only put in the cache (None comes back), for
+    :func:`moved_section_patches_steps` to read later without decoding the image again."""
     from .expression import section_name
     from .patches import check_pixel_size, image_wh, section_geometry, section_patch_sets_steps, warn_off_tissue
 
@@ -62,17 +64,18 @@ def section_cuts_steps(model, adata, *, own: bool = True, moved: bool = False, c
     if own:  # the moved cuts alone (training) belong to a section whose own cut was checked when it was read
         check_pixel_size(px, model.train_pixel_size_um, cfg["patch_um"], cfg["patch_px"], section_name(adata))
     sets = [xy_px] if own else []
-    if moved:
+    if moved or cache_moved:
         centres = moved_centres(xy_px, jitter_px(model, px), *image_wh(info["image"]))
         sets += [centres[k * n:(k + 1) * n] for k in range(len(MOVES))]
+    keep = [True] * (len(sets) - len(MOVES)) + [not cache_moved] * len(MOVES) if cache_moved else None
     # with a context factor, channels 3–5 hold the context patch, cut from the same read as the patch
     cuts = yield from section_patch_sets_steps(info["image"], sets, px, patch_um=cfg["patch_um"],
                                                out_px=cfg["patch_px"], context=cfg["context"],
-                                               context_cut=cfg["context_cut"], label=label)
+                                               context_cut=cfg["context_cut"], label=label, keep=keep)
     if own and check_tissue:
         warn_off_tissue(cuts[0][1])
     mine = cuts.pop(0)[0] if own else None
-    return mine, (np.stack([p for p, _ in cuts]) if moved else None), xy_um
+    return mine, (np.stack([p for p, _ in cuts]) if moved and not cache_moved else None), xy_um
 
 
 def moved_section_patches_steps(model, adata, label: str = "patches") -> ProgressGen[np.ndarray | None]:

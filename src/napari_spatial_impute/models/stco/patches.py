@@ -24,7 +24,6 @@ from .defaults import CONTEXT_CUT
 from .pixels import (  # noqa: F401 (re-exported)
     CONTEXT_GAP,
     as_rgb,
-    check_rgb,
     crop_patches,
     cut_with_context,
     image_size,
@@ -114,11 +113,13 @@ def section_patches(image, centres_xy: np.ndarray, pixel_size_um: float, *, patc
 
 def section_patch_sets_steps(image, centre_sets: list[np.ndarray], pixel_size_um: float, *, patch_um: float = 150.0,
                              out_px: int = 96, use_cache: bool = True, reduce: int | None = None,
-                             context: float = 0.0, context_cut: str = CONTEXT_CUT,
-                             label: str = "patches") -> ProgressGen[list[tuple[np.ndarray, np.ndarray]]]:
+                             context: float = 0.0, context_cut: str = CONTEXT_CUT, label: str = "patches",
+                             keep: list[bool] | None = None) -> ProgressGen[list[tuple[np.ndarray, np.ndarray]]]:
     """(patches, on tissue) of each set of centres, as :func:`section_patches` cuts them: each set cached on its
     own; a JPEG / PNG decoded once for all the sets not cached, a TIFF read region by region. An event after the
-    decode and after each set, so a Cancel never waits for more than one of them."""
+    decode and after each set, so a Cancel never waits for more than one of them. ``keep`` (one flag per set): a
+    set not kept is only put in the cache (cut from the same decode when missing, never loaded when there) and
+    comes back as (None, None); without the cache it is not cut at all."""
     from .tiling import tissue_mask
 
     sets = [np.asarray(c, dtype=np.float64) for c in centre_sets]
@@ -133,9 +134,14 @@ def section_patch_sets_steps(image, centre_sets: list[np.ndarray], pixel_size_um
         out = []
         for i, c in enumerate(sets):
             key = None
+            kept = keep is None or keep[i]
             if use_cache and not isinstance(image, np.ndarray):
                 key = _patches_key(image, c, pixel_size_um, patch_um, out_px, reduce, context, context_cut,
                                    slide is not None)
+            if not kept and (key is None or key.is_file()):  # wanted in the cache only: there already, or no cache
+                out.append((None, None))
+                continue
+            if key is not None and kept:
                 cached = load_npz(key, "patches", "on_tissue")  # None: missing, pruned or damaged → cut again
                 if cached is not None:
                     out.append(tuple(cached))
@@ -157,7 +163,7 @@ def section_patch_sets_steps(image, centre_sets: list[np.ndarray], pixel_size_um
             on_tissue = mask[iy, ix]
             if key is not None:
                 store_npz(key, compressed=True, patches=patches, on_tissue=on_tissue)
-            out.append((patches, on_tissue))
+            out.append((patches, on_tissue) if kept else (None, None))
             yield Progress(i + 1, len(sets), f"{label}: {i + 1}/{len(sets)} cut", "patches")
     finally:
         if slide is not None:

@@ -36,11 +36,6 @@ def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
     return arr
 
 
-def check_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
-    """An image array as RGB uint8 (H, W, 3): RGBA loses its alpha, greyscale is replicated (each with a warning)."""
-    return as_rgb(arr, name)
-
-
 def image_size(image) -> tuple[int, int]:
     """(width, height) of an image path or array, without decoding a file."""
     if isinstance(image, np.ndarray):
@@ -74,7 +69,7 @@ def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
 
     Image.MAX_IMAGE_PIXELS = None
     if isinstance(image, np.ndarray):
-        return block_mean(check_rgb(image), reduce), float(reduce)
+        return block_mean(as_rgb(image), reduce), float(reduce)
     path = Path(image)
     if not path.is_file():
         raise InputError(f"The image file {path} does not exist.", "check the path.")
@@ -89,7 +84,7 @@ def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
         if im.mode in ("L", "I", "I;16", "F", "1", "LA", "RGBA"):
             grey = im.mode not in ("RGBA",)
             data = np.asarray(im.convert("L") if grey and im.mode != "L" else im)
-            arr = check_rgb(data, f"image {path.name}")
+            arr = as_rgb(data, f"image {path.name}")
         else:
             arr = np.asarray(im.convert("RGB"))
     factor = full_w / arr.shape[1]
