@@ -70,7 +70,7 @@ def test_spatialdata_store_of_the_real_library_round_trips_table_image_and_shape
     import scipy.sparse as sp
     import spatialdata as sd
 
-    from napari_spatial_impute.io.spatial_sample import SampleImage, SpatialSample
+    from napari_spatial_impute.io.spatial_sample import SampleImage, SampleLabels, SpatialSample
     from napari_spatial_impute.io.spatialdata_io import read_spatialdata, write_spatialdata
 
     cells = ad.read_h5ad(str(sample_path("spatial.h5ad", "data/xenium_mouse_brain")))
@@ -88,6 +88,18 @@ def test_spatialdata_store_of_the_real_library_round_trips_table_image_and_shape
     with pytest.raises(InputError, match="already exists"):
         write_spatialdata(sample, tmp_path / "x.zarr")
 
+    # a label mask named like the cells' shapes ("cells"): stored under a free name, read back as it was
+    mask = np.zeros((20, 16), np.int32)
+    mask[2:6, 3:9], mask[10:18, 1:4] = 1, 2
+    labels = SampleLabels("cells", mask, np.array([[2.0, 0, 1201.0], [0, 2.0, 801.0], [0, 0, 1]]),
+                          label_to_obs={1: cells.obs_names[5], 2: cells.obs_names[0]})
+    sample.labels.append(labels)
+    back = read_spatialdata(write_spatialdata(sample, tmp_path / "xl.zarr"))
+    (lab,) = back.labels
+    assert lab.name == "cells" and lab.label_to_obs == labels.label_to_obs
+    np.testing.assert_array_equal(lab.data, mask)
+    np.testing.assert_allclose(lab.affine, labels.affine, atol=1e-9)
+
     store = sd.read_zarr(tmp_path / "x.zarr")
     table = store.tables["table"]
     order = np.random.default_rng(0).permutation(table.n_obs)
@@ -96,6 +108,48 @@ def test_spatialdata_store_of_the_real_library_round_trips_table_image_and_shape
     sd.SpatialData(shapes={"cells": store.shapes["cells"]}, tables={"table": shuffled}).write(tmp_path / "s.zarr")
     again = read_spatialdata(tmp_path / "s.zarr")
     np.testing.assert_allclose(again.adata.obsm["spatial"], cells.obsm["spatial"][order])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("spatialdata") is None,
+                    reason="optional [spatialdata] extra not installed (the CI's wheel job installs it)")
+def test_spatialdata_store_as_spatialdata_io_writes_it_is_read_lazily(tmp_path):
+    """A store laid out as spatialdata-io writes an instrument (a multiscale 2-channel morphology image placed by a
+    scale, multiscale cell labels that the table annotates by integer cell ids): every image level comes back
+    lazy (dask, nothing read), with its channel names and the pixel centres where SpatialData puts them; the
+    labels map each id to its table row."""
+    import anndata as ad
+    import dask.array as da
+    import pandas as pd
+    import spatialdata as sd
+    from spatialdata.models import Image2DModel, Labels2DModel, TableModel
+    from spatialdata.transformations import Scale
+
+    from napari_spatial_impute.io.spatialdata_io import read_spatialdata
+
+    um = Scale([0.2125, 0.2125], axes=("x", "y"))
+    img = Image2DModel.parse(np.arange(2 * 64 * 48, dtype=np.uint16).reshape(2, 64, 48), dims=("c", "y", "x"),
+                             c_coords=["DAPI", "ATP1A1"], scale_factors=[2, 2], transformations={"global": um})
+    mask = np.zeros((64, 48), np.int32)
+    mask[4:12, 4:12], mask[30:40, 20:28] = 7, 9
+    lab = Labels2DModel.parse(mask, dims=("y", "x"), scale_factors=[2], transformations={"global": um})
+    obs = pd.DataFrame({"region": "cell_labels", "cell_id": [9, 7]}, index=["cell-b", "cell-a"])
+    obs["region"] = obs["region"].astype("category")
+    table = ad.AnnData(np.ones((2, 3), np.float32), obs=obs,
+                       obsm={"spatial": np.array([[5.1, 7.4], [1.7, 1.7]])})
+    table = TableModel.parse(table, region="cell_labels", region_key="region", instance_key="cell_id")
+    sd.SpatialData(images={"morphology_focus": img}, labels={"cell_labels": lab},
+                   tables={"table": table}).write(tmp_path / "io.zarr")
+
+    s = read_spatialdata(tmp_path / "io.zarr")
+    (im,) = s.images
+    assert im.name == "morphology_focus" and im.channel_axis == 0 and im.channel_names == ["DAPI", "ATP1A1"]
+    assert isinstance(im.data, list) and [a.shape for a in im.data] == [(2, 64, 48), (2, 32, 24), (2, 16, 12)]
+    assert all(isinstance(a, da.Array) for a in im.data)  # lazy: a real morphology image is GBs
+    np.testing.assert_allclose(im.affine, [[0.2125, 0, 0.10625], [0, 0.2125, 0.10625], [0, 0, 1]])
+    (lb,) = s.labels
+    assert lb.label_to_obs == {9: "cell-b", 7: "cell-a"}
+    np.testing.assert_array_equal(lb.data, mask)  # the finest level: under the size cap
+    np.testing.assert_allclose(s.adata.obsm["spatial"], table.obsm["spatial"])
 
 
 def test_spatialdata_missing_extra_gives_install_hint(tmp_path):
@@ -124,7 +178,7 @@ def _fake_spatialdata(monkeypatch, table, shapes):
     from types import ModuleType, SimpleNamespace
 
     sd = ModuleType("spatialdata")
-    sd.read_zarr = lambda path: SimpleNamespace(tables={"table": table}, shapes=shapes, images={})
+    sd.read_zarr = lambda path: SimpleNamespace(tables={"table": table}, shapes=shapes, images={}, labels={})
     tr = ModuleType("spatialdata.transformations")
     tr.get_transformation = None
     sd.transformations = tr

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .spatial_sample import SampleImage, SpatialSample
+from .spatial_sample import SampleImage, SampleLabels, SpatialSample
 
 
 def _require_spatialdata():
@@ -73,6 +73,10 @@ def align_centroids(obs: pd.DataFrame, centroids: dict[str, pd.DataFrame], *, re
 
 #: where :func:`write_spatialdata` keeps the images' own names (element name → name), which SpatialData restricts
 IMAGE_NAMES_KEY = "napari_spatial_impute_image_names"
+#: where it keeps each label mask's own name and its label id → cell map (element name → {name, ids, obs})
+LABELS_KEY = "napari_spatial_impute_labels"
+#: a label mask is read at the finest pyramid level of at most this many pixels (the instrument readers' cap)
+MAX_LABEL_PIXELS = 64_000_000
 
 
 def element_name(name: str, taken: set[str]) -> str:
@@ -87,21 +91,71 @@ def element_name(name: str, taken: set[str]) -> str:
     return out
 
 
-def read_spatialdata(path, table: str | None = None) -> SpatialSample:
-    """Read a SpatialData ``.zarr``: its table (cells × genes) with centroids from its region element, and its
-    2-D images with their ``global`` affine (taken as µm when the store says nothing)."""
-    sd = _require_spatialdata()
+def levels(element) -> list:
+    """The pyramid levels of an image / labels element as lazy DataArrays, finest first (one for a single
+    scale). Each level's data variable is taken whatever its name."""
+    if not hasattr(element, "children"):  # a DataArray (a DataTree has dims too)
+        return [element]
+    names = sorted(element.children, key=lambda k: int(k[5:]) if k.startswith("scale") and k[5:].isdigit() else 0)
+    return [next(iter(element[n].ds.data_vars.values())) for n in names]
+
+
+def element_affine(element, level, base) -> np.ndarray:
+    """3×3 affine from pixel-centre indices (col, row) of ``level`` to the element's ``global`` coordinate system
+    (else its first): SpatialData places pixel i of scale 0 on [i, i + 1); a coarser level's pixel covers
+    ``base / level`` of them."""
     from spatialdata.transformations import get_transformation
+
+    systems = get_transformation(element, get_all=True)
+    system = "global" if "global" in systems else next(iter(systems))
+    aff = np.asarray(systems[system].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")), dtype=float)
+    fy, fx = (base.sizes["y"] / level.sizes["y"]), (base.sizes["x"] / level.sizes["x"])
+    return aff @ np.array([[fx, 0, 0], [0, fy, 0], [0, 0, 1.0]]) @ np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
+
+
+def _image(name: str, element) -> SampleImage:
+    """A SampleImage of an image element, lazy (dask), every pyramid level: RGB for 3–4 uint8 channels, else
+    channels on axis 0 (named by the element's ``c`` coordinate) or one grey plane."""
+    lv = levels(element)
+    base = lv[0]
+    channels = [str(c) for c in base.coords["c"].values] if "c" in base.dims else []
+    rgb = len(channels) in (3, 4) and base.dtype == np.uint8
+    if rgb:
+        data = [a.transpose("y", "x", "c").data for a in lv]
+    elif len(channels) > 1:
+        data = [a.transpose("c", "y", "x").data for a in lv]
+    else:
+        data = [(a.isel(c=0) if "c" in a.dims else a).transpose("y", "x").data for a in lv]
+    return SampleImage(name=name, data=data if len(data) > 1 else data[0], affine=element_affine(element, base, base),
+                       rgb=rgb, channel_axis=0 if not rgb and len(channels) > 1 else None,
+                       channel_names=channels if not rgb and len(channels) > 1 else None, source="spatialdata")
+
+
+def _labels(name: str, element, label_to_obs: dict[int, str]) -> SampleLabels:
+    """A SampleLabels of a labels element at its finest level of ≤ :data:`MAX_LABEL_PIXELS` pixels (the coarsest
+    when none is that small), read into memory (colouring cells by a gene indexes the whole mask)."""
+    lv = levels(element)
+    small = [a for a in lv if a.sizes["y"] * a.sizes["x"] <= MAX_LABEL_PIXELS]
+    level = small[0] if small else lv[-1]
+    return SampleLabels(name=name, data=np.asarray(level.transpose("y", "x").data),
+                        affine=element_affine(element, level, lv[0]), label_to_obs=label_to_obs, source="spatialdata")
+
+
+def read_spatialdata(path, table: str | None = None) -> SpatialSample:
+    """Read a SpatialData ``.zarr``: its table (cells × genes) with centroids from its region element, its 2-D
+    images (lazy, every pyramid level) and label masks with their ``global`` affine (taken as µm when the store
+    says nothing). A label mask that the table annotates links its ids to the table's cells (``instance_key``)."""
+    sd = _require_spatialdata()
 
     sdata = sd.read_zarr(Path(path))
     if not sdata.tables:
         raise InputError(f"{path} has no table (cells × genes).", "add an AnnData table to the SpatialData object.")
     name = table or next(iter(sdata.tables))
     adata = sdata.tables[name]
+    attrs = adata.uns.get("spatialdata_attrs", {})
+    regions = attrs.get("region")
+    regions = [str(r) for r in regions] if isinstance(regions, list | tuple | np.ndarray) else [regions]
     if "spatial" not in adata.obsm:
-        attrs = adata.uns.get("spatialdata_attrs", {})
-        regions = attrs.get("region")
-        regions = list(regions) if isinstance(regions, list | tuple | np.ndarray) else [regions]
         shapes = {r: shape_centroids(sdata.shapes[r]) for r in regions if r is not None and r in sdata.shapes}
         if not shapes:
             raise InputError(f"The table {name!r} of {path} has no obsm['spatial'] and no shapes region with "
@@ -111,23 +165,38 @@ def read_spatialdata(path, table: str | None = None) -> SpatialSample:
     sample = SpatialSample(adata=adata, platform="spatialdata", path=str(path))
     names = dict(adata.uns.pop(IMAGE_NAMES_KEY, {}))  # the images' own names, when this package wrote the store
     for key, img in sdata.images.items():
-        arr = img if hasattr(img, "dims") else img["scale0"].ds[key]  # DataArray or multiscale DataTree
-        aff = get_transformation(img, to_coordinate_system="global").to_affine_matrix(
-            input_axes=("x", "y"), output_axes=("x", "y"))
-        data = np.asarray(arr.transpose("y", "x", "c").data) if "c" in arr.dims else np.asarray(arr.data)
-        # spatialdata places pixel i on [i, i+1): our affine acts on pixel centres
-        aff = np.asarray(aff, dtype=float) @ np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
-        sample.images.append(SampleImage(name=str(names.get(key, key)), data=data, affine=aff,
-                                         rgb=data.ndim == 3 and data.shape[-1] == 3))
+        sample.images.append(_image(str(names.get(key, key)), img))
+    ours = adata.uns.pop(LABELS_KEY, {})
+    for key, lab in sdata.labels.items():
+        if key in ours:  # written by this package: its own name and map
+            info = ours[key]
+            mapping = {int(i): str(o) for i, o in zip(np.asarray(info["ids"]), np.asarray(info["obs"]))}
+            sample.labels.append(_labels(str(info.get("name", key)), lab, mapping))
+        else:
+            mapping = _annotated(adata, key, attrs) if key in regions else {}
+            sample.labels.append(_labels(key, lab, mapping))
     return sample
 
 
+def _annotated(adata, region: str, attrs: dict) -> dict[int, str]:
+    """label id → cell of the table rows that annotate the labels element ``region`` (by ``instance_key``)."""
+    inst, rkey = attrs.get("instance_key"), attrs.get("region_key")
+    if inst is None or inst not in adata.obs.columns:
+        return {}
+    rows = np.ones(adata.n_obs, bool) if rkey is None or rkey not in adata.obs.columns else \
+        (adata.obs[rkey].astype(str).to_numpy() == region)
+    ids = pd.to_numeric(adata.obs[inst][rows], errors="coerce")
+    ok = ids.notna().to_numpy()
+    return dict(zip(ids.to_numpy()[ok].astype(np.int64).tolist(), adata.obs_names[rows][ok].astype(str).tolist()))
+
+
 def write_spatialdata(sample: SpatialSample, path) -> Path:
-    """Write a sample (table, images, cell centroids as circles) as a SpatialData ``.zarr``."""
+    """Write a sample (table, images, label masks, cell centroids as circles) as a SpatialData ``.zarr``; names
+    SpatialData refuses are made valid ("H&E" → "H_E") and the originals kept for :func:`read_spatialdata`."""
     sd = _require_spatialdata()
     import geopandas as gpd
     from shapely.geometry import Point
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.models import Image2DModel, Labels2DModel, ShapesModel, TableModel
     from spatialdata.transformations import Affine
 
     path = Path(path)
@@ -141,7 +210,7 @@ def write_spatialdata(sample: SpatialSample, path) -> Path:
     table.obs["region"] = "cells"
     table.obs["instance_id"] = table.obs_names.to_numpy()
     table = TableModel.parse(table, region="cells", region_key="region", instance_key="instance_id")
-    images, taken = {}, set()
+    images, taken = {}, {"cells"}  # element names are unique across kinds: "cells" are the shapes
     for img in sample.images:
         data = img.data[0] if isinstance(img.data, list) else img.data
         arr = np.asarray(data)
@@ -152,5 +221,16 @@ def write_spatialdata(sample: SpatialSample, path) -> Path:
         images[key] = Image2DModel.parse(
             arr, dims=("c", "y", "x"),
             transformations={"global": Affine(corner, input_axes=("x", "y"), output_axes=("x", "y"))})
-    sd.SpatialData(images=images, shapes=shapes, tables={"table": table}).write(path)
+    labels = {}
+    for lab in sample.labels:
+        data = lab.data[0] if isinstance(lab.data, list) else lab.data
+        corner = np.asarray(lab.affine) @ np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1.0]])
+        key = element_name(lab.name, taken)  # one namespace: SpatialData names must be unique across elements
+        ids = np.fromiter(lab.label_to_obs.keys(), dtype=np.int64, count=len(lab.label_to_obs))
+        obs = np.array([str(v) for v in lab.label_to_obs.values()], dtype=object)
+        table.uns.setdefault(LABELS_KEY, {})[key] = {"name": str(lab.name), "ids": ids, "obs": obs}
+        labels[key] = Labels2DModel.parse(
+            np.asarray(data), dims=("y", "x"),
+            transformations={"global": Affine(corner, input_axes=("x", "y"), output_axes=("x", "y"))})
+    sd.SpatialData(images=images, labels=labels, shapes=shapes, tables={"table": table}).write(path)
     return path
