@@ -150,6 +150,10 @@ def test_spatialdata_store_as_spatialdata_io_writes_it_is_read_lazily(tmp_path):
     assert lb.label_to_obs == {9: "cell-b", 7: "cell-a"}
     np.testing.assert_array_equal(lb.data, mask)  # the finest level: under the size cap
     np.testing.assert_allclose(s.adata.obsm["spatial"], table.obsm["spatial"])
+    kinds = {kind: (data, kw) for data, kw, kind in sample_to_layers(s)}
+    data, kw = kinds["image"]
+    assert kw["multiscale"] and kw["channel_axis"] == 0 and kw["name"] == ["DAPI", "ATP1A1"] and data is im.data
+    assert set(kinds["labels"][1]["features"]["cell_id"]) == {"cell-a", "cell-b"}
 
 
 def test_spatialdata_missing_extra_gives_install_hint(tmp_path):
