@@ -35,10 +35,12 @@ def write_10x_h5(path: Path, counts: pd.DataFrame) -> None:
         feat["_all_tag_keys"] = np.array(["genome"], dtype="S")
 
 
-def her2st_as_visium(section, out: Path) -> Path:
+def her2st_as_visium(section, out: Path, hd: bool = False) -> Path:
     """``section`` (a legacy-ST section AnnData, from ``read_st_section``) → ``out/outs/`` as spaceranger writes
-    it; returns ``out``. Barcodes are the ST spot ids."""
-    outs = out / "outs"
+    it; returns ``out``. Barcodes are the ST spot ids. ``hd``: as Visium HD writes its 8 µm bins
+    (``outs/binned_outputs/square_008um/``, positions in parquet, the pixel size as ``microns_per_pixel``) — the
+    spots stand for bins: a test of the layout, not of HD geometry."""
+    outs = out / "outs" / "binned_outputs" / "square_008um" if hd else out / "outs"
     (outs / "spatial").mkdir(parents=True)
     counts = pd.DataFrame(np.asarray(section.X), index=section.obs_names, columns=section.var_names)
     write_10x_h5(outs / "filtered_feature_bc_matrix.h5", counts)
@@ -48,8 +50,14 @@ def her2st_as_visium(section, out: Path) -> Path:
                         "pxl_col_in_fullres": xy[:, 0]})
     off = pd.DataFrame({"barcode": ["OFF1-1", "OFF2-1"], "in_tissue": 0, "array_row": [0, 0], "array_col": [0, 2],
                         "pxl_row_in_fullres": [10.0, 10.0], "pxl_col_in_fullres": [10.0, 300.0]})
-    pd.concat([off, pos]).to_csv(outs / "spatial" / "tissue_positions.csv", index=False)
     px = float(section.uns["histology"]["pixel_size_um"])
-    (outs / "spatial" / "scalefactors_json.json").write_text(json.dumps(
-        {"spot_diameter_fullres": 55.0 / px, "tissue_hires_scalef": 0.1, "fiducial_diameter_fullres": 89.0 / px}))
+    if hd:
+        pd.concat([off, pos]).reset_index(drop=True).to_parquet(outs / "spatial" / "tissue_positions.parquet")
+        scalef = {"spot_diameter_fullres": 8.0 / px, "bin_size_um": 8.0, "microns_per_pixel": px,
+                  "tissue_hires_scalef": 0.1, "fiducial_diameter_fullres": 89.0 / px}
+    else:
+        pd.concat([off, pos]).to_csv(outs / "spatial" / "tissue_positions.csv", index=False)
+        scalef = {"spot_diameter_fullres": 55.0 / px, "tissue_hires_scalef": 0.1,
+                  "fiducial_diameter_fullres": 89.0 / px}
+    (outs / "spatial" / "scalefactors_json.json").write_text(json.dumps(scalef))
     return out

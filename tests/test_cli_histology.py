@@ -237,3 +237,39 @@ def test_visium_bad_arguments_exit_2(bundle, c6_visium, tmp_path, capsys):
     rc = main(["histology", "train", "--visium", str(tmp_path), "--out", str(tmp_path / "m"), "--quiet"])
     assert rc == 2 and "filtered_feature_bc_matrix.h5" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "x.json").exists()
+
+
+def test_visium_hd_bins_read_from_outs_parquet_positions_and_stated_pixel_size(bundle, c6_visium, tmp_path):
+    """Visium HD (C6's spots written as ``outs/binned_outputs/square_008um``, tests/_visium.py): the folder above
+    outs/ is recognised, its 8 µm bins read (positions from parquet, the pixel size from ``microns_per_pixel``,
+    not the 55 µm spot's diameter), evaluated and predicted as the legacy files are."""
+    from _visium import her2st_as_visium
+    from napari_spatial_impute.cli import main
+    from napari_spatial_impute.io import detect_platform, read_sample
+
+    _, image, legacy = c6_visium
+    root = her2st_as_visium(legacy, tmp_path / "HD1", hd=True)
+    assert detect_platform(root) == "visium"
+    sample = read_sample(root)
+    notes = " ".join(sample.notes)
+    assert sample.platform == "visium_hd" and "8 µm bins" in notes and "no H&E" in notes and not sample.images
+    info = sample.adata.uns["histology"]
+    assert info["spot_diameter_um"] == info["spot_pitch_um"] == 8.0 and info["section"] == "HD1_square_008um"
+    assert info["pixel_size_um"] == pytest.approx(legacy.uns["histology"]["pixel_size_um"])
+    np.testing.assert_allclose(sample.adata.obsm["spatial"], legacy.obsm["spatial"])  # µm, from full-res pixels
+    got = {}
+    for kind, args in (("legacy", ["--section", *section("C6")]), ("hd", ["--visium", str(root), image])):
+        out = tmp_path / f"{kind}.json"
+        assert main(["histology", "evaluate", str(bundle), *args, "--metrics", str(out), "--quiet"]) == 0
+        got[kind] = json.loads(out.read_text())
+    assert got["hd"]["n_spots"] == 178
+    assert got["hd"]["pcc_mean_top50"] == pytest.approx(got["legacy"]["pcc_mean_top50"], abs=1e-6)
+    import anndata as ad
+
+    out = tmp_path / "p.h5ad"
+    positions = root / "outs/binned_outputs/square_008um/spatial/tissue_positions.parquet"
+    assert main(["histology", "predict", str(bundle), "--image", image, "--spots", str(positions), "--out", str(out),
+                 "--quiet"]) == 0
+    a = ad.read_h5ad(out)
+    assert list(a.obs_names) == list(legacy.obs_names)
+    assert a.uns["napari_spatial_impute"]["pixel_size_um"] == pytest.approx(legacy.uns["histology"]["pixel_size_um"])

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
-from .layouts import is_cosmx_folder, is_merscope_folder, is_xenium_folder
+from .layouts import is_cosmx_folder, is_merscope_folder, is_xenium_folder, visium_folder
 
 
 def _is_visium(path: Path) -> bool:
-    base = path / "outs" if (path / "outs").is_dir() else path
-    return (base / "spatial").is_dir() and any((base / "spatial").glob("tissue_positions*.csv"))
+    return visium_folder(path) is not None
 
 
 def _is_legacy_st(path: Path) -> bool:

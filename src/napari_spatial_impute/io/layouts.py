@@ -76,3 +76,27 @@ def is_merscope_folder(path: Path) -> bool:
         return True
     f = find_first(path, MERSCOPE_TRANSCRIPTS[3:])
     return f is not None and {"global_x", "global_y"} <= set(peek_header(f))
+
+
+#: spaceranger's spot positions, in the order they are tried (Visium HD: parquet, in each binned_outputs/ folder)
+VISIUM_POSITIONS = ("tissue_positions.csv", "tissue_positions_list.csv", "tissue_positions.parquet")
+#: Visium HD bin folders tried, in order, when an outs/ folder holds binned_outputs/ (8 µm: 10x's default view)
+VISIUM_HD_BINS = ("square_008um", "square_016um", "square_002um")
+
+
+def visium_folder(path: Path) -> Path | None:
+    """The spaceranger folder of ``path`` that holds ``spatial/tissue_positions*`` (and the counts): ``path``
+    itself, its ``outs/``, or for Visium HD ``binned_outputs/square_008um`` (else 016, 002) below either; a file
+    or ``spatial/`` inside one counts as the folder. None when there is none."""
+    path = Path(path)
+    base = path.parent if path.is_file() else path
+    if base.name == "spatial" and not (base / "spatial").is_dir():
+        base = base.parent
+    for cand in (base, base / "outs"):
+        if any((cand / "spatial" / n).is_file() for n in VISIUM_POSITIONS):
+            return cand
+        for b in VISIUM_HD_BINS:
+            hd = cand / "binned_outputs" / b
+            if any((hd / "spatial" / n).is_file() for n in VISIUM_POSITIONS):
+                return hd
+    return None

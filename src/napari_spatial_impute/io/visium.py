@@ -6,12 +6,14 @@ H&E pixels in ``obsm["spatial_px"]``); :func:`read_visium` a :class:`SpatialSamp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .layouts import VISIUM_POSITIONS, visium_folder
 from .sections import existing_file as _exists
 from .sections import section_to_sample, set_spot_coordinates
 from .tables import read_delimited, read_json_object
@@ -23,9 +25,16 @@ COPY_SPATIAL = "copy the spatial/ folder of the spaceranger outs/ again (unmodif
 
 
 def _read_positions(path: Path) -> pd.DataFrame:
-    """One tissue positions file: ``tissue_positions.csv`` (header) or ``tissue_positions_list.csv`` (none)."""
+    """One tissue positions file: ``tissue_positions.csv`` (header), ``tissue_positions_list.csv`` (none) or
+    Visium HD's ``tissue_positions.parquet``."""
     header = None if path.name.startswith("tissue_positions_list") else 0
-    df = read_delimited(path, what="Visium tissue positions", header=header, fix=COPY_SPATIAL)
+    if path.suffix == ".parquet":
+        try:
+            df = pd.read_parquet(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several kinds for a damaged file
+            raise InputError(f"Could not read the Visium tissue positions {path} ({err}).", COPY_SPATIAL) from err
+    else:
+        df = read_delimited(path, what="Visium tissue positions", header=header, fix=COPY_SPATIAL)
     if header is None:
         if df.shape[1] != len(POSITION_COLUMNS):
             raise InputError(f"The Visium tissue positions file {path} has {df.shape[1]} columns, not the "
@@ -39,27 +48,44 @@ def _read_positions(path: Path) -> pd.DataFrame:
 
 
 def _visium_positions(spatial_dir: Path) -> pd.DataFrame:
-    for fname in ("tissue_positions.csv", "tissue_positions_list.csv"):
+    for fname in VISIUM_POSITIONS:
         if (spatial_dir / fname).is_file():
             return _read_positions(spatial_dir / fname)
-    raise InputError(f"No tissue_positions(.csv|_list.csv) in {spatial_dir}.", "point at a spaceranger outs/ folder.")
+    raise InputError(f"No tissue_positions(.csv|_list.csv|.parquet) in {spatial_dir}.",
+                     "point at a spaceranger outs/ folder (Visium HD: outs/ or one of its binned_outputs/square_*um).")
 
 
 def outs_folder(path) -> Path:
-    """The spaceranger ``outs/`` folder of ``path``: itself, the folder above it, or a file inside it."""
+    """The spaceranger folder of ``path`` (:func:`~.layouts.visium_folder`: itself, the folder above ``outs/``, a
+    file inside; Visium HD: its 8 µm bins unless a ``square_*um`` folder is given); ``path``'s folder when none
+    is recognised (the reader then names what is missing)."""
+    found = visium_folder(path)
+    if found is not None:
+        return found
     path = Path(path)
     base = path.parent if path.is_file() else path
-    if base.name == "spatial" and not (base / "spatial").is_dir():
-        base = base.parent
     return base / "outs" if (base / "outs").is_dir() else base
 
 
-def read_visium_section(path, image=None, *, pixel_size_um: float | None = None, name: str | None = None):
+def _bin_size_um(folder: Path, scalef: dict) -> float | None:
+    """Visium HD's bin size in µm (``bin_size_um`` of the scale factors, else the ``square_NNNum`` folder name);
+    None for standard Visium."""
+    if "bin_size_um" in scalef:
+        return float(scalef["bin_size_um"])
+    m = re.fullmatch(r"square_(\d+)um", folder.name)
+    return float(m.group(1)) if m else None
+
+
+def read_visium_section(path, image=None, *, pixel_size_um: float | None = None, name: str | None = None,
+                        require_image: bool = True):
     """10x Visium: a spaceranger ``outs/`` folder (filtered_feature_bc_matrix.h5 + spatial/; or the folder above
-    it) or an AnnData (.h5ad or object) with ``uns["spatial"]`` (scanpy layout). ``image`` is the full-resolution
-    H&E; without it the hires PNG is used and coordinates are scaled by ``tissue_hires_scalef``. An AnnData's
-    ``obsm["spatial"]`` is read as full-resolution pixels (scanpy's layout); the result holds µm there and the
-    H&E pixels in ``obsm["spatial_px"]`` (see :mod:`.sections`)."""
+    it; Visium HD: its 8 µm bins or the ``binned_outputs/square_*um`` folder given) or an AnnData (.h5ad or object)
+    with ``uns["spatial"]`` (scanpy layout). ``image`` is the full-resolution H&E; without it the hires PNG is used
+    and coordinates are scaled by ``tissue_hires_scalef`` (no image at all: an error, or with
+    ``require_image=False`` the spots alone). The pixel size is Visium HD's ``microns_per_pixel``, else the spot's
+    (HD: the bin's) size over ``spot_diameter_fullres``. An AnnData's ``obsm["spatial"]`` is read as full-resolution
+    pixels (scanpy's layout); the result holds µm there and the H&E pixels in ``obsm["spatial_px"]`` (see
+    :mod:`.sections`)."""
     import anndata as ad
 
     if isinstance(path, ad.AnnData):
@@ -83,8 +109,10 @@ def read_visium_section(path, image=None, *, pixel_size_um: float | None = None,
             scalef = read_json_object(src / "spatial" / "scalefactors_json.json", what="Visium scale factors",
                                       fix="copy spatial/scalefactors_json.json from the spaceranger outs/ folder.")
             hires = src / "spatial" / "tissue_hires_image.png"
-            library = src.parent.name if src.name == "outs" else src.name
-            adata.uns["spatial"] = {name or library: {"scalefactors": scalef, "images": {},
+            bins = _bin_size_um(src, scalef)
+            if bins is not None and "bin_size_um" not in scalef:
+                scalef = {**scalef, "bin_size_um": bins}
+            adata.uns["spatial"] = {name or _library(src): {"scalefactors": scalef, "images": {},
                                                         "hires_path": str(hires) if hires.is_file() else None}}
         else:
             adata = ad.read_h5ad(_exists(src, "AnnData"))
@@ -94,12 +122,17 @@ def read_visium_section(path, image=None, *, pixel_size_um: float | None = None,
     lib = next(iter(adata.uns["spatial"]))
     info = adata.uns["spatial"][lib]
     scalef = info.get("scalefactors", {})
+    bins = float(scalef["bin_size_um"]) if "bin_size_um" in scalef else None  # Visium HD: square bins, no gaps
+    spot_um = bins or VISIUM_SPOT_DIAMETER_UM
     diam_px = float(scalef.get("spot_diameter_fullres", np.nan))
     if pixel_size_um is None:
-        if not np.isfinite(diam_px) or diam_px <= 0:
-            raise InputError("scalefactors lack spot_diameter_fullres, so the pixel size is unknown.",
-                             "pass pixel_size_um=... explicitly.")
-        pixel_size_um = VISIUM_SPOT_DIAMETER_UM / diam_px
+        if float(scalef.get("microns_per_pixel", 0) or 0) > 0:  # Visium HD states it
+            pixel_size_um = float(scalef["microns_per_pixel"])
+        elif np.isfinite(diam_px) and diam_px > 0:
+            pixel_size_um = spot_um / diam_px
+        else:
+            raise InputError("scalefactors lack spot_diameter_fullres (and microns_per_pixel), so the pixel size is "
+                             "unknown.", "pass pixel_size_um=... explicitly.")
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
     if image is None:
         hires = info.get("images", {}).get("hires")
@@ -108,21 +141,39 @@ def read_visium_section(path, image=None, *, pixel_size_um: float | None = None,
             image = np.asarray(hires)
         elif info.get("hires_path"):
             image = info["hires_path"]
-        else:
-            raise InputError("No H&E image: the AnnData has no uns['spatial'][lib]['images']['hires'].",
-                             "pass image=PATH to the full-resolution H&E.")
-        xy = xy * s
-        pixel_size_um = pixel_size_um / s
-    set_spot_coordinates(adata, xy, pixel_size_um, image=image if isinstance(image, np.ndarray) else str(image),
-                         spot_diameter_um=VISIUM_SPOT_DIAMETER_UM, spot_pitch_um=VISIUM_PITCH_UM, platform="visium",
-                         section=name or lib)
+        elif require_image:
+            raise InputError("No H&E image: no spatial/tissue_hires_image.png, nor uns['spatial'][lib]['images']"
+                             "['hires'] in an AnnData.", "pass the full-resolution H&E (image=PATH).")
+        if image is not None:
+            xy = xy * s
+            pixel_size_um = pixel_size_um / s
+    image = image if image is None or isinstance(image, np.ndarray) else str(image)
+    set_spot_coordinates(adata, xy, pixel_size_um, image=image,
+                         spot_diameter_um=spot_um, spot_pitch_um=bins or VISIUM_PITCH_UM,
+                         platform="visium_hd" if bins else "visium", section=name or lib)
     return adata
 
 
+def _library(folder: Path) -> str:
+    """The sample's name for a spaceranger folder: the folder above ``outs/``; Visium HD adds the bin folder."""
+    if folder.parent.name == "binned_outputs":
+        outs = folder.parent.parent
+        return f"{outs.parent.name if outs.name == 'outs' else outs.name}_{folder.name}"
+    return folder.parent.name if folder.name == "outs" else folder.name
+
+
 def read_visium(path, **kwargs):
-    """A spaceranger output (``outs/`` or the folder above it, or a file inside) → SpatialSample in µm with the
-    H&E as an RGB image."""
-    return section_to_sample(read_visium_section(outs_folder(path), **kwargs), "visium", str(path))
+    """A spaceranger output (``outs/`` or the folder above it, or a file inside; Visium HD: its 8 µm bins, or the
+    ``binned_outputs/square_*um`` folder given) → SpatialSample in µm with the H&E as an RGB image."""
+    folder = outs_folder(path)
+    notes = []
+    if folder.parent.name == "binned_outputs" and Path(path).resolve() != folder.resolve():
+        notes.append(f"Visium HD: the {folder.name[7:-2].lstrip('0')} µm bins (binned_outputs/{folder.name}); open "
+                     "another binned_outputs/square_*um folder for other bin sizes")
+    section = read_visium_section(folder, **{"require_image": False, **kwargs})
+    if section.uns["histology"]["image"] is None:
+        notes.append("no H&E image (spatial/tissue_hires_image.png, or image=PATH): the spots alone")
+    return section_to_sample(section, section.uns["histology"]["platform"], str(path), notes=notes)
 
 
 def read_visium_spots(path) -> tuple[list[str], np.ndarray, float | None]:
@@ -137,7 +188,11 @@ def read_visium_spots(path) -> tuple[list[str], np.ndarray, float | None]:
     px = None
     scalef = path.parent / "scalefactors_json.json"
     if scalef.is_file():
-        diam = float(read_json_object(scalef, what="Visium scale factors", fix=COPY_SPATIAL)
-                     .get("spot_diameter_fullres", np.nan))
-        px = VISIUM_SPOT_DIAMETER_UM / diam if np.isfinite(diam) and diam > 0 else None
+        sf = read_json_object(scalef, what="Visium scale factors", fix=COPY_SPATIAL)
+        diam = float(sf.get("spot_diameter_fullres", np.nan))
+        spot_um = _bin_size_um(path.parent.parent, sf) or VISIUM_SPOT_DIAMETER_UM
+        if float(sf.get("microns_per_pixel", 0) or 0) > 0:
+            px = float(sf["microns_per_pixel"])
+        elif np.isfinite(diam) and diam > 0:
+            px = spot_um / diam
     return [str(b) for b in pos.index], xy, px
