@@ -257,6 +257,10 @@ def test_visium_hd_bins_read_from_outs_parquet_positions_and_stated_pixel_size(b
     assert info["spot_diameter_um"] == info["spot_pitch_um"] == 8.0 and info["section"] == "HD1_square_008um"
     assert info["pixel_size_um"] == pytest.approx(legacy.uns["histology"]["pixel_size_um"])
     np.testing.assert_allclose(sample.adata.obsm["spatial"], legacy.obsm["spatial"])  # µm, from full-res pixels
+    from napari_spatial_impute.layers import sample_to_layers
+
+    (_, kw, _), = [t for t in sample_to_layers(sample) if t[2] == "points"]
+    assert kw["symbol"] == "square" and kw["size"] == pytest.approx(8.0)  # bins drawn at their size, as squares
     got = {}
     for kind, args in (("legacy", ["--section", *section("C6")]), ("hd", ["--visium", str(root), image])):
         out = tmp_path / f"{kind}.json"

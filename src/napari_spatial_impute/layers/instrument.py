@@ -112,6 +112,8 @@ def sample_to_layers(sample, *, gene: str | None = None, max_transcripts: int = 
                                      size=float(spot_um) if spot_um else None,
                                      metadata={"platform": sample.platform, "unit": sample.unit, "sample": key,
                                                "source": sample.path, "notes": list(sample.notes)}))
+    if sample.platform == "visium_hd":  # square bins that tile the tissue
+        layers[-1][1]["symbol"] = "square"
     if units is not None:
         for _, kwargs, _kind in layers:  # napari ≥ 0.6 takes units per layer; the scale bar shows µm
             kwargs.setdefault("units", ("um", "um"))
