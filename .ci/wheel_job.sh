@@ -165,8 +165,8 @@ if [ "$(uname -s)" = "Linux" ] && [ -z "${DISPLAY:-}" ] && command -v xvfb-run >
 else
   "$A" "$ROOT/.ci/wheel_smoke.py" widget
 fi
-step "5. [spatialdata]: the wheel's [spatialdata] extra added to the core venv (its checks are done), then the
-SpatialData tests against the real library (spatialdata pins dask below the [dask] extra's floor: never in [all])"
+# spatialdata pins dask below the [dask] extra's floor, so it is never in [all]: the core venv (checked above) takes it
+step "5. [spatialdata]: the extra added to the core venv; the SpatialData tests against the real library"
 t=$(date +%s)
 quiet "$C" -m pip install "$(ls "$WORK"/dist/napari_spatial_impute-*.whl)[spatialdata]" "pytest>=8"
 echo "[spatialdata] install: $(($(date +%s) - t)) s; $("$C" -m pip list --format=freeze 2>/dev/null | grep -iE '^(spatialdata|dask)==' | tr '\n' ' ')"

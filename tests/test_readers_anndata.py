@@ -156,6 +156,62 @@ def test_spatialdata_store_as_spatialdata_io_writes_it_is_read_lazily(tmp_path):
     assert set(kinds["labels"][1]["features"]["cell_id"]) == {"cell-a", "cell-b"}
 
 
+@pytest.mark.skipif(importlib.util.find_spec("spatialdata") is None,
+                    reason="optional [spatialdata] extra not installed (the CI's wheel job installs it)")
+@pytest.mark.parametrize("region", ["cell_circles", "cell_labels"])
+def test_spatialdata_io_xenium_layout_images_in_pixels_cells_in_micrometres(tmp_path, region):
+    """spatialdata-io's Xenium layout: the morphology image and cell labels in ``global`` = image pixels, the cells'
+    shapes in µm scaled into it (1 / 0.2125), the table's obsm['spatial'] in µm, its rows annotating the circles
+    (by cell id) or the labels (by label id; rows named 0, 1, …). The images land on the cells: in µm, pixel
+    centres at (i + ½) · 0.2125 — not 4.7× off, as placing them by ``global`` alone did."""
+    import anndata as ad
+    import geopandas as gpd
+    import pandas as pd
+    import spatialdata as sd
+    from shapely.geometry import Point, box
+    from spatialdata.models import Image2DModel, Labels2DModel, ShapesModel, TableModel
+    from spatialdata.transformations import Identity, Scale
+
+    from napari_spatial_impute.io.spatialdata_io import read_spatialdata
+
+    px = 0.2125
+    cells = ad.read_h5ad(str(sample_path("spatial.h5ad", "data/xenium_mouse_brain")))[:60]
+    xy = np.asarray(cells.obsm["spatial"])
+    xy = xy - xy.min(axis=0) + 20.0  # µm, inside a small image
+    ids = [f"cell{i:03d}" for i in range(len(xy))]
+    to_px = {"global": Scale([1 / px, 1 / px], axes=("x", "y"))}
+    circles = ShapesModel.parse(gpd.GeoDataFrame({"radius": np.full(len(xy), 4.0)},
+                                                 geometry=[Point(x, y) for x, y in xy], index=ids),
+                                transformations=to_px)
+    bounds = ShapesModel.parse(gpd.GeoDataFrame(geometry=[box(x - 3, y - 2, x + 3, y + 2) for x, y in xy],
+                                                index=ids), transformations=to_px)
+    h, w = (int(np.ceil((xy[:, 1].max() + 20) / px)), int(np.ceil((xy[:, 0].max() + 20) / px)))
+    img = Image2DModel.parse(np.zeros((2, h, w), np.uint16), dims=("c", "y", "x"), c_coords=["DAPI", "bound"],
+                             scale_factors=[2], transformations={"global": Identity()})
+    mask = np.zeros((h, w), np.int32)
+    mask[10:20, 10:20] = 3
+    lab = Labels2DModel.parse(mask, dims=("y", "x"), transformations={"global": Identity()})
+    obs = pd.DataFrame({"cell_id": ids, "cell_labels": np.arange(1, len(ids) + 1), "region": region},
+                       index=[str(i) for i in range(len(ids))])
+    obs["region"] = obs["region"].astype("category")
+    table = ad.AnnData(np.asarray(cells.X.todense() if hasattr(cells.X, "todense") else cells.X), obs=obs,
+                       obsm={"spatial": xy})
+    table = TableModel.parse(table, region=region, region_key="region",
+                             instance_key="cell_id" if region == "cell_circles" else "cell_labels")
+    sd.SpatialData(images={"morphology_focus": img}, labels={"cell_labels": lab},
+                   shapes={"cell_circles": circles, "cell_boundaries": bounds},
+                   tables={"table": table}).write(tmp_path / "xenium.zarr")
+
+    s = read_spatialdata(tmp_path / "xenium.zarr")
+    np.testing.assert_allclose(s.adata.obsm["spatial"], xy)
+    expected = [[px, 0, px / 2], [0, px, px / 2], [0, 0, 1]]
+    np.testing.assert_allclose(s.images[0].affine, expected, atol=1e-6)
+    np.testing.assert_allclose(s.labels[0].affine, expected, atol=1e-6)
+    assert "through the shapes" in s.notes[0]
+    if region == "cell_labels":
+        assert s.labels[0].label_to_obs[3] == "2"  # label id 3 → the table's row "2"
+
+
 def test_spatialdata_missing_extra_gives_install_hint(tmp_path):
     if importlib.util.find_spec("spatialdata") is not None:
         pytest.skip("spatialdata is installed")
@@ -184,7 +240,13 @@ def _fake_spatialdata(monkeypatch, table, shapes):
     sd = ModuleType("spatialdata")
     sd.read_zarr = lambda path: SimpleNamespace(tables={"table": table}, shapes=shapes, images={}, labels={})
     tr = ModuleType("spatialdata.transformations")
-    tr.get_transformation = None
+
+    class Identity:  # every element placed in "global" as it is
+        def to_affine_matrix(self, input_axes, output_axes):
+            return np.eye(3)
+
+    tr.get_transformation = lambda element, to_coordinate_system=None, get_all=False: \
+        {"global": Identity()} if get_all else Identity()
     sd.transformations = tr
     monkeypatch.setitem(sys.modules, "spatialdata", sd)
     monkeypatch.setitem(sys.modules, "spatialdata.transformations", tr)

@@ -100,23 +100,90 @@ def levels(element) -> list:
     return [next(iter(element[n].ds.data_vars.values())) for n in names]
 
 
-def element_affine(element, level, base) -> np.ndarray:
-    """3×3 affine from pixel-centre indices (col, row) of ``level`` to the element's ``global`` coordinate system
-    (else its first): SpatialData places pixel i of scale 0 on [i, i + 1); a coarser level's pixel covers
-    ``base / level`` of them."""
+def coordinate_system(sdata) -> str:
+    """The coordinate system everything is placed in: ``global`` when an element has it, else the first found."""
+    from spatialdata.transformations import get_transformation
+
+    found = []
+    for kind in ("images", "labels", "shapes"):
+        for element in getattr(sdata, kind).values():
+            found += list(get_transformation(element, get_all=True))
+    return "global" if "global" in found or not found else found[0]
+
+
+def to_system(element, system: str) -> np.ndarray | None:
+    """3×3 affine from an element's intrinsic (x, y) to ``system``; None when it has no transformation there."""
     from spatialdata.transformations import get_transformation
 
     systems = get_transformation(element, get_all=True)
-    system = "global" if "global" in systems else next(iter(systems))
-    aff = np.asarray(systems[system].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")), dtype=float)
+    if system not in systems:
+        return None
+    return np.asarray(systems[system].to_affine_matrix(input_axes=("x", "y"), output_axes=("x", "y")), dtype=float)
+
+
+def element_affine(element, level, base, system: str = "global") -> np.ndarray | None:
+    """3×3 affine from pixel-centre indices (col, row) of ``level`` to ``system``: SpatialData places pixel i of
+    scale 0 on [i, i + 1); a coarser level's pixel covers ``base / level`` of them. None when the element is not
+    placed in ``system``."""
+    aff = to_system(element, system)
+    if aff is None:
+        return None
     fy, fx = (base.sizes["y"] / level.sizes["y"]), (base.sizes["x"] / level.sizes["x"])
     return aff @ np.array([[fx, 0, 0], [0, fy, 0], [0, 0, 1.0]]) @ np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1.0]])
 
 
-def _image(name: str, element) -> SampleImage:
+def fit_affine(src: np.ndarray, dst: np.ndarray, tol: float = 0.005) -> np.ndarray | None:
+    """The 3×3 affine taking points ``src`` (n, 2) onto ``dst`` by least squares, or None when it does not fit
+    them to within ``tol`` × the extent of ``dst`` (not the same cells, or not one affine apart)."""
+    if len(src) < 3:
+        return None
+    a = np.column_stack([src, np.ones(len(src))])
+    sol, *_ = np.linalg.lstsq(a, dst, rcond=None)
+    rms = float(np.sqrt(np.mean(np.sum((a @ sol - dst) ** 2, axis=1))))
+    extent = float(np.max(np.ptp(dst, axis=0))) or 1.0
+    if not np.isfinite(rms) or rms > tol * extent:
+        return None
+    return np.vstack([sol.T, [0.0, 0.0, 1.0]])
+
+
+def table_frame(sdata, adata, attrs: dict, regions: list, system: str) -> tuple[np.ndarray, str]:
+    """(3×3 affine from ``system`` to the table's ``obsm["spatial"]``, how it was found). Instrument readers keep
+    cells in µm and place images in pixels (spatialdata-io's Xenium: images in ``global`` = morphology pixels,
+    cell shapes in µm scaled into it), so the map is fitted on the centroids of a shapes element that holds the
+    table's cells (by instance id, ``cell_id`` or row name); without one, the table is taken to be in the
+    coordinate system itself."""
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    id_sets = [adata.obs[c].astype(str).to_numpy() for c in (attrs.get("instance_key"), "cell_id")
+               if c is not None and c in adata.obs.columns] + [adata.obs_names.astype(str).to_numpy()]
+    keys = [r for r in regions if r in sdata.shapes] + [k for k in sdata.shapes if k not in regions]
+    for key in keys:
+        geo = sdata.shapes[key]
+        aff = to_system(geo, system)
+        if aff is None:
+            continue
+        index = pd.Index(pd.Index(geo.index).astype(str))
+        for ids in id_sets:
+            pos = index.get_indexer(ids)
+            rows = np.flatnonzero(pos >= 0)
+            if len(rows) < max(3, 0.5 * len(ids)):
+                continue
+            rows = rows[np.linspace(0, len(rows) - 1, min(len(rows), 2000)).astype(int)]
+            cen = shape_centroids(geo.iloc[pos[rows]])[["x", "y"]].to_numpy()
+            cen = cen @ aff[:2, :2].T + aff[:2, 2]
+            m = fit_affine(cen, xy[rows])
+            if m is not None:
+                return m, f"images placed in the table's coordinates (obsm['spatial']) through the shapes {key!r}"
+    return np.eye(3), f"obsm['spatial'] taken in the coordinate system {system!r} (no shapes of the cells to check)"
+
+
+def _image(name: str, element, frame: np.ndarray, system: str) -> SampleImage | None:
     """A SampleImage of an image element, lazy (dask), every pyramid level: RGB for 3–4 uint8 channels, else
-    channels on axis 0 (named by the element's ``c`` coordinate) or one grey plane."""
+    channels on axis 0 (named by the element's ``c`` coordinate) or one grey plane; placed by ``frame`` after its
+    transformation to ``system`` (None when it has none there)."""
     lv = levels(element)
+    aff = element_affine(element, lv[0], lv[0], system)
+    if aff is None:
+        return None
     base = lv[0]
     channels = [str(c) for c in base.coords["c"].values] if "c" in base.dims else []
     rgb = len(channels) in (3, 4) and base.dtype == np.uint8
@@ -126,19 +193,22 @@ def _image(name: str, element) -> SampleImage:
         data = [a.transpose("c", "y", "x").data for a in lv]
     else:
         data = [(a.isel(c=0) if "c" in a.dims else a).transpose("y", "x").data for a in lv]
-    return SampleImage(name=name, data=data if len(data) > 1 else data[0], affine=element_affine(element, base, base),
+    return SampleImage(name=name, data=data if len(data) > 1 else data[0], affine=frame @ aff,
                        rgb=rgb, channel_axis=0 if not rgb and len(channels) > 1 else None,
                        channel_names=channels if not rgb and len(channels) > 1 else None, source="spatialdata")
 
 
-def _labels(name: str, element, label_to_obs: dict[int, str]) -> SampleLabels:
+def _labels(name: str, element, label_to_obs: dict[int, str], frame: np.ndarray, system: str) -> SampleLabels | None:
     """A SampleLabels of a labels element at its finest level of ≤ :data:`MAX_LABEL_PIXELS` pixels (the coarsest
     when none is that small), read into memory (colouring cells by a gene indexes the whole mask)."""
     lv = levels(element)
     small = [a for a in lv if a.sizes["y"] * a.sizes["x"] <= MAX_LABEL_PIXELS]
     level = small[0] if small else lv[-1]
-    return SampleLabels(name=name, data=np.asarray(level.transpose("y", "x").data),
-                        affine=element_affine(element, level, lv[0]), label_to_obs=label_to_obs, source="spatialdata")
+    aff = element_affine(element, level, lv[0], system)
+    if aff is None:
+        return None
+    return SampleLabels(name=name, data=np.asarray(level.transpose("y", "x").data), affine=frame @ aff,
+                        label_to_obs=label_to_obs, source="spatialdata")
 
 
 def read_spatialdata(path, table: str | None = None) -> SpatialSample:
@@ -155,26 +225,43 @@ def read_spatialdata(path, table: str | None = None) -> SpatialSample:
     attrs = adata.uns.get("spatialdata_attrs", {})
     regions = attrs.get("region")
     regions = [str(r) for r in regions] if isinstance(regions, list | tuple | np.ndarray) else [regions]
-    if "spatial" not in adata.obsm:
-        shapes = {r: shape_centroids(sdata.shapes[r]) for r in regions if r is not None and r in sdata.shapes}
+    system = coordinate_system(sdata)
+    if "spatial" not in adata.obsm:  # the centroids of the shapes it annotates, placed in the coordinate system
+        shapes = {}
+        for r in regions:
+            aff = to_system(sdata.shapes[r], system) if r is not None and r in sdata.shapes else None
+            if aff is not None:
+                cen = shape_centroids(sdata.shapes[r])
+                cen[["x", "y"]] = cen[["x", "y"]].to_numpy() @ aff[:2, :2].T + aff[:2, 2]
+                shapes[r] = cen
         if not shapes:
             raise InputError(f"The table {name!r} of {path} has no obsm['spatial'] and no shapes region with "
                              "centroids.", "store (x, y) per cell in obsm['spatial'].")
         adata.obsm["spatial"] = align_centroids(adata.obs, shapes, region_key=attrs.get("region_key"),
                                                 instance_key=attrs.get("instance_key"), where=f"{path} table {name!r}")
-    sample = SpatialSample(adata=adata, platform="spatialdata", path=str(path))
+        frame, how = np.eye(3), f"cells at their shapes' centroids in the coordinate system {system!r}"
+    else:
+        frame, how = table_frame(sdata, adata, attrs, regions, system)
+    sample = SpatialSample(adata=adata, platform="spatialdata", path=str(path), notes=[how])
     names = dict(adata.uns.pop(IMAGE_NAMES_KEY, {}))  # the images' own names, when this package wrote the store
     for key, img in sdata.images.items():
-        sample.images.append(_image(str(names.get(key, key)), img))
+        image = _image(str(names.get(key, key)), img, frame, system)
+        if image is None:
+            sample.notes.append(f"image {key!r} left out: it is not placed in the coordinate system {system!r}")
+        else:
+            sample.images.append(image)
     ours = adata.uns.pop(LABELS_KEY, {})
     for key, lab in sdata.labels.items():
         if key in ours:  # written by this package: its own name and map
             info = ours[key]
             mapping = {int(i): str(o) for i, o in zip(np.asarray(info["ids"]), np.asarray(info["obs"]))}
-            sample.labels.append(_labels(str(info.get("name", key)), lab, mapping))
+            labels = _labels(str(info.get("name", key)), lab, mapping, frame, system)
         else:
-            mapping = _annotated(adata, key, attrs) if key in regions else {}
-            sample.labels.append(_labels(key, lab, mapping))
+            labels = _labels(key, lab, _annotated(adata, key, attrs) if key in regions else {}, frame, system)
+        if labels is None:
+            sample.notes.append(f"labels {key!r} left out: they are not placed in the coordinate system {system!r}")
+        else:
+            sample.labels.append(labels)
     return sample
 
 
