@@ -285,3 +285,45 @@ def test_train_in_the_dock_on_a_visium_outs_folder(widget, her2st, qtbot, tmp_pa
     assert list(vis.obs_names) == list(c6.obs_names)
     np.testing.assert_allclose(vis.obsm["spatial_px"], c6.obsm["spatial_px"])
     assert vis.uns["histology"]["pixel_size_um"] == pytest.approx(c6.uns["histology"]["pixel_size_um"])
+
+
+def test_train_in_the_dock_on_an_open_sample(widget, her2st, qtbot, monkeypatch):
+    """"An open sample": the spots layer of a section opened in napari (her2st C2 through the plugin's reader
+    path) is a training section as it is — its AnnData, not a copy read again; adding it twice is refused; other
+    cells layers (no H&E) are not offered."""
+    import napari_spatial_impute.api.histology as api
+    from napari_spatial_impute.io import read_st_section
+    from napari_spatial_impute.io.sections import section_to_sample
+    from napari_spatial_impute.layers import sample_to_layers
+
+    model, *_ = her2st
+    viewer, w = widget
+    root = shared_dataset("her2st_subset")
+    c2 = section_to_sample(read_st_section(root / "ST-cnts/C2.tsv.gz", root / "ST-spotfiles/C2_selection.tsv",
+                                           root / "ST-imgs/C2_5714_HE_BT_C2.jpg"), "st")
+    for data, kwargs, kind in sample_to_layers(c2):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.add_points(np.zeros((3, 2)), name="other cells", metadata={"adata": c2.adata[:3, :2].copy()})
+    del viewer.layers["other cells"].metadata["adata"].uns["histology"]
+    w.mode.value = "Train on sections"
+    w.section_format.value = "An open sample (its spots layer)"
+    assert not w.open_spots.native.isHidden() and w.image_file.native.isHidden() and w.visium_path.native.isHidden()
+    assert list(w.open_spots.choices) == ["st cells"]
+    w.add_section_button.clicked.emit()
+    w.add_section_button.clicked.emit()
+    assert w.sections_label.value == "st cells" and "already" in w.status.value
+
+    seen = []
+
+    def fake_training(sections, **kwargs):
+        seen.append(sections)
+        return model
+        yield
+
+    monkeypatch.setattr(api, "train_histology_steps", fake_training)
+    w.tile_um.value = 400.0
+    _run(w, qtbot)
+    assert w.output_layer is not None, w.status.value
+    assert len(seen) == 1 and seen[0][0] is viewer.layers["st cells"].metadata["adata"]
+    _run(w, qtbot)  # same section and settings: the model trained in the dock is reused
+    assert len(seen) == 1

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 WHOLE_SLIDE = "(whole slide: tile the tissue)"
 LOAD, TRAIN = "Load model bundle", "Train on sections"
 ST, VISIUM_DIR, VISIUM_H5AD = "Legacy ST files", "10x Visium outs/ folder", "Visium AnnData (.h5ad)"
+OPEN = "An open sample (its spots layer)"
 
 
 def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um, device, trained=None,
@@ -55,7 +56,9 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
         secs = []
         for i, s in enumerate(sections):
             yield Progress(i, len(sections) + 1, f"reading section {i + 1}/{len(sections)}", "read")
-            secs.append(read_section(*s))  # (counts, spots, H&E) legacy ST; (outs/ or .h5ad, None, H&E or None)
+            # ("layer", name, AnnData) an open sample's section; else read_section's arguments: (counts, spots,
+            # H&E) legacy ST, (outs/ or .h5ad, None, H&E or None) Visium
+            secs.append(s[2] if s[0] == "layer" else read_section(*s))
         model = yield from train_histology_steps(secs, device=device, **train_params)
     else:
         yield Progress(0, 1, "loading model", "load")
@@ -68,7 +71,10 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
 
 
 def _section_name(spec: tuple) -> str:
-    """A short name of a training section for the dock's list: the counts file's or the Visium folder's."""
+    """A short name of a training section for the dock's list: the counts file's, the Visium folder's or the
+    spots layer's."""
+    if spec[0] == "layer":
+        return str(spec[1])
     path = Path(spec[0])
     if spec[1] is None and path.is_dir():
         return path.parent.name if path.name == "outs" else path.name
@@ -87,15 +93,19 @@ class HistologyWidget(RunsInWorker, Container):
         self._saved_to: set[Path] = set()  # where self.model was saved
         self.result = None
         self.output_layer = None
-        self.sections: list[tuple] = []  # read_section's arguments: legacy ST or Visium
+        self.sections: list[tuple] = []  # read_section's arguments (legacy ST, Visium), or ("layer", name, AnnData)
 
         self.mode = ComboBox(label="Model", choices=[LOAD, TRAIN], value=LOAD)
         self.model_dir = FileEdit(label="Model bundle", mode="d",
                                   tooltip="Folder written by 'napari-spatial-impute histology train'.")
-        self.section_format = ComboBox(label="Section files", choices=[ST, VISIUM_DIR, VISIUM_H5AD], value=ST,
+        self.section_format = ComboBox(label="Section files", choices=[ST, VISIUM_DIR, VISIUM_H5AD, OPEN], value=ST,
                                        visible=False, tooltip="Legacy ST (her2st layout): counts TSV, spot selection "
                                        "TSV and H&E. 10x Visium: the spaceranger outs/ folder (or a scanpy-layout "
-                                       ".h5ad) and, optionally, the full-resolution H&E (else the hires PNG).")
+                                       ".h5ad) and, optionally, the full-resolution H&E (else the hires PNG). An "
+                                       "open sample: the spots layer of a Visium / ST folder opened in napari.")
+        self.open_spots = ComboBox(label="Spots layer", choices=self._section_layer_choices, visible=False,
+                                   tooltip="A spots layer of a Visium or legacy-ST sample opened with this plugin "
+                                           "(it holds the counts and the H&E's path).")
         self.counts_file = FileEdit(label="Counts TSV", mode="r", visible=False)
         self.spots_file = FileEdit(label="Spots TSV", mode="r", visible=False)
         self.visium_path = FileEdit(label="Visium outs/", mode="d", visible=False,
@@ -134,7 +144,7 @@ class HistologyWidget(RunsInWorker, Container):
                                             "bundle's genes reached on training sections held out at training "
                                             "time (most reliable first; optimistic for another patient or lab)")
         self.extend([self.mode, self.model_dir, self.section_format, self.counts_file, self.spots_file,
-                     self.visium_path, self.image_file,
+                     self.visium_path, self.open_spots, self.image_file,
                      self.add_section_button, self.sections_label, self.epochs, self.train_params, self.save_dir,
                      self.image_layer,
                      self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button, self.cancel_button,
@@ -180,24 +190,46 @@ class HistologyWidget(RunsInWorker, Container):
     def _refresh_layers(self, _event=None) -> None:
         self.image_layer.reset_choices()
         self.spots_layer.reset_choices()
+        self.open_spots.reset_choices()
 
     def _on_mode(self, _value=None) -> None:
         train = self.mode.value == TRAIN
         self.model_dir.visible = not train
-        for w in (self.section_format, self.image_file, self.add_section_button, self.sections_label, self.epochs,
+        for w in (self.section_format, self.add_section_button, self.sections_label, self.epochs,
                   self.train_params, self.save_dir):
             w.visible = train
-        st = self.section_format.value == ST
+        st, layer = self.section_format.value == ST, self.section_format.value == OPEN
         self.counts_file.visible = self.spots_file.visible = train and st
-        self.visium_path.visible = train and not st
+        self.visium_path.visible = train and not st and not layer
+        self.image_file.visible = train and not layer
+        self.open_spots.visible = train and layer
+        if layer:
+            self.open_spots.reset_choices()
         self.visium_path.mode = "d" if self.section_format.value == VISIUM_DIR else "r"
         self.visium_path.label = "Visium outs/" if self.section_format.value == VISIUM_DIR else "Visium .h5ad"
         self.image_file.label = "H&E image" if st else "Full-res H&E (optional)"
 
+    def _section_layer_choices(self, _w=None) -> list[str]:
+        """Points layers holding a spot section with its H&E (``uns["histology"]``): Visium / ST samples."""
+        from ..layers.cells import cells_layer_names
+
+        return [n for n in cells_layer_names(self.viewer)
+                if "histology" in getattr(self.viewer.layers[n].metadata["adata"], "uns", {})]
+
     def _add_section(self, _value=None) -> None:
-        """Add the picked files as a training section (read in the worker when training starts)."""
+        """Add the picked files (read in the worker when training starts) or open sample as a training section."""
         image = path_or_none(self.image_file)
-        if self.section_format.value == ST:
+        if self.section_format.value == OPEN:
+            name = self.open_spots.value
+            if not name or name not in self.viewer.layers:
+                self.status.value = "open a Visium or ST folder with this plugin, then pick its spots layer"
+                return
+            adata = self.viewer.layers[name].metadata["adata"]
+            if any(s[0] == "layer" and s[2] is adata for s in self.sections):
+                self.status.value = f"{name} is a training section already"
+                return
+            self.sections.append(("layer", name, adata))
+        elif self.section_format.value == ST:
             files = [str(w.value) for w in (self.counts_file, self.spots_file, self.image_file)]
             if not all(f and Path(f).is_file() for f in files):
                 self.status.value = "pick the counts, spots and image files of a section first"
@@ -276,7 +308,9 @@ class HistologyWidget(RunsInWorker, Container):
         return {**validate_params("stco", params, seed=seed), "seed": seed}
 
     def _training_key(self, params: dict) -> tuple:
-        return tuple(self.sections), repr(sorted(params.items())), str(self.device.value)
+        # an open sample by its AnnData's identity (AnnData refuses ==)
+        sections = tuple(("layer", s[1], id(s[2])) if s[0] == "layer" else s for s in self.sections)
+        return sections, repr(sorted(params.items())), str(self.device.value)
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
