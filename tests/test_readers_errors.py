@@ -179,3 +179,26 @@ def test_read_table_names_an_empty_required_value_in_a_complete_file(tmp_path):
     f.write_text("cell_id,x_centroid,y_centroid\nc1,1.0,2.0\nc2,2.0,\n")
     with pytest.raises(InputError, match=r"1 empty value\(s\) in column 'y_centroid' \(first at data row 2\)"):
         read_table(f, what="Xenium cells", required=["y_centroid"])
+
+
+def test_visium_hd_bad_parquet_positions_and_no_pixel_size(tmp_path):
+    """Visium HD: a damaged ``tissue_positions.parquet`` and scale factors with neither ``microns_per_pixel``
+    nor ``spot_diameter_fullres`` are named with the fix; a bin folder is found from the folder above outs/."""
+    from napari_spatial_impute.io.layouts import visium_folder
+
+    d = _visium_outs(tmp_path / "run" / "outs" / "binned_outputs" / "square_008um")
+    (d / "spatial" / "tissue_positions.csv").unlink()
+    (d / "spatial" / "tissue_positions.parquet").write_bytes(b"PAR1 cut short")
+    assert visium_folder(tmp_path / "run") == d
+    with pytest.raises(InputError, match=r"Could not read the Visium tissue positions .*parquet.*Fix: copy"):
+        read_visium_section(tmp_path / "run", image=tmp_path / "he.tif")
+    pd.DataFrame({"barcode": BARCODES, "in_tissue": 1, "array_row": [0, 1, 2], "array_col": [0, 2, 4],
+                  "pxl_row_in_fullres": [100, 200, 300], "pxl_col_in_fullres": [110, 210, 310]}).to_parquet(
+        d / "spatial" / "tissue_positions.parquet")
+    (d / "spatial" / "scalefactors_json.json").write_text(json.dumps({"bin_size_um": 8.0}))
+    with pytest.raises(InputError, match=r"microns_per_pixel.*pixel size is unknown.*Fix: pass pixel_size_um"):
+        read_visium_section(tmp_path / "run", image=tmp_path / "he.tif")
+    (d / "spatial" / "scalefactors_json.json").write_text(json.dumps({"bin_size_um": 8.0, "microns_per_pixel": 0.5}))
+    a = read_visium_section(tmp_path / "run", image=tmp_path / "he.tif")
+    assert a.uns["histology"]["pixel_size_um"] == 0.5 and a.uns["histology"]["spot_diameter_um"] == 8.0
+    assert a.uns["histology"]["platform"] == "visium_hd"

@@ -76,6 +76,15 @@ def _bin_size_um(folder: Path, scalef: dict) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def scalefactor_pixel_size(scalef: dict, spot_um: float) -> float | None:
+    """µm per full-resolution pixel from spaceranger's scale factors: Visium HD's ``microns_per_pixel``, else the
+    spot's (HD: the bin's) ``spot_um`` over ``spot_diameter_fullres``; None when neither is there."""
+    if float(scalef.get("microns_per_pixel", 0) or 0) > 0:
+        return float(scalef["microns_per_pixel"])
+    diam = float(scalef.get("spot_diameter_fullres", np.nan) or np.nan)
+    return spot_um / diam if np.isfinite(diam) and diam > 0 else None
+
+
 def read_visium_section(path, image=None, *, pixel_size_um: float | None = None, name: str | None = None,
                         require_image: bool = True):
     """10x Visium: a spaceranger ``outs/`` folder (filtered_feature_bc_matrix.h5 + spatial/; or the folder above
@@ -124,13 +133,9 @@ def read_visium_section(path, image=None, *, pixel_size_um: float | None = None,
     scalef = info.get("scalefactors", {})
     bins = float(scalef["bin_size_um"]) if "bin_size_um" in scalef else None  # Visium HD: square bins, no gaps
     spot_um = bins or VISIUM_SPOT_DIAMETER_UM
-    diam_px = float(scalef.get("spot_diameter_fullres", np.nan))
     if pixel_size_um is None:
-        if float(scalef.get("microns_per_pixel", 0) or 0) > 0:  # Visium HD states it
-            pixel_size_um = float(scalef["microns_per_pixel"])
-        elif np.isfinite(diam_px) and diam_px > 0:
-            pixel_size_um = spot_um / diam_px
-        else:
+        pixel_size_um = scalefactor_pixel_size(scalef, spot_um)
+        if pixel_size_um is None:
             raise InputError("scalefactors lack spot_diameter_fullres (and microns_per_pixel), so the pixel size is "
                              "unknown.", "pass pixel_size_um=... explicitly.")
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
@@ -189,10 +194,5 @@ def read_visium_spots(path) -> tuple[list[str], np.ndarray, float | None]:
     scalef = path.parent / "scalefactors_json.json"
     if scalef.is_file():
         sf = read_json_object(scalef, what="Visium scale factors", fix=COPY_SPATIAL)
-        diam = float(sf.get("spot_diameter_fullres", np.nan))
-        spot_um = _bin_size_um(path.parent.parent, sf) or VISIUM_SPOT_DIAMETER_UM
-        if float(sf.get("microns_per_pixel", 0) or 0) > 0:
-            px = float(sf["microns_per_pixel"])
-        elif np.isfinite(diam) and diam > 0:
-            px = spot_um / diam
+        px = scalefactor_pixel_size(sf, _bin_size_um(path.parent.parent, sf) or VISIUM_SPOT_DIAMETER_UM)
     return [str(b) for b in pos.index], xy, px
