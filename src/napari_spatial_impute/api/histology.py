@@ -112,8 +112,10 @@ def evaluate_histology_steps(model, section, *, jitter: bool | None = None) -> P
     from ..metrics import summarize
 
     t0 = time.perf_counter()
+    from ..io.sections import at_patch_scale
+
     model = as_histology_model(model)
-    adata = getattr(section, "adata", section)
+    adata = at_patch_scale(getattr(section, "adata", section), model.cfg["patch_um"])  # Visium HD bins: summed
     truth, genes, match = truth_for(model, adata)
     out = yield from model.predict_section_steps(adata, parts=True, jitter=jitter)
     cols = [model.genes.index(g) for g in genes]
@@ -203,9 +205,11 @@ def predict_histology_steps(model, image, pixel_size_um: float | None = None, *,
                          "e.g. min_tissue=0.5.")
     model = as_histology_model(model, device)
     adata = getattr(image, "adata", image)
-    if hasattr(adata, "obsm"):  # a section
+    if hasattr(adata, "obsm"):  # a section (Visium HD bins: summed into pseudo-spots)
+        from ..io.sections import at_patch_scale
         from ..models.stco.patches import section_geometry
 
+        adata = at_patch_scale(adata, model.cfg["patch_um"])
         info, spots_xy, _ = section_geometry(adata)
         image, obs_names = info["image"], list(map(str, adata.obs_names))
         pixel_size_um = pixel_size_um or float(info["pixel_size_um"])

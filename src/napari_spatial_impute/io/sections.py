@@ -86,3 +86,52 @@ def warn_geometry(xy_px: np.ndarray, img: np.ndarray) -> list[str]:
     for m in msgs:
         warnings.warn(m, UserWarning, stacklevel=3)
     return msgs
+
+
+#: Visium HD bins are summed into squares of this side for the H&E model (about a legacy-ST spot's 100 µm)
+PSEUDO_SPOT_UM = 100.0
+
+
+def pseudo_spots(adata, size_um: float = PSEUDO_SPOT_UM):
+    """A section of fine bins (Visium HD's 2 / 8 / 16 µm squares) summed over squares of ``size_um`` on the µm
+    grid: one pseudo-spot per square holding any bin, its counts the bins' sum (sparse stays sparse), its centre
+    the bins' mean position (µm and H&E pixels); ``obs["n_bins"]`` counts them. The H&E model reads a 150 µm
+    patch around each spot, so a target measured over a few µm would pair a patch with a fraction of it."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
+    cells = np.floor(xy / float(size_um)).astype(np.int64)
+    squares, group = np.unique(cells, axis=0, return_inverse=True)
+    group = group.ravel()
+    n, m = adata.n_obs, len(squares)
+    member = sp.csr_matrix((np.ones(n, np.float64), (group, np.arange(n))), shape=(m, n))
+    counts = member @ (adata.X if sp.issparse(adata.X) else np.asarray(adata.X))
+    n_bins = np.asarray(member.sum(axis=1)).ravel()
+    mean = sp.diags(1.0 / n_bins) @ member
+    names = pd.Index([f"sq{c}x{r}" for c, r in squares], name="pseudo_spot")
+    out = ad.AnnData(X=sp.csr_matrix(counts, dtype=np.float32) if sp.issparse(counts) else counts.astype(np.float32),
+                     obs=pd.DataFrame({"n_bins": n_bins.astype(np.int64)}, index=names), var=adata.var.copy())
+    out.obsm["spatial"] = mean @ xy
+    out.obsm["spatial_px"] = mean @ np.asarray(adata.obsm["spatial_px"], dtype=np.float64)[:, :2]
+    out.uns["spatial_unit"] = adata.uns.get("spatial_unit", "um")
+    out.uns["histology"] = {**adata.uns["histology"], "spot_diameter_um": float(size_um),
+                            "spot_pitch_um": float(size_um), "pseudo_spots_of": int(n)}
+    return out
+
+
+def at_patch_scale(adata, patch_um: float):
+    """``adata`` itself, or its :func:`pseudo_spots` when its spots are bins far smaller than a patch (under a
+    quarter of ``patch_um``: Visium HD), with a warning that says so."""
+    import warnings
+
+    info = adata.uns.get("histology", {})
+    size = float(info.get("spot_diameter_um") or 0.0)
+    if not 0 < size < patch_um / 4:
+        return adata
+    out = pseudo_spots(adata, PSEUDO_SPOT_UM)
+    warnings.warn(f"Section {info.get('section', '')!r}: its {adata.n_obs:,} bins of {size:g} µm are far smaller than "
+                  f"the model's {patch_um:g} µm patches; they are summed into {out.n_obs:,} pseudo-spots of "
+                  f"{PSEUDO_SPOT_UM:g} µm.", UserWarning, stacklevel=3)
+    return out

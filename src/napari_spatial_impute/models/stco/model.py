@@ -194,8 +194,10 @@ class STco:
         t0 = time.perf_counter()
         if not sections:
             raise InputError("No training sections given.", "pass at least one --section COUNTS SPOTS IMAGE.")
-        sections = [getattr(a, "adata", a) for a in sections]
+        from ...io.sections import at_patch_scale
+
         cfg = self.cfg
+        sections = [at_patch_scale(getattr(a, "adata", a), cfg["patch_um"]) for a in sections]  # HD bins: summed
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.choice = unvalidated()  # a refit keeps nothing of an earlier validation
