@@ -30,7 +30,8 @@ out = {}
 if kind == "baseline":
     pass
 elif kind == "read":
-    t = time.perf_counter(); s = read_sample(path); out["open_s"] = time.perf_counter() - t
+    t, c = time.perf_counter(), time.process_time(); s = read_sample(path)
+    out["open_s"], out["open_cpu_s"] = time.perf_counter() - t, time.process_time() - c
     out["cells"] = int(s.adata.n_obs); out["genes"] = int(s.adata.n_vars)
     t = time.perf_counter(); layers = sample_to_layers(s); out["layers_s"] = time.perf_counter() - t
     out["n_layers"] = len(layers)

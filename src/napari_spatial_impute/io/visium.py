@@ -112,7 +112,9 @@ def read_visium_section(path, image=None, *, pixel_size_um: float | None = None,
             adata = sc.read_10x_h5(h5)
             adata.var_names_make_unique()
             pos = _visium_positions(src / "spatial")
-            adata = adata[adata.obs_names.isin(pos.index)].copy()
+            placed = adata.obs_names.isin(pos.index)
+            if not placed.all():  # (spaceranger lists every barcode it counted; a copy only when some are not)
+                adata = adata[placed].copy()
             pos = pos.loc[adata.obs_names]
             adata.obsm["spatial"] = pos[["pxl_col_in_fullres", "pxl_row_in_fullres"]].to_numpy(np.float64)
             scalef = read_json_object(src / "spatial" / "scalefactors_json.json", what="Visium scale factors",
