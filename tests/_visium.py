@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 
-def write_10x_h5(path: Path, counts: pd.DataFrame) -> None:
-    """``counts`` (barcodes × genes) as a filtered_feature_bc_matrix.h5 (10x HDF5 v3 layout)."""
+def write_10x_h5(path: Path, counts: pd.DataFrame, gene_ids=None) -> None:
+    """``counts`` (barcodes × genes) as a filtered_feature_bc_matrix.h5 (10x HDF5 v3 layout); ``gene_ids``: the
+    genes' Ensembl ids (else made up)."""
     import h5py
     import scipy.sparse as sp
 
@@ -28,7 +29,8 @@ def write_10x_h5(path: Path, counts: pd.DataFrame) -> None:
         g["data"], g["indices"], g["indptr"] = m.data, m.indices, m.indptr
         g["shape"] = np.array(m.shape, dtype=np.int32)
         feat = g.create_group("features")
-        feat["id"] = np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S")
+        ids = [f"ENSG{i:011d}" for i in range(len(genes))] if gene_ids is None else [str(i) for i in gene_ids]
+        feat["id"] = np.array(ids, dtype="S")
         feat["name"] = np.array(genes, dtype="S")
         feat["feature_type"] = np.array(["Gene Expression"] * len(genes), dtype="S")
         feat["genome"] = np.array(["GRCh38"] * len(genes), dtype="S")

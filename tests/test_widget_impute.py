@@ -341,3 +341,26 @@ def test_closing_the_dock_while_its_workers_run(make_napari_viewer, qtbot):
     pool = QThreadPool.globalInstance()
     qtbot.waitUntil(lambda: pool.activeThreadCount() == 0 and not WorkerBase._worker_set, timeout=60_000)
     qtbot.wait(300)  # their queued returns and the dock's queued display steps are delivered now
+
+
+def test_a_cell_ranger_h5_reference_in_the_dock(make_napari_viewer, qtbot, tmp_path):
+    """The Xenium sample's own reference written as Cell Ranger's filtered_feature_bc_matrix.h5: the dock lists its
+    genes as for the .h5ad and imputes the same 98 genes the panel lacks."""
+    import napari_spatial_impute as nsi
+    from test_reference_layouts import _cellranger_outputs
+
+    _, reference = nsi.load_xenium_sample()
+    h5, _ = _cellranger_outputs(reference, tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "xenium_mouse_brain")
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Impute genes")
+    _genes_ready(w, qtbot)
+    paired = w._ref_info["missing"]
+    w.reference_file.value = h5
+    qtbot.waitUntil(lambda: "reading" not in w.estimate.value and w._ref_info is not None, timeout=30_000)
+    assert w._ref_info["missing"] == paired and w._ref_info["n_obs"] == reference.n_obs
+    w.method.value = "knn"
+    w.picker.mode.value = "all genes the panel lacks"
+    w.run()
+    _wait_idle(w, qtbot)
+    assert w.result is not None and w.result.n_vars == 98, w.status.value

@@ -28,10 +28,12 @@ def load_reference_steps(reference, panel: list[str], values: str = "auto") -> P
     colormap_lut("magma")  # imports matplotlib off the GUI thread
 
     yield Progress(0, 1, "reading the reference's genes", "reference")
-    if isinstance(reference, str | Path):
+    if isinstance(reference, str | Path) and Path(reference).suffix == ".h5ad":
         import anndata as ad
 
         reference = ad.read_h5ad(str(reference), backed="r")
+    elif isinstance(reference, str | Path):  # a 10x matrix (compact, sparse) or an AnnData zarr store
+        reference = _read(reference, "reference")
     missing, shared, label = gene_candidates(panel, reference, values=values)
     return {"missing": missing, "shared": shared, "identifier": label, "n_obs": int(reference.n_obs)}
 

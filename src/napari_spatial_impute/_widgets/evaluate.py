@@ -30,8 +30,10 @@ class EvaluateWidget(RunsInWorker, Container):
         self.viewer = napari_viewer
         self.results: dict = {}
         self.spatial_layer = ComboBox(label="Spatial cells", choices=self._choices)
-        self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad", value=None,
-                                       tooltip="Empty: the sample's paired reference")
+        self.reference_file = FileEdit(label="Reference", mode="r", filter="*.h5ad *.h5 *.mtx.gz *.mtx", value=None,
+                                       tooltip="An .h5ad, or Cell Ranger's filtered_feature_bc_matrix.h5 or a file "
+                                               "of its filtered_feature_bc_matrix/ folder. Empty: the sample's paired "
+                                               "reference")
         placeholder(self.reference_file, PAIRED_REFERENCE)
         methods = available_methods()
         self.methods = Select(label="Methods", choices=methods, value=[m for m in methods if m == "knn"] or methods[:1])

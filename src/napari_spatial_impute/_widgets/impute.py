@@ -61,10 +61,12 @@ class ImputeWidget(RunsInWorker, Container):
         self.spatial_layer = ComboBox(label="Spatial cells", choices=self._spatial_choices,
                                       tooltip="A cells layer from the reader or a sample, or a file below.")
         self.spatial_file = FileEdit(label="Spatial .h5ad", mode="r", filter="*.h5ad", visible=False)
-        self.reference_file = FileEdit(label="Reference .h5ad", mode="r", filter="*.h5ad",
+        self.reference_file = FileEdit(label="Reference", mode="r", filter="*.h5ad *.h5 *.mtx.gz *.mtx",
                                        value=remembered["reference"] or None,
-                                       tooltip="scRNA-seq reference (counts in layers['counts'], .raw or X). "
-                                               "Empty: the sample's paired reference.")
+                                       tooltip="scRNA-seq reference: an .h5ad (counts in layers['counts'], .raw or "
+                                               "X), or Cell Ranger's filtered_feature_bc_matrix.h5 or a file of its "
+                                               "filtered_feature_bc_matrix/ folder. Empty: the sample's paired "
+                                               "reference.")
         self.reference_values = ComboBox(
             label="Reference values", choices=["auto", "counts", "log1p"], value="auto",
             tooltip="What the reference's X holds. auto: raw counts are found in layers['counts'], .raw or X and "

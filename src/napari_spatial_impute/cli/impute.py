@@ -16,8 +16,9 @@ def add_parser(sub) -> None:
         description="Impute reference genes missing from the spatial data (default), the genes named by "
                     "--genes, or with --cv K evaluate the method by K-fold cross-validation over shared genes.")
     p.add_argument("spatial", help="spatial AnnData .h5ad (counts in layers['counts'], .raw or X; obsm['spatial'])")
-    p.add_argument("reference", help="scRNA-seq reference AnnData .h5ad as scverse keeps it (counts in "
-                                     "layers['counts'], .raw or X; symbols or Ensembl ids, e.g. CELLxGENE / 10x)")
+    p.add_argument("reference", help="scRNA-seq reference as scverse keeps it: an AnnData .h5ad / .zarr (counts in "
+                                     "layers['counts'], .raw or X; symbols or Ensembl ids, e.g. CELLxGENE), or Cell "
+                                     "Ranger's filtered_feature_bc_matrix.h5 or filtered_feature_bc_matrix/ folder")
     p.add_argument("--method", default="auto",
                    help="auto | knn | stimpute | spaim (default auto: inner cross-validation on the measured genes "
                         "picks the method or blend, recorded in var['auto_method'] / var['expected_r'])")

@@ -54,9 +54,68 @@ def read_spatial(path: str | Path):
     return adata
 
 
+#: 10x Cell Ranger's matrix folder files (v3: features.tsv.gz; v2: genes.tsv)
+MTX_NAMES = ("matrix.mtx.gz", "matrix.mtx")
+
+
+def tenx_mtx_folder(path: Path) -> Path | None:
+    """The Cell Ranger matrix folder ``path`` is or lies in (``matrix.mtx(.gz)`` beside its barcodes / features),
+    else None."""
+    folder = path.parent if path.is_file() else path
+    return folder if any((folder / n).is_file() for n in MTX_NAMES) else None
+
+
+def _is_10x_h5(path: Path) -> bool:
+    """Whether ``path`` is a 10x HDF5 matrix (v3: a ``matrix`` group; v2: a group per genome with ``barcodes``),
+    not an AnnData that happens to end in ``.h5``."""
+    if path.suffix != ".h5" or not path.is_file() or path.stat().st_size == 0:
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if "obs" in f and "var" in f:
+                return False
+            return "matrix" in f or any(isinstance(g, h5py.Group) and "barcodes" in g for g in f.values())
+    except OSError:
+        return True  # not HDF5 at all: the 10x reader names the file and the fix
+
+
+def _read_10x(path: Path, folder: Path | None):
+    """A 10x HDF5 file or matrix folder as AnnData: gene symbols as names (made unique), Ensembl ids in
+    ``var["gene_ids"]``; any failure is an :class:`InputError` naming the file."""
+    import scanpy as sc
+
+    try:
+        adata = sc.read_10x_mtx(folder, var_names="gene_symbols", make_unique=True) if folder is not None \
+            else sc.read_10x_h5(path)
+    except Exception as err:  # noqa: BLE001 - h5py / scanpy raise several kinds for a damaged or foreign file
+        what = f"10x matrix folder {folder}" if folder is not None else f"10x HDF5 file {path}"
+        raise InputError(f"Could not read the reference's {what}: {type(err).__name__}: {err}",
+                         "give Cell Ranger's filtered_feature_bc_matrix.h5 or filtered_feature_bc_matrix/ folder "
+                         "unmodified, or an .h5ad.") from err
+    adata.var_names_make_unique()
+    return adata
+
+
 def read_reference(path: str | Path):
-    """Read a scRNA-seq reference AnnData (counts in layers['counts'], .raw or X; checked when used)."""
-    adata = _read(path, "reference")
+    """Read a scRNA-seq reference: an AnnData ``.h5ad`` (or ``.zarr``) with counts in layers['counts'], .raw or X
+    (checked when used), or Cell Ranger's output as it is: ``filtered_feature_bc_matrix.h5`` or the
+    ``filtered_feature_bc_matrix/`` folder (``matrix.mtx.gz`` + features + barcodes; a file in it will do)."""
+    import anndata as ad
+
+    path = Path(path)
+    folder = tenx_mtx_folder(path) if path.exists() else None
+    if folder is not None or _is_10x_h5(path):
+        adata = _read_10x(path, folder)
+    elif path.suffix == ".zarr" and path.is_dir():
+        try:
+            adata = ad.read_zarr(path)
+        except Exception as err:  # noqa: BLE001 - one clear message for any parse failure
+            raise InputError(f"Could not read the reference {path} as an AnnData zarr store: {type(err).__name__}: "
+                             f"{err}", "write it with anndata's adata.write_zarr(...), or give an .h5ad.") from err
+    else:
+        adata = _read(path, "reference")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"The reference file {Path(path).name} is empty ({adata.n_obs} cells × {adata.n_vars} "
                          "genes).", "point at a file with cells in rows and genes in columns.")
