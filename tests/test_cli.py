@@ -86,3 +86,26 @@ def test_cli_unknown_method(sample_paths, tmp_path, capsys):
     sp, ref = sample_paths
     rc = main(["impute", str(sp), str(ref), "--method", "magic", "--cv", "5", "--metrics", str(tmp_path / "m.json")])
     assert rc == 2 and "Unknown method" in capsys.readouterr().err
+
+
+def test_impute_reads_an_instrument_folder_as_the_spatial_input(tmp_path, capsys):
+    """``impute XENIUM_FOLDER REFERENCE``: the cells of a real Xenium output folder (36,602 × 248, read without
+    its images, transcripts or boundaries) are cross-validated as an .h5ad of them would be; a folder that is no
+    instrument output is named with what to give."""
+    from conftest import shared_dataset
+    from napari_spatial_impute.datasets import sample_path
+    from napari_spatial_impute.io.detect import read_cells
+
+    folder = shared_dataset("xenium_mouse_brain_ctx_hp")
+    reference = str(sample_path("reference.h5ad", "data/xenium_mouse_brain"))
+    out = tmp_path / "m.json"
+    assert main(["impute", str(folder), reference, "--method", "knn", "--cv", "2", "--metrics", str(out),
+                 "--quiet"]) == 0
+    m = json.loads(out.read_text())
+    assert m["n_cells"] == 36_602 and m["n_genes"] == 248 and m["pcc_median"] > 0.5
+    cells = read_cells(folder)
+    assert cells.n_obs == 36_602 and cells.obsm["spatial"].shape == (36_602, 2)
+    (tmp_path / "notes").mkdir()
+    assert main(["impute", str(tmp_path / "notes"), reference, "--method", "knn", "--cv", "2", "--metrics",
+                 str(tmp_path / "n.json"), "--quiet"]) == 2
+    assert "neither an .h5ad nor an instrument's output folder" in capsys.readouterr().err

@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
         "impute", help="impute genes of a scRNA-seq reference onto spatial cells (or cross-validate)",
         description="Impute reference genes missing from the spatial data (default), the genes named by "
                     "--genes, or with --cv K evaluate the method by K-fold cross-validation over shared genes.")
-    p.add_argument("spatial", help="spatial AnnData .h5ad (counts in layers['counts'], .raw or X; obsm['spatial'])")
+    p.add_argument("spatial", help="spatial cells: an AnnData .h5ad (counts in layers['counts'], .raw or X; "
+                                   "obsm['spatial']) or an instrument folder (Xenium, CosMx, MERSCOPE, Visium, legacy "
+                                   "ST) or SpatialData .zarr, read without its images and transcripts")
     p.add_argument("reference", help="scRNA-seq reference as scverse keeps it: an AnnData .h5ad / .zarr (counts in "
                                      "layers['counts'], .raw or X; symbols or Ensembl ids, e.g. CELLxGENE), or Cell "
                                      "Ranger's filtered_feature_bc_matrix.h5 or filtered_feature_bc_matrix/ folder")

@@ -11,7 +11,8 @@ _LAZY = {
     "read_spatial": ".anndata_io", "read_reference": ".anndata_io", "write_h5ad_safely": ".anndata_io",
     "SpatialSample": ".spatial_sample", "SampleImage": ".spatial_sample", "SampleLabels": ".spatial_sample",
     "read_xenium": ".xenium", "read_cosmx": ".cosmx", "read_merscope": ".merscope", "read_anndata": ".h5ad",
-    "read_sample": ".detect", "detect_platform": ".detect", "read_section": ".detect", "read_visium": ".visium",
+    "read_sample": ".detect", "detect_platform": ".detect", "read_section": ".detect", "read_cells": ".detect",
+    "read_visium": ".visium",
     "read_visium_section": ".visium", "read_legacy_st": ".legacy_st", "read_st_section": ".legacy_st",
     "read_spots_table": ".legacy_st",
 }

@@ -16,8 +16,10 @@ def _read(path: str | Path, what: str):
     if not path.exists():
         raise InputError(f"The {what} file {path} does not exist.", "check the path.")
     if path.is_dir():
-        raise InputError(f"The {what} path {path} is a folder, not an .h5ad file.",
-                         "open instrument folders with napari_spatial_impute.io readers or napari's File ▸ Open.")
+        other = ("an instrument's output folder (Xenium, CosMx, MERSCOPE, Visium, legacy ST) or a SpatialData .zarr"
+                 if what == "spatial" else "Cell Ranger's filtered_feature_bc_matrix folder or .h5")
+        raise InputError(f"The {what} path {path} is a folder that is neither an .h5ad nor {other}.",
+                         f"give an .h5ad file, or {other}.")
     if path.stat().st_size == 0:
         raise InputError(f"The {what} file {path} is empty (0 bytes).", "re-export it.")
     try:
@@ -48,9 +50,17 @@ def check_spatial(adata, source: str = "spatial data") -> None:
 
 
 def read_spatial(path: str | Path):
-    """Read a spatial AnnData (raw counts in X or layers['counts'], (x, y) in obsm['spatial'])."""
-    adata = _read(path, "spatial")
-    check_spatial(adata, f"spatial file {Path(path).name}")
+    """Read spatial cells: an AnnData ``.h5ad`` (raw counts in X or layers['counts'], (x, y) in obsm['spatial']),
+    or any instrument folder / SpatialData store the readers open (its cells only:
+    :func:`~napari_spatial_impute.io.detect.read_cells`)."""
+    from .detect import detect_platform, read_cells
+
+    path = Path(path)
+    if path.exists() and detect_platform(path) not in (None, "anndata"):
+        adata = read_cells(path)
+    else:
+        adata = _read(path, "spatial")
+    check_spatial(adata, f"spatial data {path.name}")
     return adata
 
 

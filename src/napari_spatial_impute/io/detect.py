@@ -120,6 +120,20 @@ def read_sample(path, **kwargs):
     return read_legacy_st(path, **kwargs)
 
 
+#: what each instrument reader may skip when only the cells × genes table is wanted (its counts never depend on it)
+CELLS_ONLY = {"xenium": {"transcripts": False, "images": False, "boundaries": False},
+              "cosmx": {"transcripts": False, "images": False, "labels": False},
+              "merscope": {"transcripts": False, "images": False, "boundaries": False}}
+
+
+def read_cells(path):
+    """The cells × genes AnnData (raw counts, ``obsm["spatial"]`` in µm) of any input :func:`read_sample` opens,
+    reading no image, transcript table or boundaries the counts do not need: what imputation takes from an
+    instrument folder."""
+    platform = detect_platform(path)
+    return read_sample(path, **CELLS_ONLY.get(platform, {})).adata
+
+
 def read_section(counts, spots=None, image=None, **kwargs):
     """A section AnnData: (counts TSV, spots TSV, image) → legacy ST; a folder / .h5ad (+ image) → Visium."""
     p = Path(str(counts))
