@@ -123,8 +123,17 @@ def test_xenium_sample_imputes_truly_absent_genes_with_truth(make_napari_viewer,
     # every imputed gene has its held-out measurement (truth) for the grid
     assert len([g for g in w.colour.grid_gene.choices if g]) == 98
     truth = viewer.layers["Xenium cells"].metadata["truth"]
-    c = w.view.colouring("measured:" + truth.var_names[0])
-    assert np.isfinite(c.values).all()
+    import napari_spatial_impute.io.reference as reference
+    from napari_spatial_impute.layers.colour_by import colouring
+
+    found, real = [], reference.find_counts
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reference, "find_counts", lambda *a, **k: found.append(a[0]) or real(*a, **k))
+        picks = [w.view.colouring("measured:" + g) for g in truth.var_names[:3]]
+    assert all(np.isfinite(c.values).all() for c in picks)
+    assert sum(a is truth for a in found) <= 1  # the truth's counts found once, not per gene picked
+    again = colouring("measured:" + truth.var_names[2], w.view.adata, w.view.result, w.view.library(), truth)
+    np.testing.assert_array_equal(picks[2].values, again.values)  # the kept counts give the same values
 
 
 def test_cancel_mid_run_adds_nothing(viewer_with_sample, qtbot, monkeypatch):

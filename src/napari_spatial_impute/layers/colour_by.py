@@ -124,9 +124,11 @@ def obs_colouring(key: str, series: pd.Series) -> Colouring:
     return Colouring(key, name, "continuous", values, "obs", contrast_limits(values))
 
 
-def colouring(key: str, adata, result=None, library: LibrarySizes | None = None, truth=None) -> Colouring:
+def colouring(key: str, adata, result=None, library: LibrarySizes | None = None, truth=None,
+              truth_counts: tuple | None = None) -> Colouring:
     """The :class:`Colouring` of ``key`` for the cells of ``adata`` (``result``: an aligned :class:`SampleResult`;
-    ``truth``: an AnnData of held-out genes measured in the same cells, looked up by cell id)."""
+    ``truth``: an AnnData of held-out genes measured in the same cells, looked up by cell id; ``truth_counts``:
+    its :func:`counts_matrix`, when the caller keeps it)."""
     kind, name = split_key(key)
     if kind == "obs":
         if name not in adata.obs.columns:
@@ -141,7 +143,7 @@ def colouring(key: str, adata, result=None, library: LibrarySizes | None = None,
         values = measured_values(adata, name, library)
         unit = MEASURED_UNIT
     else:  # a held-out gene: normalised by the panel's library, as the imputation's inputs and its scoring are
-        counts = measured_counts(truth, name)
+        counts = _column(*truth_counts, name) if truth_counts is not None else measured_counts(truth, name)
         if not truth.obs_names.equals(adata.obs_names):
             counts = pd.Series(counts, index=truth.obs_names).reindex(adata.obs_names).to_numpy(np.float64)
         values = (library or LibrarySizes(adata)).normalise(counts)

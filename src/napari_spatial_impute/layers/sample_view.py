@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from .cells import layer_cell_ids
-from .colour_by import Colouring, LibrarySizes, colouring, legend_rows, paired_genes
+from .colour_by import Colouring, LibrarySizes, colouring, counts_matrix, legend_rows, paired_genes
 from .paint import (
     LEGEND_POSITION,
     PAINT_KWARGS,
@@ -142,6 +142,7 @@ class SampleView:
         self.cmap = "magma"
         self.clim: tuple[float, float] | None = None
         self._library: LibrarySizes | None = None
+        self._truth_counts = None  # (truth, (its counts matrix, gene names)): found once, not per gene picked
         self._library_held: list[str] = []
         self.grid_hidden: list = []  # layers the measured-vs-imputed grid hid (see .sample_grid)
         self._pending_cells = None  # (colouring, rgba) waiting for the hidden cells layer to be shown
@@ -218,9 +219,19 @@ class SampleView:
             ly.features = pd.concat([base[keep].reset_index(drop=True),
                                      pd.DataFrame(block, columns=list(genes.columns))], axis=1)
 
+    def truth_counts(self):
+        """(matrix, gene names) of the held-out genes' measured counts (``self.truth``), found once per truth."""
+        if self.truth is None:
+            return None
+        if self._truth_counts is None or self._truth_counts[0] is not self.truth:
+            self._truth_counts = (self.truth, counts_matrix(self.truth))
+        return self._truth_counts[1]
+
     def colouring(self, key: str) -> Colouring:
         kind = key.partition(":")[0]
-        return colouring(key, self.adata, self.result, self.library() if kind == "measured" else None, self.truth)
+        measured = kind == "measured"
+        return colouring(key, self.adata, self.result, self.library() if measured else None, self.truth,
+                         truth_counts=self.truth_counts() if measured else None)
 
     def paired(self) -> list[str]:
         return paired_genes(self.adata, self.result, self.truth)
