@@ -77,6 +77,10 @@ def test_whole_slide_heatmap_overlays_the_image(widget, qtbot):
     assert viewer.text_overlay.visible
     assert viewer.text_overlay.text.startswith(f"{other}  (expected r {r[other]:.2f})\n")
     assert "predicted from H&E" in viewer.text_overlay.text and layer.colorbar.visible
+    # the colorbar stacks under the title (as the imputation side's), never over it in a narrow canvas
+    from napari_spatial_impute.layers.paint import LEGEND_POSITION
+
+    assert str(layer.colorbar.position) == str(viewer.text_overlay.position) == LEGEND_POSITION
 
 
 def test_points_per_spot_with_gene_features(widget, her2st, qtbot):

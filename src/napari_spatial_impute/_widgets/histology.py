@@ -338,6 +338,7 @@ class HistologyWidget(RunsInWorker, Container):
     def _on_result(self, out) -> None:
         from ..layers.cells import default_gene
         from ..layers.histology import is_tiled, prediction_layer, value_colorbar
+        from ..layers.paint import LEGEND_POSITION
 
         model, prediction = out
         if model is not self.model:
@@ -355,7 +356,8 @@ class HistologyWidget(RunsInWorker, Container):
             previous.visible = value_colorbar(previous).visible = False
         self.output_layer = self.viewer.add_image(data, **kwargs) if kind == "image" else \
             self.viewer.add_points(data, **kwargs)
-        value_colorbar(self.output_layer).visible = True  # the heat map's, or the spot markers' colormap + limits
+        bar = value_colorbar(self.output_layer)  # the heat map's, or the spot markers' colormap + limits
+        bar.position, bar.visible = LEGEND_POSITION, True  # under the title, as the imputation side's: never under it
         self._genes = list(map(str, prediction.var_names))
         self.gene_select.reset_choices()
         self.gene_select.value = gene

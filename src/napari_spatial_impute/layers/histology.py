@@ -93,7 +93,7 @@ def _in_units(kwargs: dict, image_units) -> dict:
 
 
 #: what the heat map's values are (the model's training normalisation)
-PREDICTED_UNIT = "log1p normalised expression (predicted from H&E)"
+PREDICTED_UNIT = "log1p normalised expression\npredicted from H&E"  #: two short lines: a narrow canvas shows them
 
 
 def title(gene: str, expected_r: float | None = None) -> str:
