@@ -14,9 +14,10 @@ from ..progress import Progress, ProgressGen, relay
 def _read(source, kind: str):
     if not isinstance(source, str | Path):
         return source
-    from ..io.anndata_io import read_reference, read_spatial
+    from ..io.anndata_io import read_reference
+    from ..io.detect import read_cells
 
-    return read_reference(source) if kind == "reference" else read_spatial(source)
+    return read_reference(source) if kind == "reference" else read_cells(source)
 
 
 def load_reference_steps(reference, panel: list[str], values: str = "auto") -> ProgressGen[dict]:

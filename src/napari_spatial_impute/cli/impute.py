@@ -61,7 +61,8 @@ def add_parser(sub) -> None:
 
 def run_impute(args) -> int:
     from .. import api
-    from ..io.anndata_io import read_reference, read_spatial, write_h5ad_safely
+    from ..io.anndata_io import read_reference, write_h5ad_safely
+    from ..io.detect import read_cells
     from ..io.results import is_zarr_path, write_result
     from ..params import parse_key_values
 
@@ -86,7 +87,7 @@ def run_impute(args) -> int:
     from ..models.params_spec import validate_params
 
     params = validate_params(args.method, params, seed=args.seed)  # before reading anything
-    spatial = read_spatial(args.spatial)
+    spatial = read_cells(args.spatial)
     reference = read_reference(args.reference)
     genes = [g for g in args.genes.split(",") if g.strip()] if args.genes else None
     if args.genes_file:

@@ -50,17 +50,10 @@ def check_spatial(adata, source: str = "spatial data") -> None:
 
 
 def read_spatial(path: str | Path):
-    """Read spatial cells: an AnnData ``.h5ad`` (raw counts in X or layers['counts'], (x, y) in obsm['spatial']),
-    or any instrument folder / SpatialData store the readers open (its cells only:
-    :func:`~napari_spatial_impute.io.detect.read_cells`)."""
-    from .detect import detect_platform, read_cells
-
-    path = Path(path)
-    if path.exists() and detect_platform(path) not in (None, "anndata"):
-        adata = read_cells(path)
-    else:
-        adata = _read(path, "spatial")
-    check_spatial(adata, f"spatial data {path.name}")
+    """Read a spatial AnnData ``.h5ad`` (raw counts in X or layers['counts'], (x, y) in obsm['spatial']); an
+    instrument folder or SpatialData store too: :func:`~napari_spatial_impute.io.detect.read_cells`."""
+    adata = _read(path, "spatial")
+    check_spatial(adata, f"spatial file {Path(path).name}")
     return adata
 
 

@@ -127,11 +127,17 @@ CELLS_ONLY = {"xenium": {"transcripts": False, "images": False, "boundaries": Fa
 
 
 def read_cells(path):
-    """The cells × genes AnnData (raw counts, ``obsm["spatial"]`` in µm) of any input :func:`read_sample` opens,
-    reading no image, transcript table or boundaries the counts do not need: what imputation takes from an
-    instrument folder."""
-    platform = detect_platform(path)
-    return read_sample(path, **CELLS_ONLY.get(platform, {})).adata
+    """The spatial cells × genes AnnData (raw counts, ``obsm["spatial"]`` in µm) of an ``.h5ad`` or of any folder
+    :func:`read_sample` opens, reading no image, transcript table or boundaries the counts do not need: what
+    imputation takes as its spatial input."""
+    from .anndata_io import check_spatial, read_spatial
+
+    platform = detect_platform(path) if Path(path).exists() else None
+    if platform in (None, "anndata"):
+        return read_spatial(path)  # an .h5ad, or the error naming what to give
+    adata = read_sample(path, **CELLS_ONLY.get(platform, {})).adata
+    check_spatial(adata, f"{platform} cells of {Path(path).name}")
+    return adata
 
 
 def read_section(counts, spots=None, image=None, **kwargs):

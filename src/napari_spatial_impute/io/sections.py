@@ -95,7 +95,8 @@ PSEUDO_SPOT_UM = 100.0
 def pseudo_spots(adata, size_um: float = PSEUDO_SPOT_UM):
     """A section of fine bins (Visium HD's 2 / 8 / 16 µm squares) summed over squares of ``size_um`` on the µm
     grid: one pseudo-spot per square holding any bin, its counts the bins' sum (sparse stays sparse), its centre
-    the bins' mean position (µm and H&E pixels); ``obs["n_bins"]`` counts them. The H&E model reads a 150 µm
+    the bins' mean position (µm and H&E pixels), in the order of their first bin; ``obs["n_bins"]`` counts them.
+    The H&E model reads a 150 µm
     patch around each spot, so a target measured over a few µm would pair a patch with a fraction of it."""
     import anndata as ad
     import pandas as pd
@@ -103,8 +104,11 @@ def pseudo_spots(adata, size_um: float = PSEUDO_SPOT_UM):
 
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
     cells = np.floor(xy / float(size_um)).astype(np.int64)
-    squares, group = np.unique(cells, axis=0, return_inverse=True)
-    group = group.ravel()
+    squares, first, group = np.unique(cells, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # pseudo-spots in the order of their first bin
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    squares, group = squares[order], rank[group.ravel()]
     n, m = adata.n_obs, len(squares)
     member = sp.csr_matrix((np.ones(n, np.float64), (group, np.arange(n))), shape=(m, n))
     counts = member @ (adata.X if sp.issparse(adata.X) else np.asarray(adata.X))
