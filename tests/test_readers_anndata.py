@@ -210,6 +210,11 @@ def test_spatialdata_io_xenium_layout_images_in_pixels_cells_in_micrometres(tmp_
     assert "through the shapes" in s.notes[0]
     if region == "cell_labels":
         assert s.labels[0].label_to_obs[3] == "2"  # label id 3 → the table's row "2"
+    from napari_spatial_impute.io.detect import read_cells
+
+    cells = read_cells(tmp_path / "xenium.zarr")  # what `impute STORE.zarr REFERENCE` reads: the table alone
+    np.testing.assert_allclose(cells.obsm["spatial"], xy)
+    assert cells.n_obs == len(xy)
 
 
 def test_spatialdata_missing_extra_gives_install_hint(tmp_path):

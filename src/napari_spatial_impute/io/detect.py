@@ -110,7 +110,7 @@ def read_sample(path, **kwargs):
     if platform == "spatialdata":
         from .spatialdata_io import read_spatialdata
 
-        return read_spatialdata(path)
+        return read_spatialdata(path, **kwargs)
     if platform == "visium":
         from .visium import read_visium
 
@@ -123,7 +123,8 @@ def read_sample(path, **kwargs):
 #: what each instrument reader may skip when only the cells × genes table is wanted (its counts never depend on it)
 CELLS_ONLY = {"xenium": {"transcripts": False, "images": False, "boundaries": False},
               "cosmx": {"transcripts": False, "images": False, "labels": False},
-              "merscope": {"transcripts": False, "images": False, "boundaries": False}}
+              "merscope": {"transcripts": False, "images": False, "boundaries": False},
+              "spatialdata": {"images": False, "labels": False}}
 
 
 def read_cells(path):

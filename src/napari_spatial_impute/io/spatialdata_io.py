@@ -211,10 +211,11 @@ def _labels(name: str, element, label_to_obs: dict[int, str], frame: np.ndarray,
                         label_to_obs=label_to_obs, source="spatialdata")
 
 
-def read_spatialdata(path, table: str | None = None) -> SpatialSample:
+def read_spatialdata(path, table: str | None = None, *, images: bool = True, labels: bool = True) -> SpatialSample:
     """Read a SpatialData ``.zarr``: its table (cells × genes) with centroids from its region element, its 2-D
     images (lazy, every pyramid level) and label masks with their ``global`` affine (taken as µm when the store
-    says nothing). A label mask that the table annotates links its ids to the table's cells (``instance_key``)."""
+    says nothing). A label mask that the table annotates links its ids to the table's cells (``instance_key``).
+    ``images`` / ``labels`` False: leave them out (the cells alone, for imputation)."""
     sd = _require_spatialdata()
 
     sdata = sd.read_zarr(Path(path))
@@ -244,14 +245,14 @@ def read_spatialdata(path, table: str | None = None) -> SpatialSample:
         frame, how = table_frame(sdata, adata, attrs, regions, system)
     sample = SpatialSample(adata=adata, platform="spatialdata", path=str(path), notes=[how])
     names = dict(adata.uns.pop(IMAGE_NAMES_KEY, {}))  # the images' own names, when this package wrote the store
-    for key, img in sdata.images.items():
+    for key, img in (sdata.images.items() if images else ()):
         image = _image(str(names.get(key, key)), img, frame, system)
         if image is None:
             sample.notes.append(f"image {key!r} left out: it is not placed in the coordinate system {system!r}")
         else:
             sample.images.append(image)
     ours = adata.uns.pop(LABELS_KEY, {})
-    for key, lab in sdata.labels.items():
+    for key, lab in (sdata.labels.items() if labels else ()):
         if key in ours:  # written by this package: its own name and map
             info = ours[key]
             mapping = {int(i): str(o) for i, o in zip(np.asarray(info["ids"]), np.asarray(info["obs"]))}
