@@ -217,6 +217,32 @@ def test_spatialdata_io_xenium_layout_images_in_pixels_cells_in_micrometres(tmp_
     assert cells.n_obs == len(xy)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("spatialdata") is None,
+                    reason="optional [spatialdata] extra not installed (the CI's wheel job installs it)")
+def test_imputed_genes_go_back_into_the_users_spatialdata(tmp_path):
+    """The recipe of docs/formats/anndata.md: the cells of a SpatialData store imputed, and the result (which
+    keeps the table's obs and its SpatialData annotation) added as a table of its own with ``TableModel.parse``;
+    read back, it annotates the same cells."""
+    import spatialdata as sd
+    from spatialdata.models import TableModel
+
+    import napari_spatial_impute as nsi
+    from napari_spatial_impute.io.detect import read_cells
+    from napari_spatial_impute.io.spatialdata_io import read_spatialdata, write_spatialdata
+
+    spatial, reference = nsi.load_xenium_sample()
+    write_spatialdata(read_anndata(str(sample_path("spatial.h5ad", "data/xenium_mouse_brain"))), tmp_path / "s.zarr")
+    cells = read_cells(tmp_path / "s.zarr")
+    result = nsi.impute(cells, reference, method="knn", genes=["Acta2", "Arc", "Angpt1"])
+    sdata = sd.read_zarr(tmp_path / "s.zarr")
+    sdata.tables["imputed"] = TableModel.parse(result)
+    sdata.write(tmp_path / "with_imputed.zarr")
+    back = read_spatialdata(tmp_path / "with_imputed.zarr", table="imputed")
+    assert list(back.adata.var_names) == ["Acta2", "Arc", "Angpt1"] and back.adata.n_obs == spatial.n_obs
+    np.testing.assert_allclose(back.adata.obsm["spatial"], spatial.obsm["spatial"])
+    np.testing.assert_allclose(np.asarray(back.adata.X), np.asarray(result.X), rtol=1e-6)
+
+
 def test_spatialdata_missing_extra_gives_install_hint(tmp_path):
     if importlib.util.find_spec("spatialdata") is not None:
         pytest.skip("spatialdata is installed")

@@ -30,6 +30,7 @@ _LAZY = {
     "read_spatial": ".io.anndata_io",
     "read_reference": ".io.anndata_io",
     "read_sample": ".io.detect",
+    "read_cells": ".io.detect",
     "read_xenium": ".io.xenium",
     "read_cosmx": ".io.cosmx",
     "read_merscope": ".io.merscope",
