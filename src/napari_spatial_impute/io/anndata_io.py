@@ -112,6 +112,11 @@ def read_reference(path: str | Path):
     if folder is not None or _is_10x_h5(path):
         adata = _read_10x(path, folder)
     elif path.suffix == ".zarr" and path.is_dir():
+        import importlib.util
+
+        if importlib.util.find_spec("zarr") is None:
+            raise InputError(f"Reading the reference {path.name} (an AnnData .zarr store) needs the zarr package.",
+                             "pip install 'napari-spatial-impute[dask]' (it brings zarr), or give an .h5ad.")
         try:
             adata = ad.read_zarr(path)
         except Exception as err:  # noqa: BLE001 - one clear message for any parse failure
