@@ -316,6 +316,10 @@ def test_train_in_the_dock_on_an_open_sample(widget, her2st, qtbot, monkeypatch)
     w.add_section_button.clicked.emit()
     w.add_section_button.clicked.emit()
     assert w.sections_label.value == "st cells" and "already" in w.status.value
+    w.clear_sections_button.clicked.emit()  # a wrong pick is taken back
+    assert w.sections == [] and w.sections_label.value == "none"
+    w.add_section_button.clicked.emit()
+    assert w.sections_label.value == "st cells"
 
     seen = []
 

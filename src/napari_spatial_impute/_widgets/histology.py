@@ -112,6 +112,7 @@ class HistologyWidget(RunsInWorker, Container):
                                     tooltip="The spaceranger outs/ folder (or the folder above it).")
         self.image_file = FileEdit(label="H&E image", mode="r", visible=False)
         self.add_section_button = PushButton(text="Add section", visible=False)
+        self.clear_sections_button = PushButton(text="Clear sections", visible=False)
         self.sections_label = Label(label="Sections", value="none", visible=False)
         self.epochs = SpinBox(label="Epochs", value=30, min=1, max=10_000, visible=False)
         self.train_params = LineEdit(label="Parameters", visible=False,
@@ -144,14 +145,14 @@ class HistologyWidget(RunsInWorker, Container):
                                             "bundle's genes reached on training sections held out at training "
                                             "time (most reliable first; optimistic for another patient or lab)")
         self.extend([self.mode, self.model_dir, self.section_format, self.counts_file, self.spots_file,
-                     self.visium_path, self.open_spots, self.image_file,
-                     self.add_section_button, self.sections_label, self.epochs, self.train_params, self.save_dir,
-                     self.image_layer,
-                     self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button, self.cancel_button,
-                     self.progress_bar, self.status, self.gene_select])
+                     self.visium_path, self.open_spots, self.image_file, self.add_section_button,
+                     self.clear_sections_button, self.sections_label, self.epochs, self.train_params, self.save_dir,
+                     self.image_layer, self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button,
+                     self.cancel_button, self.progress_bar, self.status, self.gene_select])
         self.mode.changed.connect(self._on_mode)
         self.section_format.changed.connect(self._on_mode)
         self.add_section_button.changed.connect(self._add_section)
+        self.clear_sections_button.changed.connect(self._clear_sections)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.gene_select.changed.connect(self._show_gene)
@@ -195,8 +196,8 @@ class HistologyWidget(RunsInWorker, Container):
     def _on_mode(self, _value=None) -> None:
         train = self.mode.value == TRAIN
         self.model_dir.visible = not train
-        for w in (self.section_format, self.add_section_button, self.sections_label, self.epochs,
-                  self.train_params, self.save_dir):
+        for w in (self.section_format, self.add_section_button, self.clear_sections_button, self.sections_label,
+                  self.epochs, self.train_params, self.save_dir):
             w.visible = train
         st, layer = self.section_format.value == ST, self.section_format.value == OPEN
         self.counts_file.visible = self.spots_file.visible = train and st
@@ -249,6 +250,12 @@ class HistologyWidget(RunsInWorker, Container):
         self.sections_label.value = ", ".join(_section_name(s) for s in self.sections)
         self.status.value = f"{len(self.sections)} training section(s)"
 
+    def _clear_sections(self, _value=None) -> None:
+        """Forget the training sections added (a model trained on them stays loaded until the next training)."""
+        self.sections = []
+        self.sections_label.value = "none"
+        self.status.value = "no training section"
+
     def _collect(self):
         from ..errors import InputError
         from ..layers.histology import points_in_image_px
@@ -271,8 +278,8 @@ class HistologyWidget(RunsInWorker, Container):
         model_dir, save, trained, params = None, None, None, {}
         if train:
             if not self.sections:
-                raise InputError("No training sections added.", "pick a section's files (legacy ST, or a Visium outs/ "
-                                 "folder) and press Add section.")
+                raise InputError("No training sections added.", "pick a section (legacy-ST files, a Visium outs/ "
+                                 "folder or an open sample's spots layer) and press Add section.")
             params = self._training_params()
             if self.model is not None and self._trained_on == self._training_key(params):
                 trained = self.model  # the same sections and settings: predict with the model trained before
