@@ -82,7 +82,8 @@ def add_parser(subparsers) -> None:
 
 
 VISIUM_HELP = ("10x Visium section: a spaceranger outs/ folder (or the folder above it) or a scanpy-layout .h5ad, "
-               "then optionally the full-resolution H&E (without it the hires PNG is used); repeatable")
+               "then optionally the full-resolution H&E (without it the hires PNG is used); Visium HD: outs/ or a "
+               "binned_outputs/square_*um folder, its bins summed into 100 µm pseudo-spots")
 
 
 def read_sections(args, *, one: bool = False) -> list:
