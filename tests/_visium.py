@@ -37,11 +37,12 @@ def write_10x_h5(path: Path, counts: pd.DataFrame, gene_ids=None) -> None:
         feat["_all_tag_keys"] = np.array(["genome"], dtype="S")
 
 
-def her2st_as_visium(section, out: Path, hd: bool = False) -> Path:
+def her2st_as_visium(section, out: Path, hd: bool = False, hires: bool = False) -> Path:
     """``section`` (a legacy-ST section AnnData, from ``read_st_section``) → ``out/outs/`` as spaceranger writes
     it; returns ``out``. Barcodes are the ST spot ids. ``hd``: as Visium HD writes its 8 µm bins
     (``outs/binned_outputs/square_008um/``, positions in parquet, the pixel size as ``microns_per_pixel``) — the
-    spots stand for bins: a test of the layout, not of HD geometry."""
+    spots stand for bins: a test of the layout, not of HD geometry. ``hires``: also ``tissue_hires_image.png``, the
+    H&E at ``tissue_hires_scalef`` (0.1) as spaceranger writes it."""
     outs = out / "outs" / "binned_outputs" / "square_008um" if hd else out / "outs"
     (outs / "spatial").mkdir(parents=True)
     counts = pd.DataFrame(np.asarray(section.X), index=section.obs_names, columns=section.var_names)
@@ -62,4 +63,11 @@ def her2st_as_visium(section, out: Path, hd: bool = False) -> Path:
         scalef = {"spot_diameter_fullres": 55.0 / px, "tissue_hires_scalef": 0.1,
                   "fiducial_diameter_fullres": 89.0 / px}
     (outs / "spatial" / "scalefactors_json.json").write_text(json.dumps(scalef))
+    if hires:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None
+        with Image.open(section.uns["histology"]["image"]) as im:
+            small = im.convert("RGB").resize((round(im.width * 0.1), round(im.height * 0.1)), Image.BILINEAR)
+        small.save(outs / "spatial" / "tissue_hires_image.png")
     return out

@@ -135,3 +135,34 @@ def test_non_finite_predictions_are_never_handed_out():
     check_finite(np.ones((3, 2), np.float32), "knn")
     with pytest.raises(InputError, match="non-finite"):
         check_finite(np.array([[1.0, np.nan]]), "knn")
+
+
+def test_a_jobs_own_warnings_come_back_with_its_result_whatever_other_threads_do():
+    """``guarded`` keeps the warnings this package raises during a job (for the dock's status line), in the job's
+    thread only, even when another thread swaps ``warnings.showwarning`` meanwhile (napari's helper workers do);
+    libraries' warnings are left to napari's notifications."""
+    import threading
+    import warnings
+
+    from napari_spatial_impute._widgets._worker import Warned, guarded
+    from napari_spatial_impute.models.stco.patches import check_pixel_size
+    from napari_spatial_impute.progress import run_to_end
+
+    def job():
+        yield from ()
+        other = threading.Thread(target=lambda: warnings.warn("another thread's", UserWarning, stacklevel=2))
+        other.start()
+        other.join()
+        warnings.showwarning = warnings._showwarning_orig  # what an ending helper worker restores
+        check_pixel_size(6.87, 0.687)  # this package: 10× coarser than the model, patches upsampled
+        warnings.warn("a library's notice", FutureWarning, stacklevel=2)
+        return 42
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = run_to_end(guarded(job))
+    assert isinstance(out, Warned) and out.value == 42
+    assert len(out.warnings) == 2 and "magnification" in out.warnings[0] and "upsampled" in out.warnings[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run_to_end(guarded(lambda: (yield from ()) or 7)) == 7  # no warning: the value as it was

@@ -137,6 +137,8 @@ def test_pixel_size_auto_comes_from_a_layer_in_micrometres(widget, her2st, qtbot
     assert w.output_layer is not None, w.status.value
     assert w.result.uns["napari_spatial_impute"]["pixel_size_um"] == pytest.approx(um_per_px)
     assert f"at {um_per_px:.3g} µm/px" in w.status.value
+    # the layer is 4× coarser than the training scans: the dock says so in its status (a notification fades)
+    assert "warning" in w.status.value and "magnification" in w.status.tooltip
     # drawn in the H&E layer's world units (napari renders no units when layers disagree)
     assert tuple(map(str, w.output_layer.units)) == ("micrometer", "micrometer")
     assert not [r for r in recwarn if "No pixel size given" in str(r.message)]

@@ -8,7 +8,12 @@ instead of a worker crash. Layers are only added in ``_on_result``, i.e. in the 
 
 from __future__ import annotations
 
+import sys
+import threading
+
 from ..progress import shorten
+
+PACKAGE = __name__.split(".")[0]
 
 
 def deleted_widget(err: RuntimeError) -> bool:
@@ -33,6 +38,33 @@ def unless_deleted(func):
     return call
 
 
+_SINKS = threading.local()  # the warnings of the job running in this thread (a list), when one is kept
+
+
+def _install_warning_tap() -> None:
+    """Wrap ``warnings.warn`` once so a job's warnings are also kept for its dock, per thread. napari's workers
+    relay warnings by swapping the global ``warnings.showwarning`` inside ``catch_warnings``, which is not
+    thread-safe: a helper worker ending during a job (the device list, a reference read) restores it and the job's
+    warnings go to stderr. ``warnings.warn`` itself is never swapped back, so a tap there sees them all."""
+    import warnings
+
+    if getattr(warnings.warn, "_nsi_tap", False):
+        return
+    original = warnings.warn
+
+    def warn(message, category=None, stacklevel=1, *args, **kwargs):
+        sink = getattr(_SINKS, "warnings", None)
+        # this package's own warnings about the user's data; libraries' deprecation notices are not kept
+        if sink is not None and sys._getframe(1).f_globals.get("__name__", "").startswith(PACKAGE):
+            text = str(message)
+            if text not in sink:
+                sink.append(text)
+        return original(message, category, stacklevel + 1, *args, **kwargs)
+
+    warn._nsi_tap = True
+    warnings.warn = warn
+
+
 class Failure:
     """Returned by :func:`guarded` instead of raising: bad input is reported, not a worker crash."""
 
@@ -40,14 +72,27 @@ class Failure:
         self.error = error
 
 
+class Warned:
+    """Returned by :func:`guarded` around a job's result when the job warned: ``value`` and the ``warnings``."""
+
+    def __init__(self, value, warnings: list[str]):
+        self.value, self.warnings = value, warnings
+
+
 def guarded(steps, *args, **kwargs):
-    """Run a progress generator; an :class:`InputError` becomes a returned :class:`Failure`."""
+    """Run a progress generator in a worker thread; an :class:`InputError` becomes a returned :class:`Failure`,
+    and a result that came with warnings a :class:`Warned`."""
     from ..errors import InputError
 
+    _install_warning_tap()
+    _SINKS.warnings = kept = []
     try:
-        return (yield from steps(*args, **kwargs))
+        value = yield from steps(*args, **kwargs)
     except InputError as err:
         return Failure(err)
+    finally:
+        _SINKS.warnings = None
+    return Warned(value, kept) if kept else value
 
 
 class RunsInWorker:
@@ -92,8 +137,16 @@ class RunsInWorker:
     def _on_returned(self, value) -> None:
         if isinstance(value, Failure):
             self._fail(value.error)
-        else:
-            self._on_result(value)
+            return
+        warned = []
+        if isinstance(value, Warned):  # a magnification the model was not trained at, spots off the tissue…
+            value, warned = value.value, value.warnings
+        self._on_result(value)
+        if warned:  # in the status line too: napari's notifications fade
+            n = len(warned)
+            self.status.value = f"{self.status.value}\n⚠ {n} warning{'s' if n > 1 else ''}: hover here to read " \
+                                f"{'them' if n > 1 else 'it'}"
+            self.status.tooltip = "\n\n".join(filter(None, [*warned, self.status.tooltip]))
 
     def _on_result(self, value) -> None:  # pragma: no cover - implemented by widgets
         raise NotImplementedError
