@@ -337,3 +337,11 @@ def test_train_in_the_dock_on_an_open_sample(widget, her2st, qtbot, monkeypatch)
     assert len(seen) == 1 and seen[0][0] is viewer.layers["st cells"].metadata["adata"]
     _run(w, qtbot)  # same section and settings: the model trained in the dock is reused
     assert len(seen) == 1
+    # another sample's layer (the same counts, another AnnData) in its place: trained anew, never taken for the first
+    for data, kwargs, kind in sample_to_layers(section_to_sample(c2.adata.copy(), "st")):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    w.clear_sections_button.clicked.emit()
+    w.open_spots.value = "st cells [1]"
+    w.add_section_button.clicked.emit()
+    _run(w, qtbot)
+    assert len(seen) == 2 and seen[1][0] is viewer.layers["st cells [1]"].metadata["adata"]

@@ -27,14 +27,13 @@ from magicgui.widgets import (
 
 from ._worker import RunsInWorker
 from .fields import fill_devices, path_or_none, placeholder
+from .histology_sections import SectionPicker
 
 if TYPE_CHECKING:
     import napari
 
 WHOLE_SLIDE = "(whole slide: tile the tissue)"
 LOAD, TRAIN = "Load model bundle", "Train on sections"
-ST, VISIUM_DIR, VISIUM_H5AD = "Legacy ST files", "10x Visium outs/ folder", "Visium AnnData (.h5ad)"
-OPEN = "An open sample (its spots layer)"
 
 
 def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_xy, tile_um, device, trained=None,
@@ -43,8 +42,8 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     (model, prediction). A numpy H&E layer is checked (and converted when not 8-bit RGB) here, off the GUI
     thread."""
     from ..api.histology import as_histology_model, predict_histology_steps, train_histology_steps
-    from ..io.detect import read_section
     from ..progress import Progress
+    from .histology_sections import read_sections
 
     if isinstance(image, np.ndarray):
         from ..models.stco.patches import as_rgb
@@ -54,11 +53,9 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
         model = trained
     elif sections:
         secs = []
-        for i, s in enumerate(sections):
-            yield Progress(i, len(sections) + 1, f"reading section {i + 1}/{len(sections)}", "read")
-            # ("layer", name, AnnData) an open sample's section; else read_section's arguments: (counts, spots,
-            # H&E) legacy ST, (outs/ or .h5ad, None, H&E or None) Visium
-            secs.append(s[2] if s[0] == "layer" else read_section(*s))
+        for i, section in enumerate(read_sections(sections)):
+            secs.append(section)
+            yield Progress(i + 1, len(sections) + 1, f"read section {i + 1}/{len(sections)}", "read")
         model = yield from train_histology_steps(secs, device=device, **train_params)
     else:
         yield Progress(0, 1, "loading model", "load")
@@ -68,17 +65,6 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
         model.save(save_dir)
     prediction = yield from predict_histology_steps(model, image, pixel_size, spots_xy=spots_xy, tile_um=tile_um)
     return model, prediction
-
-
-def _section_name(spec: tuple) -> str:
-    """A short name of a training section for the dock's list: the counts file's, the Visium folder's or the
-    spots layer's."""
-    if spec[0] == "layer":
-        return str(spec[1])
-    path = Path(spec[0])
-    if spec[1] is None and path.is_dir():
-        return path.parent.name if path.name == "outs" else path.name
-    return path.name.split(".")[0]
 
 
 class HistologyWidget(RunsInWorker, Container):
@@ -93,27 +79,14 @@ class HistologyWidget(RunsInWorker, Container):
         self._saved_to: set[Path] = set()  # where self.model was saved
         self.result = None
         self.output_layer = None
-        self.sections: list[tuple] = []  # read_section's arguments (legacy ST, Visium), or ("layer", name, AnnData)
+        self.status = Label(label="Status", value="ready")
+        self.picker = SectionPicker(napari_viewer, self.status)  # the training sections
+        (self.section_format, self.counts_file, self.spots_file, self.visium_path, self.open_spots, self.image_file,
+         self.add_section_button, self.clear_sections_button, self.sections_label) = self.picker.widgets
 
         self.mode = ComboBox(label="Model", choices=[LOAD, TRAIN], value=LOAD)
         self.model_dir = FileEdit(label="Model bundle", mode="d",
                                   tooltip="Folder written by 'napari-spatial-impute histology train'.")
-        self.section_format = ComboBox(label="Section files", choices=[ST, VISIUM_DIR, VISIUM_H5AD, OPEN], value=ST,
-                                       visible=False, tooltip="Legacy ST (her2st layout): counts TSV, spot selection "
-                                       "TSV and H&E. 10x Visium: the spaceranger outs/ folder (or a scanpy-layout "
-                                       ".h5ad) and, optionally, the full-resolution H&E (else the hires PNG). An "
-                                       "open sample: the spots layer of a Visium / ST folder opened in napari.")
-        self.open_spots = ComboBox(label="Spots layer", choices=self._section_layer_choices, visible=False,
-                                   tooltip="A spots layer of a Visium or legacy-ST sample opened with this plugin "
-                                           "(it holds the counts and the H&E's path).")
-        self.counts_file = FileEdit(label="Counts TSV", mode="r", visible=False)
-        self.spots_file = FileEdit(label="Spots TSV", mode="r", visible=False)
-        self.visium_path = FileEdit(label="Visium outs/", mode="d", visible=False,
-                                    tooltip="The spaceranger outs/ folder (or the folder above it).")
-        self.image_file = FileEdit(label="H&E image", mode="r", visible=False)
-        self.add_section_button = PushButton(text="Add section", visible=False)
-        self.clear_sections_button = PushButton(text="Clear sections", visible=False)
-        self.sections_label = Label(label="Sections", value="none", visible=False)
         self.epochs = SpinBox(label="Epochs", value=30, min=1, max=10_000, visible=False)
         self.train_params = LineEdit(label="Parameters", visible=False,
                                      tooltip="More STco parameters as key=value, comma-separated (e.g. n_genes=300, "
@@ -138,21 +111,15 @@ class HistologyWidget(RunsInWorker, Container):
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress_bar = ProgressBar(label="Progress", min=0, max=100, value=0)
-        self.status = Label(label="Status", value="ready")
         self._genes: list[str] = []
         self.gene_select = ComboBox(label="Show gene", choices=self._gene_choices,
                                     tooltip="Gene shown by the result layer; with [expected r]: the Pearson r the "
                                             "bundle's genes reached on training sections held out at training "
                                             "time (most reliable first; optimistic for another patient or lab)")
-        self.extend([self.mode, self.model_dir, self.section_format, self.counts_file, self.spots_file,
-                     self.visium_path, self.open_spots, self.image_file, self.add_section_button,
-                     self.clear_sections_button, self.sections_label, self.epochs, self.train_params, self.save_dir,
+        self.extend([self.mode, self.model_dir, *self.picker.widgets, self.epochs, self.train_params, self.save_dir,
                      self.image_layer, self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button,
                      self.cancel_button, self.progress_bar, self.status, self.gene_select])
         self.mode.changed.connect(self._on_mode)
-        self.section_format.changed.connect(self._on_mode)
-        self.add_section_button.changed.connect(self._add_section)
-        self.clear_sections_button.changed.connect(self._clear_sections)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.gene_select.changed.connect(self._show_gene)
@@ -196,65 +163,14 @@ class HistologyWidget(RunsInWorker, Container):
     def _on_mode(self, _value=None) -> None:
         train = self.mode.value == TRAIN
         self.model_dir.visible = not train
-        for w in (self.section_format, self.add_section_button, self.clear_sections_button, self.sections_label,
-                  self.epochs, self.train_params, self.save_dir):
+        for w in (self.epochs, self.train_params, self.save_dir):
             w.visible = train
-        st, layer = self.section_format.value == ST, self.section_format.value == OPEN
-        self.counts_file.visible = self.spots_file.visible = train and st
-        self.visium_path.visible = train and not st and not layer
-        self.image_file.visible = train and not layer
-        self.open_spots.visible = train and layer
-        if layer:
-            self.open_spots.reset_choices()
-        self.visium_path.mode = "d" if self.section_format.value == VISIUM_DIR else "r"
-        self.visium_path.label = "Visium outs/" if self.section_format.value == VISIUM_DIR else "Visium .h5ad"
-        self.image_file.label = "H&E image" if st else "Full-res H&E (optional)"
+        self.picker.show(train)
 
-    def _section_layer_choices(self, _w=None) -> list[str]:
-        """Points layers holding a spot section with its H&E (``uns["histology"]``): Visium / ST samples."""
-        from ..layers.cells import cells_layer_names
-
-        return [n for n in cells_layer_names(self.viewer)
-                if "histology" in getattr(self.viewer.layers[n].metadata["adata"], "uns", {})]
-
-    def _add_section(self, _value=None) -> None:
-        """Add the picked files (read in the worker when training starts) or open sample as a training section."""
-        image = path_or_none(self.image_file)
-        if self.section_format.value == OPEN:
-            name = self.open_spots.value
-            if not name or name not in self.viewer.layers:
-                self.status.value = "open a Visium or ST folder with this plugin, then pick its spots layer"
-                return
-            adata = self.viewer.layers[name].metadata["adata"]
-            if any(s[0] == "layer" and s[2] is adata for s in self.sections):
-                self.status.value = f"{name} is a training section already"
-                return
-            self.sections.append(("layer", name, adata))
-        elif self.section_format.value == ST:
-            files = [str(w.value) for w in (self.counts_file, self.spots_file, self.image_file)]
-            if not all(f and Path(f).is_file() for f in files):
-                self.status.value = "pick the counts, spots and image files of a section first"
-                return
-            self.sections.append(tuple(files))
-        else:
-            path = path_or_none(self.visium_path)
-            folder = self.section_format.value == VISIUM_DIR
-            if path is None or not (path.is_dir() if folder else path.is_file() and path.suffix == ".h5ad"):
-                self.status.value = ("pick the spaceranger outs/ folder first" if folder else
-                                     "pick a Visium .h5ad (scanpy layout) first")
-                return
-            if image is not None and not image.is_file():
-                self.status.value = f"the H&E image {image} does not exist"
-                return
-            self.sections.append((str(path), None, str(image) if image else None))
-        self.sections_label.value = ", ".join(_section_name(s) for s in self.sections)
-        self.status.value = f"{len(self.sections)} training section(s)"
-
-    def _clear_sections(self, _value=None) -> None:
-        """Forget the training sections added (a model trained on them stays loaded until the next training)."""
-        self.sections = []
-        self.sections_label.value = "none"
-        self.status.value = "no training section"
+    @property
+    def sections(self) -> list[tuple]:
+        """The training sections picked (see :class:`~.histology_sections.SectionPicker`)."""
+        return self.picker.sections
 
     def _collect(self):
         from ..errors import InputError
@@ -315,9 +231,7 @@ class HistologyWidget(RunsInWorker, Container):
         return {**validate_params("stco", params, seed=seed), "seed": seed}
 
     def _training_key(self, params: dict) -> tuple:
-        # an open sample by its AnnData's identity (AnnData refuses ==)
-        sections = tuple(("layer", s[1], id(s[2])) if s[0] == "layer" else s for s in self.sections)
-        return sections, repr(sorted(params.items())), str(self.device.value)
+        return self.picker.key(), repr(sorted(params.items())), str(self.device.value)
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self) -> None:
