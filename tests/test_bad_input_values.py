@@ -166,3 +166,18 @@ def test_a_jobs_own_warnings_come_back_with_its_result_whatever_other_threads_do
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert run_to_end(guarded(lambda: (yield from ()) or 7)) == 7  # no warning: the value as it was
+
+
+def test_a_sections_name_is_kept_as_spelled_in_the_magnification_warning():
+    """The warning names the section as the user spelled it ("P1_C6", not "P1_c6"), and "the image" as "The image"."""
+    import warnings
+
+    from napari_spatial_impute.models.stco.patches import check_pixel_size
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        check_pixel_size(6.87, 0.687, what="P1_C6")
+        check_pixel_size(6.87, 0.687)
+    texts = [str(r.message) for r in rec]
+    assert texts[0].startswith("P1_C6 has 6.870 µm/px") and texts[1].startswith("P1_C6 has only 22 px")
+    assert texts[2].startswith("The image has 6.870 µm/px")

@@ -61,6 +61,7 @@ def check_pixel_size(pixel_size_um, model_pixel_size_um: float | None = None, pa
     except (TypeError, ValueError):
         px = float("nan")
     lo, hi = PIXEL_SIZE_RANGE_UM
+    subject = what[:1].upper() + what[1:]  # "the image" → "The image"; a section's own name kept as it is spelled
     if not np.isfinite(px) or not lo <= px <= hi:
         raise InputError(f"The pixel size of {what} is {pixel_size_um!r} µm/px, which is no H&E scan "
                          f"(expected {lo}–{hi}; 40× ≈ 0.25, 20× ≈ 0.5).",
@@ -68,11 +69,11 @@ def check_pixel_size(pixel_size_um, model_pixel_size_um: float | None = None, pa
     if model_pixel_size_um:
         ratio = px / float(model_pixel_size_um)
         if ratio > 1.25 or ratio < 0.8:
-            warnings.warn(f"{what.capitalize()} has {px:.3f} µm/px, the model was trained at "
+            warnings.warn(f"{subject} has {px:.3f} µm/px, the model was trained at "
                           f"{model_pixel_size_um:.3f} µm/px ({1 / ratio:.2g}× its magnification): patches are cut "
                           f"at {patch_um:g} µm and rescaled to the model's {patch_px} px.", stacklevel=3)
     if patch_um / px < patch_px / 4:
-        warnings.warn(f"{what.capitalize()} has only {patch_um / px:.0f} px per {patch_um:g} µm patch (the model "
+        warnings.warn(f"{subject} has only {patch_um / px:.0f} px per {patch_um:g} µm patch (the model "
                       f"uses {patch_px}): patches are upsampled > 4×, predictions will be weak.", stacklevel=3)
     return px
 
