@@ -144,10 +144,10 @@ def _st_section_files(path: Path) -> tuple[Path, Path, Path, list[str]]:
     return counts, spots, images[0], [n for n in names if n != name]
 
 
-def read_legacy_st(path, **kwargs):
+def read_legacy_st(path, *, images: bool = True, **kwargs):
     """A legacy-ST section (from any of its files, or the dataset root: its first section) → SpatialSample in µm
-    with the H&E as an RGB image."""
+    with the H&E as an RGB image (``images=False``: not decoded)."""
     counts, spots, image, others = _st_section_files(Path(path))
     adata = read_st_section(counts, spots, image, **kwargs)
     notes = [f"opened section {counts.name}; other sections here: {', '.join(others)}"] if others else []
-    return section_to_sample(adata, "st", str(path), notes)
+    return section_to_sample(adata, "st", str(path), notes, images=images)

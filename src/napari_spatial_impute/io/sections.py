@@ -34,14 +34,15 @@ def set_spot_coordinates(adata, xy_px, pixel_size_um: float, **info) -> None:
     adata.uns["histology"] = {**info, "pixel_size_um": float(pixel_size_um)}
 
 
-def section_to_sample(adata, platform: str, path: str = "", notes: list[str] | None = None):
-    """A section AnnData → :class:`SpatialSample` with the H&E as an RGB image placed in µm."""
+def section_to_sample(adata, platform: str, path: str = "", notes: list[str] | None = None, images: bool = True):
+    """A section AnnData → :class:`SpatialSample` with the H&E as an RGB image placed in µm (``images=False``: the
+    spots alone, the H&E not decoded)."""
     from .images import read_plain_image
     from .spatial_sample import SampleImage, SpatialSample
 
     info = adata.uns.get("histology", {})
     sample = SpatialSample(adata=adata, platform=platform, path=path, notes=list(notes or []))
-    image = info.get("image")
+    image = info.get("image") if images else None
     if image is not None:
         img = image if isinstance(image, np.ndarray) else read_plain_image(Path(image))
         sample.images.append(SampleImage(name="H&E", data=img, affine=pixel_grid_affine(float(info["pixel_size_um"])),

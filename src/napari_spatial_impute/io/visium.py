@@ -169,7 +169,7 @@ def _library(folder: Path) -> str:
     return folder.parent.name if folder.name == "outs" else folder.name
 
 
-def read_visium(path, **kwargs):
+def read_visium(path, *, images: bool = True, **kwargs):
     """A spaceranger output (``outs/`` or the folder above it, or a file inside; Visium HD: its 8 µm bins, or the
     ``binned_outputs/square_*um`` folder given) → SpatialSample in µm with the H&E as an RGB image."""
     folder = outs_folder(path)
@@ -180,7 +180,7 @@ def read_visium(path, **kwargs):
     section = read_visium_section(folder, **{"require_image": False, **kwargs})
     if section.uns["histology"]["image"] is None:
         notes.append("no H&E image (spatial/tissue_hires_image.png, or image=PATH): the spots alone")
-    return section_to_sample(section, section.uns["histology"]["platform"], str(path), notes=notes)
+    return section_to_sample(section, section.uns["histology"]["platform"], str(path), notes=notes, images=images)
 
 
 def read_visium_spots(path) -> tuple[list[str], np.ndarray, float | None]:
