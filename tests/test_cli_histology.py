@@ -236,6 +236,8 @@ def test_visium_bad_arguments_exit_2(bundle, c6_visium, tmp_path, capsys):
     assert rc == 2 and "One section needed, 2 given" in capsys.readouterr().err
     rc = main(["histology", "train", "--visium", str(tmp_path), "--out", str(tmp_path / "m"), "--quiet"])
     assert rc == 2 and "filtered_feature_bc_matrix.h5" in capsys.readouterr().err
+    rc = main(["histology", "train", "--visium", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m"), "--quiet"])
+    assert rc == 2 and "nowhere does not exist" in capsys.readouterr().err
     assert not (tmp_path / "m").exists() and not (tmp_path / "x.json").exists()
 
 

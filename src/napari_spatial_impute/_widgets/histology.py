@@ -43,7 +43,7 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     thread."""
     from ..api.histology import as_histology_model, predict_histology_steps, train_histology_steps
     from ..progress import Progress
-    from .histology_sections import read_sections
+    from .histology_sections import read_picked
 
     if isinstance(image, np.ndarray):
         from ..models.stco.patches import as_rgb
@@ -53,9 +53,9 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
         model = trained
     elif sections:
         secs = []
-        for i, section in enumerate(read_sections(sections)):
-            secs.append(section)
-            yield Progress(i + 1, len(sections) + 1, f"read section {i + 1}/{len(sections)}", "read")
+        for i, spec in enumerate(sections):  # an event before each read: Cancel is heard from the first on
+            yield Progress(i, len(sections) + 1, f"reading section {i + 1}/{len(sections)}", "read")
+            secs.append(read_picked(spec))
         model = yield from train_histology_steps(secs, device=device, **train_params)
     else:
         yield Progress(0, 1, "loading model", "load")

@@ -13,14 +13,13 @@ ST, VISIUM_DIR, VISIUM_H5AD = "Legacy ST files", "10x Visium outs/ folder", "Vis
 OPEN = "An open sample (its spots layer)"
 
 
-def read_sections(sections: list[tuple]):
-    """The section AnnData of each picked section, one at a time (a generator of them, for the worker's
-    progress): ``("layer", name, AnnData)`` an open sample's as it is; else :func:`~..io.detect.read_section`'s
-    arguments: (counts, spots, H&E) legacy ST, (outs/ or .h5ad, None, H&E or None) Visium."""
+def read_picked(spec: tuple):
+    """The section AnnData of a picked section: ``("layer", name, AnnData)`` an open sample's as it is; else
+    :func:`~..io.detect.read_section`'s arguments: (counts, spots, H&E) legacy ST, (outs/ or .h5ad, None, H&E or
+    None) Visium."""
     from ..io.detect import read_section
 
-    for s in sections:
-        yield s[2] if s[0] == "layer" else read_section(*s)
+    return spec[2] if spec[0] == "layer" else read_section(*spec)
 
 
 def section_name(spec: tuple) -> str:

@@ -89,8 +89,7 @@ VISIUM_HELP = ("10x Visium section: a spaceranger outs/ folder (or the folder ab
 def read_sections(args, *, one: bool = False) -> list:
     """The ``--section`` (legacy ST) and ``--visium`` sections of a command, read; ``one``: exactly one."""
     from ..errors import InputError
-    from ..io.legacy_st import read_st_section
-    from ..io.visium import read_visium_section
+    from ..io.detect import read_section
 
     n = len(args.section) + len(args.visium)
     if n == 0 or (one and n > 1):
@@ -101,8 +100,8 @@ def read_sections(args, *, one: bool = False) -> list:
     if bad:
         raise InputError(f"--visium takes a spaceranger outs/ folder (or .h5ad) and optionally its full-resolution "
                          f"H&E, not {len(bad[0])} paths ({' '.join(bad[0])}).", "repeat --visium once per section.")
-    return [read_st_section(*sec) for sec in args.section] + \
-        [read_visium_section(v[0], v[1] if len(v) > 1 else None) for v in args.visium]
+    return [read_section(*sec) for sec in args.section] + \
+        [read_section(v[0], None, v[1] if len(v) > 1 else None) for v in args.visium]
 
 
 def _params(items) -> dict:

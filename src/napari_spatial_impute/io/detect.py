@@ -149,9 +149,12 @@ def read_section(counts, spots=None, image=None, **kwargs):
         from .legacy_st import read_st_section
 
         return read_st_section(counts, spots, image, **kwargs)
-    if p.is_dir() or p.suffix == ".h5ad":
+    if not p.exists():
+        raise InputError(f"The section path {p} does not exist.", "check the path.")
+    folder = visium_folder(p)  # outs/, the folder above it, a file inside; Visium HD's bins
+    if folder is not None or p.is_dir() or p.suffix == ".h5ad":
         from .visium import read_visium_section
 
-        return read_visium_section(counts, image=image or spots, **kwargs)
+        return read_visium_section(folder or counts, image=image or spots, **kwargs)
     raise InputError(f"Cannot tell what kind of section {counts} is.",
                      "give COUNTS SPOTS IMAGE (legacy ST) or a spaceranger outs/ folder / Visium .h5ad.")
