@@ -23,8 +23,8 @@ def main() -> None:
     import make_screenshots as ms
     import numpy as np
     import pandas as pd
+    from _heartbeat import Heartbeat
     from PIL import Image
-    from qtpy.QtCore import QTimer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "histology_dock.png"))
@@ -44,19 +44,11 @@ def main() -> None:
     w.counts_file.value = str(her2st / "ST-cnts/C5.tsv.gz")
     w.spots_file.value = str(her2st / "ST-spotfiles/C5_selection.tsv")
     w.image_file.value = str(her2st / "ST-imgs/C5_5714_HE_BT_E1.jpg")
-    w._add_section()
+    w.add_section_button.clicked.emit()
     w.train_params.value = "n_genes=300"
     w.image_layer.value, w.spots_layer.value = "C6 H&E", "C6 spots"
-    gaps, last = [], [time.perf_counter()]
-
-    def beat():
-        now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.timeout.connect(beat)
-    timer.start(10)
+    heartbeat = Heartbeat()
+    gaps = heartbeat.gaps
 
     def press() -> float:
         t0 = time.perf_counter()

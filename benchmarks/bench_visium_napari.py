@@ -34,8 +34,8 @@ def _drain(app, until, timeout: float = 300.0) -> None:
 
 def main() -> None:
     import napari
+    from _heartbeat import Heartbeat
     from bench_visium_hd import make_visium_hd
-    from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
     from _visium import her2st_as_visium
@@ -58,21 +58,13 @@ def main() -> None:
         w.model_dir.value = args.bundle
         w.spots_layer.value = "visium cells"
         _drain(app, lambda: len(w.device.choices) > 2 or w._device_worker is None, 10)
-        beats, last = [], [time.perf_counter()]
-
-        def beat():
-            now = time.perf_counter()
-            beats.append(now - last[0])
-            last[0] = now
-
-        timer = QTimer()
-        timer.timeout.connect(beat)
-        timer.start(10)
+        heartbeat = Heartbeat()
         t0 = time.perf_counter()
         w.run()
         _drain(app, lambda: w._worker is None)
         spent = time.perf_counter() - t0
-        timer.stop()
+        heartbeat.stop()
+        beats = heartbeat.gaps
         _drain(app, lambda: False, 0.3)
         viewer.window._qt_window.grab().save(str(out / "visium_dock.png"))
         print(f"Visium C6 (hires PNG) → H&E dock: {spent:.1f} s, longest stall {1000 * max(beats):.0f} ms; "
