@@ -67,6 +67,7 @@ def test_spatialdata_store_of_the_real_library_round_trips_table_image_and_shape
     placed in µm go out and come back equal (counts, coordinates, pixels, affine); a store whose table has no
     obsm['spatial'] and rows in another order than its shapes gets each cell's own circle centre (instance_key)."""
     import anndata as ad
+    import pandas as pd
     import scipy.sparse as sp
     import spatialdata as sd
 
@@ -99,6 +100,25 @@ def test_spatialdata_store_of_the_real_library_round_trips_table_image_and_shape
     assert lab.name == "cells" and lab.label_to_obs == labels.label_to_obs
     np.testing.assert_array_equal(lab.data, mask)
     np.testing.assert_allclose(lab.affine, labels.affine, atol=1e-9)
+
+    # transcripts and cell outlines go out as points and polygons and come back as they were
+    xy = np.asarray(cells.obsm["spatial"])[:30]
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, 30, 200)
+    sample.transcripts = pd.DataFrame({"x": (xy[pick, 0] + rng.normal(0, 2, 200)).astype(np.float32),
+                                       "y": (xy[pick, 1] + rng.normal(0, 2, 200)).astype(np.float32),
+                                       "gene": pd.Categorical(rng.choice(cells.var_names[:7], 200))})
+    ring = np.array([[-3, -2], [3, -2], [3, 2], [-3, 2], [-3, -2]], dtype=float)
+    sample.boundaries = pd.DataFrame({"cell_id": np.repeat(cells.obs_names[:30], 5),
+                                      "x": (xy[:, None, 0] + ring[:, 0]).ravel(),
+                                      "y": (xy[:, None, 1] + ring[:, 1]).ravel()})
+    back = read_spatialdata(write_spatialdata(sample, tmp_path / "xt.zarr"))
+    pd.testing.assert_frame_equal(back.transcripts[["x", "y"]], sample.transcripts[["x", "y"]])
+    assert list(back.transcripts["gene"].astype(str)) == list(sample.transcripts["gene"].astype(str))
+    got = back.boundaries.set_index("cell_id").loc[cells.obs_names[:30]]
+    np.testing.assert_allclose(got[["x", "y"]].to_numpy(), sample.boundaries[["x", "y"]].to_numpy(), atol=1e-9)
+    assert back.labels[0].label_to_obs == labels.label_to_obs  # a mask names cells: no rasterised one added
+    assert len(back.labels) == 1
 
     store = sd.read_zarr(tmp_path / "x.zarr")
     table = store.tables["table"]
@@ -169,7 +189,7 @@ def test_spatialdata_io_xenium_layout_images_in_pixels_cells_in_micrometres(tmp_
     import pandas as pd
     import spatialdata as sd
     from shapely.geometry import Point, box
-    from spatialdata.models import Image2DModel, Labels2DModel, ShapesModel, TableModel
+    from spatialdata.models import Image2DModel, Labels2DModel, PointsModel, ShapesModel, TableModel
     from spatialdata.transformations import Identity, Scale
 
     from napari_spatial_impute.io.spatialdata_io import read_spatialdata
@@ -198,8 +218,14 @@ def test_spatialdata_io_xenium_layout_images_in_pixels_cells_in_micrometres(tmp_
                        obsm={"spatial": xy})
     table = TableModel.parse(table, region=region, region_key="region",
                              instance_key="cell_id" if region == "cell_circles" else "cell_labels")
+    # transcripts as spatialdata-io writes them: µm, scaled into ``global``; a control probe and a low-qv molecule
+    genes = np.array(["Gad1", "Cldn5", "NegControlProbe_00042", "Gad1", "Slc17a7"])
+    tx = pd.DataFrame({"x": xy[:5, 0] + 0.5, "y": xy[:5, 1] - 0.25, "z": 3.0, "feature_name": genes,
+                       "qv": [40.0, 30.0, 40.0, 12.0, 25.0], "cell_id": ids[:5]})
+    points = PointsModel.parse(tx, coordinates={"x": "x", "y": "y", "z": "z"}, feature_key="feature_name",
+                               transformations=to_px)
     sd.SpatialData(images={"morphology_focus": img}, labels={"cell_labels": lab},
-                   shapes={"cell_circles": circles, "cell_boundaries": bounds},
+                   shapes={"cell_circles": circles, "cell_boundaries": bounds}, points={"transcripts": points},
                    tables={"table": table}).write(tmp_path / "xenium.zarr")
 
     s = read_spatialdata(tmp_path / "xenium.zarr")
@@ -210,6 +236,21 @@ def test_spatialdata_io_xenium_layout_images_in_pixels_cells_in_micrometres(tmp_
     assert "through the shapes" in s.notes[0]
     if region == "cell_labels":
         assert s.labels[0].label_to_obs[3] == "2"  # label id 3 → the table's row "2"
+    # the transcripts in µm beside the cells, without the control probe and the qv-12 molecule
+    keep = [0, 1, 4]
+    assert list(s.transcripts["gene"].astype(str)) == list(genes[keep])
+    np.testing.assert_allclose(s.transcripts[["x", "y"]].to_numpy(), tx[["x", "y"]].to_numpy()[keep], atol=1e-3)
+    # the polygons are the cells' outlines in µm, named by the table's rows (cell_id → row), one ring each
+    b = s.boundaries
+    assert b["cell_id"].nunique() == len(ids) and set(b["cell_id"]) == set(s.adata.obs_names)
+    lo, hi = b.groupby("cell_id")[["x", "y"]].min(), b.groupby("cell_id")[["x", "y"]].max()
+    rows = s.adata.obs_names
+    np.testing.assert_allclose(lo.loc[rows].to_numpy(), xy - [3, 2], atol=1e-6)
+    np.testing.assert_allclose(hi.loc[rows].to_numpy(), xy + [3, 2], atol=1e-6)
+    if region == "cell_circles":  # no mask names the cells: the outlines are rasterised into one that does
+        assert set(s.labels[-1].label_to_obs.values()) == set(rows)
+    kinds = [kind for _, _, kind in sample_to_layers(s)]
+    assert "shapes" in kinds and kinds.count("points") == 2  # outlines; transcripts and cells
     from napari_spatial_impute.io.detect import read_cells
 
     cells = read_cells(tmp_path / "xenium.zarr")  # what `impute STORE.zarr REFERENCE` reads: the table alone
@@ -269,7 +310,8 @@ def _fake_spatialdata(monkeypatch, table, shapes):
     from types import ModuleType, SimpleNamespace
 
     sd = ModuleType("spatialdata")
-    sd.read_zarr = lambda path: SimpleNamespace(tables={"table": table}, shapes=shapes, images={}, labels={})
+    sd.read_zarr = lambda path: SimpleNamespace(tables={"table": table}, shapes=shapes, images={}, labels={},
+                                                       points={})
     tr = ModuleType("spatialdata.transformations")
 
     class Identity:  # every element placed in "global" as it is
@@ -303,7 +345,7 @@ def test_spatialdata_centroids_follow_instance_key_not_row_order(monkeypatch, tm
 
     shapes = {"cells": _fake_shapes([10, 11, 12, 13], [[0, 0], [1, 1], [2, 2], [3, 3]])}
     _fake_spatialdata(monkeypatch, _sd_table(ids), shapes)
-    s = read_spatialdata(tmp_path / "s.zarr")
+    s = read_spatialdata(tmp_path / "s.zarr", boundaries=False)  # the stand-in shapes are centroids only
     np.testing.assert_allclose(s.adata.obsm["spatial"], [[i - 10, i - 10] for i in ids])
 
 
@@ -312,7 +354,7 @@ def test_spatialdata_unknown_instance_ids_are_refused(monkeypatch, tmp_path):
 
     _fake_spatialdata(monkeypatch, _sd_table([10, 99]), {"cells": _fake_shapes([10, 11], [[0, 0], [1, 1]])})
     with pytest.raises(InputError, match=r"cell_id \(e.g. '99'\) that is not a shape of 'cells'.*Fix:"):
-        read_spatialdata(tmp_path / "s.zarr")
+        read_spatialdata(tmp_path / "s.zarr", boundaries=False)
 
 
 def test_align_centroids_per_region_and_errors():

@@ -124,7 +124,7 @@ def read_sample(path, **kwargs):
 CELLS_ONLY = {"xenium": {"transcripts": False, "images": False, "boundaries": False},
               "cosmx": {"transcripts": False, "images": False, "labels": False},
               "merscope": {"transcripts": False, "images": False, "boundaries": False},
-              "spatialdata": {"images": False, "labels": False},
+              "spatialdata": {"images": False, "labels": False, "transcripts": False, "boundaries": False},
               "visium": {"images": False}, "st": {"images": False}}  # spots: their H&E is not decoded
 
 

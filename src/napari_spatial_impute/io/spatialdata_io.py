@@ -146,6 +146,13 @@ def fit_affine(src: np.ndarray, dst: np.ndarray, tol: float = 0.005) -> np.ndarr
     return np.vstack([sol.T, [0.0, 0.0, 1.0]])
 
 
+def cell_id_sets(adata, attrs: dict) -> list[np.ndarray]:
+    """The columns that may name the table's cells in other elements, as strings, one per row: its
+    ``instance_key``, ``cell_id``, and the row names."""
+    return [adata.obs[c].astype(str).to_numpy() for c in (attrs.get("instance_key"), "cell_id")
+            if c is not None and c in adata.obs.columns] + [adata.obs_names.astype(str).to_numpy()]
+
+
 def table_frame(sdata, adata, attrs: dict, regions: list, system: str) -> tuple[np.ndarray, str]:
     """(3×3 affine from ``system`` to the table's ``obsm["spatial"]``, how it was found). Instrument readers keep
     cells in µm and place images in pixels (spatialdata-io's Xenium: images in ``global`` = morphology pixels,
@@ -153,8 +160,7 @@ def table_frame(sdata, adata, attrs: dict, regions: list, system: str) -> tuple[
     table's cells (by instance id, ``cell_id`` or row name); without one, the table is taken to be in the
     coordinate system itself."""
     xy = np.asarray(adata.obsm["spatial"], dtype=np.float64)[:, :2]
-    id_sets = [adata.obs[c].astype(str).to_numpy() for c in (attrs.get("instance_key"), "cell_id")
-               if c is not None and c in adata.obs.columns] + [adata.obs_names.astype(str).to_numpy()]
+    id_sets = cell_id_sets(adata, attrs)
     keys = [r for r in regions if r in sdata.shapes] + [k for k in sdata.shapes if k not in regions]
     for key in keys:
         geo = sdata.shapes[key]
@@ -211,11 +217,15 @@ def _labels(name: str, element, label_to_obs: dict[int, str], frame: np.ndarray,
                         label_to_obs=label_to_obs, source="spatialdata")
 
 
-def read_spatialdata(path, table: str | None = None, *, images: bool = True, labels: bool = True) -> SpatialSample:
+def read_spatialdata(path, table: str | None = None, *, images: bool = True, labels: bool = True,
+                     transcripts: bool = True, boundaries: bool = True, min_qv: float = 20.0) -> SpatialSample:
     """Read a SpatialData ``.zarr``: its table (cells × genes) with centroids from its region element, its 2-D
     images (lazy, every pyramid level) and label masks with their ``global`` affine (taken as µm when the store
     says nothing). A label mask that the table annotates links its ids to the table's cells (``instance_key``).
-    ``images`` / ``labels`` False: leave them out (the cells alone, for imputation)."""
+    The first points element with a gene column gives the transcripts (control probes and those under
+    ``min_qv`` left out, as the Xenium reader does) and a shapes element of polygons named by the table's cells
+    their boundaries (rasterised into a mask when no label mask names the cells). ``images`` / ``labels`` /
+    ``transcripts`` / ``boundaries`` False: leave them out (the cells alone, for imputation)."""
     sd = _require_spatialdata()
 
     sdata = sd.read_zarr(Path(path))
@@ -256,14 +266,54 @@ def read_spatialdata(path, table: str | None = None, *, images: bool = True, lab
         if key in ours:  # written by this package: its own name and map
             info = ours[key]
             mapping = {int(i): str(o) for i, o in zip(np.asarray(info["ids"]), np.asarray(info["obs"]))}
-            labels = _labels(str(info.get("name", key)), lab, mapping, frame, system)
+            mask = _labels(str(info.get("name", key)), lab, mapping, frame, system)
         else:
-            labels = _labels(key, lab, _annotated(adata, key, attrs) if key in regions else {}, frame, system)
-        if labels is None:
+            mask = _labels(key, lab, _annotated(adata, key, attrs) if key in regions else {}, frame, system)
+        if mask is None:
             sample.notes.append(f"labels {key!r} left out: they are not placed in the coordinate system {system!r}")
         else:
-            sample.labels.append(labels)
+            sample.labels.append(mask)
+    if transcripts:
+        sample.transcripts = _points(sdata, frame, system, min_qv, sample.notes)
+    if boundaries:
+        sample.boundaries = _outlines(sdata, adata, attrs, frame, system, sample.notes)
+        if sample.boundaries is not None and not any(lab.label_to_obs for lab in sample.labels):
+            from .xenium import labels_from_boundaries
+
+            step = min((img.pixel_size_um for img in sample.images), default=1.0)
+            sample.labels.append(labels_from_boundaries(sample.boundaries, adata.obs_names, step))
     return sample
+
+
+def _points(sdata, frame: np.ndarray, system: str, min_qv: float, notes: list[str]) -> pd.DataFrame | None:
+    """The transcripts of the first points element placed in ``system`` with x, y and a gene column."""
+    from .spatialdata_elements import gene_column, read_transcripts
+
+    for key, points in sdata.points.items():
+        aff = to_system(points, system)
+        if aff is None:
+            notes.append(f"points {key!r} left out: they are not placed in the coordinate system {system!r}")
+        elif gene_column(points) is None or not {"x", "y"} <= set(points.columns):
+            notes.append(f"points {key!r} left out: no x, y and gene column (feature_key)")
+        else:
+            notes.append(f"transcripts from the points {key!r}")
+            return read_transcripts(points, frame @ aff, min_qv, notes)
+    return None
+
+
+def _outlines(sdata, adata, attrs: dict, frame: np.ndarray, system: str, notes: list[str]) -> pd.DataFrame | None:
+    """Cell outlines from the first shapes element of polygons named by the table's cells (whole cells before
+    nuclei: spatialdata-io writes ``cell_boundaries`` and ``nucleus_boundaries``)."""
+    from .spatialdata_elements import polygon_cells, read_boundaries
+
+    for key in sorted(sdata.shapes, key=lambda k: ("nucle" in k.lower(), "cell" not in k.lower())):
+        geo = sdata.shapes[key]
+        aff = to_system(geo, system)
+        cells = None if aff is None else polygon_cells(geo, cell_id_sets(adata, attrs), adata.obs_names)
+        if cells is not None:
+            notes.append(f"cell boundaries from the shapes {key!r}")
+            return read_boundaries(geo, cells, frame @ aff)
+    return None
 
 
 def _annotated(adata, region: str, attrs: dict) -> dict[int, str]:
@@ -320,5 +370,17 @@ def write_spatialdata(sample: SpatialSample, path) -> Path:
         labels[key] = Labels2DModel.parse(
             np.asarray(data), dims=("y", "x"),
             transformations={"global": Affine(corner, input_axes=("x", "y"), output_axes=("x", "y"))})
-    sd.SpatialData(images=images, labels=labels, shapes=shapes, tables={"table": table}).write(path)
+    points = {}
+    if sample.transcripts is not None and len(sample.transcripts):
+        from spatialdata.models import PointsModel
+
+        tx = sample.transcripts.rename(columns={"gene": "feature_name"})
+        points[element_name("transcripts", taken)] = PointsModel.parse(
+            tx, coordinates={"x": "x", "y": "y"}, feature_key="feature_name")
+    if sample.boundaries is not None and len(sample.boundaries):
+        from .spatialdata_elements import outline_polygons
+
+        shapes[element_name("cell_boundaries", taken)] = ShapesModel.parse(outline_polygons(sample.boundaries))
+    sd.SpatialData(images=images, labels=labels, points=points, shapes=shapes, tables={"table": table}).write(path)
     return path
+

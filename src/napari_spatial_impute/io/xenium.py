@@ -179,11 +179,18 @@ def _read_transcripts(folder: Path, min_qv: float, notes: list[str]) -> pd.DataF
     out["gene"] = pd.Categorical(genes.astype(str))
     for k, c in optional.items():
         out[k] = df[c].to_numpy(np.float32)
-    keep = ~out["gene"].astype(str).str.startswith(CONTROL_PREFIXES).to_numpy()
-    if "qv" in out:
-        keep &= out["qv"].to_numpy() >= min_qv
-    notes.append(f"transcripts: kept {int(keep.sum())} of {len(out)} (qv ≥ {min_qv}, no control probes)")
-    return out.loc[keep].reset_index(drop=True)
+    return real_transcripts(out, min_qv, notes)
+
+
+def real_transcripts(tx: pd.DataFrame, min_qv: float, notes: list[str]) -> pd.DataFrame:
+    """The decoded molecules of a transcript table (x, y, gene[, qv, …]): control probes and codewords
+    (:data:`CONTROL_PREFIXES`) left out, and those under ``min_qv`` when it has a ``qv`` column; a note says how
+    many were kept."""
+    keep = ~tx["gene"].astype(str).str.startswith(CONTROL_PREFIXES).to_numpy()
+    if "qv" in tx:
+        keep &= tx["qv"].to_numpy() >= min_qv
+    notes.append(f"transcripts: kept {int(keep.sum())} of {len(tx)} (qv ≥ {min_qv}, no control probes)")
+    return tx.loc[keep].reset_index(drop=True)
 
 
 def _read_boundaries(folder: Path) -> pd.DataFrame | None:
