@@ -108,7 +108,13 @@ def leiden_labels(X: np.ndarray, *, resolution: float = 1.0, n_neighbors: int = 
             adjacency = _knn_adjacency(np.asarray(adata.obsm["X_pca"], np.float32), n_nb)
         else:
             # Gaussian-kernel connectivities: no numba JIT (UMAP's costs ~20 s on first use in every process)
-            sc.pp.neighbors(adata, n_neighbors=n_nb, use_rep="X_pca", method="gauss", random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # identical cells: a kernel width of 0, see below
+                sc.pp.neighbors(adata, n_neighbors=n_nb, use_rep="X_pca", method="gauss", random_state=seed)
+            if not np.isfinite(adata.obsp["connectivities"].data).all():
+                # cells whose neighbours all sit at distance 0 (identical profiles, e.g. no counts on these genes)
+                # give NaN Gaussian weights, and Leiden then makes every cell a cluster of its own
+                adjacency = _knn_adjacency(np.asarray(adata.obsm["X_pca"], np.float32), n_nb)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sc.tl.leiden(adata, resolution=resolution, random_state=seed, flavor="igraph", n_iterations=2,

@@ -141,16 +141,21 @@ def match_genes(spatial_genes, reference_genes) -> GeneMatch:
     return GeneMatch(shared_sp, shared_ref, sp_only, ref_only, mism)
 
 
-def resolve_genes(requested, reference_genes, *, what: str = "requested genes") -> list[str]:
-    """Map user-typed gene names onto the reference's spelling (case-insensitive), or raise."""
+def resolve_genes(requested, reference_genes, *, what: str = "requested genes",
+                  aliases: dict[str, str] | None = None) -> list[str]:
+    """Map user-typed gene names onto the reference's spelling (case-insensitive), or raise. ``aliases``: other
+    identifiers' keys (:func:`gene_key`) → reference gene (a symbol for genes named by Ensembl id, …); one name
+    (a string) is one gene."""
     ref_idx = {gene_key(g): str(g) for g in reference_genes}
     out, missing = [], []
-    for g in requested:
+    for g in [requested] if isinstance(requested, str) else requested:
         g = str(g).strip()
         if not g:
             continue
         if gene_key(g) in ref_idx:
             out.append(ref_idx[gene_key(g)])
+        elif aliases and gene_key(g) in aliases:
+            out.append(aliases[gene_key(g)])
         else:
             missing.append(g)
     if missing:

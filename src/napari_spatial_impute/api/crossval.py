@@ -22,7 +22,7 @@ from ..models import ImputeData, get_imputer
 from ..models.params_spec import validate_params
 from ..preprocessing import library_scale
 from ..progress import ProgressGen, relay, run_to_end
-from .impute import _jsonable, build_data, read_inputs
+from .impute import _jsonable, as_inputs, build_data, read_inputs
 
 
 @dataclass
@@ -85,8 +85,10 @@ def cross_validate_steps(spatial, reference, method: str = "knn", folds: int = 5
     t0 = time.perf_counter()
     klass = get_imputer(method)
     params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
+    seed = int(seed)
     dev = resolve_device(device)
     values = {"reference_values": reference_values, "spatial_values": spatial_values}
+    spatial, reference = as_inputs(spatial, reference)
     sp_X, sp_names, ref, match = read_inputs(spatial, reference, **values)
     genes = list(match.shared_reference)
     sp_col = {g: i for i, g in enumerate(map(str, sp_names))}

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import UNS_KEY
 from ..errors import InputError
-from ..io.reference import find_counts, ingest
+from ..io.reference import find_counts, gene_aliases, ingest
 from ..io.results import check_finite, is_zarr_path
 from ..models import ImputeData, get_imputer
 from ..models.base import DENSE_REFERENCE_BYTES
@@ -28,8 +28,50 @@ from ..progress import Progress, ProgressGen, relay, run_to_end
 from .plan import DEFAULT_N_TOP_GENES, check_plan, plan_run
 
 
+def as_inputs(spatial, reference):
+    """The two inputs as in-memory AnnData: a path is read (an ``.h5ad`` / instrument folder / SpatialData store
+    for the spatial side, any reference layout for the reference); a backed AnnData is loaded; anything else is
+    refused with what to pass."""
+    import anndata as ad
+
+    from ..io.anndata_io import read_reference
+    from ..io.detect import read_cells
+
+    out = []
+    for value, what, read in ((spatial, "spatial", read_cells), (reference, "reference", read_reference)):
+        if isinstance(value, str | Path):
+            value = read(value)
+        elif not isinstance(value, ad.AnnData):
+            raise InputError(f"The {what} input is a {type(value).__name__}, not an AnnData.",
+                             f"pass an AnnData (cells × genes) or the path of a file "
+                             f"(nsi.{'read_cells' if what == 'spatial' else 'read_reference'} reads one).")
+        elif value.isbacked:  # a backed matrix cannot be sampled, sliced and normalised as an in-memory one
+            value = value.to_memory()
+        out.append(value)
+    return tuple(out)
+
+
+def panel_identifier(spatial, label: str, names, reference, reference_values: str) -> tuple[list[str], str | None]:
+    """The spatial genes' names to match on: ``var_names``, or an identifier column of the spatial ``var`` that
+    matches more reference genes (a CELLxGENE-style panel named by Ensembl id with symbols in ``feature_name``,
+    against a reference that only has symbols). Returns (names, a note when a column was chosen)."""
+    from ..io.reference import choose_identifier, counts_genes, identifier_candidates, unique_names, var_of
+
+    cands = identifier_candidates(var_of(spatial, label, names), names)
+    if len(cands) == 1:
+        return list(map(str, names)), None
+    ref_var, ref_names, _ = counts_genes(reference, values=reference_values)
+    score = {k: choose_identifier(ref_var, ref_names, v)[2] for k, v in cands.items()}
+    best = max(score, key=lambda k: (score[k], k == "var_names"))
+    if score[best] <= score["var_names"]:
+        return list(map(str, names)), None
+    chosen, _ = unique_names(cands[best])
+    return chosen, (f"panel genes matched by {best} ({score[best]} reference genes; var_names "
+                    f"{score['var_names']}): results are named by it")
+
+
 def read_inputs(spatial, reference, *, spatial_values: str = "auto", reference_values: str = "auto"):
-    """Find the counts of both sides and the reference identifier matching the panel.
+    """Find the counts of both sides and the identifiers on each side that match best.
 
     Returns (spatial counts, spatial gene names, reference counts AnnData, gene match with the report).
     """
@@ -38,6 +80,9 @@ def read_inputs(spatial, reference, *, spatial_values: str = "auto", reference_v
     check_spatial(spatial, "spatial data")
     sp_X, sp_names, sp_label, sp_kind, sp_notes = find_counts(spatial, values=spatial_values, what="spatial data",
                                                               flag="--spatial-values")
+    sp_names, how = panel_identifier(spatial, sp_label, sp_names, reference, reference_values)
+    if how:
+        sp_notes.append(how)
     ref, report = ingest(reference, sp_names, values=reference_values)
     match = match_genes(sp_names, ref.var_names)
     match.reference = report.as_dict()
@@ -55,7 +100,7 @@ def choose_targets(ref, match: GeneMatch, genes: list[str] | None, *, all_genes:
                    n_top_genes: int = DEFAULT_N_TOP_GENES) -> tuple[list[str], str]:
     """Genes to impute: the named ones, every reference-only gene, or its ``n_top_genes`` most variable."""
     if genes is not None:
-        targets = resolve_genes(genes, ref.var_names)
+        targets = resolve_genes(genes, ref.var_names, aliases=gene_aliases(ref.var))
         if not targets:
             raise InputError("No genes to impute were given.", "name at least one reference gene.")
         return targets, f"{len(targets)} named genes"
@@ -89,6 +134,7 @@ def prepare_steps(spatial, reference, genes: list[str] | None = None, *, hold_ou
     not copied. Only the shared and target genes of the reference are kept (sparse when large).
     """
     yield Progress(0, 4, "finding the counts and the gene identifiers", "prepare")
+    spatial, reference = as_inputs(spatial, reference)
     sp_X, sp_names, ref, match = read_inputs(spatial, reference, spatial_values=spatial_values,
                                              reference_values=reference_values)
     yield Progress(1, 4, "choosing the genes to impute", "prepare")
@@ -119,6 +165,16 @@ def build_data(spatial, sp_X, sp_names, ref, match: GeneMatch, targets: list[str
     # a held-out gene's counts stay out of the library size too, as in cross-validation (fold_normalise)
     sp_norm, sp_total = normalize_log1p(sp_X, columns=[sp_pos[g] for g in shared_sp],
                                         exclude=[sp_pos[g] for g in held_sp])
+    empty = int((np.asarray(abs(sp_norm).sum(axis=1)).reshape(-1) == 0).sum())
+    if empty:
+        import warnings
+
+        one = empty == 1
+        warnings.warn(f"{empty} of the {sp_norm.shape[0]} spatial cells {'has' if one else 'have'} no counts on the "
+                      f"{len(shared_sp)} input genes, so nothing is known of {'it' if one else 'them'}: "
+                      f"{'it gets' if one else 'they all get'} the imputed values of a cell without counts. Filter "
+                      "such cells first (scanpy: sc.pp.filter_cells(adata, min_counts=1)).", UserWarning, stacklevel=2)
+        match.notes.append(f"{empty} spatial cells without counts on the input genes (same imputed values)")
     yield Progress(3, 4, "normalising the reference", "prepare")
     ref_pos = {g: i for i, g in enumerate(map(str, ref.var_names))}
     ref_genes = list(dict.fromkeys(shared_ref + targets))
@@ -144,12 +200,17 @@ def to_anndata(pred: np.ndarray, spatial, genes: list[str], *, var: pd.DataFrame
     """Predictions (n_cells × genes) → AnnData keeping the spatial ``obs``, ``obsm`` and ``uns``."""
     import anndata as ad
 
-    out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(),
-                     var=_output_var(genes, var), obsm={k: np.array(v, copy=True) for k, v in spatial.obsm.items()},
-                     uns=kept_uns(spatial))
+    out = ad.AnnData(np.asarray(pred, dtype=np.float32), obs=spatial.obs.copy(), var=_output_var(genes, var),
+                     obsm={k: _copy(v) for k, v in spatial.obsm.items()},
+                     obsp={k: _copy(v) for k, v in spatial.obsp.items()}, uns=kept_uns(spatial))
     out.obs_names = spatial.obs_names.copy()
     out.uns[UNS_KEY] = uns or {}
     return out
+
+
+def _copy(value):
+    """A copy of an ``obsm`` / ``obsp`` value as it is (array, sparse matrix, DataFrame with its columns)."""
+    return value.copy() if hasattr(value, "copy") else np.array(value, copy=True)
 
 
 def _output_var(genes: list[str], var: pd.DataFrame | None) -> pd.DataFrame:
@@ -173,6 +234,8 @@ def impute_steps(spatial, reference, method: str = "knn", genes: list[str] | Non
     t0 = time.perf_counter()
     klass = get_imputer(method)
     params = validate_params(klass.method, params, seed=seed)  # before any work: names, types, ranges
+    seed = int(seed)
+    spatial, reference = as_inputs(spatial, reference)
     dev = resolve_device(device)
     to_disk = is_zarr_path(out)
     if to_disk:
@@ -243,7 +306,7 @@ def result_writer(model, data: ImputeData, spatial, path, *, cell_chunk: int, ov
     from ..io.results import ResultWriter
 
     var = _output_var(data.target_genes, _gene_var(model, data))
-    obsm = {k: np.asarray(v) for k, v in spatial.obsm.items()}
+    obsm = dict(spatial.obsm)  # as they are (sparse, DataFrames): anndata writes them, nothing is modified
     return ResultWriter(path, spatial.obs.copy(), var, obsm=obsm, uns=kept_uns(spatial), cell_chunk=cell_chunk,
                         overwrite=overwrite)
 
@@ -272,9 +335,13 @@ def impute(spatial, reference, method: str = "knn", genes: list[str] | None = No
            device: str = "auto", callback=None, **kwargs: Any):
     """Impute ``genes`` for every spatial cell (default: the reference's 2,000 most variable genes the panel lacks).
 
-    Keyword options: ``all_genes``, ``n_top_genes``, ``reference_values`` / ``spatial_values`` ("auto" | "counts" |
-    "log1p"), ``out`` (a ``.zarr`` path: written chunk by chunk, the returned AnnData's values stay on disk),
-    ``overwrite``, and the method's own parameters.
+    ``spatial`` / ``reference``: AnnData (backed ones are loaded) or paths (:func:`~napari_spatial_impute.io.detect.
+    read_cells` / :func:`~napari_spatial_impute.io.anndata_io.read_reference` read them). ``genes``: a list of
+    names in any identifier the reference carries (symbols, Ensembl ids), or one name. Keyword options:
+    ``all_genes``, ``n_top_genes``, ``reference_values`` / ``spatial_values`` ("auto" | "counts" | "log1p"),
+    ``out`` (a ``.zarr`` path: written chunk by chunk; the returned AnnData then holds obs / var / obsm / uns and
+    ``X`` is None, its values staying on disk at ``uns["_zarr_X"]``: ``io.results.read_gene(path, gene)`` reads one
+    gene, ``anndata.read_zarr(path)`` all of them), ``overwrite``, and the method's own parameters.
     """
     return run_to_end(impute_steps(spatial, reference, method, genes, seed=seed, device=device, **kwargs), callback)
 

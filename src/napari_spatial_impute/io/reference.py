@@ -150,6 +150,27 @@ def check_declared(X, values: str, what: str, flag: str) -> None:
                          f"{declare_hint(flag, 'counts')}.")
 
 
+def check_all_finite(X, what: str, label: str, rows: int = 65_536) -> None:
+    """Every value of ``X`` finite (the value checks only sample it): a dense matrix is scanned in row blocks."""
+    if sp.issparse(X):
+        bad = ~np.isfinite(np.asarray(X.data))
+        if bad.any():
+            row = int(np.searchsorted(np.asarray(X.indptr), np.flatnonzero(bad)[0], side="right") - 1) \
+                if X.format == "csr" else None
+            _not_finite(what, label, row)
+        return
+    for start in range(0, X.shape[0], rows):
+        block = np.asarray(X[start:start + rows])
+        if block.dtype.kind == "f" and not np.isfinite(block).all():
+            _not_finite(what, label, start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0]))
+
+
+def _not_finite(what: str, label: str, row: int | None) -> None:
+    at = f" (first in cell {row})" if row is not None else ""
+    raise InputError(f"The {what} holds NaN or infinite values in {label}{at}.",
+                     "fix or drop those cells / genes (e.g. adata = adata[np.isfinite(adata.X).all(axis=1)]).")
+
+
 def _candidates(adata) -> list[tuple[str, str | None]]:
     """(matrix label, layer key) candidates in the order scverse users keep counts."""
     out: list[tuple[str, str | None]] = []
@@ -199,6 +220,8 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
     notes: list[str] = []
     if values in ("counts", "log1p"):
         check_declared(adata.X, values, what, flag)
+    if values in ("counts", "log1p"):
+        check_all_finite(adata.X, what, "X")
     if values == "counts":
         return adata.X, adata.var_names, "X", "counts (declared)", notes
     if values == "log1p":
@@ -206,27 +229,43 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
         X = X.expm1() if sp.issparse(X) else np.expm1(np.asarray(X, dtype=np.float32))
         notes.append("X declared log1p-normalised: expm1 applied, then normalised once (no second log).")
         return X, adata.var_names, "X", "log1p (declared)", notes
-    seen = []
+    seen, kinds = [], set()
     for label, X, names, check in _scan(adata):
         seen.append(f"{label}: {check.reason}")
+        kinds.add(check.kind)
+        if check.kind == "invalid":
+            check_all_finite(X, what, label)  # names the first cell with NaN; values beyond float32 go on
         if check.kind == "counts":
+            check_all_finite(X, what, label)
             if label != "X":
                 x_kind = check_values(adata.X, log1p_flag="log1p" in adata.uns).kind
                 notes.append(f"counts taken from {label}; X holds {x_kind} values and is not used.")
             return X, names, label, "counts", notes
         if check.kind == "linear":
+            check_all_finite(X, what, label)
             notes.append(f"{label} holds non-integer linear values ({check.reason}); accepted as counts-like.")
             return X, names, label, "linear", notes
-    if seen and all("every sampled value is zero" in s for s in seen):
+    if not seen:
+        raise InputError(f"The {what} has no values: X is None and it has no counts layer or .raw.",
+                         "keep raw counts in X, layers['counts'] or .raw.")
+    if kinds == {"empty"}:
         raise InputError(f"The {what} is all zeros (" + "; ".join(seen) + "): there is nothing to learn from.",
                          "check that the right file / layer was exported (the counts may have been dropped).")
+    if "invalid" in kinds:
+        raise InputError(f"The {what} holds NaN, infinite or out-of-range values (" + "; ".join(seen) + ").",
+                         "fix or drop those cells / genes (e.g. adata = adata[:, np.isfinite(adata.X).all(0)]), "
+                         "or keep the raw counts in layers['counts'].")
+    if kinds <= {"scaled", "empty"}:
+        raise InputError(f"The {what} holds centred / scaled values and no raw counts (" + "; ".join(seen) + ").",
+                         "keep raw counts in layers['counts'] or .raw (scanpy: adata.layers['counts'] = "
+                         "adata.X.copy() before sc.pp.normalize_total and sc.pp.scale).")
     raise InputError(
         f"The {what} holds no raw counts: " + "; ".join(seen) + ".",
         "keep raw counts in layers['counts'] or .raw (scanpy: adata.layers['counts'] = adata.X.copy() before "
         f"sc.pp.normalize_total), or declare the values as log1p: {declare_hint(flag, 'log1p')}.")
 
 
-def _var_of(adata, label: str, names) -> pd.DataFrame:
+def var_of(adata, label: str, names) -> pd.DataFrame:
     """The ``var`` describing the genes of the matrix ``label`` (``.raw.var`` for ``.raw.X``, unless it is bare
     and names the same genes as ``var``)."""
     if label != ".raw.X":
@@ -246,7 +285,7 @@ def counts_genes(adata, *, values: str = "auto", rows: int = 2000) -> tuple[pd.D
     n = min(int(rows), adata.n_obs)
     for label, _X, names, check in _scan(adata, n) if n else ():
         if check.kind in ("counts", "linear"):
-            return _var_of(adata, label, names), names, label
+            return var_of(adata, label, names), names, label
     return adata.var, adata.var_names, "X"
 
 
@@ -258,6 +297,19 @@ def identifier_candidates(var: pd.DataFrame, var_names) -> dict[str, list[str]]:
              and (var[c].dtype == object or isinstance(var[c].dtype, pd.CategoricalDtype))]
     for c in cols:
         out[f"var[{c!r}]"] = [str(v) for v in var[c].astype(str)]
+    return out
+
+
+def gene_aliases(var: pd.DataFrame) -> dict[str, str]:
+    """Each other identifier of an ingested reference's genes (its identifier columns and original names, keyed
+    by :func:`gene_key`) → the gene's name in ``var.index``; the first gene wins a shared alias."""
+    out: dict[str, str] = {}
+    cols = [c for c in (*IDENTIFIER_COLUMNS, "var_names_original") if c in var.columns]
+    names = list(map(str, var.index))
+    for c in cols:
+        for alias, name in zip(var[c].astype(str), names):
+            if alias not in ("", "nan", "None"):
+                out.setdefault(gene_key(alias), name)
     return out
 
 
@@ -344,7 +396,7 @@ def ingest(adata, panel, *, values: str = "auto", what: str = "reference"):
     import anndata as ad
 
     X, names, label, kind, notes = find_counts(adata, values=values, what=what)
-    var = _var_of(adata, label, names).copy()
+    var = var_of(adata, label, names).copy()
     ident, chosen, n_matched = choose_identifier(var, names, panel)
     if n_matched == 0:
         ex_ref = ", ".join(chosen[:3])

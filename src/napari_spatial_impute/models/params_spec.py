@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import InputError
 
 #: the largest seed every random generator used here accepts (numpy's SeedSequence takes any ≥ 0; torch < 2**64)
@@ -108,6 +110,8 @@ _BAD = object()
 def _convert(value: Any, kind: str) -> Any:
     if kind == "any":
         return value
+    if isinstance(value, np.generic):  # numpy scalars (np.int64 from np.arange, np.bool_ from a mask, …)
+        value = value.item()
     if kind == "bool":
         if isinstance(value, bool):
             return value
