@@ -15,6 +15,18 @@ import sys
 from pathlib import Path
 
 
+def _settle_dock(dock, timeout: float = 60.0) -> None:
+    """Let the dock read the reference's genes (a background worker) before the screenshot is taken."""
+    import time
+
+    from qtpy.QtWidgets import QApplication
+
+    app, t0 = QApplication.instance(), time.time()
+    while (dock.picker.list.count() == 0 or "reading" in str(dock.estimate.value)) and time.time() - t0 < timeout:
+        app.processEvents()
+        time.sleep(0.05)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="demo-output")
@@ -42,9 +54,14 @@ def main(argv=None) -> int:
 
     import napari
 
+    from napari_spatial_impute._sample_data import OSMFISH_HELD_OUT
+
     viewer = napari.Viewer(title="napari-spatial-impute demo", show=not headless)
-    viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
-    data, kw, _ = cells_points_layer(spatial, "osmFISH cells", metadata={"reference": reference})
+    _, dock = viewer.window.add_plugin_dock_widget("napari-spatial-impute", "Impute genes")
+    # the sample's cells in its own unit (image pixels: no µm claimed), with the reference and the genes the
+    # dock pre-selects to predict held out, as File ▸ Open Sample gives them
+    data, kw, _ = cells_points_layer(spatial, "osmFISH cells",
+                                     metadata={"reference": reference, "suggested_genes": OSMFISH_HELD_OUT})
     viewer.add_points(data, **kw, visible=False)
     gene = args.gene if args.gene in result.genes else result.genes[0]
     data, kw, _ = cells_points_layer(measured, f"measured {gene} (log-normalised)", features="genes", gene=gene,
@@ -67,6 +84,7 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         viewer.window.resize(1500, 900)
+        _settle_dock(dock)
         viewer.screenshot(canvas_only=False)  # first grab initialises the hidden window's GL canvas
         viewer.screenshot(str(out / "screenshot.png"), canvas_only=False)
         imputed.write_h5ad(out / "imputed.h5ad", compression="gzip")

@@ -208,3 +208,18 @@ def test_spaim_prediction_halves_then_falls_back_to_cpu(spaim_model, small_data,
     np.testing.assert_array_equal(got, expected)
     assert [c[0] for c in calls if c[1] == "cuda"] == [3, 3, 2, 1]  # batch 8 (3 genes) halved to 1, then the CPU
     assert [c for c in calls if c[1] == "cpu"] == [(3, "cpu")]  # the CPU at the starting batch size again
+
+
+def test_the_device_is_described_for_people(osmfish):
+    """The CLI's last line and the widget's status say what ran the model: "cpu (N threads)" / "cuda (<GPU>)"."""
+    import torch
+
+    import napari_spatial_impute as nsi
+    from napari_spatial_impute.device import describe_device
+
+    n = torch.get_num_threads()
+    assert describe_device("cpu") == f"cpu ({n} thread{'s' if n > 1 else ''})"
+    assert describe_device("mps") == "mps"
+    spatial, reference = osmfish
+    info = nsi.impute(spatial, reference, genes=["Gad2"], device="cpu").uns["napari_spatial_impute"]
+    assert info["device"] == "cpu" and info["device_detail"].startswith("cpu (")

@@ -70,6 +70,20 @@ def test_dask_refuses_per_slide_model(osmfish):
         impute_dask(spatial, reference, "knn", ["Gad2"], scheduler="local:1", chunk_size=0)
 
 
+def test_auto_under_dask_considers_only_methods_that_split_over_cells(osmfish):
+    """``--dask`` with the default method (auto) fitted for ~20 s, then refused when auto chose SpaIM (per slide):
+    under Dask auto considers only the candidates whose prediction splits over cells, and a per-slide one named
+    by the user is refused before any work."""
+    from napari_spatial_impute.distributed import _splittable_candidates, impute_dask
+    from napari_spatial_impute.errors import InputError
+
+    assert _splittable_candidates(None) == "knn,stimpute"
+    assert _splittable_candidates("knn,stimpute") == "knn,stimpute"
+    spatial, reference = osmfish
+    with pytest.raises(InputError, match=r"auto's candidates \['spaim'\] predict a whole slide"):
+        impute_dask(spatial, reference, "auto", ["Gad2"], scheduler="local:1", candidates="knn,spaim")
+
+
 @pytest.fixture(scope="module")
 def xenium():
     return nsi.load_xenium_sample()

@@ -215,6 +215,26 @@ def test_cells_layer_claims_micrometres_only_for_a_sample_in_micrometres():
     assert "units" not in px[-1][1] and um[-1][1]["units"] == ("um", "um")
 
 
+def test_cells_and_results_layers_take_their_unit_from_the_anndata(tmp_path):
+    """The layer of an AnnData (an imputation result, the demo's, a saved one reopened) takes its unit from
+    ``uns["spatial_unit"]``: the bundled osmFISH sample is in image pixels, so its result claims no µm (the demo's
+    scale bar read "10 mm" over a section 25 k pixels wide); a result of µm cells is in µm."""
+    import napari_spatial_impute as nsi
+    from napari_spatial_impute.layers import cells_points_layer
+    from napari_spatial_impute.layers.results import saved_result_layers
+
+    spatial, reference = nsi.load_osmfish_sample()
+    out = nsi.impute(spatial, reference, genes=["Gad2"], device="cpu")
+    assert out.uns["spatial_unit"] == "px"
+    assert "units" not in cells_points_layer(out, features="genes")[1]
+    out.write_h5ad(tmp_path / "r.h5ad")
+    (_, kwargs, _), = saved_result_layers(tmp_path / "r.h5ad")
+    assert "units" not in kwargs
+    xen, xref = nsi.load_xenium_sample()
+    assert cells_points_layer(nsi.impute(xen, xref, genes=["Acta2"], device="cpu"), features="genes")[1]["units"] \
+        == ("um", "um")
+
+
 def test_held_out_gene_is_normalised_by_the_panel_library():
     """A held-out gene measured beside the panel (the grid's 'measured' half) is put on the imputed scale with the
     panel's library sizes, as the imputation's inputs and its scoring are, not with the held-out genes' own sums;

@@ -44,6 +44,21 @@ def resolve_device(device: str | None = "auto") -> str:
     return name
 
 
+def describe_device(device: str) -> str:
+    """A resolved device for people: ``"cuda (NVIDIA H200)"``, ``"mps"``, ``"cpu (2 threads)"``."""
+    import torch
+
+    if device.startswith("cuda"):
+        try:
+            return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+        except (RuntimeError, AssertionError):
+            return device
+    if device == "cpu":
+        n = torch.get_num_threads()
+        return f"cpu ({n} thread{'s' if n != 1 else ''})"
+    return device
+
+
 def torch_device(device: str | None = "auto"):
     """:func:`resolve_device` as a ``torch.device``."""
     import torch

@@ -85,6 +85,8 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
                          "use e.g. --chunk-size 50000 (API: chunk_size=50_000).")
     klass = get_imputer(method)
     params = validate_params(klass.method, params, seed=seed)
+    if klass.method == "auto":  # only candidates whose prediction splits over cells (not SpaIM: per slide)
+        params["candidates"] = _splittable_candidates(params.get("candidates"))
     if not klass.cell_independent_predict:
         raise InputError(f"Method {method!r} predicts a whole slide at once and cannot be split over cells.",
                          "run it without --dask, or use knn / stimpute.")
@@ -165,6 +167,20 @@ def impute_dask_steps(spatial, reference, method: str = "knn", genes: list[str] 
 
         pred = zarr.open_array(out_zarr, mode="r")[:]
     return to_anndata(pred, spatial, data.target_genes, var=_gene_var(model, data), uns=uns)
+
+
+def _splittable_candidates(candidates: str | None) -> str:
+    """auto's candidates under Dask: those named (default: every one) whose prediction splits over cells; a
+    named per-slide one is refused before any work."""
+    from .models import get_imputer
+    from .models.auto import AutoImputer
+
+    names = [c.strip().lower() for c in (candidates or AutoImputer().candidates).split(",") if c.strip()]
+    whole = [c for c in names if not get_imputer(c).cell_independent_predict]
+    if candidates is not None and whole:
+        raise InputError(f"auto's candidates {whole} predict a whole slide at once and cannot be split over cells.",
+                         "leave them out of candidates=, or run without --dask.")
+    return ",".join(c for c in names if c not in whole)
 
 
 def impute_dask(spatial, reference, method: str = "knn", genes: list[str] | None = None, *, scheduler: Any = "local",

@@ -310,8 +310,9 @@ class ImputeWidget(RunsInWorker, Container):
         else:
             info = self.result.uns.get(UNS_KEY, {})
             where = f" → {self.result.uns['_zarr_X']}" if "_zarr_X" in self.result.uns else ""
+            device = info.get("device_detail", info.get("device", "?"))
             self.status.value = (f"{self.result.n_vars} genes × {self.result.n_obs} cells in "
-                                 f"{info.get('seconds', 0):.1f} s on {info.get('device', '?')}{where}")
+                                 f"{info.get('seconds', 0):.1f} s on {device}{where}")
         self.progress_bar.value = 100
         self.save_button.enabled = True
 

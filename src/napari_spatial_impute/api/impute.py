@@ -271,7 +271,10 @@ def planned_inputs_steps(spatial, reference, genes, method: str, *, to_disk: boo
 def run_uns(model, data: ImputeData, match: GeneMatch, plan, device: str) -> dict:
     """The provenance a result carries in ``uns[UNS_KEY]`` before the model has run (method, parameters,
     device, gene match, plan, input genes, value scale); :func:`_model_uns` adds time and model info."""
+    from ..device import describe_device
+
     return {"method": model.method, "params": _jsonable(model.get_params()), "device": device,
+            "device_detail": describe_device(device),
             "gene_match": json.dumps(match.as_dict()), "plan": plan.as_dict(),
             "input_genes": list(data.shared_genes), "values": "log1p(counts / total * median total) of reference"}
 

@@ -134,7 +134,8 @@ def run_impute(args) -> int:
             if not to_zarr:
                 write_h5ad_safely(out, args.out, overwrite=args.overwrite)
             info = out.uns[UNS_KEY]
-            print(f"{info['method']}: imputed {out.n_vars} genes for {out.n_obs} cells on {info['device']} "
+            device = info.get("device_detail", info["device"])
+            print(f"{info['method']}: imputed {out.n_vars} genes for {out.n_obs} cells on {device} "
                   f"in {info['seconds']:.1f} s → {args.out}")
     finally:
         close()

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .. import UNS_KEY
-from ..coords import xy_to_yx
+from ..coords import napari_units, xy_to_yx
 from ..preprocessing import gene_key
 from .colors import contrast_limits
 
@@ -94,7 +94,7 @@ def genes_by_reliability(genes, reliability: dict | None, threshold: float | Non
 def cells_points_layer(adata, name: str | None = None, *, features: str = "obs", gene: str | None = None,
                        cmap: str = "magma", size: float | None = None,
                        extra_features: pd.DataFrame | None = None, metadata: dict | None = None,
-                       scale=(1.0, 1.0), translate=(0.0, 0.0), units=("um", "um")) -> LayerDataTuple:
+                       scale=(1.0, 1.0), translate=(0.0, 0.0), units="auto") -> LayerDataTuple:
     """Points at cell centroids (µm, (y, x)) with ``metadata["adata"]`` = the AnnData (the Impute widget's input).
 
     ``features="obs"``: every obs column with ``cell_id`` first (+ ``extra_features`` aligned with the cells),
@@ -106,7 +106,8 @@ def cells_points_layer(adata, name: str | None = None, *, features: str = "obs",
     ``"imputed (<method>)"``.
     ``metadata`` adds entries (e.g. a paired scRNA-seq ``reference``); ``scale`` / ``translate`` place the
     layer like the one it was computed from; ``units``: its world units (y, x), None to claim none (coordinates
-    that are not µm, e.g. an .h5ad in pixels).
+    that are not µm, e.g. an .h5ad in pixels); ``"auto"``: from ``uns["spatial_unit"]`` (µm when it says nothing,
+    as the instrument readers' cells are).
     """
     if features not in ("obs", "genes"):
         raise ValueError(f"features must be 'obs' or 'genes', not {features!r}")
@@ -134,6 +135,8 @@ def cells_points_layer(adata, name: str | None = None, *, features: str = "obs",
     kwargs = {"name": name, "features": feats, "size": size or spacing_factor * typical_spacing(xy),
               "border_width": 0, "border_color": "transparent", "face_color": "#b0b0b0", "metadata": meta,
               "scale": tuple(scale), "translate": tuple(translate)}
+    if isinstance(units, str) and units == "auto":
+        units = napari_units(adata.uns.get("spatial_unit", "um"))
     if units is not None:
         kwargs["units"] = tuple(units)
     if gene is not None:

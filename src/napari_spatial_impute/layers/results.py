@@ -244,7 +244,8 @@ def saved_result_layers(path, cmap: str = "magma") -> list[tuple]:
     ids = np.asarray(adata.obs_names, dtype=str)
     result = SampleResult(adata, ids)
     xy = np.asarray(adata.obsm["spatial"], np.float64)[:, :2]
-    cells = ad.AnnData(obs=adata.obs.copy(), obsm={"spatial": xy})
+    cells = ad.AnnData(obs=adata.obs.copy(), obsm={"spatial": xy},
+                       uns={"spatial_unit": adata.uns.get("spatial_unit", "um")})  # the scale bar's unit
     gene = default_gene(adata)
     feats = result.features()
     if feats is None:
