@@ -38,6 +38,10 @@ def test_written_block_by_block_reads_back_as_anndata(tmp_path):
     np.testing.assert_array_equal(read_gene(path, "G5"), X[:, 5])
     lazy, values = open_result(path)
     assert lazy.n_obs == len(obs) and values.shape == X.shape
+    # X is the store seen lazily (dask): what a scanpy user slices, plots or turns into a DataFrame
+    assert type(lazy.X).__module__.startswith("dask")
+    np.testing.assert_array_equal(lazy[:, "G5"].X.compute().ravel(), X[:, 5])
+    np.testing.assert_array_equal(lazy[10:20].to_df().to_numpy(), X[10:20])
     with pytest.raises(InputError, match="not in the result"):
         read_gene(path, "nope")
 

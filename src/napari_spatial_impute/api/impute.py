@@ -342,9 +342,9 @@ def impute(spatial, reference, method: str = "knn", genes: list[str] | None = No
     read_cells` / :func:`~napari_spatial_impute.io.anndata_io.read_reference` read them). ``genes``: a list of
     names in any identifier the reference carries (symbols, Ensembl ids), or one name. Keyword options:
     ``all_genes``, ``n_top_genes``, ``reference_values`` / ``spatial_values`` ("auto" | "counts" | "log1p"),
-    ``out`` (a ``.zarr`` path: written chunk by chunk; the returned AnnData then holds obs / var / obsm / uns and
-    ``X`` is None, its values staying on disk at ``uns["_zarr_X"]``: ``io.results.read_gene(path, gene)`` reads one
-    gene, ``anndata.read_zarr(path)`` all of them), ``overwrite``, and the method's own parameters.
+    ``out`` (a ``.zarr`` path: written chunk by chunk; the returned AnnData's ``X`` is then a lazy dask array over
+    the store, which scanpy and slicing read as needed: ``X.compute()`` loads it), ``overwrite``, and the method's
+    own parameters.
     """
     return run_to_end(impute_steps(spatial, reference, method, genes, seed=seed, device=device, **kwargs), callback)
 

@@ -208,7 +208,9 @@ def read_gene(path, gene: str) -> np.ndarray:
 
 
 def open_result(path):
-    """A zarr result as AnnData with ``X`` left on disk (a lazy zarr array): obs / var / obsm / uns in memory."""
+    """A zarr result as AnnData with ``X`` left on disk: obs / var / obsm / uns in memory, ``X`` a lazy dask
+    array over the store (scanpy, ``to_df`` and slicing read what they need; ``X.compute()`` all of it), or
+    None without dask; ``uns["_zarr_X"]`` names the store. Returns (AnnData, the zarr array)."""
     import anndata as ad
     import zarr
 
@@ -217,6 +219,12 @@ def open_result(path):
     var = ad.io.read_elem(root["var"])
     obsm = ad.io.read_elem(root["obsm"]) if "obsm" in root else {}
     uns = ad.io.read_elem(root["uns"]) if "uns" in root else {}
-    out = ad.AnnData(obs=obs, var=var, obsm=obsm, uns=uns)
-    out.uns["_zarr_X"] = str(path)  # where the values live; read them with read_gene
+    try:
+        import dask.array as da
+    except ImportError:
+        X = None
+    else:
+        X = da.from_zarr(root["X"])
+    out = ad.AnnData(X=X, obs=obs, var=var, obsm=obsm, uns=uns)
+    out.uns["_zarr_X"] = str(path)  # where the values live; read_gene reads one gene from it
     return out, root["X"]

@@ -111,8 +111,9 @@ class SampleResult:
 
 
 def _zarr_array(adata):
-    path = adata.uns.get("_zarr_X") if adata.X is None else None
-    if not path:
+    """The zarr array of a result whose values stay on disk (``X`` None, or the lazy dask view of it)."""
+    path = adata.uns.get("_zarr_X")
+    if not path or not (adata.X is None or type(adata.X).__module__.startswith("dask")):
         return None
     import zarr
 
