@@ -121,3 +121,14 @@ def test_identical_reference_cells_still_cluster():
     labels, how = leiden_labels(np.asarray(norm))
     assert "leiden" in how and 3 <= len(np.unique(labels)) < 100
     assert len(np.unique(labels[:40])) == 1  # the identical cells together
+
+
+def test_log_data_declared_as_counts_is_used_as_declared_with_a_warning(xenium):
+    spatial, reference = xenium
+    logged = reference.copy()
+    X = sp.csr_matrix(logged.X, dtype=np.float32)
+    X = sp.diags(1e4 / np.maximum(np.asarray(X.sum(axis=1)).ravel(), 1)) @ X
+    X.data = np.log1p(X.data)
+    logged.X = X.tocsr()
+    with pytest.warns(UserWarning, match=r"reference's X is declared counts but looks log-normalised"):
+        nsi.impute(spatial, logged, genes=["Acta2"], reference_values="counts", device="cpu")

@@ -223,6 +223,14 @@ def find_counts(adata, *, values: str = "auto", what: str = "reference", flag: s
     if values in ("counts", "log1p"):
         check_all_finite(adata.X, what, "X")
     if values == "counts":
+        looks = check_values(adata.X, log1p_flag="log1p" in adata.uns)
+        if looks.kind == "log1p":
+            import warnings
+
+            msg = (f"The {what}'s X is declared counts but looks {looks.reason}: it is used as counts as "
+                   f"declared; if it is log data, declare auto (counts are found in layers / .raw) or log1p.")
+            warnings.warn(msg, UserWarning, stacklevel=3)
+            notes.append(msg)
         return adata.X, adata.var_names, "X", "counts (declared)", notes
     if values == "log1p":
         X = adata.X
