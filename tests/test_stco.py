@@ -78,9 +78,15 @@ def test_bad_inputs_have_clear_messages(sections, tmp_path):
     with pytest.warns(UserWarning) as record:  # converted to RGB, with a note (and no tissue under the spot)
         assert section_patches(gray, np.array([[100.0, 100.0]]), 0.7, out_px=16, use_cache=False).shape[-1] == 3
     assert any("greyscale" in str(w.message) for w in record)
-    rgba = np.full((50, 40, 4), 255, np.uint8)
-    with pytest.warns(UserWarning, match="alpha"):
-        assert as_rgb(rgba).shape == (50, 40, 3)
+    rgba = np.full((50, 40, 4), 90, np.uint8)
+    rgba[..., 3] = 255
+    np.testing.assert_array_equal(as_rgb(rgba), rgba[..., :3])  # opaque: the colours as they are
+    rgba[:, 20:, 3] = 0  # transparent half (a rotated or padded export): white background, not black tissue
+    with pytest.warns(UserWarning, match="transparent pixels are read as white"):
+        out = as_rgb(rgba)
+    assert (out[:, :20] == 90).all() and (out[:, 20:] == 255).all()
+    with pytest.raises(InputError, match="channels first.*np.moveaxis"):
+        as_rgb(np.zeros((3, 50, 40), np.uint8))
     img = np.full((400, 300, 3), 240, np.uint8)
     with pytest.raises(InputError, match="outside the 300×400 px image"):
         section_patches(img, np.array([[100.0, 100.0], [350.0, 10.0]]), 0.7, out_px=16, use_cache=False)

@@ -107,6 +107,9 @@ class SectionPicker:
             if not all(f and Path(f).is_file() for f in files):
                 self.status.value = "pick the counts, spots and image files of a section first"
                 return
+            if tuple(files) in self.sections:
+                self.status.value = f"{Path(files[0]).name} is a training section already"
+                return
             self.sections.append(tuple(files))
         else:
             path = path_or_none(self.visium_path)
@@ -118,7 +121,11 @@ class SectionPicker:
             if image is not None and not image.is_file():
                 self.status.value = f"the H&E image {image} does not exist"
                 return
-            self.sections.append((str(path), None, str(image) if image else None))
+            entry = (str(path), None, str(image) if image else None)
+            if entry in self.sections:
+                self.status.value = f"{path.name} is a training section already"
+                return
+            self.sections.append(entry)
         self.label.value = ", ".join(section_name(s) for s in self.sections)
         self.status.value = f"{len(self.sections)} training section(s)"
 

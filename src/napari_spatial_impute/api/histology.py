@@ -125,6 +125,11 @@ def evaluate_histology_steps(model, section, *, jitter: bool | None = None) -> P
     spr = np.array([shared["per_gene"][g]["spearman"] for g in genes])
     top_set = set(model.top_genes)
     top = [i for i, g in enumerate(genes) if g in top_set]
+    if not top:
+        import warnings
+
+        warnings.warn("None of the bundle's top genes is measured in this section: the top-50 figures are NaN; "
+                      "read pcc_mean_all / per_gene instead.", UserWarning, stacklevel=2)
     per_gene = {g: {**row, "top": g in top_set} for g, row in shared.pop("per_gene").items()}
     expected = _expected_r_check(model, genes, pcc, top, varies=truth.std(0) > 0)
     if expected:
@@ -200,6 +205,8 @@ def predict_histology_steps(model, image, pixel_size_um: float | None = None, *,
     if pixel_size_um is not None:
         check_positive(pixel_size_um, "pixel size", "µm per pixel", high=100,
                        fix="give the image's µm per pixel (e.g. 0.5 for a 20× scan), or leave it out.")
+        pixel_size_um = float(pixel_size_um)
+    spots_xy, obs_names = as_spots(spots_xy, obs_names)
     if not 0.0 <= float(min_tissue) <= 1.0:
         raise InputError(f"min_tissue is {min_tissue!r}; it must lie in [0, 1] (share of a tile on tissue).",
                          "e.g. min_tissue=0.5.")
@@ -219,6 +226,53 @@ def predict_histology_steps(model, image, pixel_size_um: float | None = None, *,
     out = prediction_to_anndata(result, obs_names, model=model)
     out.uns[UNS_KEY].update(device=resolve_device(model.device), seconds=float(time.perf_counter() - t0))
     return out
+
+
+#: DataFrame columns holding spot centres in the image's pixels, (x, y), in the order they are looked for
+SPOT_PIXEL_COLUMNS = (("pixel_x", "pixel_y"), ("x", "y"), ("x_px", "y_px"),
+                      ("pxl_col_in_fullres", "pxl_row_in_fullres"))
+
+
+def as_spots(spots_xy, obs_names=None) -> tuple[np.ndarray | None, list[str] | None]:
+    """Spot centres as (n, 2) (x, y) pixels of the image, and their names: from an array, a DataFrame (its
+    columns named x / y, pixel_x / pixel_y, …; its index names the spots) or an AnnData (``obsm['spatial_px']``,
+    else scanpy's full-resolution ``obsm['spatial']``; its obs_names). Refuses other shapes, NaN positions and
+    names of another length."""
+    if spots_xy is None:
+        return None, obs_names
+    names = None
+    if hasattr(spots_xy, "obsm"):
+        key = "spatial_px" if "spatial_px" in spots_xy.obsm else "spatial"
+        if key not in spots_xy.obsm:
+            raise InputError("The spots AnnData has no obsm['spatial_px'] or obsm['spatial'].",
+                             "give the spot centres in the image's pixels, (x, y).")
+        xy, names = np.asarray(spots_xy.obsm[key], np.float64)[:, :2], list(map(str, spots_xy.obs_names))
+    elif isinstance(spots_xy, pd.DataFrame):
+        cols = next((c for c in SPOT_PIXEL_COLUMNS if set(c) <= set(spots_xy.columns)), None)
+        if cols is None:
+            raise InputError(f"The spots table has columns {list(spots_xy.columns)[:8]}: none names the pixel "
+                             "positions.", "name them x, y (or pixel_x, pixel_y), in the image's pixels.")
+        xy = spots_xy[list(cols)].to_numpy(np.float64)
+        if not isinstance(spots_xy.index, pd.RangeIndex):
+            names = list(map(str, spots_xy.index))
+    else:
+        try:
+            xy = np.asarray(spots_xy, dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise InputError(f"The spots ({type(spots_xy).__name__}) are not numbers: {err}",
+                             "give (n, 2) (x, y) positions in the image's pixels.") from err
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise InputError(f"The spots have shape {xy.shape}; expected (n, 2): one (x, y) pixel position per spot.",
+                         "give (n, 2) (x, y) positions in the image's pixels (napari Points are (y, x): "
+                         "flip them with points[:, ::-1]).")
+    bad = ~np.isfinite(xy).all(axis=1)
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} of the {len(xy)} spots have no position (NaN or infinite; the first is "
+                         f"row {int(np.flatnonzero(bad)[0])}).", "drop those spots or fill in their positions.")
+    names = obs_names if obs_names is not None else names
+    if names is not None and len(names) != len(xy):
+        raise InputError(f"{len(names)} spot names for {len(xy)} spots.", "give one name per spot.")
+    return xy, (list(map(str, names)) if names is not None else None)
 
 
 def predict_histology(model, image, pixel_size_um: float | None = None, *, callback=None, **kwargs: Any):

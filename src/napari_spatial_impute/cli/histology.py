@@ -152,12 +152,14 @@ def run_evaluate(args) -> int:
     for row in metrics["per_gene"].values():  # the per-gene flag's 0.1.0 name, kept in the metrics file
         row["top50"] = row["top"]
     write_json(metrics, args.metrics)
+    top = metrics["pcc_mean_top50"]
+    top_text = f"top-50 genes {top:.3f}" if top == top else "none of its top-50 genes measured here"
     print(f"{metrics['n_spots']} spots × {metrics['n_genes']} genes: mean PCC {metrics['pcc_mean_all']:.3f} "
-          f"(top-50 genes {metrics['pcc_mean_top50']:.3f}), {metrics['seconds']:.1f} s → {args.metrics}")
+          f"({top_text}), {metrics['seconds']:.1f} s → {args.metrics}")
     side = ", ".join(f"{name} {row['pcc_mean_top50']:.3f}" for name, row in metrics.get("components", {}).items())
-    if side:
+    if side and top == top:
         print(f"top-50 PCC of each predictor alone: {side}")
-    if "expected_r_spearman" in metrics:
+    if "expected_r_spearman" in metrics and top == top:
         print(f"expected r (the bundle's validation): top-50 {metrics['expected_r_mean_top50']:.3f} against "
               f"{metrics['pcc_mean_top50']:.3f} reached; rank agreement over genes (Spearman) "
               f"{metrics['expected_r_spearman']:.2f}")

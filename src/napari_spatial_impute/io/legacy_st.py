@@ -111,11 +111,25 @@ def read_spots_table(path) -> tuple[list[str], np.ndarray, float | None]:
             except InputError:
                 px = None
             return ids, xy, px
-        return [str(i) for i in df.index], xy, None
+        return _spot_ids(df), xy, None
     if {"x", "y"} <= set(df.columns):
-        return [str(i) for i in df.index], df[["x", "y"]].to_numpy(np.float64), None
+        return _spot_ids(df), df[["x", "y"]].to_numpy(np.float64), None
     raise InputError(f"The spots file {path.name} has no pixel_x/pixel_y or x/y columns (has {list(df.columns)[:8]}).",
                      "give the ST selection TSV, or a CSV with pixel_x, pixel_y in full-resolution pixels.")
+
+
+#: columns of a spots table that name its spots
+SPOT_ID_COLUMNS = ("barcode", "barcodes", "spot_id", "spot", "id", "name", "cell_id")
+
+
+def _spot_ids(df) -> list[str]:
+    """The spots' names: an id column (barcode, spot_id, …), else a first column of unique text, else row numbers."""
+    col = next((c for c in SPOT_ID_COLUMNS if c in df.columns), None)
+    first = df.columns[0] if len(df.columns) else None
+    if col is None and first is not None and first not in ("pixel_x", "pixel_y", "x", "y") \
+            and df[first].dtype == object and df[first].is_unique:
+        col = first
+    return df[col].astype(str).tolist() if col is not None else [str(i) for i in df.index]
 
 
 def _st_section_files(path: Path) -> tuple[Path, Path, Path, list[str]]:

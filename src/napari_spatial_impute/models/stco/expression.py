@@ -14,6 +14,26 @@ def section_name(adata) -> str:
     return str(getattr(adata, "uns", {}).get("histology", {}).get("section", "?"))
 
 
+def check_distinct(sections) -> None:
+    """Refuse a section given twice (same spots, same counts): held out in turn, it would be scored on itself
+    and the bundle's validation (and every gene's expected r) would be far too high."""
+    import hashlib
+
+    seen: dict[str, int] = {}
+    for i, adata in enumerate(sections):
+        h = hashlib.sha1()
+        xy = adata.obsm.get("spatial_px", adata.obsm.get("spatial")) if hasattr(adata, "obsm") else None
+        if xy is not None:
+            h.update(np.round(np.asarray(xy, np.float64), 3).tobytes())
+        h.update(np.asarray(adata.X.sum(axis=1), dtype=np.float64).round(3).tobytes())
+        key = h.hexdigest()
+        if key in seen:
+            raise InputError(f"Training sections {seen[key] + 1} and {i + 1} are the same section "
+                             f"({section_name(sections[seen[key]])}): validation would score it on itself.",
+                             "give each section once.")
+        seen[key] = i
+
+
 def gene_columns(adata, genes: list[str]) -> tuple[list[int], list[str]]:
     """Columns of ``adata`` holding ``genes`` (matched ignoring case), and the genes not found."""
     var = list(map(str, adata.var_names))

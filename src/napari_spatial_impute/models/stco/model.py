@@ -35,7 +35,7 @@ from ...device import torch_device
 from ...errors import InputError
 from ...progress import Progress, ProgressGen, relay, run_to_end
 from .defaults import DEFAULTS, N_TOP, PRETRAINED_BACKBONES  # noqa: F401 - DEFAULTS and N_TOP: the module's names
-from .expression import choose_panel, section_name
+from .expression import check_distinct, choose_panel, section_name
 from .fallback import (
     COMPONENTS,
     EQUAL_BLEND,
@@ -198,6 +198,7 @@ class STco:
 
         cfg = self.cfg
         sections = [at_patch_scale(getattr(a, "adata", a), cfg["patch_um"]) for a in sections]  # HD bins: summed
+        check_distinct(sections)
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         self.choice = unvalidated()  # a refit keeps nothing of an earlier validation

@@ -81,9 +81,16 @@ def check_pixel_size(pixel_size_um, model_pixel_size_um: float | None = None, pa
 def check_spots_in_image(xy: np.ndarray, width: int, height: int, what: str = "spots") -> None:
     """Refuse no spots, positions that are not (x, y) pairs, and positions outside the image."""
     xy = np.asarray(xy, dtype=np.float64)
-    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) == 0:
+    if xy.ndim != 2 or xy.shape[1] != 2:
+        raise InputError(f"The {what} have shape {xy.shape}; expected (n, 2) (x, y) pixel positions.",
+                         "give one (x, y) position per spot, or none to tile the whole tissue.")
+    if len(xy) == 0:
         raise InputError(f"No {what} given: expected (n, 2) (x, y) pixel positions, got shape {xy.shape}.",
                          "give at least one (x, y) position, or none to tile the whole tissue.")
+    bad = ~np.isfinite(xy).all(axis=1)
+    if bad.any():
+        raise InputError(f"{int(bad.sum())} of the {len(xy)} {what} have no position (NaN or infinite; the first "
+                         f"is row {int(np.flatnonzero(bad)[0])}).", "drop them or fill in their positions.")
     outside = (xy[:, 0] < 0) | (xy[:, 1] < 0) | (xy[:, 0] >= width) | (xy[:, 1] >= height)
     if outside.any():
         ex = xy[np.flatnonzero(outside)[:3]].round(1).tolist()

@@ -12,10 +12,32 @@ from ...errors import InputError
 from .defaults import CONTEXT_CUT
 
 
-def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
-    """RGB uint8 (H, W, 3) from RGB, RGBA (alpha dropped) or greyscale (replicated), each with a warning
-    for the conversions; other shapes raise :class:`InputError`."""
+def value_range(arr) -> float:
+    """The value that stands for full intensity in ``arr``: 255 for uint8; for other integers the smallest usual
+    bit depth holding its maximum (8, 10, 12, 14, 16 bits: a 12-bit scan stored as uint16 is not stretched by
+    its brightest pixel); for floats 1 when the maximum is at most 1.5 (values in [0, 1], a little overshoot
+    from colour correction clipped), else 255 when at most 1.5 × 255, else the maximum."""
     arr = np.asarray(arr)
+    if arr.dtype == np.uint8 or arr.size == 0:
+        return 255.0
+    return full_intensity(float(np.nanmax(arr)), arr.dtype.kind in "iub")
+
+
+def full_intensity(m: float, integer: bool) -> float:
+    """:func:`value_range` from an image's maximum ``m`` (and whether its values are integers)."""
+    if integer:
+        return float(next((2 ** b - 1 for b in (8, 10, 12, 14, 16) if m <= 2 ** b - 1), max(m, 1.0)))
+    return 1.0 if m <= 1.5 else (255.0 if m <= 1.5 * 255 else m)
+
+
+def as_rgb(arr: np.ndarray, name: str = "image", hi: float | None = None) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from RGB, RGBA (composited onto white: transparent = background) or greyscale
+    (replicated), each with a warning for the conversions; values scaled from ``hi`` (full intensity; default
+    :func:`value_range` of ``arr``). Other shapes raise :class:`InputError`."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (1, 2, 3, 4):
+        raise InputError(f"The {name} has shape {arr.shape}: channels first.",
+                         "give it as (height, width, 3): np.moveaxis(image, 0, -1).")
     if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 2)):
         warnings.warn(f"The {name} is greyscale; it is converted to RGB (grey H&E loses the stain colours the "
                       "model relies on: expect weaker predictions).", stacklevel=3)
@@ -23,16 +45,19 @@ def as_rgb(arr: np.ndarray, name: str = "image") -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise InputError(f"The {name} has shape {arr.shape}; expected (height, width, 3) RGB.",
                          "give a 2-D colour H&E image.")
-    if arr.shape[-1] == 4:
-        alpha = arr[..., 3]
-        if alpha.min() < alpha.max() * 0.99 and np.mean(alpha < alpha.max()) > 0.5:
-            raise InputError(f"The {name} is RGBA and mostly transparent.", "export the H&E as RGB.")
-        warnings.warn(f"The {name} is RGBA; the alpha channel is ignored.", stacklevel=3)
-        arr = arr[..., :3]
     if arr.dtype != np.uint8:
-        a = arr.astype(np.float32)
-        hi = 1.0 if a.max() <= 1.0 else (255.0 if a.max() <= 255 else float(a.max()))
-        arr = np.clip(a / hi * 255.0, 0, 255).astype(np.uint8)
+        a = np.nan_to_num(arr.astype(np.float32), nan=0.0)
+        arr = np.clip(a * (255.0 / (value_range(arr) if hi is None else hi)), 0, 255).round().astype(np.uint8)
+    if arr.shape[-1] == 4:
+        alpha = arr[..., 3:].astype(np.float32) / 255.0
+        if alpha.max() == 0:
+            raise InputError(f"The {name} is RGBA and fully transparent.", "export the H&E as RGB.")
+        if alpha.min() < 1.0:
+            warnings.warn(f"The {name} is RGBA; its transparent pixels are read as white background.",
+                          stacklevel=3)
+            arr = (arr[..., :3] * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+        else:
+            arr = arr[..., :3]
     return arr
 
 
@@ -81,10 +106,10 @@ def load_rgb(image, reduce: int = 1) -> tuple[np.ndarray, float]:
         full_w = im.size[0]
         if reduce > 1 and im.format == "JPEG":
             im.draft(im.mode if im.mode in ("L", "RGB") else "RGB", (im.size[0] // reduce, im.size[1] // reduce))
-        if im.mode in ("L", "I", "I;16", "F", "1", "LA", "RGBA"):
-            grey = im.mode not in ("RGBA",)
-            data = np.asarray(im.convert("L") if grey and im.mode != "L" else im)
-            arr = as_rgb(data, f"image {path.name}")
+        if im.mode in ("L", "I", "F", "LA", "RGBA") or im.mode.startswith("I;16"):
+            arr = as_rgb(np.asarray(im), f"image {path.name}")  # 16-bit / float values scaled by their range
+        elif im.mode == "1":
+            arr = as_rgb(np.asarray(im.convert("L")), f"image {path.name}")
         else:
             arr = np.asarray(im.convert("RGB"))
     factor = full_w / arr.shape[1]

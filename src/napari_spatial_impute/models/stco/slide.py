@@ -17,7 +17,7 @@ import numpy as np
 
 from ...errors import InputError
 from .defaults import CONTEXT_CUT
-from .pixels import as_rgb, block_mean, cut_with_context, image_size, load_rgb
+from .pixels import as_rgb, block_mean, cut_with_context, full_intensity, image_size, load_rgb, value_range
 
 TIFF_SUFFIXES = (".tif", ".tiff", ".svs", ".btf")
 #: the extra that installs imagecodecs (compressed TIFF tiles), named in the error when it is missing
@@ -79,6 +79,10 @@ class ArraySlide(Slide):
         self.name = name
         self.arr = as_rgb(arr, name) if isinstance(arr, np.ndarray) else arr
         self.height, self.width = int(self.arr.shape[0]), int(self.arr.shape[1])
+        self.hi = None  # a lazy array's full intensity, found once (each window alone would stretch differently)
+        if np.dtype(self.arr.dtype) != np.uint8:
+            step = max(1, math.ceil(max(self.width, self.height) / 2048))
+            self.hi = value_range(np.asarray(self.arr[::step, ::step]))
 
     def factor_for(self, reduce):
         return float(reduce)
@@ -87,11 +91,11 @@ class ArraySlide(Slide):
         r = int(reduce)
         h, w = math.ceil(self.height / r), math.ceil(self.width / r)
         return _white_window(lambda a, b, c, d: block_mean(as_rgb(np.asarray(self.arr[a * r:b * r, c * r:d * r]),
-                                                                  self.name), r), h, w, sx, sy, ex, ey)
+                                                                  self.name, self.hi), r), h, w, sx, sy, ex, ey)
 
     def overview(self, max_side=2048):
         step = max(1, math.ceil(max(self.width, self.height) / max_side))
-        return as_rgb(np.asarray(self.arr[::step, ::step]), self.name), float(step)
+        return as_rgb(np.asarray(self.arr[::step, ::step]), self.name, self.hi), float(step)
 
 
 class DecodedSlide(Slide):
@@ -143,6 +147,7 @@ class TiffSlide(Slide):
                              "give an RGB (brightfield) H&E TIFF.")
         self.height, self.width = base.imagelength, base.imagewidth
         self.pixel_size_um = tiff_pixel_size_um(self.tif)
+        self._hi = None
         for page in self.levels:
             missing = missing_codec(page)
             if missing:
@@ -176,23 +181,43 @@ class TiffSlide(Slide):
         else:
             th, tw = page.rowsperstrip or page.imagelength, page.imagewidth
         per_row = math.ceil(page.imagewidth / tw)
+        # planar-separate pages (PlanarConfiguration 2) store each colour's plane of segments after the other
+        planes = page.samplesperpixel if int(page.planarconfig) == 2 else 1
+        per_plane = per_row * math.ceil(page.imagelength / th)
         fh = self.tif.filehandle
         # built before seeking: for JPEG tiles, building the decoder reads the file (moves its position)
         decode, tables = page.decode, page.jpegtables
-        for ty in range(y0 // th, (y1 - 1) // th + 1):
-            for tx in range(x0 // tw, (x1 - 1) // tw + 1):
-                index = ty * per_row + tx
-                sy, sx = ty * th, tx * tw
-                a, b, c, d = max(y0, sy), min(y1, sy + th), max(x0, sx), min(x1, sx + tw)
-                count = page.databytecounts[index]
-                if not count:
-                    out[a - y0:b - y0, c - x0:d - x0] = 255
-                    continue
-                fh.seek(page.dataoffsets[index])
-                seg, _, shape = decode(fh.read(count), index, jpegtables=tables)
-                seg = np.asarray(seg).reshape(shape[-3], shape[-2], shape[-1])
-                out[a - y0:b - y0, c - x0:d - x0] = seg[a - sy:b - sy, c - sx:d - sx]
+        for plane in range(planes):
+            channels = slice(plane, plane + 1) if planes > 1 else slice(None)
+            for ty in range(y0 // th, (y1 - 1) // th + 1):
+                for tx in range(x0 // tw, (x1 - 1) // tw + 1):
+                    index = plane * per_plane + ty * per_row + tx
+                    sy, sx = ty * th, tx * tw
+                    a, b, c, d = max(y0, sy), min(y1, sy + th), max(x0, sx), min(x1, sx + tw)
+                    count = page.databytecounts[index]
+                    if not count:
+                        out[a - y0:b - y0, c - x0:d - x0, channels] = 255
+                        continue
+                    fh.seek(page.dataoffsets[index])
+                    seg, _, shape = decode(fh.read(count), index, jpegtables=tables)
+                    seg = np.asarray(seg).reshape(shape[-3], shape[-2], shape[-1])
+                    out[a - y0:b - y0, c - x0:d - x0, channels] = seg[a - sy:b - sy, c - sx:d - sx]
         return out
+
+    @property
+    def hi(self) -> float:
+        """The slide's full intensity, found once from its coarsest level (windows scaled alone would each be
+        stretched by their own brightest pixel)."""
+        if self._hi is None:
+            page = self.levels[-1]
+            if np.dtype(page.dtype) == np.uint8:
+                self._hi = 255.0
+            else:
+                band = 1024
+                m = max(float(np.nanmax(self._read_page(page, 0, y, page.imagewidth, min(y + band, page.imagelength))))
+                        for y in range(0, page.imagelength, band))
+                self._hi = full_intensity(m, np.dtype(page.dtype).kind in "iub")
+        return self._hi
 
     def _window(self, sx, sy, ex, ey, reduce):
         page, _, step = self._level(reduce)
@@ -201,7 +226,7 @@ class TiffSlide(Slide):
         def get(a, b, c, d):
             arr = self._read_page(page, c * step, a * step, min(d * step, page.imagewidth),
                                   min(b * step, page.imagelength))
-            return block_mean(as_rgb(arr, self.path.name), step)
+            return block_mean(as_rgb(arr, self.path.name, self.hi), step)
 
         return _white_window(get, h, w, sx, sy, ex, ey)
 
@@ -215,7 +240,7 @@ class TiffSlide(Slide):
         step = max(1, math.ceil(max(page.imagewidth, page.imagelength) / max_side))
         band = max(step, (2048 // step) * step)
         rows = [as_rgb(self._read_page(page, 0, y, page.imagewidth, min(y + band, page.imagelength)),
-                       self.path.name)[::step, ::step] for y in range(0, page.imagelength, band)]
+                       self.path.name, self.hi)[::step, ::step] for y in range(0, page.imagelength, band)]
         return np.concatenate(rows, axis=0), fac * step
 
 
@@ -242,7 +267,10 @@ def tiff_pixel_size_um(tif) -> float | None:
     if tif.is_ome and tif.ome_metadata:
         m = re.search(r'PhysicalSizeX="([0-9.eE+-]+)"', tif.ome_metadata)
         if m:
-            return float(m.group(1))
+            unit = re.search(r'PhysicalSizeXUnit="([^"]+)"', tif.ome_metadata)
+            scale = LENGTH_UNITS_UM.get(unit.group(1).strip() if unit else "µm")
+            if scale is not None:
+                return float(m.group(1)) * scale
     try:
         unit = int(page.resolutionunit)
         xres = page.resolution[0]
@@ -251,7 +279,14 @@ def tiff_pixel_size_um(tif) -> float | None:
     if not xres:
         return None
     per_unit = {2: 25_400.0, 3: 10_000.0}.get(unit)  # inch, centimetre
+    if per_unit is None and tif.is_imagej:  # Fiji: resolution in pixels per its calibration unit
+        per_unit = LENGTH_UNITS_UM.get(str((tif.imagej_metadata or {}).get("unit", "")).strip())
     return per_unit / xres if per_unit else None
+
+
+#: µm per unit of the length units TIFF metadata write (OME PhysicalSizeXUnit, ImageJ's calibration unit)
+LENGTH_UNITS_UM = {"pm": 1e-6, "nm": 1e-3, "µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0,
+                   "\\u00B5m": 1.0, "mm": 1e3, "cm": 1e4, "m": 1e6}
 
 
 def open_slide(image, reduce: int = 1) -> Slide:
@@ -260,6 +295,15 @@ def open_slide(image, reduce: int = 1) -> Slide:
         return image
     if isinstance(image, np.ndarray):
         return ArraySlide(image)
+    if type(image).__module__.startswith("PIL."):  # a PIL image: its pixels
+        return ArraySlide(np.asarray(image if image.mode in ("L", "RGB", "RGBA") or image.mode.startswith("I")
+                                     else image.convert("RGB")))
+    if hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "__getitem__"):
+        return ArraySlide(image)  # dask / zarr: read window by window
+    if not isinstance(image, str | Path):
+        raise InputError(f"The image is a {type(image).__name__}; expected an image file or an RGB array.",
+                         "give a path (JPEG / PNG / TIFF), a numpy / dask / zarr array (height, width, 3) or a PIL "
+                         "image.")
     path = Path(image)
     if not path.is_file():
         raise InputError(f"The image file {path} does not exist.", "check the path.")

@@ -31,9 +31,13 @@ def tissue_mask(arr: np.ndarray, factor: float = 1.0, max_side: int = 1024) -> t
     hi = small.max(axis=2).astype(np.float32)  # HSV value and saturation, in float32 (as skimage's rgb2hsv)
     sat = np.divide(hi - small.min(axis=2), hi, out=np.zeros_like(hi), where=hi > 0)
     val = hi / (255.0 if small.dtype == np.uint8 else 1.0)
-    t_sat = filters.threshold_otsu(sat) if sat.max() > sat.min() else 1.0
-    t_val = filters.threshold_otsu(val) if val.max() > val.min() else 0.0
-    mask = (sat > max(t_sat, 0.05)) | (val < min(t_val, 0.5))
+    # near-black is canvas, not tissue: the corners of a rotated slide, padding, a transparent export's fill;
+    # it is left out of the thresholds too
+    lit = val >= 0.06
+    s_lit, v_lit = sat[lit], val[lit]
+    t_sat = filters.threshold_otsu(s_lit) if s_lit.size and s_lit.max() > s_lit.min() else 1.0
+    t_val = filters.threshold_otsu(v_lit) if v_lit.size and v_lit.max() > v_lit.min() else 0.0
+    mask = ((sat > max(t_sat, 0.05)) | (val < min(t_val, 0.5))) & lit
     radius = max(1, int(round(min(small.shape[:2]) / 200)))
     yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
     mask = ndimage.binary_closing(mask, structure=(yy ** 2 + xx ** 2) <= radius ** 2, border_value=0)
