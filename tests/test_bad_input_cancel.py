@@ -73,3 +73,40 @@ def test_histology_train_and_predict_yield_within_a_second(tmp_path):
     gaps = longest_gaps(predict_histology_steps(model, secs["C6"].uns["histology"]["image"], tile_um=200.0,
                                                 device="cpu"))
     assert max(gaps.values()) < 1.0, gaps
+
+
+def test_a_job_error_of_any_kind_comes_back_as_a_failure():
+    """superqt's worker swallows a RuntimeError (what torch raises, out-of-memory included) without emitting
+    ``finished``, which left a dock busy for good: every error comes back from the job as a Failure."""
+    from napari_spatial_impute._widgets._worker import Failure, guarded
+    from napari_spatial_impute.progress import Progress
+
+    def job():
+        yield Progress(0, 1, "working", "x")
+        raise RuntimeError("Inference tensors do not track version counter")
+
+    gen = guarded(job)
+    next(gen)
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert isinstance(stop.value.value, Failure) and "version counter" in str(stop.value.value.error)
+
+
+def test_no_job_yields_inside_a_torch_mode():
+    """Grad / inference modes are thread-local: a generator that yields inside ``torch.inference_mode()`` and is
+    cancelled there leaves its worker thread in that mode, and the next job on the thread made inference tensors
+    ("Inference tensors do not track version counter"). No generator of the package yields inside one."""
+    import ast
+    from pathlib import Path
+
+    import napari_spatial_impute
+
+    modes = ("inference_mode", "no_grad", "enable_grad", "deterministic", "autocast")
+    found = []
+    for f in Path(napari_spatial_impute.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.With) and any(m in ast.unparse(i.context_expr) for i in node.items
+                                                  for m in modes):
+                if any(isinstance(sub, ast.Yield | ast.YieldFrom) for sub in ast.walk(node)):
+                    found.append(f"{f.name}:{node.lineno}")
+    assert not found, found

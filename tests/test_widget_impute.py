@@ -373,3 +373,33 @@ def test_a_cell_ranger_h5_reference_in_the_dock(make_napari_viewer, qtbot, tmp_p
     w.run()
     _wait_idle(w, qtbot)
     assert w.result is not None and w.result.n_vars == 98, w.status.value
+
+
+def test_docks_scroll_instead_of_growing_the_window(make_napari_viewer, qtbot):
+    """Impute alone needs ~1,070 px; with Colour by and Evaluate the window grew to 1,800 px, past the screen,
+    with the plot and table out of sight. The docks scroll now, and are never clipped sideways."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window._qt_window.resize(1400, 800)
+    viewer.open_sample(PLUGIN, "xenium_mouse_brain")
+    docks = [viewer.window.add_plugin_dock_widget(PLUGIN, name)[1]
+             for name in ("Impute genes", "Colour cells by", "Evaluate on my panel")]
+    _genes_ready(docks[0], qtbot)
+    qtbot.wait(200)
+    assert viewer.window._qt_window.height() <= 1000
+    for w in docks:
+        assert isinstance(w.native, QScrollArea) and w.native.widget() is w.inner
+        assert w.native.width() >= min(w.inner.minimumSizeHint().width(), w.inner.maximumWidth())
+
+
+def test_an_unreadable_reference_is_said_not_raised(viewer_with_sample, qtbot, tmp_path):
+    """A text file named .h5ad: the status says it could not be read (it raised in the event loop, the
+    Estimate stuck at "reading the reference's genes…")."""
+    viewer, w = viewer_with_sample
+    bogus = tmp_path / "notes.h5ad"
+    bogus.write_text("not an AnnData")
+    w.reference_file.value = str(bogus)
+    qtbot.waitUntil(lambda: "could not be read" in str(w.estimate.value), timeout=30_000)
+    assert "Could not read the reference file notes.h5ad" in str(w.status.value)
+    assert w.picker.list.count() == 0

@@ -32,7 +32,15 @@ def load_reference_steps(reference, panel: list[str], values: str = "auto") -> P
     if isinstance(reference, str | Path) and Path(reference).suffix == ".h5ad":
         import anndata as ad
 
-        reference = ad.read_h5ad(str(reference), backed="r")
+        from ..errors import InputError
+
+        try:
+            reference = ad.read_h5ad(str(reference), backed="r")
+        except Exception as err:  # noqa: BLE001  (not HDF5, truncated, another format renamed)
+            raise InputError(f"Could not read the reference file {Path(reference).name} as AnnData: "
+                             f"{type(err).__name__}: {err}",
+                             "choose an .h5ad written by anndata / scanpy (or Cell Ranger's .h5 / matrix "
+                             "folder).") from err
     elif isinstance(reference, str | Path):  # a 10x matrix (compact, sparse) or an AnnData zarr store
         reference = _read(reference, "reference")
     missing, shared, label = gene_candidates(panel, reference, values=values)

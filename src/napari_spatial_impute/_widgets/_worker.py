@@ -80,8 +80,11 @@ class Warned:
 
 
 def guarded(steps, *args, **kwargs):
-    """Run a progress generator in a worker thread; an :class:`InputError` becomes a returned :class:`Failure`,
-    and a result that came with warnings a :class:`Warned`."""
+    """Run a progress generator in a worker thread; an error becomes a returned :class:`Failure` (an
+    :class:`InputError` says what to fix; any other is shown with its type and its traceback printed), and a result
+    that came with warnings a :class:`Warned`. No exception leaves the job: superqt's worker swallows a
+    ``RuntimeError`` (what torch raises, out-of-memory included) without emitting ``finished``, which left the dock
+    busy for good."""
     from ..errors import InputError
 
     _install_warning_tap()
@@ -89,6 +92,11 @@ def guarded(steps, *args, **kwargs):
     try:
         value = yield from steps(*args, **kwargs)
     except InputError as err:
+        return Failure(err)
+    except Exception as err:  # noqa: BLE001
+        import traceback
+
+        traceback.print_exc()
         return Failure(err)
     finally:
         _SINKS.warnings = None

@@ -9,21 +9,23 @@ from magicgui.widgets import ComboBox, Container, Label
 
 from ._worker import unless_deleted
 from .colour_by import ColourBy
+from .fields import Scrolls
 
 if TYPE_CHECKING:
     import napari
 
 
-class ColourDock(Container):
+class ColourDock(Scrolls, Container):
     """Pick a cells layer; its label masks are prepared in a worker, then :class:`ColourBy` colours them."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)  # scrolls on a small screen instead of growing the window
         self.viewer = napari_viewer
         self.cells = ComboBox(label="Cells", choices=self._choices)
         self.status = Label(label="Status", value="")
         self.colour = ColourBy(napari_viewer)
         self.extend([self.cells, self.status, self.colour])
+        self.fit_width()
         self.cells.changed.connect(self._attach)
         self.viewer.layers.events.inserted.connect(self._refresh)
         self.viewer.layers.events.removed.connect(self._refresh)

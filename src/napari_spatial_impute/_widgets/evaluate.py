@@ -14,17 +14,17 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, 
 from . import settings
 from ._steps import evaluate_steps
 from ._worker import RunsInWorker
-from .fields import PAIRED_REFERENCE, fill_devices, path_or_none, placeholder
+from .fields import PAIRED_REFERENCE, Scrolls, fill_devices, path_or_none, placeholder
 
 if TYPE_CHECKING:
     import napari
 
 
-class EvaluateWidget(RunsInWorker, Container):
+class EvaluateWidget(Scrolls, RunsInWorker, Container):
     """Cross-validate methods on the open sample's measured genes; per-gene table + plot."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)  # scrolls on a small screen instead of growing the window
         from ..models import available_methods
 
         self.viewer = napari_viewer
@@ -56,7 +56,8 @@ class EvaluateWidget(RunsInWorker, Container):
         self.figure = Figure(figsize=(4, 3), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
-        self.native.layout().addWidget(self.canvas)
+        self.inner.layout().addWidget(self.canvas)
+        self.fit_width()
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(lambda _e: self.spatial_layer.reset_choices())

@@ -58,3 +58,45 @@ def fill_devices(combo, remembered: str | None = None, job=None, start: bool = T
     if start:
         worker.start()
     return worker
+
+
+class Scrolls:
+    """Mixin for a ``scrollable=True`` magicgui Container docked in napari: napari docks a widget's ``.native``,
+    which for a scrollable Container is the widget inside the scroll area, so the scroll bars were lost and a
+    tall dock grew the window past the screen (1,071 px for Impute alone). ``.native`` is the scroll area here."""
+
+    @property
+    def native(self):
+        return self.root_native_widget
+
+    @property
+    def inner(self):
+        """The widget inside the scroll area (its layout holds the dock's widgets)."""
+        return self._widget._mgui_get_native_widget()
+
+    def fit_width(self, max_px: int | None = None) -> None:
+        """Scroll up and down, never sideways: the scroll area stays as wide as what it holds needs (plus its bar,
+        followed as the content changes), so the dock area cannot clip it; with ``max_px`` at most that wide
+        inside (long paths / status lines must not squeeze the canvas). Call at the end of ``__init__``."""
+        from qtpy.QtCore import QEvent, QObject, Qt
+
+        area, inner = self.native, self.inner
+        bar = area.verticalScrollBar().sizeHint().width() + 2 * area.frameWidth()
+        area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        if max_px is not None:
+            inner.setMaximumWidth(max_px)
+            area.setMaximumWidth(max_px + bar)
+
+        def fit() -> None:
+            need = inner.minimumSizeHint().width()
+            area.setMinimumWidth((need if max_px is None else min(need, max_px)) + bar)
+
+        class _Follow(QObject):
+            def eventFilter(self, obj, event):  # noqa: N802  (Qt's name)
+                if event.type() == QEvent.Type.LayoutRequest:
+                    fit()
+                return False
+
+        self._follow = _Follow(area)
+        inner.installEventFilter(self._follow)
+        fit()

@@ -26,7 +26,7 @@ from magicgui.widgets import (
 )
 
 from ._worker import RunsInWorker
-from .fields import fill_devices, path_or_none, placeholder
+from .fields import Scrolls, fill_devices, path_or_none, placeholder
 from .histology_sections import SectionPicker
 
 if TYPE_CHECKING:
@@ -67,11 +67,11 @@ def _job(model_dir, sections, train_params, save_dir, image, pixel_size, spots_x
     return model, prediction
 
 
-class HistologyWidget(RunsInWorker, Container):
+class HistologyWidget(Scrolls, RunsInWorker, Container):
     """Predict gene expression from an H&E image with an STco model."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)  # scrolls on a small screen instead of growing the window
         self.viewer = napari_viewer
         self._worker = None
         self.model = None
@@ -119,6 +119,7 @@ class HistologyWidget(RunsInWorker, Container):
         self.extend([self.mode, self.model_dir, *self.picker.widgets, self.epochs, self.train_params, self.save_dir,
                      self.image_layer, self.spots_layer, self.pixel_size, self.tile_um, self.device, self.run_button,
                      self.cancel_button, self.progress_bar, self.status, self.gene_select])
+        self.fit_width(520)  # long paths / status lines must not squeeze the canvas (as Impute)
         self.mode.changed.connect(self._on_mode)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)

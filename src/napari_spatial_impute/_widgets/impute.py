@@ -27,9 +27,9 @@ from .. import UNS_KEY
 from . import settings
 from ._prepare import warm_up
 from ._steps import load_reference_steps, run_steps
-from ._worker import RunsInWorker, unless_deleted
+from ._worker import Failure, RunsInWorker, Warned, guarded, unless_deleted
 from .colour_by import ColourBy
-from .fields import NO_OUTPUT, PAIRED_REFERENCE, fill_devices, path_or_none, placeholder, set_path
+from .fields import NO_OUTPUT, PAIRED_REFERENCE, Scrolls, fill_devices, path_or_none, placeholder, set_path
 from .gene_picker import GenePicker
 from .turns import Turns
 
@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 FROM_FILE = "(from file)"
 
 
-class ImputeWidget(RunsInWorker, Container):
+class ImputeWidget(Scrolls, RunsInWorker, Container):
     """Impute unmeasured genes from a scRNA-seq reference and paint them over the tissue."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(labels=True, scrollable=True)  # scrolls on a small screen instead of growing the window
         from ..models import available_methods
 
         self.viewer = napari_viewer
@@ -110,7 +110,7 @@ class ImputeWidget(RunsInWorker, Container):
         placeholder(self.out_file, NO_OUTPUT)
         for label in (self.estimate, self.status):
             label.native.setWordWrap(True)
-        self.native.setMaximumWidth(520)  # long paths / estimates must not squeeze the canvas
+        self.fit_width(520)  # long paths / estimates must not squeeze the canvas
         self.spatial_layer.changed.connect(self._on_spatial_changed)
         self.reference_file.changed.connect(self._on_reference_changed)
         self.reference_values.changed.connect(self._on_reference_changed)  # the counts may sit elsewhere
@@ -185,10 +185,11 @@ class ImputeWidget(RunsInWorker, Container):
             settings.save(reference=str(ref), last_folder=str(ref.parent))
         panel = list(map(str, layer.metadata["adata"].var_names))
         self._ref_info, self._refused = None, None  # nothing of the reference chosen before is kept
-        worker = create_worker(load_reference_steps, ref, panel, self.reference_values.value)
+        # guarded: an unreadable file comes back as a Failure (said in the status), never as an exception in the
+        # event loop with the Estimate left at "reading…"
+        worker = create_worker(guarded, load_reference_steps, ref, panel, self.reference_values.value)
         worker.returned.connect(unless_deleted(lambda info, lay=layer, wk=worker:
                                                self._on_reference_info(info, lay, wk)))
-        worker.errored.connect(unless_deleted(lambda err, wk=worker: self._on_reference_error(err, wk)))
         self._ref_worker = worker
         self.estimate.value = "reading the reference's genes…"
         worker.start()
@@ -201,6 +202,12 @@ class ImputeWidget(RunsInWorker, Container):
     def _on_reference_info(self, info, layer, worker=None) -> None:
         if worker is not None and worker is not self._ref_worker:
             return  # superseded: another reference or sample was chosen while this one was read
+        if isinstance(info, Failure):
+            self.estimate.value = "the reference could not be read"
+            self._on_reference_error(info.error, worker)
+            return
+        if isinstance(info, Warned):
+            info = info.value
         self._ref_info = info
         self.picker.set_genes(info["missing"], info["shared"], layer.metadata.get("suggested_genes")
                               if not info["missing"] else None)

@@ -68,11 +68,13 @@ def train_member_steps(model, data: ImputeData, member: int, dev,
     history = np.zeros((model.epochs, 4), dtype=np.float32)
     tick = Ticker()
     for epoch in range(model.epochs):
-        with deterministic():
-            net.train()
-            order = torch.randperm(n_train, generator=gen)
-            total = torch.zeros(4)
-            for start in range(0, n_train, model.batch_size):
+        # the deterministic-algorithms switch is process-wide: on only around the computation, never across a
+        # yield (an abandoned generator would leave it on)
+        net.train()
+        order = torch.randperm(n_train, generator=gen)
+        total = torch.zeros(4)
+        for start in range(0, n_train, model.batch_size):
+            with deterministic():
                 idx = order[start:start + model.batch_size].to(dev)
                 c, t = content[idx], target[idx]
                 if model.mixup and len(idx) > 1:
@@ -92,10 +94,10 @@ def train_member_steps(model, data: ImputeData, member: int, dev,
                         for pe, pn in zip(ema.parameters(), net.parameters()):
                             pe.lerp_(pn, 1.0 - model.ema)
                 total += torch.cat([loss.detach().reshape(1), parts]).cpu() * len(idx)
-                if tick.due():  # a heartbeat between batches: Cancel answered within a second
-                    yield Progress(offset + epoch, total_epochs, f"model {member + 1}/{model.n_models}: "
-                                   "training", "fit")
-            history[epoch] = (total / n_train).numpy()
+            if tick.due():  # a heartbeat between batches: Cancel answered within a second
+                yield Progress(offset + epoch, total_epochs, f"model {member + 1}/{model.n_models}: "
+                               "training", "fit")
+        history[epoch] = (total / n_train).numpy()
         yield Progress(offset + epoch + 1, total_epochs, f"model {member + 1}/{model.n_models}, epoch "
                        f"{epoch + 1}/{model.epochs}, loss {history[epoch, 0]:.4f}", "fit")
     return {"net": ema.eval(), "content": content_all, "cluster_names": list(clusters.names),

@@ -139,31 +139,35 @@ def features_steps(backbone, patches: np.ndarray, views, *, device, batch: int =
     parts = max(1, -(-patches.shape[-1] // 3)) if patches.ndim == 4 else 1  # the patch (+ its context patch)
     total = max(1, len(views) * math.ceil(n / batch) * parts)
     step = 0
-    with torch.inference_mode():
-        for vi, view in enumerate(views):
-            rng = _view_rng(view, patches) if augment else None
-            forward = net.forward_taps if taps and vi == 0 else net
-            for sl in iter_chunks(n, batch):
-                x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
-                # the patch (and the context patch, channels 3–5): their features side by side; a yield after
-                # each part keeps a Cancel within a second on a slow CPU (the same sums either way)
-                fs = []
-                for i in range(0, x.shape[1], 3):
-                    if fs:
-                        step += 1
-                        yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
-                    fs.append(forward(x[:, i:i + 3].contiguous(memory_format=torch.channels_last)))
-                f = torch.cat(fs, dim=1).float().cpu().numpy()
-                if forward is not net:
-                    f, t = split_taps(f, out_dim, backbone.tap_dim)
-                    if tap_out is None:
-                        tap_out = np.empty((n, t.shape[1]), np.float32)
-                    tap_out[sl] = t
-                if out is None:
-                    out = np.empty((len(views), n, f.shape[1]), np.float32)
-                out[vi, sl] = f
-                step += 1
-                yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
+    # inference mode is thread-local: it is entered around each forward pass only, never across a yield (a job
+    # cancelled at a yield would leave its worker thread in inference mode, and the next job there would make
+    # inference tensors: "Inference tensors do not track version counter")
+    for vi, view in enumerate(views):
+        rng = _view_rng(view, patches) if augment else None
+        forward = net.forward_taps if taps and vi == 0 else net
+        for sl in iter_chunks(n, batch):
+            x = view_batch(patches[sl], view, device, augment, rng).contiguous(memory_format=torch.channels_last)
+            # the patch (and the context patch, channels 3–5): their features side by side; a yield after
+            # each part keeps a Cancel within a second on a slow CPU (the same sums either way)
+            fs = []
+            for i in range(0, x.shape[1], 3):
+                if fs:
+                    step += 1
+                    yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
+                with torch.inference_mode():
+                    fs.append(forward(x[:, i:i + 3].contiguous(memory_format=torch.channels_last))
+                              .float().cpu().numpy())
+            f = np.concatenate(fs, axis=1)
+            if forward is not net:
+                f, t = split_taps(f, out_dim, backbone.tap_dim)
+                if tap_out is None:
+                    tap_out = np.empty((n, t.shape[1]), np.float32)
+                tap_out[sl] = t
+            if out is None:
+                out = np.empty((len(views), n, f.shape[1]), np.float32)
+            out[vi, sl] = f
+            step += 1
+            yield Progress(step, total, f"{label}: view {vi + 1}/{len(views)}", "features")
     if out is None:
         out = np.empty((len(views), 0, out_dim), np.float32)
     if taps and tap_out is None:
