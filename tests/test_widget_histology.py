@@ -345,3 +345,15 @@ def test_train_in_the_dock_on_an_open_sample(widget, her2st, qtbot, monkeypatch)
     w.add_section_button.clicked.emit()
     _run(w, qtbot)
     assert len(seen) == 2 and seen[1][0] is viewer.layers["st cells [1]"].metadata["adata"]
+
+
+def test_closing_the_h_and_e_layer_while_predicting_draws_nothing(widget, qtbot):
+    """The heat map was drawn with the closed layer's placement (1.45× off the tissue under another image) and
+    the status said it worked; now nothing is drawn and the status says why."""
+    viewer, w = widget
+    w.tile_um.value = 400.0
+    w.run()
+    viewer.layers.remove("C6 H&E")
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
+    assert w.output_layer is None and "closed while predicting: nothing drawn" in w.status.value
+    assert [ly.name for ly in viewer.layers] == []

@@ -403,3 +403,21 @@ def test_an_unreadable_reference_is_said_not_raised(viewer_with_sample, qtbot, t
     qtbot.waitUntil(lambda: "could not be read" in str(w.estimate.value), timeout=30_000)
     assert "Could not read the reference file notes.h5ad" in str(w.status.value)
     assert w.picker.list.count() == 0
+
+
+def test_save_dialog_replace_yes_replaces_the_file(viewer_with_sample, qtbot, tmp_path, monkeypatch):
+    """Qt's save dialog asks "replace?" for an existing file; after a yes the dock refused ("already exists")."""
+    import anndata as ad
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer, w = viewer_with_sample
+    w.picker.select(["Gad2", "Vip"])
+    w.method.value = "knn"
+    w.run()
+    _wait_idle(w, qtbot)
+    out = tmp_path / "result.h5ad"
+    out.write_text("an older file")
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
+    w._ask_save()
+    _wait_idle(w, qtbot)
+    assert list(ad.read_h5ad(out).var_names) == ["Gad2", "Vip"], w.status.value

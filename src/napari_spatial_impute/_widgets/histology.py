@@ -250,6 +250,7 @@ class HistologyWidget(Scrolls, RunsInWorker, Container):
 
         # the heat map / spots follow the layer however it is placed, in its world units
         self._image_affine, self._image_units = layer_affine_xy(img_layer), tuple(img_layer.units)[-2:]
+        self._image_source = img_layer
         train = self.mode.value == TRAIN
         self._pending_key = self._training_key(kwargs["train_params"]) if train else None
         self._pending_save = kwargs["save_dir"]
@@ -268,6 +269,11 @@ class HistologyWidget(Scrolls, RunsInWorker, Container):
         if self._pending_save is not None:
             self._saved_to.add(self._pending_save)
         self.model, self.result, self._trained_on = model, prediction, self._pending_key
+        if getattr(self, "_image_source", None) not in self.viewer.layers:  # closed while the job ran
+            self.status.value = (f"the H&E layer was closed while predicting: nothing drawn (the model is kept; "
+                                 f"{prediction.n_obs} {'tiles' if is_tiled(prediction) else 'spots'} predicted)")
+            self.progress_bar.value = 100
+            return
         # the most reliable gene when the bundle was validated (as for imputation), else the most expressed one
         gene = default_gene(prediction) if "reliability" in prediction.var else \
             (model.top_genes[0] if model.top_genes else model.genes[0])

@@ -330,8 +330,8 @@ class ImputeWidget(Scrolls, RunsInWorker, Container):
         start = settings.load()["last_folder"] or str(Path.home())
         path, _ = QFileDialog.getSaveFileName(self.native, "Save imputed genes", start,
                                               "AnnData (*.h5ad);;AnnData zarr, any size (*.zarr)")
-        if path:
-            self.save_results(path)
+        if path:  # Qt's dialog has asked "replace?" for an existing file: a yes replaces it (a folder it never asks)
+            self.save_results(path, overwrite=Path(path).is_file())
 
     def _ask_load(self, _value=None) -> None:
         from qtpy.QtWidgets import QFileDialog
