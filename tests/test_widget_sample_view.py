@@ -83,6 +83,7 @@ def test_segmentation_coloured_per_cell_switch_obs_save_reopen(make_napari_viewe
     assert {"Gfap", "Sst", "Pvalb"} <= set(layer.features.columns)  # imputed genes are features of the cells
     painted = w.view.painted["cells"]
     assert painted is spare and painted.visible and painted.colorbar.visible and painted.name != "cells: colour by"
+    assert not layer.visible  # the dots no longer cover the painted segmentation (ticked on, they show coloured)
     assert viewer.scale_bar.visible
     assert all(str(u) == "micrometer" for ly in viewer.layers if ly is not user_he for u in ly.units)
     assert tuple(map(str, user_he.units)) == ("pixel", "pixel")  # a user's layer keeps its units

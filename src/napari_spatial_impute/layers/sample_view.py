@@ -147,6 +147,7 @@ class SampleView:
         self.grid_hidden: list = []  # layers the measured-vs-imputed grid hid (see .sample_grid)
         self._pending_cells = None  # (colouring, rgba) waiting for the hidden cells layer to be shown
         self._watching_visible = False
+        self._cells_hidden_once = False  # the cells' dots hidden once, when a segmentation is first painted
         self.timings: dict[str, float] = {}
         #: runs a display step later (the widgets pass a Qt single-shot timer, so adding a layer and creating
         #: its colorbar happen in separate event-loop turns); default: at once
@@ -370,6 +371,8 @@ class SampleView:
             self.defer(lambda ly=layer, n=f"{pm.name}: {c.name}": self._reveal(ly, n, c))
         self._layers[(pm.name, categorical)] = layer
         self.painted[pm.name] = layer
+        if not self._cells_hidden_once:  # each cell is painted on its segmentation: the dots on top hid it
+            self._cells_hidden_once, self.cells.visible = True, False  # (ticking them on shows them, coloured)
 
     def _reveal(self, layer, name: str, c: Colouring) -> None:
         if c is self.current and layer in self.viewer.layers:
