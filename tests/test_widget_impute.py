@@ -421,3 +421,16 @@ def test_save_dialog_replace_yes_replaces_the_file(viewer_with_sample, qtbot, tm
     w._ask_save()
     _wait_idle(w, qtbot)
     assert list(ad.read_h5ad(out).var_names) == ["Gad2", "Vip"], w.status.value
+
+
+def test_the_colour_dock_lists_genes_imputed_in_the_impute_dock(viewer_with_sample, qtbot):
+    """Opened before imputing, "Colour cells by" listed 0 imputed genes until its cells were picked again."""
+    viewer, w = viewer_with_sample
+    _, dock = viewer.window.add_plugin_dock_widget(PLUGIN, "Colour cells by")
+    qtbot.waitUntil(lambda: dock.colour.view is not None, timeout=30_000)
+    assert not any(k.startswith("imputed:") for k in dock.colour._keys)
+    w.picker.select(["Gad2", "Vip"])
+    w.method.value = "knn"
+    w.run()
+    _wait_idle(w, qtbot)
+    qtbot.waitUntil(lambda: {"imputed:Gad2", "imputed:Vip"} <= set(dock.colour._keys), timeout=10_000)

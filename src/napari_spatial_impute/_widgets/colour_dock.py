@@ -65,8 +65,29 @@ class ColourDock(Scrolls, Container):
                 view.attach(result)
             self.colour.set_view(view)
             self.status.value = f"{len(ids):,} cells; {len(masks)} segmentation mask(s)"
+            self._follow(layer)
 
         self.status.value = "preparing the segmentation…"
         self.worker = create_worker(prepare_masks, jobs)
         self.worker.returned.connect(unless_deleted(done))  # the dock may be closed before the worker returns
         self.worker.start()
+
+    def _follow(self, layer) -> None:
+        """Hear when a result is attached to ``layer`` elsewhere (the Impute dock: its genes become the layer's
+        features, and ``SampleView.attach`` says so), so its imputed genes are listed here at once."""
+        old = getattr(self, "_followed", None)
+        if old is not None and old is not layer:
+            old.events.features.disconnect(self._on_features)
+        if old is not layer:
+            layer.events.features.connect(self._on_features)
+        self._followed = layer
+
+    def _on_features(self, _event=None) -> None:
+        view = self.colour.view
+        layer = getattr(self, "_followed", None)
+        if view is None or layer is None or view.cells is not layer:
+            return
+        result = layer.metadata.get("result")
+        if result is not None and result is not view.result:
+            view.attach(result)  # the same result object: reused, nothing recomputed
+            self.colour.refresh()

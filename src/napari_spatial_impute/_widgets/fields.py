@@ -97,6 +97,6 @@ class Scrolls:
                     fit()
                 return False
 
-        self._follow = _Follow(area)
-        inner.installEventFilter(self._follow)
+        self._width_follower = _Follow(area)
+        inner.installEventFilter(self._width_follower)
         fit()

@@ -188,6 +188,8 @@ class SampleView:
             base = base.drop(columns=[c for c in feats.columns if c in base.columns])
             self.cells.features = pd.concat([base.reset_index(drop=True), feats], axis=1)
             self.defer(lambda: self._add_to_labels(feats))
+        elif hasattr(getattr(self.cells, "events", None), "features"):
+            self.cells.events.features()  # too large to copy: other docks still hear that a result came
         return list(result.genes)
 
     def _label_rows(self, ly) -> np.ndarray:
