@@ -357,3 +357,15 @@ def test_closing_the_h_and_e_layer_while_predicting_draws_nothing(widget, qtbot)
     qtbot.waitUntil(lambda: w._worker is None, timeout=60_000)
     assert w.output_layer is None and "closed while predicting: nothing drawn" in w.status.value
     assert [ly.name for ly in viewer.layers] == []
+
+
+def test_spots_in_micrometres_over_an_image_in_pixels_are_refused(widget, her2st):
+    """The spots of a sample opened with the plugin (µm) over an H&E opened by napari (pixels) landed 0.69×
+    off their tissue with only a hover warning; the run is refused with the fix."""
+    viewer, w = widget
+    _, c6, _, _ = her2st
+    xy = c6.obsm["spatial"]  # µm
+    viewer.add_points(xy[:, ::-1], name="st cells", units=("um", "um"))
+    w.spots_layer.value = "st cells"
+    w.run()
+    assert w._worker is None and "not placed in one world" in w.status.value

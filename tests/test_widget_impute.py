@@ -434,3 +434,14 @@ def test_the_colour_dock_lists_genes_imputed_in_the_impute_dock(viewer_with_samp
     w.run()
     _wait_idle(w, qtbot)
     qtbot.waitUntil(lambda: {"imputed:Gad2", "imputed:Vip"} <= set(dock.colour._keys), timeout=10_000)
+
+
+def test_a_reference_sharing_no_gene_is_said_before_impute(viewer_with_sample, qtbot, tmp_path):
+    import anndata as ad
+
+    viewer, w = viewer_with_sample
+    other = ad.AnnData(np.random.default_rng(0).poisson(2.0, (50, 3)).astype(np.float32),
+                       var=pd.DataFrame(index=["NOPE1", "NOPE2", "NOPE3"]))
+    other.write_h5ad(tmp_path / "other.h5ad")
+    w.reference_file.value = str(tmp_path / "other.h5ad")
+    qtbot.waitUntil(lambda: "shares no gene" in str(w.estimate.value), timeout=30_000)

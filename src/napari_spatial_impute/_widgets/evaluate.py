@@ -91,8 +91,8 @@ class EvaluateWidget(Scrolls, RunsInWorker, Container):
         per_gene = {m: cv.per_gene() for m, cv in self.results.items()}
         genes = list(next(iter(per_gene.values())).index)
         table = {"gene": genes}
-        for m, df in per_gene.items():
-            table[f"PCC {m}"] = [f"{v:.3f}" for v in df.reindex(genes)["pcc"].astype(float)]
+        for m, df in per_gene.items():  # numbers, not text: a sorted column puts -0.5 before -0.05
+            table[f"PCC {m}"] = [round(float(v), 3) for v in df.reindex(genes)["pcc"].astype(float)]
         self.table.native.setSortingEnabled(False)
         self.table.value = table
         self.table.native.setSortingEnabled(True)

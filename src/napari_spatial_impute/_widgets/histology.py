@@ -190,7 +190,15 @@ class HistologyWidget(Scrolls, RunsInWorker, Container):
             image = ArraySlide(data, f"layer {name!r}")
         spots_xy = None
         if self.spots_layer.value not in (None, WHOLE_SLIDE):
-            spots_xy = points_in_image_px(self.viewer.layers[self.spots_layer.value], img_layer)
+            spots = self.viewer.layers[self.spots_layer.value]
+            units = [tuple(map(str, getattr(ly, "units", ())))[-2:] for ly in (spots, img_layer)]
+            if all(units) and units[0] != units[1]:  # one in µm, the other in pixels: not one world
+                raise InputError(f"The spots layer {spots.name!r} is in {units[0][0]}s and the H&E layer "
+                                 f"{img_layer.name!r} in {units[1][0]}s: they are not placed in one world, so the "
+                                 "spots would land beside their tissue.",
+                                 "open the H&E with the same reader as the spots (the plugin places both in µm), "
+                                 "or pick the H&E layer the spots were opened with.")
+            spots_xy = points_in_image_px(spots, img_layer)
         train = self.mode.value == TRAIN
         model_dir, save, trained, params = None, None, None, {}
         if train:
@@ -209,8 +217,12 @@ class HistologyWidget(Scrolls, RunsInWorker, Container):
                 check_bundle_target(save, fix=f"type a new folder name for 'Save bundle to' (e.g. {save.name}_2): "
                                               "the dock writes a bundle as a folder of its own, never over one.")
         else:
-            model_dir = str(self.model_dir.value)
-            if not model_dir or not (Path(model_dir) / "config.json").is_file():
+            folder = path_or_none(self.model_dir)
+            if folder is None:
+                raise InputError("No model bundle chosen.", "pick the folder written by 'histology train' "
+                                 "(Model bundle), or switch to 'Train on sections'.")
+            model_dir = str(folder)
+            if not (folder / "config.json").is_file():
                 raise InputError(f"{model_dir!r} is not a model bundle folder.", "pick the folder written by "
                                  "'histology train', or switch to 'Train on sections'.")
         from ..layers.histology import layer_pixel_size_um

@@ -219,6 +219,10 @@ class ImputeWidget(Scrolls, RunsInWorker, Container):
         layer, info = self._source_layer(), self._ref_info
         if layer is None or info is None:
             return
+        if not info["shared"]:  # nothing to impute from: said before Impute is pressed
+            self.estimate.value = "the reference shares no gene with the panel: choose another reference"
+            self.estimate.tooltip, self._refused = "", None
+            return
         n_targets = self.picker.n_targets()  # chosen, or a sample's held-out genes when nothing is chosen
         if n_targets is None:
             n_targets = target_count(self.picker.mode_key(), len(info["missing"]), len(self.picker.chosen()))

@@ -45,8 +45,8 @@ class SampleResult:
         self.n_matched = int((self.index >= 0).sum())
         if self.n_matched == 0:
             raise InputError(
-                f"The result's cell ids do not match the open sample (result e.g. {list(names[:3])}, sample e.g. "
-                f"{list(ids[:3])}); nothing was recoloured.",
+                f"The result's cell ids do not match the open sample (result e.g. {list(map(str, names[:3]))}, sample "
+                f"e.g. {list(map(str, ids[:3]))}); nothing was recoloured.",
                 "open the sample the result was computed from, or impute again on these cells.")
         if cell_xy is not None and "spatial" in adata.obsm:
             ok = self.index >= 0
