@@ -445,3 +445,13 @@ def test_a_reference_sharing_no_gene_is_said_before_impute(viewer_with_sample, q
     other.write_h5ad(tmp_path / "other.h5ad")
     w.reference_file.value = str(tmp_path / "other.h5ad")
     qtbot.waitUntil(lambda: "shares no gene" in str(w.estimate.value), timeout=30_000)
+
+
+def test_closing_the_cells_layer_during_a_run_adds_no_bare_layer(viewer_with_sample, qtbot):
+    viewer, w = viewer_with_sample
+    w.picker.select(["Gad2"])
+    w.method.value = "knn"
+    w.run()
+    viewer.layers.remove("osmFISH cells")
+    _wait_idle(w, qtbot)
+    assert len(viewer.layers) == 0 and "closed while the job ran" in w.status.value

@@ -253,5 +253,5 @@ def test_load_result_onto_the_open_sample(make_napari_viewer, qtbot, tmp_path):
     viewer.layers.remove("xenium cells")
     _wait(w, qtbot)
     _settled(w, qtbot)
-    assert "closed while the result loaded" in w.status.value, w.status.value
+    assert "closed while the job ran" in w.status.value, w.status.value
     assert "xenium cells" not in [ly.name for ly in viewer.layers]

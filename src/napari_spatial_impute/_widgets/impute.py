@@ -294,8 +294,9 @@ class ImputeWidget(Scrolls, RunsInWorker, Container):
             self.progress_bar.value = 100
             return
         layer = self._target
-        if (layer is None or layer not in self.viewer.layers) and out["spatial"] is None:
-            self.status.value = "the cells layer was closed while the result loaded: nothing was coloured"
+        closed = layer is not None and layer not in self.viewer.layers
+        if closed or (layer is None and out["spatial"] is None):  # a run on a layer never re-adds a bare one
+            self.status.value = "the cells layer was closed while the job ran: nothing was coloured"
             self.progress_bar.value = 0
             return
         if layer is None or layer not in self.viewer.layers:  # spatial from a file: show its cells first
