@@ -272,3 +272,15 @@ def test_measured_colouring_reads_the_counts_where_imputation_does():
     scanpy_like.X = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4).astype(np.float32)
     want = colouring("measured:g3", plain).values
     np.testing.assert_allclose(colouring("measured:g3", scanpy_like).values, want, rtol=1e-6)
+
+
+def test_obs_columns_are_titled_with_their_unit():
+    """The canvas title under a numeric obs column names its unit (the cell_area colorbar had none)."""
+    import pandas as pd
+
+    from napari_spatial_impute.layers.colour_by import obs_colouring
+
+    for name, unit in (("cell_area", "µm²"), ("area_um2", "µm²"), ("transcript_counts", "counts"),
+                       ("blank_counts", "counts"), ("n_genes_by_counts", "genes"), ("score", "obs column")):
+        c = obs_colouring(f"obs:{name}", pd.Series([1.0, 2.0, 3.0]))
+        assert c.unit == unit and c.title == f"{name}\n{unit}", name

@@ -121,7 +121,23 @@ def obs_colouring(key: str, series: pd.Series) -> Colouring:
         return Colouring(key, name, "categorical", codes, "category",
                          categories=[str(c) for c in cat.cat.categories], counts=counts)
     values = pd.to_numeric(series, errors="coerce").to_numpy(np.float32)
-    return Colouring(key, name, "continuous", values, "obs", contrast_limits(values))
+    return Colouring(key, name, "continuous", values, obs_unit(name), contrast_limits(values))
+
+
+#: units of the numeric obs columns the instrument readers (Xenium, MERSCOPE) and scanpy's QC write
+OBS_UNITS = {"cell_area": "µm²", "nucleus_area": "µm²", "volume": "µm³", "x_centroid": "µm", "y_centroid": "µm",
+             "n_transcripts": "counts", "n_counts": "counts", "n_genes_by_counts": "genes", "n_genes": "genes",
+             "pct_counts_mt": "% of counts"}
+
+
+def obs_unit(name: str) -> str:
+    """The unit of a numeric obs column for the canvas title under its name (:data:`OBS_UNITS`, ``*_counts`` →
+    counts, ``*_um2`` → µm²), else "obs column"."""
+    if name in OBS_UNITS:
+        return OBS_UNITS[name]
+    if name.endswith("_counts"):
+        return "counts"
+    return "µm²" if name.endswith("_um2") else "obs column"
 
 
 def colouring(key: str, adata, result=None, library: LibrarySizes | None = None, truth=None,
