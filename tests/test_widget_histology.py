@@ -208,6 +208,8 @@ def test_train_in_the_dock_writes_a_new_folder_and_reuses_the_model(widget, her2
         w.image_file.value = root / "ST-imgs" / img
         w.add_section_button.clicked.emit()
     assert w.sections_label.value == "C2, C3"
+    w.add_section_button.clicked.emit()  # C3 again: it would validate on itself
+    assert w.sections_label.value == "C2, C3" and "is a training section already" in w.status.value
     w.epochs.value = 2
     w.train_params.value = "n_genes=20, patch_px=64, n_views=1, tta=1"
     w.tile_um.value = 400.0
