@@ -118,19 +118,23 @@ def check_declared(X, values: str, what: str, flag: str) -> None:
                          f"{declare_hint(flag, 'counts')}.")
 
 
-def check_all_finite(X, what: str, label: str, rows: int = 65_536) -> None:
-    """Every value of ``X`` finite (the value checks only sample it): a dense matrix is scanned in row blocks."""
+def check_all_finite(X, what: str, label: str, block: int = 1 << 24) -> None:
+    """Every value of ``X`` finite (the value checks only sample it): a dense matrix is scanned in row blocks of
+    about ``block`` values (a 16 M-value block's mask is 16 MB, whatever the width)."""
     if sp.issparse(X):
-        bad = ~np.isfinite(np.asarray(X.data))
-        if bad.any():
-            row = int(np.searchsorted(np.asarray(X.indptr), np.flatnonzero(bad)[0], side="right") - 1) \
-                if X.format == "csr" else None
-            _not_finite(what, label, row)
+        data = np.asarray(X.data)
+        for start in range(0, data.size, block):
+            bad = ~np.isfinite(data[start:start + block])
+            if bad.any():
+                first = start + int(np.flatnonzero(bad)[0])
+                row = int(np.searchsorted(np.asarray(X.indptr), first, side="right") - 1) if X.format == "csr" else None
+                _not_finite(what, label, row)
         return
+    rows = max(1, block // max(1, X.shape[1]))
     for start in range(0, X.shape[0], rows):
-        block = np.asarray(X[start:start + rows])
-        if block.dtype.kind == "f" and not np.isfinite(block).all():
-            _not_finite(what, label, start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0]))
+        part = np.asarray(X[start:start + rows])
+        if part.dtype.kind == "f" and not np.isfinite(part).all():
+            _not_finite(what, label, start + int(np.flatnonzero(~np.isfinite(part).all(axis=1))[0]))
 
 
 def _not_finite(what: str, label: str, row: int | None) -> None:
