@@ -87,9 +87,9 @@ class Scrolls:
             inner.setMaximumWidth(max_px)
             area.setMaximumWidth(max_px + bar)
 
-        def fit() -> None:
-            need = inner.minimumSizeHint().width()
-            area.setMinimumWidth((need if max_px is None else min(need, max_px)) + bar)
+        def fit() -> None:  # with a cap the dock is that wide: its content (long lists, paths) fills the cap
+            need = inner.minimumSizeHint().width() if max_px is None else max_px
+            area.setMinimumWidth(need + bar)
 
         class _Follow(QObject):
             def eventFilter(self, obj, event):  # noqa: N802  (Qt's name)
