@@ -173,9 +173,9 @@ def _splittable_candidates(candidates: str | None) -> str:
     """auto's candidates under Dask: those named (default: every one) whose prediction splits over cells; a
     named per-slide one is refused before any work."""
     from .models import get_imputer
-    from .models.auto import AutoImputer
+    from .models.auto import DEFAULT_CANDIDATES
 
-    names = [c.strip().lower() for c in (candidates or AutoImputer().candidates).split(",") if c.strip()]
+    names = [c.strip().lower() for c in (candidates or DEFAULT_CANDIDATES).split(",") if c.strip()]
     whole = [c for c in names if not get_imputer(c).cell_independent_predict]
     if candidates is not None and whole:
         raise InputError(f"auto's candidates {whole} predict a whole slide at once and cannot be split over cells.",

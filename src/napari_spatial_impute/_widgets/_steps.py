@@ -29,20 +29,10 @@ def load_reference_steps(reference, panel: list[str], values: str = "auto") -> P
     colormap_lut("magma")  # imports matplotlib off the GUI thread
 
     yield Progress(0, 1, "reading the reference's genes", "reference")
-    if isinstance(reference, str | Path) and Path(reference).suffix == ".h5ad":
-        import anndata as ad
+    if isinstance(reference, str | Path):  # an .h5ad opened backed; a 10x matrix (compact, sparse) or a zarr store
+        from ..io.anndata_io import read_reference
 
-        from ..errors import InputError
-
-        try:
-            reference = ad.read_h5ad(str(reference), backed="r")
-        except Exception as err:  # noqa: BLE001  (not HDF5, truncated, another format renamed)
-            raise InputError(f"Could not read the reference file {Path(reference).name} as AnnData: "
-                             f"{type(err).__name__}: {err}",
-                             "choose an .h5ad written by anndata / scanpy (or Cell Ranger's .h5 / matrix "
-                             "folder).") from err
-    elif isinstance(reference, str | Path):  # a 10x matrix (compact, sparse) or an AnnData zarr store
-        reference = _read(reference, "reference")
+        reference = read_reference(reference, backed="r")
     missing, shared, label = gene_candidates(panel, reference, values=values)
     return {"missing": missing, "shared": shared, "identifier": label, "n_obs": int(reference.n_obs)}
 

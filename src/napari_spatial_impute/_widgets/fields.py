@@ -75,28 +75,28 @@ class Scrolls:
         return self._widget._mgui_get_native_widget()
 
     def fit_width(self, max_px: int | None = None) -> None:
-        """Scroll up and down, never sideways: the scroll area stays as wide as what it holds needs (plus its bar,
-        followed as the content changes), so the dock area cannot clip it; with ``max_px`` at most that wide
-        inside (long paths / status lines must not squeeze the canvas). Call at the end of ``__init__``."""
+        """Scroll up and down, never sideways: the scroll area is as wide as what it holds needs (plus its bar,
+        followed as the content changes) or, with ``max_px``, exactly that wide inside (long paths / status lines
+        must not squeeze the canvas). Call at the end of ``__init__``."""
         from qtpy.QtCore import QEvent, QObject, Qt
 
         area, inner = self.native, self.inner
+        layout = inner.layout()
+        if hasattr(layout, "addStretch"):  # napari's stretch goes to the docked widget, now the scroll area: rows
+            layout.addStretch(1)  # packed at the top, not spread over a tall dock
         bar = area.verticalScrollBar().sizeHint().width() + 2 * area.frameWidth()
         area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        if max_px is not None:
+        if max_px is not None:  # a fixed width: nothing to follow
             inner.setMaximumWidth(max_px)
-            area.setMaximumWidth(max_px + bar)
+            area.setFixedWidth(max_px + bar)
+            return
 
-        def fit() -> None:  # with a cap the dock is that wide: its content (long lists, paths) fills the cap
-            need = inner.minimumSizeHint().width() if max_px is None else max_px
-            area.setMinimumWidth(need + bar)
-
-        class _Follow(QObject):
+        class Follow(QObject):  # the content's minimum width, each time its layout changes
             def eventFilter(self, obj, event):  # noqa: N802  (Qt's name)
                 if event.type() == QEvent.Type.LayoutRequest:
-                    fit()
+                    area.setMinimumWidth(inner.minimumSizeHint().width() + bar)
                 return False
 
-        self._width_follower = _Follow(area)
+        self._width_follower = Follow(area)
         inner.installEventFilter(self._width_follower)
-        fit()
+        area.setMinimumWidth(inner.minimumSizeHint().width() + bar)

@@ -236,8 +236,8 @@ SPOT_PIXEL_COLUMNS = (("pixel_x", "pixel_y"), ("x", "y"), ("x_px", "y_px"),
 def as_spots(spots_xy, obs_names=None) -> tuple[np.ndarray | None, list[str] | None]:
     """Spot centres as (n, 2) (x, y) pixels of the image, and their names: from an array, a DataFrame (its
     columns named x / y, pixel_x / pixel_y, …; its index names the spots) or an AnnData (``obsm['spatial_px']``,
-    else scanpy's full-resolution ``obsm['spatial']``; its obs_names). Refuses other shapes, NaN positions and
-    names of another length."""
+    else scanpy's full-resolution ``obsm['spatial']``; its obs_names). Refuses other shapes and names of another
+    length."""
     if spots_xy is None:
         return None, obs_names
     names = None
@@ -265,10 +265,7 @@ def as_spots(spots_xy, obs_names=None) -> tuple[np.ndarray | None, list[str] | N
         raise InputError(f"The spots have shape {xy.shape}; expected (n, 2): one (x, y) pixel position per spot.",
                          "give (n, 2) (x, y) positions in the image's pixels (napari Points are (y, x): "
                          "flip them with points[:, ::-1]).")
-    bad = ~np.isfinite(xy).all(axis=1)
-    if bad.any():
-        raise InputError(f"{int(bad.sum())} of the {len(xy)} spots have no position (NaN or infinite; the first is "
-                         f"row {int(np.flatnonzero(bad)[0])}).", "drop those spots or fill in their positions.")
+    # NaN positions and positions off the image: check_spots_in_image, which every prediction path runs
     names = obs_names if obs_names is not None else names
     if names is not None and len(names) != len(xy):
         raise InputError(f"{len(names)} spot names for {len(xy)} spots.", "give one name per spot.")

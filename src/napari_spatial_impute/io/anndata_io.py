@@ -9,7 +9,8 @@ import numpy as np
 from ..errors import InputError
 
 
-def _read(path: str | Path, what: str):
+def _read(path: str | Path, what: str, backed: str | None = None):
+    """An ``.h5ad`` (``backed="r"``: X left on disk) or an :class:`InputError` naming the file and the fix."""
     import anndata as ad
 
     path = Path(path)
@@ -23,10 +24,10 @@ def _read(path: str | Path, what: str):
     if path.stat().st_size == 0:
         raise InputError(f"The {what} file {path} is empty (0 bytes).", "re-export it.")
     try:
-        adata = ad.read_h5ad(path)
+        adata = ad.read_h5ad(path, backed=backed)
     except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear message
-        raise InputError(f"Could not read the {what} file {path} as AnnData (.h5ad): {type(err).__name__}: {err}",
-                         "write it with anndata's adata.write_h5ad(...).") from err
+        raise InputError(f"Could not read the {what} file {path.name} as AnnData (.h5ad): {type(err).__name__}: "
+                         f"{err}", "write it with anndata's adata.write_h5ad(...).") from err
     return adata
 
 
@@ -101,10 +102,11 @@ def _read_10x(path: Path, folder: Path | None):
     return adata
 
 
-def read_reference(path: str | Path):
+def read_reference(path: str | Path, *, backed: str | None = None):
     """Read a scRNA-seq reference: an AnnData ``.h5ad`` (or ``.zarr``) with counts in layers['counts'], .raw or X
     (checked when used), or Cell Ranger's output as it is: ``filtered_feature_bc_matrix.h5`` or the
-    ``filtered_feature_bc_matrix/`` folder (``matrix.mtx.gz`` + features + barcodes; a file in it will do)."""
+    ``filtered_feature_bc_matrix/`` folder (``matrix.mtx.gz`` + features + barcodes; a file in it will do).
+    ``backed="r"``: an ``.h5ad``'s X stays on disk (listing its genes reads no matrix)."""
     import anndata as ad
 
     path = Path(path)
@@ -123,7 +125,7 @@ def read_reference(path: str | Path):
             raise InputError(f"Could not read the reference {path} as an AnnData zarr store: {type(err).__name__}: "
                              f"{err}", "write it with anndata's adata.write_zarr(...), or give an .h5ad.") from err
     else:
-        adata = _read(path, "reference")
+        adata = _read(path, "reference", backed=backed)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(f"The reference file {Path(path).name} is empty ({adata.n_obs} cells × {adata.n_vars} "
                          "genes).", "point at a file with cells in rows and genes in columns.")

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from ..preprocessing import gene_key
-from .values import VALUE_KINDS, ValueCheck, check_all_finite, check_declared, check_values, declare_hint  # noqa: F401
+from .values import VALUE_KINDS, check_all_finite, check_declared, check_values, declare_hint
 
 #: ``var`` columns that commonly hold gene identifiers, most common first.
 IDENTIFIER_COLUMNS = ("feature_name", "gene_symbols", "gene_symbol", "gene_name", "gene_names", "symbol",

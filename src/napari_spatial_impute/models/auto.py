@@ -52,6 +52,10 @@ FINAL_PARAMS: dict[str, dict[str, Any]] = {
 }
 
 
+#: the methods auto considers unless told (kNN is always one of them)
+DEFAULT_CANDIDATES = "knn,stimpute,spaim"
+
+
 class AutoImputer(Imputer):
     """Chooses kNN, stImpute, SpaIM or a blend of them by inner cross-validation on the measured genes.
 
@@ -69,7 +73,7 @@ class AutoImputer(Imputer):
     method = "auto"
     param_names = ("candidates", "folds", "cv_cells", "screen_folds", "screen_margin", "margin", "seed", "device")
 
-    def __init__(self, candidates: str = "knn,stimpute,spaim", folds: int = 5,
+    def __init__(self, candidates: str = DEFAULT_CANDIDATES, folds: int = 5,
                  cv_cells: int = 1500, screen_folds: int = 1, screen_margin: float = 0.0, margin: float = 0.0,
                  *, seed: int = 0, device: str = "auto"):
         super().__init__(seed=seed, device=device)
